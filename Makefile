@@ -1,0 +1,46 @@
+# Everything a user or CI needs; each target installs what it needs first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export DS_BUILD_OPS := 0
+export DS_ACCELERATOR ?= cpu
+export HDF5_USE_FILE_LOCKING := FALSE
+
+.PHONY: install demo demo-clean test lint format bench clean
+
+# torch is pinned in the same pip command as deepspeed: on its own deepspeed resolves a
+# multi-GB CUDA torch. On a GPU cluster, see README "Install on a GPU cluster".
+$(STAMP): setup.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0 deepspeed mpi4py mpich h5py h5netcdf xarray submitit \
+	    tensorboard numpy scipy matplotlib tqdm pyyaml pytest ruff
+	$(PY) -m pip install -q --no-deps -e '.[dev]'
+	$(PY) -m pip check >/dev/null || $(PY) -m pip check
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m hpc_seaice.demo
+
+demo-clean:
+	rm -rf demo
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m benchmarks
+
+clean: demo-clean
+	rm -rf $(VENV) *.egg-info

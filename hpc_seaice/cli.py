@@ -1,0 +1,148 @@
+"""The `hpc-seaice` command (also `python -m hpc_seaice`).
+
+Each sub-command's handler lives next to the code it drives and is imported only when that
+sub-command runs, so `--help` stays fast. Handlers take the parsed arguments and return an exit
+code; a :class:`~hpc_seaice.errors.UserError` becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from hpc_seaice import __version__
+from hpc_seaice.errors import UserError
+
+# sub-command -> "module:function"
+HANDLERS = {
+    "data synth": "hpc_seaice.data.synth:cli_synth",
+    "data convert": "hpc_seaice.data.convert:cli_convert",
+    "data stats": "hpc_seaice.data.stats:cli_stats",
+    "data verify": "hpc_seaice.data.shards:cli_verify",
+    "train": "hpc_seaice.train.trainer:cli_train",
+    "encode": "hpc_seaice.train.encode:cli_encode",
+    "sample": "hpc_seaice.evaluation.sample:cli_sample",
+    "evaluate": "hpc_seaice.evaluation.evaluate:cli_evaluate",
+    "submit": "hpc_seaice.cluster.submit:cli_submit",
+    "status": "hpc_seaice.cluster.status:cli_status",
+}
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="create, convert, inspect sharded HDF5 data sets")
+    dsub = data.add_subparsers(dest="data_command", metavar="{synth,convert,stats,verify}")
+    dsub.required = True
+
+    synth = dsub.add_parser("synth", help="generate a synthetic neXtSIM-like data set")
+    synth.add_argument("--out", required=True, help="output folder (created)")
+    synth.add_argument("--grid", type=int, default=512, help="grid side in cells (default 512)")
+    synth.add_argument("--start", default="2009-01-01", help="first time stamp (default 2009-01-01)")
+    synth.add_argument("--end", default="2018-12-31", help="last time stamp (default 2018-12-31)")
+    synth.add_argument("--freq", default="6h", help="time step, e.g. 6h, 1D, 5D (default 6h)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--shard-size", type=int, default=256, help="samples per shard (default 256)")
+    synth.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+
+    convert = dsub.add_parser("convert", help="convert neXtSIM NetCDF/zarr output (xarray)")
+    convert.add_argument("inputs", nargs="+", help="NetCDF files, globs or zarr stores")
+    convert.add_argument("--out", required=True, help="output folder (created)")
+    convert.add_argument(
+        "--variables",
+        default="sit,sic,damage,siu,siv",
+        help="source names for sit,sic,damage,siu,siv in this order (default: same names)",
+    )
+    convert.add_argument("--crop", default="", help="y0:y1,x0:x1 crop, e.g. 91:603,8:520")
+    convert.add_argument("--shard-size", type=int, default=256, help="samples per shard")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+
+    stats = dsub.add_parser("stats", help="(re)compute normalisation statistics on the train split")
+    stats.add_argument("path", help="data set folder")
+
+    verify = dsub.add_parser("verify", help="check hashes, shapes and bounds")
+    verify.add_argument("path", help="data set folder")
+
+
+def _add_run_commands(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train the autoencoder or a diffusion model (alone, torchrun, srun or mpirun)",
+    )
+    train.add_argument("config", help="experiment YAML (configs/demo/*.yaml, configs/paper/*.yaml)")
+    train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=100")
+
+    encode = sub.add_parser("encode", help="encode every split into latent shards with a trained VAE")
+    encode.add_argument("--autoencoder", required=True, help="autoencoder run folder")
+    encode.add_argument("--data", required=True, help="field data set folder")
+    encode.add_argument("--out", required=True, help="latent data set folder (created)")
+    encode.add_argument("--batch-size", type=int, default=8, help="samples per forward pass")
+    encode.add_argument("--overwrite", action="store_true", help="replace an existing latent set")
+
+    sample = sub.add_parser("sample", help="generate samples from a trained diffusion run")
+    sample.add_argument("--run", required=True, help="diffusion run folder")
+    sample.add_argument("--num", type=int, required=True, help="number of samples")
+    sample.add_argument("--out", required=True, help="output NetCDF file")
+    sample.add_argument("--steps", type=int, default=20, help="Heun steps (default 20)")
+    sample.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    sample.add_argument("--batch-size", type=int, default=4, help="samples per batch and rank")
+    sample.add_argument("--checkpoint", default="latest", help="checkpoint step or 'latest'")
+
+    evaluate = sub.add_parser("evaluate", help="compare samples with a split; metrics, report, figures")
+    evaluate.add_argument("--samples", nargs="*", default=[], help="sample NetCDF files")
+    evaluate.add_argument("--data", required=True, help="field data set folder")
+    evaluate.add_argument("--split", default="test", help="reference split (default test)")
+    evaluate.add_argument("--out", required=True, help="output folder (created)")
+    evaluate.add_argument("--reconstruct", nargs="*", default=[], help="autoencoder run folders")
+    evaluate.add_argument("--max-states", type=int, default=0, help="cap on reference states (0 = all)")
+
+
+def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:
+    submit = sub.add_parser("submit", help="submit training to SLURM through submitit")
+    submit.add_argument("config", help="experiment YAML")
+    submit.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=100")
+    submit.add_argument("--nodes", type=int, default=1)
+    submit.add_argument("--gpus-per-node", type=int, default=1)
+    submit.add_argument("--tasks-per-node", type=int, default=0, help="default: one per GPU")
+    submit.add_argument("--cpus-per-task", type=int, default=0)
+    submit.add_argument("--mem", default="", help="memory per node, e.g. 64G")
+    submit.add_argument("--partition", default="")
+    submit.add_argument("--time", default="", help="HH:MM:SS")
+    submit.add_argument("--account", default="")
+    submit.add_argument("--qos", default="")
+    submit.add_argument("--constraint", default="")
+    submit.add_argument("--max-requeues", type=int, default=3, help="bounded automatic requeues")
+    submit.add_argument("--array", nargs="*", default=[], help="one override set per array task")
+    submit.add_argument("--dry-run", action="store_true", help="print the sbatch script only")
+    submit.add_argument("--wait", action="store_true", help="wait for the job(s) to finish")
+
+    status = sub.add_parser("status", help="job state, last step and last checkpoint of a run")
+    status.add_argument("run_dir")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpc-seaice",
+        description="Distributed data-space and latent diffusion for Arctic sea ice.",
+    )
+    parser.add_argument("--version", action="version", version=f"hpc-seaice {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _add_data_commands(sub)
+    _add_run_commands(sub)
+    _add_cluster_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    name = args.command if args.command != "data" else f"data {args.data_command}"
+    module_name, func_name = HANDLERS[name].split(":")
+    try:
+        handler = getattr(importlib.import_module(module_name), func_name)
+        return int(handler(args) or 0)
+    except UserError as exc:
+        print(f"hpc-seaice {name}: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hpc-seaice {name}: interrupted", file=sys.stderr, flush=True)
+        return 130

@@ -1,0 +1,276 @@
+"""Typed experiment configuration: YAML files validated against dataclasses.
+
+One :class:`ExperimentConfig` describes a run. It is loaded from YAML, takes dotted
+``key.sub=value`` overrides from the command line, and is written back fully resolved next to
+the run's outputs (``config.yaml``). Unknown keys and wrong types fail with one line naming the
+key (:class:`~hpc_seaice.errors.UserError`).
+
+A ``preset:`` entry in the ``unet`` or ``vae`` section loads ``configs/models/<preset>.yaml``
+first and lets the section's other keys override it, so the paper and demo networks are named
+once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hpc_seaice.errors import UserError
+
+CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class RunConfig:
+    dir: str = "runs/default"
+    keep_checkpoints: int = 3  # keep the latest k checkpoints
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # sharded dataset folder (fields or latents)
+    train_split: str = "train"
+    val_split: str = "validation"
+    num_workers: int = 2
+    prefetch_factor: int = 2
+
+
+@dataclass
+class UNetConfig:
+    """The one denoiser family, used in data space and latent space."""
+
+    preset: str = ""
+    in_channels: int = 5
+    base_channels: int = 64
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    blocks_per_level: int = 2
+    block: str = "convnext"  # convnext | resnet
+    bottleneck_blocks: int = 2  # transformer blocks at the lowest resolution
+    attention_max_side: int = 32  # self-attention only where H, W <= this
+    heads: int = 8
+    embedding_dim: int = 256
+    dropout: float = 0.0
+    channels_last: bool = False
+    compile: bool = False
+
+
+@dataclass
+class VAEConfig:
+    preset: str = ""
+    in_channels: int = 5
+    latent_channels: int = 16
+    base_channels: int = 32
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 4, 4])  # 3 downsamples = 8x
+    blocks_per_level: int = 1
+    decoder: str = "censored"  # censored | gaussian
+    beta: float = 1e-4  # weight of the KL term
+    channels_last: bool = False
+    compile: bool = False
+
+
+@dataclass
+class DiffusionConfig:
+    gamma_min: float = -20.0  # training log-SNR range
+    gamma_max: float = 20.0
+    schedule: str = "adaptive"  # adaptive (Kingma & Gao 2023) | cosine (fixed)
+    adaptive_bins: int = 100
+    adaptive_decay: float = 0.999
+    sampler_steps: int = 20
+    sampler_gamma_min: float = -10.0  # sampling log-SNR range: sigma_ve = exp(-gamma / 2)
+    sampler_gamma_max: float = 15.0
+    sampler_rho: float = 7.0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    warmup_steps: int = 5000
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    batch_size: int = 8  # global batch = micro_batch_size x grad_accum x world size
+    micro_batch_size: int = 0  # per rank; 0 = batch_size / (world size x grad_accum)
+    grad_accum: int = 1
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 100
+    val_every: int = 100
+    val_batches: int = 4
+    image_every: int = 0  # 0 = with validation
+    max_nonfinite_steps: int = 5  # stop after this many non-finite steps in a row
+    progress: bool = True
+
+
+@dataclass
+class EngineConfig:
+    name: str = "ddp"  # ddp | deepspeed
+    zero_stage: int = 0
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
+    deepspeed_config: str = ""  # optional user DeepSpeed JSON, merged under ours
+    timeout_s: float = 600.0  # collective timeout; a lost peer fails every rank within it
+
+
+@dataclass
+class ExperimentConfig:
+    stage: str = "diffusion"  # autoencoder | diffusion
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "stage": ("autoencoder", "diffusion"),
+    "unet.block": ("convnext", "resnet"),
+    "vae.decoder": ("censored", "gaussian"),
+    "diffusion.schedule": ("adaptive", "cosine"),
+    "engine.name": ("ddp", "deepspeed"),
+    "engine.zero_stage": (0, 1, 2, 3),
+    "engine.precision": ("auto", "fp32", "bf16"),
+}
+
+
+def _check_value(key: str, value: Any, hint: Any) -> Any:
+    """Return ``value`` converted to ``hint`` or raise a one-line UserError naming ``key``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _check_value(key, value, args[0])
+    if origin is list:
+        (item_hint,) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config key '{key}': expected a list, got {value!r}")
+        return [_check_value(f"{key}[{i}]", v, item_hint) for i, v in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"config key '{key}': expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"config key '{key}': expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"config key '{key}': expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise UserError(f"config key '{key}': expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint} for {key}")  # programmer error
+
+
+def _load_preset(section: str, name: str) -> dict[str, Any]:
+    path = CONFIG_ROOT / "models" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (CONFIG_ROOT / "models").glob("*.yaml"))
+        raise UserError(f"config key '{section}.preset': unknown preset {name!r} (known: {known})")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a preset must be a mapping of {section} keys")
+    return data
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise UserError(f"config key '{prefix.rstrip('.')}': expected a mapping, got {data!r}")
+    if cls in (UNetConfig, VAEConfig) and data.get("preset"):
+        data = {**_load_preset(prefix.rstrip("."), data["preset"]), **data}
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise UserError(f"unknown config key '{prefix}{key}' (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        key = f"{prefix}{f.name}"
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[f.name] = _build(hint, data[f.name], key + ".")
+        else:
+            value = _check_value(key, data[f.name], hint)
+            if key in CHOICES and value not in CHOICES[key]:
+                raise UserError(f"config key '{key}': {value!r} is not one of {CHOICES[key]}")
+            kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into (["a", "b"], value), the value parsed as YAML."""
+    if "=" not in text:
+        raise UserError(f"override {text!r}: expected key.sub=value")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise UserError(f"override {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each dotted override applied."""
+    result = yaml.safe_load(yaml.safe_dump(data)) or {}
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UserError(f"override {text!r}: '{part}' is not a section")
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
+    return _build(ExperimentConfig, data or {}, "")
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load a YAML experiment config, apply dotted overrides and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the top level must be a mapping")
+    return config_from_dict(apply_overrides(data, overrides or []))
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: Any, path: str | Path) -> None:
+    """Write the fully resolved config as YAML (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    tmp.replace(path)

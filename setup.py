@@ -1,0 +1,31 @@
+"""Install hpc-seaice. torch is pinned by `make install` (see README: CPU and CUDA installs)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="hpc-seaice",
+    version="0.1.0",
+    description="Distributed data-space and latent diffusion models of Arctic-wide sea ice",
+    packages=find_packages(include=["hpc_seaice", "hpc_seaice.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.4",
+        "deepspeed>=0.15",
+        "mpi4py>=3.1",
+        "h5py>=3.8",
+        "h5netcdf>=1.1",
+        "xarray>=2023.1",
+        "submitit>=1.5",
+        "tensorboard>=2.14",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "matplotlib>=3.7",
+        "tqdm>=4.60",
+        "pyyaml>=6.0",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "ruff>=0.5"],
+        "zarr": ["zarr>=2.16"],
+    },
+    entry_points={"console_scripts": ["hpc-seaice=hpc_seaice.cli:main"]},
+)
