@@ -94,10 +94,31 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", required=True, help="output folder (created)")
     evaluate.add_argument("--reconstruct", nargs="*", default=[], help="autoencoder run folders")
     evaluate.add_argument("--max-states", type=int, default=0, help="cap on reference states (0 = all)")
+    evaluate.add_argument("--dx-km", type=float, default=12.0, help="grid spacing in km (default 12)")
+
+
+class _IntermixedParser(argparse.ArgumentParser):
+    """Lets overrides follow options: ``hpc-seaice submit CONFIG --nodes 2 train.max_steps=10``.
+
+    Plain argparse consumes every positional at its first occurrence, so ``key=value`` after an
+    option would be an "unrecognized argument"; intermixed parsing collects them wherever they are.
+    """
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._inside:  # parse_known_intermixed_args calls back into parse_known_args
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
 
 
 def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:
     submit = sub.add_parser("submit", help="submit training to SLURM through submitit")
+    submit.__class__ = _IntermixedParser
     submit.add_argument("config", help="experiment YAML")
     submit.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=100")
     submit.add_argument("--nodes", type=int, default=1)
@@ -111,12 +132,27 @@ def _add_cluster_commands(sub: argparse._SubParsersAction) -> None:
     submit.add_argument("--qos", default="")
     submit.add_argument("--constraint", default="")
     submit.add_argument("--max-requeues", type=int, default=3, help="bounded automatic requeues")
-    submit.add_argument("--array", nargs="*", default=[], help="one override set per array task")
-    submit.add_argument("--dry-run", action="store_true", help="print the sbatch script only")
-    submit.add_argument("--wait", action="store_true", help="wait for the job(s) to finish")
+    submit.add_argument(
+        "--signal-delay-s",
+        type=int,
+        default=120,
+        help="USR2 this many seconds before the time limit: checkpoint, then requeue (default 120)",
+    )
+    submit.add_argument("--job-name", default="", help="default: hpc-seaice-<run dir name>")
+    submit.add_argument(
+        "--array",
+        nargs="*",
+        default=[],
+        help="job array: one quoted override set per element, e.g. 'train.seed=1 run.dir=runs/s1' "
+        "(each element needs its own run.dir; put --array last)",
+    )
+    submit.add_argument("--dry-run", action="store_true", help="print the sbatch script and resolved config only")
+    submit.add_argument(
+        "--wait", action="store_true", help="wait for the job(s), requeues included; non-zero if one failed"
+    )
 
     status = sub.add_parser("status", help="job state, last step and last checkpoint of a run")
-    status.add_argument("run_dir")
+    status.add_argument("run_dir", help="run folder (run.dir of the config)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,6 +55,7 @@ class UNetConfig:
     attention_max_side: int = 32  # self-attention only where H, W <= this
     heads: int = 8
     embedding_dim: int = 256
+    mlp_ratio: int = 4  # hidden width of the block and transformer MLPs, in multiples of the width
     dropout: float = 0.0
     channels_last: bool = False
     compile: bool = False
@@ -68,8 +69,10 @@ class VAEConfig:
     base_channels: int = 32
     channel_mult: list[int] = field(default_factory=lambda: [1, 2, 4, 4])  # 3 downsamples = 8x
     blocks_per_level: int = 1
+    block: str = "resnet"  # resnet | convnext (no FiLM in the VAE)
     decoder: str = "censored"  # censored | gaussian
-    beta: float = 1e-4  # weight of the KL term
+    beta: float = 1e-4  # weight of the KL term (KL averaged per latent element, like the NLL per value)
+    sigma_init: float = 0.5  # initial decoder scale per variable, in normalised units
     channels_last: bool = False
     compile: bool = False
 
@@ -112,6 +115,7 @@ class TrainConfig:
     image_every: int = 0  # 0 = with validation
     max_nonfinite_steps: int = 5  # stop after this many non-finite steps in a row
     progress: bool = True
+    debug_nan_steps: list[int] = field(default_factory=list)  # fault injection for tests
 
 
 @dataclass
@@ -139,6 +143,7 @@ class ExperimentConfig:
 CHOICES: dict[str, tuple[Any, ...]] = {
     "stage": ("autoencoder", "diffusion"),
     "unet.block": ("convnext", "resnet"),
+    "vae.block": ("resnet", "convnext"),
     "vae.decoder": ("censored", "gaussian"),
     "diffusion.schedule": ("adaptive", "cosine"),
     "engine.name": ("ddp", "deepspeed"),

@@ -1,0 +1,80 @@
+"""From noise to physical sea-ice fields: the sampler plus the way back to data space.
+
+A diffusion run generates in its own space: normalised fields (data-space diffusion) or
+standardised latents (latent diffusion). A :class:`FieldDecoder` turns those into physical
+fields clipped to the variables' bounds with land set to 0, and also returns the values before
+clipping, so evaluation can count bound violations. Used by ``hpc-seaice sample`` and by the
+trainer's validation images alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from hpc_seaice.config import DiffusionConfig
+
+
+class FieldDecoder:
+    """Maps generated model-space tensors [B, C, h, w] to physical fields [B, 5, H, W]."""
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class DataSpaceDecoder(FieldDecoder):
+    """Un-normalise (x * std + mean), clip to bounds, land to 0."""
+
+    def __init__(self, mean: Any, std: Any, lower: Any, upper: Any, mask: Any, device: torch.device) -> None:
+        def column(values: Any) -> torch.Tensor:
+            return torch.as_tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+        self.mean, self.std = column(mean), column(std)
+        self.lower, self.upper = column(lower), column(upper)
+        self.mask = torch.as_tensor(mask, dtype=torch.float32, device=device)
+
+    def __call__(self, x):
+        raw = (x.float() * self.std + self.mean) * self.mask
+        clipped = torch.maximum(torch.minimum(raw, self.upper), self.lower) * self.mask
+        return clipped, raw
+
+
+class LatentDecoder(FieldDecoder):
+    """Un-standardise the latent, decode with the VAE (deterministic: clamp(mu, l, u))."""
+
+    def __init__(self, vae: nn.Module, mask: Any, device: torch.device) -> None:
+        self.vae = vae
+        self.mask = torch.as_tensor(mask, dtype=torch.float32, device=device)
+
+    def __call__(self, x):
+        z = self.vae.unstandardize_latent(x.float())
+        mu_norm, _ = self.vae.decode_params(z)
+        raw = self.vae.denormalize(mu_norm) * self.mask
+        return self.vae.decode(z, mask=self.mask), raw
+
+
+@torch.no_grad()
+def generate(
+    net: nn.Module, noise: torch.Tensor, mask: torch.Tensor | None, diffusion: DiffusionConfig, steps: int
+) -> torch.Tensor:
+    """Heun sampling (EDM discretisation) of the v-prediction network from standard-normal noise."""
+    from hpc_seaice.diffusion.sampler import VDenoiser, heun_sample, sampler_sigma_range
+
+    sigma_min, sigma_max = sampler_sigma_range(diffusion)
+    denoiser = VDenoiser(net, mask=mask)
+    return heun_sample(
+        denoiser, noise, num_steps=steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=diffusion.sampler_rho
+    )
+
+
+def decoder_for(
+    manifest: Any, static: Any, vae: nn.Module | None, field_mask: Any, device: torch.device
+) -> FieldDecoder:
+    """The decoder for a diffusion run's data set: data space from its statistics, latent via the VAE."""
+    if manifest.kind == "latent":
+        if vae is None:
+            raise ValueError("a latent-space run needs its VAE to decode")
+        return LatentDecoder(vae, field_mask, device)
+    return DataSpaceDecoder(static.mean, static.std, manifest.lower, manifest.upper, static.mask, device)

@@ -1,0 +1,212 @@
+"""Generated samples as CF-style NetCDF (DESIGN section 3), written and read through xarray.
+
+One file holds one model's ensemble: dims ``(sample, y, x)``, the five variables of
+:mod:`hpc_seaice.data.variables` in physical units with ``units``, ``long_name`` and
+``valid_min``/``valid_max`` where bounded, the ocean ``mask``, 2-D ``lat``/``lon`` and the
+provenance (run, checkpoint step, sampler, steps, seed, ...) as global attributes, so that a file
+is self-describing months later. Optional ``<var>_raw`` variables keep the values before clipping
+to the physical bounds, from which ``evaluate`` measures how often a model leaves the bounds.
+
+Land cells keep the values they were given (the sampler writes 0 there); ``mask`` says which
+cells are ocean.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from hpc_seaice.data.variables import BOUNDS, LONG_NAMES, UNITS, VARIABLES
+from hpc_seaice.errors import UserError
+
+ENGINE = "h5netcdf"
+RAW_SUFFIX = "_raw"
+STANDARD_NAMES = {
+    "sit": "sea_ice_thickness",
+    "sic": "sea_ice_area_fraction",
+    "siu": "sea_ice_x_velocity",
+    "siv": "sea_ice_y_velocity",
+}
+
+
+def _attr_value(value: Any) -> Any:
+    """A value NetCDF can store as an attribute (str, number or 1-D numeric array)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, str | int | float | np.integer | np.floating):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list | tuple | np.ndarray):
+        arr = np.asarray(value)
+        if arr.ndim == 1 and arr.size and np.issubdtype(arr.dtype, np.number):
+            return arr
+    return json.dumps(value, default=str)
+
+
+def _variable_attrs(name: str, raw: bool = False) -> dict[str, Any]:
+    attrs: dict[str, Any] = {"units": UNITS[name], "long_name": LONG_NAMES[name]}
+    if name in STANDARD_NAMES and not raw:
+        attrs["standard_name"] = STANDARD_NAMES[name]
+    lower, upper = BOUNDS[name]
+    if raw:
+        attrs["long_name"] = f"{LONG_NAMES[name]} before clipping to the physical bounds"
+        attrs["comment"] = f"physical bounds [{lower}, {upper}]; values outside them were clipped in {name}"
+    else:
+        if math.isfinite(lower):
+            attrs["valid_min"] = np.float32(lower)
+        if math.isfinite(upper):
+            attrs["valid_max"] = np.float32(upper)
+    return attrs
+
+
+def write_samples(
+    path: str | os.PathLike,
+    fields: np.ndarray,
+    mask: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    attrs: Mapping[str, Any],
+    raw: np.ndarray | None = None,
+) -> Path:
+    """Write an ensemble of physical fields to one NetCDF file (atomically: temp + rename).
+
+    Args:
+        path: output ``.nc`` file; its folder is created.
+        fields: ``[N, C, H, W]`` physical values, channels in ``VARIABLES`` order.
+        mask: ``[H, W]``, 1 = ocean.
+        lat, lon: ``[H, W]`` degrees north / east.
+        attrs: provenance written as global attributes (run, checkpoint step, sampler, steps,
+            seed, ...; a ``model`` entry names the model in evaluation reports).
+        raw: optional ``[N, C, H, W]`` values before clipping, stored as ``<var>_raw``.
+
+    Returns:
+        The path written.
+    """
+    fields = np.asarray(fields)
+    if fields.ndim != 4 or fields.shape[1] != len(VARIABLES):
+        raise ValueError(f"fields must be [N, {len(VARIABLES)}, H, W], got {fields.shape}")
+    n, _, h, w = fields.shape
+    for label, arr in (("mask", mask), ("lat", lat), ("lon", lon)):
+        if np.shape(arr) != (h, w):
+            raise ValueError(f"{label} must be [{h}, {w}], got {np.shape(arr)}")
+    if raw is not None and np.shape(raw) != fields.shape:
+        raise ValueError(f"raw must have the shape of fields {fields.shape}, got {np.shape(raw)}")
+
+    dims = ("sample", "y", "x")
+    data_vars: dict[str, Any] = {}
+    for c, name in enumerate(VARIABLES):
+        data_vars[name] = (dims, fields[:, c].astype(np.float32), _variable_attrs(name))
+        if raw is not None:
+            data_vars[name + RAW_SUFFIX] = (
+                dims,
+                np.asarray(raw[:, c], dtype=np.float32),
+                _variable_attrs(name, raw=True),
+            )
+    data_vars["mask"] = (
+        ("y", "x"),
+        (np.asarray(mask) > 0.5).astype(np.int8),
+        {
+            "long_name": "ocean mask",
+            "flag_values": np.array([0, 1], dtype=np.int8),
+            "flag_meanings": "land ocean",
+            "units": "1",
+        },
+    )
+    coords = {
+        "sample": ("sample", np.arange(n, dtype=np.int32), {"long_name": "sample index"}),
+        "lat": (
+            ("y", "x"),
+            np.asarray(lat, dtype=np.float32),
+            {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude"},
+        ),
+        "lon": (
+            ("y", "x"),
+            np.asarray(lon, dtype=np.float32),
+            {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"},
+        ),
+    }
+    global_attrs: dict[str, Any] = {
+        "Conventions": "CF-1.8",
+        "title": "hpc-seaice generated sea-ice states",
+        "date_created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    global_attrs.update({str(k): _attr_value(v) for k, v in attrs.items()})
+    ds = xr.Dataset(data_vars, coords=coords, attrs=global_attrs)
+
+    encoding: dict[str, dict[str, Any]] = {}
+    for name in ds.data_vars:
+        if ds[name].dims == dims:
+            encoding[name] = {"zlib": True, "complevel": 4, "chunksizes": (1, h, w), "_FillValue": None}
+    for name in ("lat", "lon"):
+        encoding[name] = {"_FillValue": None}
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        ds.to_netcdf(tmp, engine=ENGINE, encoding=encoding)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_samples(path: str | os.PathLike) -> xr.Dataset:
+    """Open a samples file written by :func:`write_samples` (lazily; close it when done).
+
+    Raises:
+        UserError: the file is missing, is not NetCDF, or lacks a variable, the mask or the
+            ``(sample, y, x)`` dimensions.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"samples file {path} does not exist")
+    try:
+        ds = xr.open_dataset(path, engine=ENGINE)
+    except Exception as exc:  # h5py/h5netcdf raise several types for a non-NetCDF file
+        raise UserError(f"samples file {path} is not a readable NetCDF file ({exc})") from exc
+    missing = [name for name in (*VARIABLES, "mask") if name not in ds.variables]
+    if missing:
+        ds.close()
+        raise UserError(f"samples file {path} lacks variable(s) {', '.join(missing)}")
+    for name in VARIABLES:
+        if ds[name].dims != ("sample", "y", "x"):
+            dims = ds[name].dims
+            ds.close()
+            raise UserError(f"samples file {path}: variable {name} has dims {dims}, expected (sample, y, x)")
+    return ds
+
+
+def sample_arrays(ds: xr.Dataset, with_raw: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """``(fields [N, C, H, W] float32, raw [N, C, H, W] or None, mask [H, W] float32)``.
+
+    ``raw`` holds ``<var>_raw`` where present and the clipped values for the variables that have
+    no raw copy; it is None when no variable has one (or ``with_raw`` is false, to save memory).
+    """
+    fields = np.empty((ds.sizes["sample"], len(VARIABLES), ds.sizes["y"], ds.sizes["x"]), np.float32)
+    for c, name in enumerate(VARIABLES):
+        fields[:, c] = ds[name].values
+    has_raw = [name + RAW_SUFFIX in ds.variables for name in VARIABLES]
+    raw = None
+    if with_raw and any(has_raw):
+        raw = np.stack(
+            [
+                ds[name + RAW_SUFFIX].values.astype(np.float32) if present else fields[:, c]
+                for c, (name, present) in enumerate(zip(VARIABLES, has_raw))
+            ],
+            axis=1,
+        )
+    mask = (ds["mask"].values > 0.5).astype(np.float32)
+    return fields, raw, mask

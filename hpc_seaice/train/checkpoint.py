@@ -1,0 +1,198 @@
+"""Atomic checkpoints of a run folder, and loading a trained run for inference.
+
+Layout (DESIGN section 3)::
+
+    runs/<name>/checkpoints/step_00000100/   model.pt (weights + EMA), trainer_state.pt (step,
+                                            data position, noise schedule, RNG), meta.json,
+                                            and the engine's own files (optimizer.pt for DDP,
+                                            DeepSpeed's partitioned state)
+    runs/<name>/checkpoints/latest          text: the name of the newest complete checkpoint
+
+A checkpoint is written into ``.tmp-step_XXXXXXXX``, every file fsynced, then renamed; ``latest``
+is replaced last (temp file + rename), so a crash at any moment leaves the previous checkpoint
+usable. Only the newest ``keep`` checkpoints are kept. Everything we write loads with
+``torch.load(weights_only=True)``: tensors, numbers, strings and containers, no pickled objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hpc_seaice.errors import UserError
+from hpc_seaice.train import distributed as hdist
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+
+
+def step_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None for a fresh run."""
+    root = Path(run_dir) / CHECKPOINTS
+    pointer = root / LATEST
+    if not pointer.is_file():
+        return None
+    folder = root / pointer.read_text().strip()
+    if not (folder / "model.pt").is_file():
+        raise UserError(f"{pointer} names {folder.name}, which is missing or incomplete")
+    return folder
+
+
+def find_checkpoint(run_dir: str | Path, step: str | int = "latest") -> Path:
+    if str(step) == "latest":
+        folder = latest_checkpoint(run_dir)
+        if folder is None:
+            raise UserError(f"{run_dir}: no checkpoint yet (no {CHECKPOINTS}/{LATEST})")
+        return folder
+    folder = Path(run_dir) / CHECKPOINTS / step_name(int(step))
+    if not (folder / "model.pt").is_file():
+        raise UserError(f"{run_dir}: no checkpoint for step {step}")
+    return folder
+
+
+def all_finite(module: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    engine: Any,
+    model_state: dict[str, Any],
+    trainer_state: dict[str, Any],
+    meta: dict[str, Any],
+    keep: int,
+) -> Path:
+    """Write one checkpoint on every rank (collective: all ranks must call it)."""
+    root = Path(run_dir) / CHECKPOINTS
+    final = root / step_name(step)
+    tmp = root / f".tmp-{step_name(step)}"
+    main = hdist.rank() == 0
+    if main:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    hdist.barrier()
+    engine.save(tmp)
+    hdist.barrier()
+    if main:
+        torch.save(model_state, tmp / "model.pt")
+        torch.save(trainer_state, tmp / "trainer_state.pt")
+        (tmp / "meta.json").write_text(json.dumps({**meta, "step": step, "time": time.time()}, indent=1))
+        _fsync_tree(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.replace(final)
+        _write_text_atomic(root / LATEST, final.name + "\n")
+        _prune(root, keep)
+    hdist.barrier()
+    return final
+
+
+def _prune(root: Path, keep: int) -> None:
+    folders = sorted(p for p in root.glob("step_*") if p.is_dir())
+    for old in folders[: max(len(folders) - max(keep, 1), 0)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_states(folder: Path, device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model_state, trainer_state) of a checkpoint folder, loaded without pickle."""
+    try:
+        model_state = torch.load(folder / "model.pt", map_location=device, weights_only=True)
+        trainer_state = torch.load(folder / "trainer_state.pt", map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise UserError(f"{folder}: incomplete checkpoint ({Path(exc.filename).name} missing)") from None
+    except RuntimeError as exc:
+        raise UserError(f"{folder}: unreadable checkpoint ({str(exc).splitlines()[0]})") from None
+    return model_state, trainer_state
+
+
+def load_module_state(module: nn.Module, state: dict[str, Any], where: str) -> None:
+    """Load weights, turning a shape or key mismatch into one line naming the checkpoint."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
+        raise UserError(f"{where}: checkpoint does not match the configured model ({first})") from None
+
+
+@dataclass
+class LoadedRun:
+    """A trained run, ready for inference (EMA weights, eval mode)."""
+
+    run_dir: Path
+    config: Any  # ExperimentConfig
+    step: int
+    model: nn.Module  # VAE for autoencoder runs, UNet for diffusion runs
+    data_manifest: Any  # Manifest of the data the run trained on
+    data_static: Any  # Static of that data set (mask, lat/lon, normalisation)
+    vae: nn.Module | None = None  # latent diffusion runs: the frozen VAE (its EMA weights)
+    vae_run: LoadedRun | None = None
+
+    @property
+    def is_latent(self) -> bool:
+        return self.vae is not None
+
+
+def load_inference_model(
+    run_dir: str | Path, step: str | int = "latest", device: torch.device | str = "cpu"
+) -> LoadedRun:
+    """Load a run's EMA weights (and for latent diffusion the VAE it was trained on)."""
+    from hpc_seaice.config import load_config
+    from hpc_seaice.data.shards import read_manifest, read_static
+    from hpc_seaice.train.tasks import build_task_model
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"{run_dir}: not a run folder (no config.yaml)")
+    cfg = load_config(run_dir / "config.yaml")
+    folder = find_checkpoint(run_dir, step)
+    device = torch.device(device)
+    manifest = read_manifest(cfg.data.path)
+    static = read_static(cfg.data.path)
+    model = build_task_model(cfg, manifest, static)
+    model_state, trainer_state = load_states(folder, device)
+    load_module_state(model, model_state["ema"]["module"], str(folder))
+    model.to(device).eval().requires_grad_(False)
+    loaded = LoadedRun(run_dir, cfg, int(trainer_state["step"]), model, manifest, static)
+    if manifest.kind == "latent":
+        source = manifest.source or {}
+        vae_dir = source.get("autoencoder_run")
+        if not vae_dir:
+            raise UserError(f"{cfg.data.path}: latent data set does not record its autoencoder_run")
+        loaded.vae_run = load_inference_model(vae_dir, source.get("autoencoder_step", "latest"), device)
+        loaded.vae = loaded.vae_run.model
+    return loaded

@@ -1,0 +1,256 @@
+"""One place that turns a launcher's environment into a torch.distributed process group.
+
+Supported launchers, in the order they are recognised:
+
+1. torchrun (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``);
+2. mpirun/mpiexec: OpenMPI (``OMPI_COMM_WORLD_*``) or MPICH/PMI (``PMI_RANK``, ``PMI_SIZE``);
+   MPI is only the launcher and rendezvous: rank 0's address and a free port are broadcast with
+   mpi4py, gloo/NCCL do the collectives (this torch has no MPI backend);
+3. SLURM tasks started by srun (``SLURM_PROCID``, ``SLURM_NTASKS``/``SLURM_STEP_NUM_TASKS``,
+   ``SLURM_LOCALID``); the master is the first host of ``SLURM_JOB_NODELIST`` and the port is
+   derived from the job id, so every task computes the same address without talking first;
+4. otherwise a single process.
+
+All five variables DeepSpeed reads are exported, because with any of them missing
+``deepspeed.init_distributed`` runs its own discovery and picks another interface.
+The backend is NCCL on GPUs and gloo on CPU. Interface pinning uses the standard variables
+(``GLOO_SOCKET_IFNAME``, ``NCCL_SOCKET_IFNAME``), as on real clusters.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+    launcher: str = "single"  # single | torchrun | mpi | slurm
+    hostname: str = ""
+    hosts: tuple[str, ...] = ()  # hostname of every rank, filled after init
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def expand_nodelist(nodelist: str) -> list[str]:
+    """Expand a SLURM node list such as ``n[1-2],gpu[01,03-04]`` into host names.
+
+    ``scontrol show hostnames`` is used when available (it knows every syntax); this parser
+    covers the common forms so that the address is also found where scontrol is absent.
+    """
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=10)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    hosts: list[str] = []
+    for prefix, ranges, plain in re.findall(r"([^,\[]+)\[([^\]]+)\]|([^,\[\]]+)", nodelist):
+        if plain:
+            hosts.append(plain)
+            continue
+        for part in ranges.split(","):
+            if "-" in part:
+                lo, hi = part.split("-")
+                hosts.extend(f"{prefix}{i:0{len(lo)}d}" for i in range(int(lo), int(hi) + 1))
+            else:
+                hosts.append(f"{prefix}{part}")
+    return hosts
+
+
+def slurm_master_port(job_id: str) -> int:
+    """A port every task of a job derives alike: 15000 + the job id's last four digits."""
+    digits = re.sub(r"\D", "", job_id) or "0"
+    return 15000 + int(digits[-4:])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+def _mpi_rendezvous(rank: int) -> tuple[str, int]:
+    """Broadcast rank 0's address and a free port over MPI."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    hostnames = comm.allgather(socket.gethostname())
+    if rank == 0:
+        same_host = len(set(hostnames)) == 1
+        addr = "127.0.0.1" if same_host else socket.gethostbyname(socket.gethostname())
+        payload = (addr, _free_port())
+    else:
+        payload = None
+    return comm.bcast(payload, root=0)
+
+
+def detect_environment(environ: dict[str, str] | None = None) -> DistEnv:
+    """Read rank, world size and rendezvous address from the launcher's variables."""
+    env = os.environ if environ is None else environ
+    host = socket.gethostname()
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return DistEnv(
+            rank=int(env["RANK"]),
+            world_size=int(env["WORLD_SIZE"]),
+            local_rank=int(env.get("LOCAL_RANK", 0)),
+            master_addr=env.get("MASTER_ADDR", "127.0.0.1"),
+            master_port=int(env.get("MASTER_PORT", 29500)),
+            launcher="torchrun",
+            hostname=host,
+        )
+    mpi_rank = env.get("OMPI_COMM_WORLD_RANK", env.get("PMI_RANK"))
+    mpi_size = env.get("OMPI_COMM_WORLD_SIZE", env.get("PMI_SIZE"))
+    if mpi_rank is not None and mpi_size is not None:
+        rank, size = int(mpi_rank), int(mpi_size)
+        local = env.get("OMPI_COMM_WORLD_LOCAL_RANK", env.get("MPI_LOCALRANKID", "0"))
+        if size > 1:
+            addr, port = _mpi_rendezvous(rank)
+        else:
+            addr, port = "127.0.0.1", _free_port()
+        return DistEnv(rank, size, int(local), addr, port, "mpi", host)
+    if "SLURM_PROCID" in env and ("SLURM_STEP_NUM_TASKS" in env or "SLURM_NTASKS" in env):
+        size = int(env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1")))
+        nodelist = env.get("SLURM_STEP_NODELIST", env.get("SLURM_JOB_NODELIST", host))
+        hosts = expand_nodelist(nodelist)
+        master = hosts[0] if hosts else "127.0.0.1"
+        if size > 1 and master == host and len(hosts) == 1:
+            master = "127.0.0.1"
+        return DistEnv(
+            rank=int(env["SLURM_PROCID"]),
+            world_size=size,
+            local_rank=int(env.get("SLURM_LOCALID", 0)),
+            master_addr=env.get("MASTER_ADDR", master),
+            master_port=int(env.get("MASTER_PORT", slurm_master_port(env.get("SLURM_JOB_ID", "0")))),
+            launcher="slurm",
+            hostname=host,
+        )
+    return DistEnv(hostname=host, master_port=_free_port())
+
+
+def init_distributed(timeout_s: float = 600.0, force_process_group: bool = False) -> DistEnv:
+    """Initialise torch.distributed from the launcher's environment and return the rank layout.
+
+    A single process gets no process group unless ``force_process_group`` (DeepSpeed wants one).
+    ``timeout_s`` bounds every collective: when a peer or the link to it is lost, each surviving
+    rank fails within it instead of hanging.
+    """
+    info = detect_environment()
+    if torch.cuda.is_available():
+        torch.cuda.set_device(info.local_rank % torch.cuda.device_count())
+        info.device = torch.device("cuda", torch.cuda.current_device())
+    for key, value in (
+        ("RANK", info.rank),
+        ("WORLD_SIZE", info.world_size),
+        ("LOCAL_RANK", info.local_rank),
+        ("MASTER_ADDR", info.master_addr),
+        ("MASTER_PORT", info.master_port),
+    ):
+        os.environ[key] = str(value)
+    if dist.is_initialized():
+        info.hosts = _gather_hosts(info)
+        return info
+    if info.world_size > 1 or force_process_group:
+        dist.init_process_group(
+            backend="nccl" if info.device.type == "cuda" else "gloo",
+            init_method=f"tcp://{info.master_addr}:{info.master_port}",
+            rank=info.rank,
+            world_size=info.world_size,
+            timeout=datetime.timedelta(seconds=timeout_s),
+        )
+    info.hosts = _gather_hosts(info)
+    return info
+
+
+def _gather_hosts(info: DistEnv) -> tuple[str, ...]:
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return (info.hostname,)
+    hosts: list[str] = [""] * dist.get_world_size()
+    dist.all_gather_object(hosts, info.hostname)
+    return tuple(hosts)
+
+
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_initialized() else 0
+
+
+def all_reduce_max(flag: int, device: torch.device) -> int:
+    """The maximum of an integer over ranks (how all ranks agree on a stop flag)."""
+    if not is_initialized():
+        return flag
+    tensor = torch.tensor([flag], dtype=torch.int64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
+    if not is_initialized():
+        return value
+    value = value.clone()
+    dist.all_reduce(value)
+    return value / dist.get_world_size()
+
+
+def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate equally shaped tensors of every rank along dim 0, in rank order."""
+    if not is_initialized():
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
+def barrier() -> None:
+    if is_initialized():
+        dist.barrier()
+
+
+def finalize_and_exit(code: int) -> None:
+    """End a worker so a finished run always exits ``code`` (0) and a failed one never does.
+
+    torch 2.13 + gloo aborts about 1 run in 10 while tearing down at interpreter exit
+    (``terminate called without an active exception``), after all work is done. A clean barrier,
+    destroying the group ourselves, flushing and ``os._exit`` skip that teardown. On failure the
+    barrier is skipped: a dead peer would make it wait for the whole collective timeout.
+    """
+    if is_initialized():
+        try:
+            if code == 0:
+                dist.barrier()
+            dist.destroy_process_group()
+        except Exception as exc:  # a lost peer at the very end still fails the run
+            print(f"hpc-seaice: error while leaving the process group: {exc}", file=sys.stderr)
+            code = code or 1
+    if "mpi4py.MPI" in sys.modules:  # mpiexec expects MPI_Finalize from every rank
+        sys.modules["mpi4py.MPI"].Finalize()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

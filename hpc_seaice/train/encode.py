@@ -1,0 +1,161 @@
+"""``hpc-seaice encode``: cache the VAE latents of every split as a sharded latent data set.
+
+Latent diffusion then trains on these shards and never runs the encoder. Each rank encodes a
+contiguous part of each split and writes its own shards (``<split>-r<rank>-NNNNN.h5``: one
+writer per file, so no parallel HDF5 is needed); rank 0 merges the manifests, computes the
+latent standardisation statistics over the train split (stored in the latent ``static.h5``) and
+writes them into the VAE's checkpoint as well, so the saved model carries them.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hpc_seaice.errors import UserError
+from hpc_seaice.train import distributed as hdist
+
+
+def _coarsen(values: np.ndarray, factor: int) -> np.ndarray:
+    """Block means: the latent grid's lat/lon from the field grid's."""
+    h, w = values.shape
+    return values.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+
+
+def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, overwrite: bool, env: Any) -> Path:
+    from tqdm import tqdm
+
+    from hpc_seaice.data.dataset import ShardedDataset, partition
+    from hpc_seaice.data.shards import (
+        ShardWriter,
+        merge_manifests,
+        prepare_output_dir,
+        read_manifest,
+        read_static,
+        write_manifest,
+        write_static,
+    )
+    from hpc_seaice.data.stats import compute_stats
+    from hpc_seaice.train.checkpoint import find_checkpoint, load_inference_model
+
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    loaded = load_inference_model(autoencoder_run, device=env.device)
+    if loaded.config.stage != "autoencoder":
+        raise UserError(f"--autoencoder {autoencoder_run}: a {loaded.config.stage} run, not an autoencoder run")
+    vae = loaded.model
+    fields = read_manifest(data)
+    static = read_static(data)
+    if fields.kind != "fields" or list(fields.variables) != list(loaded.data_manifest.variables):
+        raise UserError(f"--data {data}: variables {fields.variables} do not match the autoencoder's data")
+    if list(fields.grid) != list(loaded.data_manifest.grid):
+        raise UserError(f"--data {data}: grid {fields.grid} != the autoencoder's {loaded.data_manifest.grid}")
+    latent_shape = tuple(vae.latent_shape(*fields.grid))
+    channels = latent_shape[0]
+    factor = fields.grid[0] // latent_shape[1]
+    out_dir = Path(out)
+    if env.is_main:
+        prepare_output_dir(out_dir, overwrite)
+    hdist.barrier()
+
+    names = [f"z{i:02d}" for i in range(channels)]
+    manifests = []
+    for split in fields.splits:
+        try:
+            dataset = ShardedDataset(data, split=split)
+        except UserError as exc:
+            if "no samples" in str(exc) or "empty" in str(exc):
+                continue  # an empty split has nothing to encode
+            raise
+        mine = list(partition(len(dataset), env.rank, env.world_size))
+        if not mine:
+            continue
+        writer = ShardWriter(
+            out_dir,
+            kind="latent",
+            variables=names,
+            units=["1"] * channels,
+            lower=[-math.inf] * channels,
+            upper=[math.inf] * channels,
+            grid=list(latent_shape[1:]),
+            shard_size=max(256, batch_size),
+            shard_prefix=f"{split}-r{env.rank:03d}",
+        )
+        bar = tqdm(total=len(mine), desc=f"encode {split}", unit="sample", disable=not env.is_main, file=sys.stderr)
+        with writer, torch.no_grad():
+            for first in range(0, len(mine), batch_size):
+                index = mine[first : first + batch_size]
+                x = torch.stack([dataset[i] for i in index]).to(env.device)
+                mean, logvar = vae.encode(x)
+                writer.write(mean.float().cpu().numpy(), dataset.times[index], logvar.float().cpu().numpy())
+                bar.update(len(index))
+        bar.close()
+        manifests.append(writer.build_manifest(splits=fields.splits))
+    gathered: list[Any] = [None] * env.world_size
+    if hdist.is_initialized():
+        torch.distributed.all_gather_object(gathered, manifests)
+    else:
+        gathered = [manifests]
+    if env.is_main:
+        parts = [m for rank_parts in gathered for m in rank_parts]
+        if not parts:
+            raise UserError(f"--data {data}: no samples in any split")
+        manifest = merge_manifests(parts)
+        step = int(find_checkpoint(autoencoder_run).name.split("_")[-1])
+        manifest.source = {
+            "autoencoder_run": str(Path(autoencoder_run).resolve()),
+            "autoencoder_step": step,
+            "fields_dataset": str(Path(data).resolve()),
+        }
+        write_manifest(out_dir, manifest)
+        ones = np.ones(latent_shape[1:], dtype=np.float32)
+        write_static(out_dir, ones, _coarsen(static.lat, factor), _coarsen(static.lon, factor))
+        mean, std = compute_stats(out_dir, "train", progress=False)
+        store_latent_stats(autoencoder_run, mean, std)
+        print(
+            f"encoded {manifest.num_samples} samples of {data} into {out_dir} "
+            f"({channels} x {latent_shape[1]} x {latent_shape[2]} latents, {len(manifest.shards)} shards); "
+            f"latent std over train: {np.round(std, 3).tolist()}",
+            flush=True,
+        )
+    hdist.barrier()
+    return out_dir
+
+
+def store_latent_stats(autoencoder_run: str, mean: np.ndarray, std: np.ndarray) -> None:
+    """Write the latent standardisation statistics into the VAE checkpoint (model and EMA)."""
+    from hpc_seaice.train.checkpoint import find_checkpoint
+
+    path = find_checkpoint(autoencoder_run) / "model.pt"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "ema"):
+        weights = state[key]
+        target = weights.get("module", weights) if isinstance(weights.get("module"), dict) else weights
+        for name, values in (("latent_mean", mean), ("latent_std", std)):
+            matches = [k for k in target if k.endswith(name)]
+            if not matches:
+                raise RuntimeError(f"{path}: no {name} buffer in the {key} weights")
+            for k in matches:
+                target[k] = torch.as_tensor(values, dtype=target[k].dtype).reshape(target[k].shape)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def cli_encode(args: Any) -> int:
+    env = hdist.init_distributed()
+    try:
+        encode_dataset(args.autoencoder, args.data, args.out, args.batch_size, args.overwrite, env)
+        code = 0
+    except UserError as exc:
+        if env.is_main:
+            print(f"hpc-seaice encode: error: {exc}", file=sys.stderr, flush=True)
+        code = 2
+    if hdist.is_initialized():
+        hdist.finalize_and_exit(code)
+    return code

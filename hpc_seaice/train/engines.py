@@ -1,0 +1,299 @@
+"""Training engines behind one small interface: PyTorch DDP and DeepSpeed.
+
+The trainer never branches on the engine. It asks an engine for one optimizer step over a number
+of micro-batches (``train_step``), and to save or load its own part of a checkpoint. Everything
+engine-specific (``no_sync`` during accumulation, DeepSpeed's ``backward``/``step``, ZeRO
+partitioned state) stays here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hpc_seaice.config import EngineConfig, OptimConfig, TrainConfig
+from hpc_seaice.errors import UserError
+from hpc_seaice.train import distributed as hdist
+
+
+@dataclass
+class StepResult:
+    loss: float  # mean loss over the global batch
+    grad_norm: float  # before clipping; nan/inf when not finite
+    skipped: bool  # True when the update was skipped for non-finite values
+
+
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups with weight decay on weight matrices and kernels only.
+
+    Biases, norm scales and layer-scale vectors (one value per channel, whatever their
+    broadcast shape) are not decayed, following the authors' setup.
+    """
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        is_matrix = param.ndim >= 2 and param.numel() != param.shape[0]
+        (decay if is_matrix else no_decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def lr_multiplier(step: int, optim: OptimConfig, max_steps: int) -> float:
+    """Linear warm-up, then cosine annealing down to ``min_lr`` at ``max_steps``."""
+    warmup = min(optim.warmup_steps, max(max_steps - 1, 0))
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    span = max(max_steps - warmup, 1)
+    progress = min(max(step - warmup, 0) / span, 1.0)
+    floor = optim.min_lr / optim.lr if optim.lr > 0 else 0.0
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class SkippableAdamW(torch.optim.AdamW):
+    """AdamW whose next ``step`` can be skipped as a whole (no moments, no decay).
+
+    DeepSpeed calls the client optimizer's ``step`` itself at the accumulation boundary; this
+    flag is how a step with a non-finite loss leaves the weights and moments untouched there.
+    """
+
+    skip_next: bool = False
+
+    def step(self, closure: Callable | None = None) -> Any:  # type: ignore[override]
+        if self.skip_next:
+            self.skip_next = False
+            return None
+        return super().step(closure)
+
+
+def build_optimizer(model: nn.Module, optim: OptimConfig) -> SkippableAdamW:
+    return SkippableAdamW(decay_groups(model, optim.weight_decay), lr=optim.lr, betas=tuple(optim.betas), eps=1e-8)
+
+
+def resolve_precision(engine: EngineConfig, device: torch.device) -> str:
+    if engine.precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return engine.precision
+
+
+class Engine:
+    """The interface the trainer uses."""
+
+    name = "base"
+    model: nn.Module  # the bare network (EMA, inference weights)
+    optimizer: SkippableAdamW
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+
+    def train_step(self, compute_loss: Callable[[nn.Module, int], torch.Tensor], num_micro: int) -> StepResult:
+        raise NotImplementedError
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def gathered_parameters(self) -> contextlib.AbstractContextManager:
+        """A context in which ``self.model``'s parameters are whole on every rank."""
+        return contextlib.nullcontext()
+
+    def save(self, folder: Path) -> None:
+        raise NotImplementedError
+
+    def load(self, folder: Path) -> None:
+        raise NotImplementedError
+
+
+class DDPEngine(Engine):
+    """Plain PyTorch: DDP across ranks (none for one process), gradient accumulation with
+    ``no_sync`` on all but the last micro-batch, clipping, bf16 autocast on GPU."""
+
+    name = "ddp"
+
+    def __init__(self, model: nn.Module, optim: OptimConfig, train: TrainConfig, engine: EngineConfig, env) -> None:
+        self.model = model.to(env.device)
+        self.device = env.device
+        self.precision = resolve_precision(engine, env.device)
+        self.grad_clip = optim.grad_clip
+        if hdist.world_size() > 1:
+            device_ids = [env.device.index] if env.device.type == "cuda" else None
+            self.module: nn.Module = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        else:
+            self.module = self.model
+        self.optimizer = build_optimizer(self.model, optim)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_multiplier(s, optim, train.max_steps)
+        )
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self, compute_loss, num_micro: int) -> StepResult:
+        self.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
+        for i in range(num_micro):
+            sync = i == num_micro - 1 or not isinstance(self.module, nn.parallel.DistributedDataParallel)
+            context = contextlib.nullcontext() if sync else self.module.no_sync()
+            with context:
+                with self._autocast():
+                    loss = compute_loss(self.module, i)
+                (loss.float() / num_micro).backward()
+            total += loss.detach().float()
+        mean_loss = hdist.all_reduce_mean(total / num_micro)
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        max_norm = self.grad_clip if self.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
+        # Gradients are already all-reduced, so every rank reaches the same verdict.
+        finite = bool(torch.isfinite(mean_loss)) and bool(torch.isfinite(grad_norm))
+        if finite:
+            self.optimizer.step()
+        self.scheduler.step()
+        return StepResult(float(mean_loss), float(grad_norm), not finite)
+
+    def save(self, folder: Path) -> None:
+        if hdist.rank() == 0:
+            state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+            torch.save(state, folder / "optimizer.pt")
+
+    def load(self, folder: Path) -> None:
+        path = folder / "optimizer.pt"
+        if not path.is_file():
+            raise UserError(f"{folder}: no optimizer.pt; was this checkpoint written by engine.name=ddp?")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+def _skip_shm_build_if_asked() -> None:
+    """Optionally skip DeepSpeed's shared-memory comm op JIT build (about 26 s once per machine).
+
+    Opt-in through ``HPC_SEAICE_DS_SKIP_SHM=1`` (the test suite sets it): the op only speeds up
+    intra-node CPU collectives, gloo does the work without it.
+    """
+    if os.environ.get("HPC_SEAICE_DS_SKIP_SHM") == "1":
+        import importlib
+
+        # By module name: the attribute deepspeed.comm.torch is the torch package itself.
+        ds_torch_comm = importlib.import_module("deepspeed.comm.torch")
+        if hasattr(ds_torch_comm, "build_shm_op"):
+            ds_torch_comm.build_shm_op = lambda: None
+
+
+def deepspeed_config(
+    optim: OptimConfig, train: TrainConfig, engine: EngineConfig, precision: str, micro: int
+) -> dict[str, Any]:
+    """Our settings as a DeepSpeed config; a user JSON (``engine.deepspeed_config``) is merged
+    under ours, so batch geometry, clipping, ZeRO stage and precision always match the run."""
+    config: dict[str, Any] = {}
+    if engine.deepspeed_config:
+        path = Path(engine.deepspeed_config)
+        if not path.is_file():
+            raise UserError(f"config key 'engine.deepspeed_config': file not found: {path}")
+        try:
+            config = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: not valid JSON ({exc})") from None
+    for key in ("optimizer", "scheduler"):
+        if key in config:
+            raise UserError(
+                f"{engine.deepspeed_config}: remove '{key}'; the trainer passes its own AdamW and LR schedule"
+            )
+    zero = dict(config.get("zero_optimization", {}))
+    zero["stage"] = engine.zero_stage
+    config.update(
+        {
+            "train_batch_size": train.batch_size,
+            "train_micro_batch_size_per_gpu": micro,
+            "gradient_accumulation_steps": train.grad_accum,
+            "gradient_clipping": optim.grad_clip,
+            "zero_optimization": zero,
+            "bf16": {"enabled": precision == "bf16"},
+            "steps_per_print": 10**9,
+            "wall_clock_breakdown": False,
+        }
+    )
+    config.setdefault("zero_allow_untested_optimizer", True)
+    return config
+
+
+class DeepSpeedEngine(Engine):
+    """DeepSpeed with our AdamW as client optimizer, ZeRO stages 0-3, bf16 where asked."""
+
+    name = "deepspeed"
+
+    def __init__(
+        self, model: nn.Module, optim: OptimConfig, train: TrainConfig, engine: EngineConfig, env, micro: int
+    ) -> None:
+        _skip_shm_build_if_asked()
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="nccl" if env.device.type == "cuda" else "gloo")
+        self.device = env.device
+        self.precision = resolve_precision(engine, env.device)
+        self.zero_stage = engine.zero_stage
+        optimizer = build_optimizer(model, optim)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, optim, train.max_steps))
+        config = deepspeed_config(optim, train, engine, self.precision, micro)
+        self.engine, _, _, _ = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config
+        )
+        self.model = self.engine.module
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+
+    def train_step(self, compute_loss, num_micro: int) -> StepResult:
+        total = torch.zeros((), device=self.device)
+        finite_loss = True
+        for i in range(num_micro):
+            loss = compute_loss(self.engine, i)
+            bad = hdist.all_reduce_max(int(not bool(torch.isfinite(loss.detach()))), self.device)
+            finite_loss = finite_loss and not bad
+            if i == num_micro - 1 and not finite_loss:
+                self.optimizer.skip_next = True  # DeepSpeed calls the client step at the boundary
+            self.engine.backward(loss)
+            self.engine.step()
+            total += loss.detach().float()
+        mean_loss = hdist.all_reduce_mean(total / num_micro)
+        grad_norm = self.engine.get_global_grad_norm()
+        grad_norm = float("nan") if grad_norm is None else float(grad_norm)
+        skipped = not finite_loss
+        return StepResult(float(mean_loss), grad_norm, skipped)
+
+    def gathered_parameters(self) -> contextlib.AbstractContextManager:
+        if self.zero_stage < 3:
+            return contextlib.nullcontext()
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None)
+
+    def save(self, folder: Path) -> None:
+        # Every rank writes its partition; the tag is the (temporary) checkpoint folder.
+        self.engine.save_checkpoint(str(folder.parent), tag=folder.name, save_latest=False)
+
+    def load(self, folder: Path) -> None:
+        load_path, _ = self.engine.load_checkpoint(
+            str(folder.parent), tag=folder.name, load_optimizer_states=True, load_lr_scheduler_states=True
+        )
+        if load_path is None:
+            raise UserError(f"{folder}: no DeepSpeed state; was this checkpoint written by engine.name=ddp?")
+
+
+def build_engine(
+    model: nn.Module, optim: OptimConfig, train: TrainConfig, engine: EngineConfig, env, micro: int
+) -> Engine:
+    if engine.name == "deepspeed":
+        return DeepSpeedEngine(model, optim, train, engine, env, micro)
+    if engine.zero_stage:
+        raise UserError("config key 'engine.zero_stage' needs engine.name=deepspeed")
+    return DDPEngine(model, optim, train, engine, env)

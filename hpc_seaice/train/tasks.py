@@ -1,0 +1,208 @@
+"""What differs between the training stages, behind one interface the trainer drives.
+
+``autoencoder`` trains the VAE on fields; ``diffusion`` trains the U-Net denoiser on whatever
+the data set holds: fields (data-space diffusion) or cached latents (latent diffusion). The two
+diffusion spaces are the same task; only the data set and the network size differ.
+
+Randomness that enters the loss (diffusion noise, log-SNR, VAE reparameterisation noise) is
+drawn per sample from its *global stream position* (the sample's place in the run's data
+order), never from a rank's RNG stream. So a global batch gets the same noise on 1 or N ranks,
+and a resumed run the same noise as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hpc_seaice.config import ExperimentConfig
+from hpc_seaice.errors import UserError
+
+# Salts keep the streams of different uses of randomness apart.
+SALT_TRAIN_NOISE = 1
+SALT_TRAIN_GAMMA = 2
+SALT_VAL = 3
+
+
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed derived from integers (numpy's SeedSequence hashing)."""
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def per_sample_normal(
+    positions: torch.Tensor, shape: tuple[int, ...], seed: int, salt: int, device: torch.device
+) -> torch.Tensor:
+    """Standard normal noise of ``shape`` for each sample, seeded from (seed, salt, position)."""
+    generator = torch.Generator()
+    out = torch.empty((len(positions), *shape))
+    for i, pos in enumerate(positions.tolist()):
+        generator.manual_seed(mix_seed(seed, salt, pos))
+        out[i] = torch.randn(shape, generator=generator)
+    return out.to(device)
+
+
+def build_task_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.Module:
+    """The network a run trains, built from its config and its data set."""
+    channels = len(manifest.variables)
+    if cfg.stage == "autoencoder":
+        from hpc_seaice.models.vae import VAE
+
+        if manifest.kind != "fields":
+            raise UserError(f"{cfg.data.path}: the autoencoder trains on fields, this is a {manifest.kind} set")
+        if cfg.vae.in_channels != channels:
+            raise UserError(
+                f"config key 'vae.in_channels' is {cfg.vae.in_channels} but {cfg.data.path} has {channels} variables"
+            )
+        if static.mean is None or static.std is None:
+            raise UserError(f"{cfg.data.path}: no normalisation statistics; run hpc-seaice data stats")
+        return VAE(
+            cfg.vae,
+            data_mean=torch.as_tensor(static.mean, dtype=torch.float32),
+            data_std=torch.as_tensor(static.std, dtype=torch.float32),
+            lower=torch.as_tensor(manifest.lower, dtype=torch.float32),
+            upper=torch.as_tensor(manifest.upper, dtype=torch.float32),
+        )
+    from hpc_seaice.models.unet import UNet
+
+    if cfg.unet.in_channels != channels:
+        raise UserError(
+            f"config key 'unet.in_channels' is {cfg.unet.in_channels} but {cfg.data.path} "
+            f"({manifest.kind}) has {channels} channels"
+        )
+    levels = len(cfg.unet.channel_mult)
+    if any(side % 2 ** (levels - 1) for side in manifest.grid):
+        raise UserError(
+            f"{cfg.data.path}: grid {manifest.grid} is not divisible by 2^{levels - 1} "
+            f"(unet.channel_mult has {levels} levels)"
+        )
+    return UNet(cfg.unet, gamma_min=cfg.diffusion.gamma_min, gamma_max=cfg.diffusion.gamma_max)
+
+
+class VAELoss(nn.Module):
+    """Puts the VAE's loss in ``forward`` so DDP/DeepSpeed see the whole training computation."""
+
+    def __init__(self, vae: nn.Module) -> None:
+        super().__init__()
+        self.net = vae
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.net.loss(x, mask, eps)
+        return out["loss"], out["nll"].detach(), out["kl"].detach()
+
+
+class DiffusionLoss(nn.Module):
+    def __init__(self, net: nn.Module, schedule: Any) -> None:
+        super().__init__()
+        self.net = net
+        self.schedule = schedule
+
+    def forward(self, x, mask, gamma, eps) -> tuple[torch.Tensor, torch.Tensor]:
+        from hpc_seaice.diffusion.loss import diffusion_loss
+
+        return diffusion_loss(self.net, x, mask, gamma, eps, self.schedule)
+
+
+class Task:
+    """The stage-specific part of training: network, loss, schedule state, validation views."""
+
+    name = "base"
+    loss_module: nn.Module
+
+    def make_loss_module(self, net: nn.Module) -> nn.Module:
+        """The training computation (loss in ``forward``) around ``net``."""
+        raise NotImplementedError
+
+    def __init__(self, cfg: ExperimentConfig, manifest: Any, static: Any, device: torch.device) -> None:
+        self.cfg = cfg
+        self.manifest = manifest
+        self.static = static
+        self.device = device
+        self.net = build_task_model(cfg, manifest, static)
+        self.mask = torch.as_tensor(static.mask, dtype=torch.float32, device=device)
+
+    def micro_loss(
+        self, module: nn.Module, x: torch.Tensor, positions: torch.Tensor, step: int, global_batch: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean loss of one micro-batch and per-sample statistics to gather across ranks."""
+        raise NotImplementedError
+
+    def after_step(self, gathered: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Update task state from the statistics of the whole global batch; scalars to log."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class AutoencoderTask(Task):
+    name = "autoencoder"
+
+    def __init__(self, cfg, manifest, static, device) -> None:
+        super().__init__(cfg, manifest, static, device)
+        self.loss_module = self.make_loss_module(self.net)
+        self.latent_shape = tuple(self.net.latent_shape(*manifest.grid))
+
+    def make_loss_module(self, net):
+        return VAELoss(net)
+
+    def micro_loss(self, module, x, positions, step, global_batch):
+        eps = per_sample_normal(positions, self.latent_shape, self.cfg.train.seed, SALT_TRAIN_NOISE, self.device)
+        loss, nll, kl = module(x, self.mask, eps)
+        return loss, {"nll": nll.reshape(1), "kl": kl.reshape(1)}
+
+    def after_step(self, gathered):
+        return {"nll": float(gathered["nll"].mean()), "kl": float(gathered["kl"].mean())}
+
+
+class DiffusionTask(Task):
+    name = "diffusion"
+    gamma_bins = 8  # loss per log-SNR bin, logged to TensorBoard
+
+    def __init__(self, cfg, manifest, static, device) -> None:
+        super().__init__(cfg, manifest, static, device)
+        from hpc_seaice.diffusion.schedule import build_schedule
+
+        self.schedule = build_schedule(cfg.diffusion)
+        self.loss_module = self.make_loss_module(self.net)
+        self.sample_shape = (len(manifest.variables), *manifest.grid)
+
+    def make_loss_module(self, net):
+        return DiffusionLoss(net, self.schedule)
+
+    def micro_loss(self, module, x, positions, step, global_batch):
+        from hpc_seaice.diffusion.schedule import stratified_uniform
+
+        seed = self.cfg.train.seed
+        u = stratified_uniform(mix_seed(seed, SALT_TRAIN_GAMMA, step), positions % global_batch, global_batch)
+        gamma = self.schedule.gamma(u).to(self.device, torch.float32)
+        eps = per_sample_normal(positions, self.sample_shape, seed, SALT_TRAIN_NOISE, self.device)
+        loss, per_sample = module(x, self.mask, gamma, eps)
+        return loss, {"gamma": gamma.detach().float(), "weighted": per_sample.detach().float()}
+
+    def after_step(self, gathered):
+        gamma, weighted = gathered["gamma"], gathered["weighted"]
+        self.schedule.update(gamma, weighted)
+        edges = torch.linspace(self.cfg.diffusion.gamma_min, self.cfg.diffusion.gamma_max, self.gamma_bins + 1)
+        index = torch.bucketize(gamma.cpu(), edges[1:-1])
+        logs = {}
+        for b in range(self.gamma_bins):
+            chosen = weighted.cpu()[index == b]
+            if len(chosen):
+                logs[f"loss_gamma_{edges[b]:+.0f}_{edges[b + 1]:+.0f}"] = float(chosen.mean())
+        return logs
+
+    def state_dict(self):
+        return {"schedule": self.schedule.state_dict()}
+
+    def load_state_dict(self, state):
+        self.schedule.load_state_dict(state["schedule"])
+
+
+def build_task(cfg: ExperimentConfig, manifest: Any, static: Any, device: torch.device) -> Task:
+    return (AutoencoderTask if cfg.stage == "autoencoder" else DiffusionTask)(cfg, manifest, static, device)

@@ -1,0 +1,393 @@
+"""The one training loop: autoencoder, data-space diffusion and latent diffusion.
+
+Read top to bottom: set up (process group, data, task, engine, resume), then per step: fetch the
+rank's micro-batches, one engine step over them, gather the batch statistics, EMA, log, and at
+step boundaries agree on stopping, validate and checkpoint.
+
+Exactness: the data order is a global stream (``GlobalBatchSampler``), loss noise is seeded per
+sample from its stream position, and the global RNG (dropout) is reseeded each step from
+(seed, rank, step). So N ranks follow the 1-rank trajectory up to float reduction order, and a
+resumed run continues the uninterrupted one (bitwise on one process).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from hpc_seaice.config import ExperimentConfig, dump_config, load_config
+from hpc_seaice.errors import UserError
+from hpc_seaice.train import distributed as hdist
+from hpc_seaice.train.checkpoint import (
+    all_finite,
+    latest_checkpoint,
+    load_module_state,
+    load_states,
+    save_checkpoint,
+)
+from hpc_seaice.train.engines import build_engine
+from hpc_seaice.train.monitor import build_monitor, peak_memory_mb
+from hpc_seaice.train.tasks import build_task, mix_seed
+
+VALIDATION_STEP = -1  # a fixed noise/log-SNR draw, so validation losses are comparable over time
+EXIT_OK = 0
+EXIT_NONFINITE = 4  # too many non-finite steps in a row
+EXIT_INTERRUPTED = 75  # a signal arrived; checkpoint written; re-run the same command to resume
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)  # never SIGUSR1: NCCL uses it
+_CURRENT_ENV: Any = None  # the rank layout of the run in progress, for error messages
+
+
+class StopRequest:
+    """Records SIGTERM/SIGUSR2; the ranks act on it together at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.signal_name = ""
+        self.previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    @property
+    def requested(self) -> int:
+        return int(bool(self.signal_name))
+
+
+def batch_geometry(cfg: ExperimentConfig, world: int) -> int:
+    """Validate global batch = micro x accumulation x world size; return the micro-batch size."""
+    train = cfg.train
+    if train.batch_size <= 0 or train.grad_accum <= 0:
+        raise UserError("config keys 'train.batch_size' and 'train.grad_accum' must be positive")
+    per_step = world * train.grad_accum
+    micro = train.micro_batch_size or train.batch_size // per_step
+    if micro <= 0 or micro * per_step != train.batch_size:
+        raise UserError(
+            f"config key 'train.batch_size' is {train.batch_size}, which is not micro_batch_size "
+            f"({micro or train.micro_batch_size}) x grad_accum ({train.grad_accum}) x world size ({world})"
+        )
+    return micro
+
+
+def _open_datasets(cfg: ExperimentConfig) -> tuple[Any, Any]:
+    from hpc_seaice.data.dataset import ShardedDataset
+
+    if not cfg.data.path:
+        raise UserError("config key 'data.path' is empty: set data.path=DIR")
+    if not Path(cfg.data.path).is_dir():
+        raise UserError(f"config key 'data.path': no such data set folder: {cfg.data.path}")
+    train = ShardedDataset(cfg.data.path, split=cfg.data.train_split)
+    try:
+        val = ShardedDataset(cfg.data.path, split=cfg.data.val_split) if cfg.train.val_every > 0 else None
+    except UserError:
+        val = None  # no validation split: validation is skipped and the banner says so
+    return train, val
+
+
+def _loader(dataset: Any, sampler: Any, micro: int, cfg: ExperimentConfig, device: torch.device) -> DataLoader:
+    workers = cfg.data.num_workers
+    return DataLoader(
+        dataset,
+        batch_size=micro,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=cfg.data.prefetch_factor if workers > 0 else None,
+    )
+
+
+def _positions(step: int, rank: int, world: int, micro_index: int, micro: int, batch: int) -> torch.Tensor:
+    """Global stream positions of one micro-batch (see GlobalBatchSampler)."""
+    start = step * batch + rank * (batch // world) + micro_index * micro
+    return torch.arange(start, start + micro, dtype=torch.int64)
+
+
+def _banner(cfg, env, engine, micro, params: int, start_step: int, has_val: bool) -> str:
+    hosts = sorted(set(env.hosts))
+    resume = f"resuming from step {start_step}" if start_step else "fresh start"
+    space = ""
+    if cfg.stage == "diffusion":
+        from hpc_seaice.data.shards import read_manifest
+
+        space = f" ({read_manifest(cfg.data.path).kind} space)"
+    return (
+        f"hpc-seaice train | stage {cfg.stage}{space} | {env.world_size} rank(s) on {len(hosts)} "
+        f"host(s) [{', '.join(hosts)}] via {env.launcher} | engine {engine.name}"
+        f"{f' ZeRO-{cfg.engine.zero_stage}' if engine.name == 'deepspeed' else ''} | device "
+        f"{env.device.type} | global batch {cfg.train.batch_size} = {micro} x {cfg.train.grad_accum} x "
+        f"{env.world_size} | {params / 1e6:.2f} M parameters | {resume} | "
+        f"{'validation on ' + cfg.data.val_split if has_val else 'no validation split'} | run {cfg.run.dir}"
+    )
+
+
+def run_training(cfg: ExperimentConfig) -> int:
+    """Train one run to ``train.max_steps`` (resuming from ``latest``); returns an exit code."""
+    from hpc_seaice.data.dataset import GlobalBatchSampler
+    from hpc_seaice.diffusion.ema import EMA
+
+    env = hdist.init_distributed(cfg.engine.timeout_s, force_process_group=cfg.engine.name == "deepspeed")
+    global _CURRENT_ENV
+    _CURRENT_ENV = env
+    micro = batch_geometry(cfg, env.world_size)
+    run_dir = Path(cfg.run.dir)
+    train_set, val_set = _open_datasets(cfg)
+    if env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / "config.yaml")
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+    task = build_task(cfg, train_set.manifest, train_set.static, env.device)
+    task.net.to(env.device)
+    if cfg.unet.channels_last and cfg.stage == "diffusion":
+        task.net.to(memory_format=torch.channels_last)
+    ema = EMA(task.net, cfg.optim.ema_decay)  # a full copy, made before ZeRO-3 can partition
+    engine = build_engine(task.loss_module, cfg.optim, cfg.train, cfg.engine, env, micro)
+    if cfg.unet.compile and cfg.stage == "diffusion":
+        task.net.forward = torch.compile(task.net.forward)
+
+    start_step = 0
+    folder = latest_checkpoint(run_dir)
+    if folder is not None:
+        model_state, trainer_state = load_states(folder, env.device)
+        if trainer_state.get("stage") != cfg.stage:
+            raise UserError(f"{folder}: checkpoint of stage {trainer_state.get('stage')}, config says {cfg.stage}")
+        if engine.name == "ddp":
+            load_module_state(task.net, model_state["model"], str(folder))
+        engine.load(folder)
+        ema.load_state_dict(model_state["ema"])
+        task.load_state_dict(trainer_state["task"])
+        start_step = int(trainer_state["step"])
+
+    sampler = GlobalBatchSampler(
+        len(train_set),
+        global_batch=cfg.train.batch_size,
+        rank=env.rank,
+        world_size=env.world_size,
+        seed=cfg.train.seed,
+        start_sample=start_step * cfg.train.batch_size,
+    )
+    batches = iter(_loader(train_set, sampler, micro, cfg, env.device))
+    params = sum(p.numel() for p in ema.module.parameters())
+    monitor = build_monitor(env.is_main, run_dir, start_step, cfg.train.max_steps, cfg.train.progress)
+    monitor.message(_banner(cfg, env, engine, micro, params, start_step, val_set is not None))
+    if env.is_main:
+        _record_job(run_dir, env, start_step)
+
+    stop = StopRequest()
+    stop.install()
+    nonfinite_in_row = 0
+    nonfinite_total = 0
+    step = start_step
+    code = EXIT_OK
+
+    def checkpoint(at_step: int) -> None:
+        with engine.gathered_parameters():
+            if not all_finite(task.net):
+                raise RuntimeError(f"refusing to checkpoint step {at_step}: the weights are not finite")
+            model_state = {"model": task.net.state_dict(), "ema": ema.state_dict()}
+        trainer_state = {
+            "step": at_step,
+            "samples_seen": at_step * cfg.train.batch_size,
+            "stage": cfg.stage,
+            "task": task.state_dict(),
+            "nonfinite_total": nonfinite_total,
+            "world_size": env.world_size,
+            "rng_cpu": torch.get_rng_state(),
+        }
+        meta = {"stage": cfg.stage, "engine": engine.name, "world_size": env.world_size}
+        save_checkpoint(run_dir, at_step, engine, model_state, trainer_state, meta, cfg.run.keep_checkpoints)
+
+    try:
+        window_start, window_samples, window_data = time.perf_counter(), 0, 0.0
+        while step < cfg.train.max_steps:
+            step_start = time.perf_counter()
+            micro_batches = [next(batches) for _ in range(cfg.train.grad_accum)]
+            data_wait = time.perf_counter() - step_start
+            torch.manual_seed(mix_seed(cfg.train.seed, env.rank, step))  # dropout etc.: exact resume
+            stats: list[dict[str, torch.Tensor]] = []
+
+            def compute_loss(module, i: int, _step: int = step, _micro=micro_batches, _stats=stats):
+                x = _micro[i].to(env.device, non_blocking=True)
+                if cfg.stage == "diffusion" and cfg.unet.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                positions = _positions(_step, env.rank, env.world_size, i, micro, cfg.train.batch_size)
+                loss, sample_stats = task.micro_loss(module, x, positions, _step, cfg.train.batch_size)
+                if _step in cfg.train.debug_nan_steps:
+                    loss = loss * float("nan")  # fault injection (tests): a non-finite step
+                _stats.append(sample_stats)
+                return loss
+
+            lr = engine.lr  # the rate this step uses (the schedule advances inside train_step)
+            result = engine.train_step(compute_loss, cfg.train.grad_accum)
+            gathered = {key: hdist.all_gather_cat(torch.cat([s[key] for s in stats])) for key in stats[0]}
+            step += 1
+            if result.skipped:
+                nonfinite_in_row += 1
+                nonfinite_total += 1
+                monitor.message(
+                    f"step {step}: non-finite loss or gradients (loss {result.loss}, grad norm "
+                    f"{result.grad_norm}); update skipped ({nonfinite_in_row} in a row)"
+                )
+                if nonfinite_in_row >= cfg.train.max_nonfinite_steps:
+                    monitor.message(
+                        f"stopping: {nonfinite_in_row} non-finite steps in a row (train.max_nonfinite_steps); "
+                        f"no checkpoint written for them, the last good one is kept in {run_dir / 'checkpoints'}"
+                    )
+                    code = EXIT_NONFINITE
+                    break
+                task_logs: dict[str, float] = {}
+            else:
+                nonfinite_in_row = 0
+                task_logs = task.after_step(gathered)
+                with engine.gathered_parameters():
+                    ema.update(task.net)
+
+            if env.device.type == "cuda":
+                torch.cuda.synchronize(env.device)
+            step_time = time.perf_counter() - step_start
+            window_samples += cfg.train.batch_size
+            window_data += data_wait
+            if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
+                elapsed = time.perf_counter() - window_start
+                monitor.scalars(
+                    step,
+                    {
+                        "loss": result.loss,
+                        "lr": lr,
+                        "grad_norm": result.grad_norm,
+                        "samples_per_s": window_samples / elapsed,
+                        "step_time_s": step_time,
+                        "data_wait_s": data_wait,
+                        "data_wait_fraction": window_data / elapsed,
+                        "memory_mb": peak_memory_mb(env.device),
+                        "nonfinite_steps": nonfinite_total,
+                        **task_logs,
+                    },
+                )
+                window_start, window_samples, window_data = time.perf_counter(), 0, 0.0
+            monitor.progress(step, f"loss {result.loss:.4g}")
+
+            if val_set is not None and cfg.train.val_every and step % cfg.train.val_every == 0:
+                _validate(cfg, env, task, ema, val_set, micro, step, monitor)
+            stopping = hdist.all_reduce_max(stop.requested, env.device)
+            if stopping or step % cfg.train.checkpoint_every == 0 or step == cfg.train.max_steps:
+                checkpoint(step)
+            if stopping:
+                monitor.message(
+                    f"stop signal ({stop.signal_name or 'on another rank'}): checkpoint at step {step} "
+                    f"written; re-run the same command to resume"
+                )
+                code = EXIT_INTERRUPTED
+                break
+        if code == EXIT_OK:
+            monitor.message(f"finished {step} steps; checkpoints in {run_dir / 'checkpoints'}")
+    finally:
+        stop.restore()
+        monitor.close()
+    return code
+
+
+def _validate(cfg, env, task, ema, val_set, micro, step, monitor) -> None:
+    """EMA-model loss on a fixed slice of the validation split, and a few images (rank 0)."""
+    from hpc_seaice.data.dataset import partition
+    from hpc_seaice.train.validation import validation_images
+
+    count = min(len(val_set), cfg.train.val_batches * micro * env.world_size)
+    mine = list(partition(count, env.rank, env.world_size))
+    total = torch.zeros(2, device=env.device)
+    module = task.make_loss_module(ema.module)
+    with torch.no_grad():
+        for start in range(0, len(mine), micro):
+            index = mine[start : start + micro]
+            x = torch.stack([val_set[i] for i in index]).to(env.device)
+            positions = torch.as_tensor(index, dtype=torch.int64)
+            loss, _ = task.micro_loss(module, x, positions, VALIDATION_STEP, max(count, 1))
+            total += torch.stack([loss.detach().float() * len(index), torch.tensor(float(len(index)))])
+    if hdist.is_initialized():
+        torch.distributed.all_reduce(total)
+    if total[1] > 0:
+        monitor.scalars(step, {"val_loss": float(total[0] / total[1])}, record=True)
+    if env.is_main and (cfg.train.image_every == 0 or step % cfg.train.image_every == 0):
+        monitor.images(step, validation_images(cfg, task, ema.module, val_set, env.device))
+
+
+def _record_job(run_dir: Path, env, start_step: int) -> None:
+    """Append who worked on this run folder (job ids across requeues, hosts, start step)."""
+    import json
+
+    record = {
+        "time": time.time(),
+        "start_step": start_step,
+        "launcher": env.launcher,
+        "world_size": env.world_size,
+        "hosts": sorted(set(env.hosts)),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "slurm_array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID"),
+    }
+    with open(run_dir / "jobs.jsonl", "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def describe_collective_failure(exc: BaseException, env: Any, timeout_s: float) -> str:
+    """Explain a failed collective in terms of hosts: which peer was lost, if we can tell."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    lost = []
+    for host in sorted(set(getattr(env, "hosts", ()) or ())):
+        try:
+            address = socket.gethostbyname(host)
+        except OSError:
+            continue
+        if host != env.hostname and (address in text or host in text):
+            lost.append(f"{host} ({address})")
+    peer = f"lost peer: {', '.join(lost)}; " if lost else ""
+    return (
+        f"rank {env.rank} on {env.hostname}: a collective failed or timed out "
+        f"(engine.timeout_s={timeout_s:g}); {peer}{text}"
+    )
+
+
+def cli_train(args: Any) -> int:
+    cfg = load_config(args.config, args.overrides)
+    env = None
+    try:
+        code = run_training(cfg)
+    except UserError as exc:
+        env = hdist.detect_environment()
+        if env.rank == 0:
+            print(f"hpc-seaice train: error: {exc}", file=sys.stderr, flush=True)
+        code = 2
+    except (RuntimeError, torch.distributed.DistBackendError) as exc:
+        env = _CURRENT_ENV or hdist.detect_environment()
+        if any(word in str(exc).lower() for word in ("collective", "gloo", "nccl", "connection", "timed out")):
+            message = describe_collective_failure(exc, env, cfg.engine.timeout_s)
+            print(f"hpc-seaice train: error: {message}", file=sys.stderr, flush=True)
+        else:
+            traceback.print_exc()
+        print(
+            f"hpc-seaice train: last checkpoint: {latest_checkpoint(cfg.run.dir)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        code = 1
+    if hdist.is_initialized() or hdist.detect_environment().launcher != "single":
+        hdist.finalize_and_exit(code)
+    return code
+
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_NONFINITE", "EXIT_OK", "cli_train", "run_training"]

@@ -1,0 +1,65 @@
+"""The typed config: YAML + dotted overrides, one-line errors naming the key."""
+
+import pytest
+import yaml
+
+from hpc_seaice.cli import main
+from hpc_seaice.config import CONFIG_ROOT, dump_config, load_config
+from hpc_seaice.errors import UserError
+
+
+def write(tmp_path, data):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_every_shipped_config_loads():
+    for path in sorted((CONFIG_ROOT / "demo").glob("*.yaml")) + sorted((CONFIG_ROOT / "paper").glob("*.yaml")):
+        cfg = load_config(path)
+        assert cfg.stage in ("autoencoder", "diffusion"), path
+
+
+def test_overrides_types_and_presets(tmp_path):
+    path = write(tmp_path, {"stage": "diffusion", "unet": {"preset": "tiny-unet", "base_channels": 8}})
+    cfg = load_config(path, ["train.max_steps=7", "optim.lr=0.5", "engine.name=deepspeed", "unet.channel_mult=[1,2]"])
+    assert cfg.train.max_steps == 7 and cfg.optim.lr == 0.5 and cfg.engine.name == "deepspeed"
+    assert cfg.unet.base_channels == 8  # the section overrides its preset
+    assert cfg.unet.channel_mult == [1, 2]
+    preset = yaml.safe_load((CONFIG_ROOT / "models" / "tiny-unet.yaml").read_text())
+    assert cfg.unet.embedding_dim == preset["embedding_dim"]  # the rest comes from the preset
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(write(tmp_path, {"unet": {"preset": "tiny-unet"}}), ["train.seed=3"])
+    dump_config(cfg, tmp_path / "resolved.yaml")
+    assert load_config(tmp_path / "resolved.yaml") == cfg
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("train.max_step=3", "unknown config key 'train.max_step'"),
+        ("train.max_steps=abc", "config key 'train.max_steps': expected an integer"),
+        ("train.max_steps=1.5", "config key 'train.max_steps': expected an integer"),
+        ("engine.name=horovod", "config key 'engine.name': 'horovod' is not one of"),
+        ("unet.preset=nope", "unknown preset 'nope'"),
+        ("train=3", "config key 'train': expected a mapping"),
+        ("train.progress=maybe", "config key 'train.progress': expected true/false"),
+        ("novalue", "expected key.sub=value"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_key(tmp_path, override, needle):
+    with pytest.raises(UserError) as info:
+        load_config(write(tmp_path, {}), [override])
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
+    code = main(["train", str(tmp_path / "missing.yaml")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "missing.yaml" in err[0]
+    code = main(["train", str(write(tmp_path, {"stage": "diffusion"})), "train.bogus=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "unknown config key 'train.bogus'" in err[0]

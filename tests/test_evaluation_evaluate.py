@@ -1,0 +1,302 @@
+"""`hpc-seaice evaluate` end to end on tiny fake samples against a tiny reference data set.
+
+The reference data set is written with the data layer's own writer; the expected scores are
+recomputed here independently (states read straight from the shard files with h5py, scores
+from :func:`crps_ensemble` on full arrays) and compared with ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from hpc_seaice.cli import main
+from hpc_seaice.data.shards import ShardWriter, in_split, write_manifest, write_static
+from hpc_seaice.data.variables import BOUNDS, UNITS, VARIABLES
+from hpc_seaice.evaluation.evaluate import select_states
+from hpc_seaice.evaluation.metrics import crps_ensemble, masked_mean, rmse
+from hpc_seaice.evaluation.netcdf import write_samples
+
+GRID = 24
+
+
+def _mask(n: int = GRID) -> np.ndarray:
+    y, x = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    mask = np.ones((n, n), dtype=np.float32)
+    mask[(y + x) < 6] = 0  # a land corner
+    mask[n - 4 :, n - 5 :] = 0  # and another one
+    return mask
+
+
+def _states(rng: np.random.Generator, num: int, mask: np.ndarray) -> np.ndarray:
+    n = mask.shape[0]
+    y, x = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    out = np.zeros((num, len(VARIABLES), n, n), dtype=np.float32)
+    for i in range(num):
+        edge = 8 + 6 * np.sin(2 * np.pi * i / num) + rng.normal(0, 1)
+        sic = np.clip((edge - x) / 5.0 + 0.3 * rng.normal(size=(n, n)), 0, 1)  # exact 0/1 plateaus
+        out[i, 0] = np.clip(2.0 * sic + 0.2 * rng.normal(size=(n, n)), 0, None)
+        out[i, 1] = sic
+        out[i, 2] = np.clip(rng.uniform(-0.2, 1.2, size=(n, n)), 0, 1)
+        out[i, 3] = 0.1 * np.sin(2 * np.pi * y / n + i) + 0.02 * rng.normal(size=(n, n))
+        out[i, 4] = 0.1 * np.cos(2 * np.pi * x / n - i) + 0.02 * rng.normal(size=(n, n))
+    return out * mask
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
+    root = tmp_path_factory.mktemp("ref") / "data"
+    rng = np.random.default_rng(0)
+    mask = _mask()
+    times = np.concatenate(
+        [
+            np.arange("2016-12-31T00", "2017-01-01T00", 6, dtype="datetime64[h]"),  # train
+            np.arange("2018-01-01T00", "2018-01-04T00", 6, dtype="datetime64[h]"),  # test: 12
+        ]
+    ).astype("datetime64[s]")
+    fields = _states(rng, len(times), mask)
+    writer = ShardWriter(
+        root,
+        kind="fields",
+        variables=VARIABLES,
+        units=[UNITS[v] for v in VARIABLES],
+        lower=[BOUNDS[v][0] for v in VARIABLES],
+        upper=[BOUNDS[v][1] for v in VARIABLES],
+        grid=[GRID, GRID],
+        shard_size=5,
+    )
+    writer.write(fields, times)
+    writer.close()
+    write_manifest(root, writer.build_manifest())
+    lat, lon = np.meshgrid(np.linspace(65, 90, GRID), np.linspace(-180, 180, GRID), indexing="ij")
+    write_static(root, mask, lat, lon, mean=fields.mean(axis=(0, 2, 3)), std=fields.std(axis=(0, 2, 3)) + 0.1)
+    return root, mask, lat, lon
+
+
+def _test_states(root: Path) -> np.ndarray:
+    """The test split read straight from the shards (independent of ShardedDataset)."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    states, times = [], []
+    for shard in manifest["shards"]:
+        with h5py.File(root / shard["file"], "r", locking=False) as f:
+            states.append(f["fields"][()])
+            times.append(f["time"][()].astype("datetime64[s]"))
+    states, times = np.concatenate(states), np.concatenate(times)
+    order = np.argsort(times)
+    keep = in_split(times[order], manifest["splits"]["test"])
+    return states[order][keep].astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def samples(reference, tmp_path_factory) -> tuple[Path, Path]:
+    root, mask, lat, lon = reference
+    folder = tmp_path_factory.mktemp("samples")
+    rng = np.random.default_rng(1)
+    good = _states(rng, 8, mask)
+    raw = good.copy()
+    raw[:, 1] += np.where(mask > 0, rng.normal(0, 0.05, size=raw[:, 1].shape), 0)  # leaves [0, 1]
+    clipped = good.copy()
+    clipped[:, 1] = np.clip(raw[:, 1], 0, 1) * mask
+    a = write_samples(
+        folder / "data_space.nc",
+        clipped,
+        mask,
+        lat,
+        lon,
+        {"run": "runs/a", "checkpoint_step": 10, "sampler": "heun", "steps": 20, "seed": 0},
+        raw=raw,
+    )
+    # a smooth model: every sample is a blurred state
+    smooth = good.copy()
+    for _ in range(3):
+        smooth = 0.5 * smooth + 0.125 * (
+            np.roll(smooth, 1, -1) + np.roll(smooth, -1, -1) + np.roll(smooth, 1, -2) + np.roll(smooth, -1, -2)
+        )
+    b = write_samples(folder / "ldm.nc", smooth * mask, mask, lat, lon, {"model": "Gaussian LDM", "seed": 1})
+    return a, b
+
+
+def test_evaluate_end_to_end(reference, samples, tmp_path, capsys):
+    root, mask, _, _ = reference
+    a, b = samples
+    out = tmp_path / "eval"
+    rc = main(["evaluate", "--samples", str(a), str(b), "--data", str(root), "--out", str(out), "--max-states", "7"])
+    assert rc == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    for name in ("maps.png", "spectra_sit.png", "calibration.png", "miz_area.png"):
+        assert (out / name).stat().st_size > 5000, name
+    report = (out / "report.md").read_text()
+    assert "data_space" in report and "Gaussian LDM" in report
+    assert "![" in report and "(spectra_sit.png)" in report and "(maps.png)" in report
+
+    assert set(metrics["models"]) == {"data_space", "Gaussian LDM"}
+    assert metrics["num_states"] == 7 and metrics["split"] == "test"
+
+    # Independent recomputation.
+    states = _test_states(root)
+    assert len(states) == 12
+    states = states[select_states(12, 7)]
+    ocean = mask > 0.5
+    for name, path in (("data_space", a), ("Gaussian LDM", b)):
+        import xarray as xr
+
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            ens = np.stack([ds[v].values for v in VARIABLES], axis=1).astype(np.float64)
+            raw = np.stack([ds[v + "_raw"].values if v + "_raw" in ds else ds[v].values for v in VARIABLES], axis=1)
+        got = metrics["models"][name]
+        for c, var in enumerate(VARIABLES):
+            crps = np.mean([masked_mean(crps_ensemble(ens[:, c], s[c]), mask) for s in states])
+            crps_fair = np.mean([masked_mean(crps_ensemble(ens[:, c], s[c], fair=True), mask) for s in states])
+            assert got["variables"][var]["crps"] == pytest.approx(crps, rel=1e-5, abs=1e-9), (name, var)
+            assert got["variables"][var]["crps_fair"] == pytest.approx(crps_fair, rel=1e-5, abs=1e-9)
+            assert got["variables"][var]["mean_rmse"] == pytest.approx(
+                float(rmse(ens[:, c].mean(0), states[:, c].mean(0), mask)), rel=1e-6
+            )
+            assert got["variables"][var]["std_bias"] == pytest.approx(
+                float(masked_mean(ens[:, c].std(0) - states[:, c].std(0), mask)), rel=1e-6, abs=1e-12
+            )
+            lo, hi = BOUNDS[var]
+            frac = (~((raw[:, c] >= lo) & (raw[:, c] <= hi)))[:, ocean].mean()
+            assert got["variables"][var]["out_of_bounds"] == pytest.approx(frac)
+        miz = [((e[1] >= 0.15) & (e[1] <= 0.8) & ocean).sum() * 144.0 for e in ens]
+        assert got["miz_area_km2"]["mean"] == pytest.approx(np.mean(miz))
+        p_test = (states[:, 1] >= 0.15).mean(0)[ocean]
+        counts = np.bincount(np.minimum((p_test * 20 + 1e-9).astype(int), 19), minlength=20)
+        assert got["cover_calibration"]["counts"] == counts.tolist()
+    assert metrics["models"]["data_space"]["out_of_bounds_source"] == "raw"
+    assert metrics["models"]["data_space"]["variables"]["sic"]["out_of_bounds"] > 0.01
+    assert metrics["models"]["Gaussian LDM"]["variables"]["sic"]["out_of_bounds"] == 0
+    # The blurred model has less small-scale energy: a negative spectral log-ratio.
+    assert (
+        metrics["models"]["Gaussian LDM"]["psd_sit_log10_ratio"]
+        < metrics["models"]["data_space"]["psd_sit_log10_ratio"]
+    )
+    ref_miz = [((s[1] >= 0.15) & (s[1] <= 0.8) & ocean).sum() * 144.0 for s in states]
+    assert metrics["reference"]["miz_area_km2_values"] == pytest.approx(ref_miz)
+
+
+def test_evaluate_reconstruction(reference, tmp_path, monkeypatch):
+    """--reconstruct: scored through the load_inference_model contract (a blurring stand-in VAE)."""
+    import torch
+
+    from hpc_seaice.train import checkpoint
+
+    root, mask, _, _ = reference
+    lower = torch.tensor([BOUNDS[v][0] for v in VARIABLES]).view(1, -1, 1, 1)
+    upper = torch.tensor([BOUNDS[v][1] for v in VARIABLES]).view(1, -1, 1, 1)
+
+    class BlurVAE(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(2.0))
+
+        def normalize(self, x):
+            return x * self.scale
+
+        def encode(self, x):
+            z = torch.nn.functional.avg_pool2d(x, 2)
+            return z, torch.zeros_like(z)
+
+        def decode(self, z, mask=None, sample=False, generator=None):
+            x = torch.nn.functional.interpolate(z, scale_factor=2, mode="nearest") / self.scale
+            x = torch.maximum(torch.minimum(x, upper), lower)
+            return x * mask if mask is not None else x
+
+    class Loaded:
+        vae = None
+        model = BlurVAE()
+        step = 42
+        data_manifest = type("M", (), {"grid": [GRID, GRID]})()
+
+    run_dir = tmp_path / "runs" / "ae"
+    run_dir.mkdir(parents=True)
+    monkeypatch.setattr(checkpoint, "load_inference_model", lambda run: Loaded())
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--reconstruct", str(run_dir), "--data", str(root), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    rec = metrics["reconstructions"]["ae (reconstruction)"]
+    assert rec["step"] == 42
+    states = _test_states(root)
+    with torch.no_grad():
+        m = torch.from_numpy(mask)
+        vae = BlurVAE()
+        x = torch.from_numpy(states.astype(np.float32))
+        pred = vae.decode(vae.encode(vae.normalize(x) * m)[0], mask=m).numpy().astype(np.float64)
+    for c, var in enumerate(VARIABLES):
+        expect = np.sqrt(np.mean(masked_mean((pred[:, c] - states[:, c]) ** 2, mask)))
+        assert rec["variables"][var]["rmse"] == pytest.approx(expect, rel=1e-5)
+    assert rec["psd_sit_log10_ratio"] < 0
+    assert (out / "maps.png").is_file() and (out / "spectra_sit.png").is_file()
+    assert "Autoencoder reconstructions" in (out / "report.md").read_text()
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_bad_inputs(reference, samples, tmp_path, capsys):
+    root, mask, lat, lon = reference
+    out = str(tmp_path / "eval")
+    assert main(["evaluate", "--samples", str(tmp_path / "nope.nc"), "--data", str(root), "--out", out]) == 2
+    assert "nope.nc does not exist" in _one_line_error(capsys)
+
+    small = write_samples(
+        tmp_path / "small.nc",
+        np.zeros((2, 5, 16, 16), np.float32),
+        np.ones((16, 16)),
+        np.zeros((16, 16)),
+        np.zeros((16, 16)),
+        {},
+    )
+    assert main(["evaluate", "--samples", str(small), "--data", str(root), "--out", out]) == 2
+    err = _one_line_error(capsys)
+    assert "grid mismatch" in err and "16x16" in err and f"{GRID}x{GRID}" in err
+
+    other_mask = np.ones_like(mask)
+    wrong = write_samples(tmp_path / "wrong.nc", np.zeros((2, 5, GRID, GRID), np.float32), other_mask, lat, lon, {})
+    assert main(["evaluate", "--samples", str(wrong), "--data", str(root), "--out", out]) == 2
+    assert "land mask mismatch" in _one_line_error(capsys)
+
+    assert main(["evaluate", "--data", str(root), "--out", out]) == 2
+    assert "nothing to evaluate" in _one_line_error(capsys)
+    assert main(["evaluate", "--samples", str(samples[0]), "--data", str(tmp_path / "nodata"), "--out", out]) == 2
+    assert "nodata" in _one_line_error(capsys)
+
+
+def test_evaluate_reconstruction_of_a_trained_autoencoder(reference, tmp_path):
+    """--reconstruct with a real (two-step) autoencoder run through load_inference_model."""
+    import torch
+    from helpers import tiny_autoencoder_config
+
+    from hpc_seaice.config import config_from_dict
+    from hpc_seaice.train.checkpoint import load_inference_model
+    from hpc_seaice.train.trainer import run_training
+
+    root, mask, _, _ = reference
+    run_dir = tmp_path / "vae"
+    config = tiny_autoencoder_config(root, run_dir, train={"max_steps": 2, "checkpoint_every": 2, "batch_size": 2})
+    assert run_training(config_from_dict(config)) == 0
+    out = tmp_path / "eval"
+    assert (
+        main(["evaluate", "--reconstruct", str(run_dir), "--data", str(root), "--out", str(out), "--max-states", "4"])
+        == 0
+    )
+    rec = json.loads((out / "metrics.json").read_text())["reconstructions"]["vae (reconstruction)"]
+    assert rec["step"] == 2
+
+    vae = load_inference_model(run_dir).model
+    states = _test_states(root)[select_states(12, 4)]
+    m = torch.from_numpy(mask)
+    with torch.no_grad():
+        x = torch.from_numpy(states.astype(np.float32))
+        pred = vae.decode(vae.encode(vae.normalize(x) * m)[0], mask=m).numpy().astype(np.float64)
+    for c, var in enumerate(VARIABLES):
+        expect = np.sqrt(np.mean(masked_mean((pred[:, c] - states[:, c]) ** 2, mask)))
+        assert rec["variables"][var]["rmse"] == pytest.approx(expect, rel=1e-4)
+    assert rec["psd_sit_log10_ratio"] is not None

@@ -1,0 +1,149 @@
+"""The trainer on one process: stages, checkpoints, exact resume, faults, user errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from helpers import (
+    ROOT,
+    child_env,
+    hpc_seaice,
+    losses,
+    read_metrics,
+    tiny_autoencoder_config,
+    tiny_diffusion_config,
+    write_config,
+)
+
+from hpc_seaice.config import config_from_dict
+from hpc_seaice.train.checkpoint import latest_checkpoint, load_inference_model
+from hpc_seaice.train.engines import decay_groups, lr_multiplier
+from hpc_seaice.train.trainer import EXIT_INTERRUPTED, EXIT_NONFINITE, run_training
+
+
+def test_diffusion_trains_checkpoints_and_resumes_bitwise(tiny_dataset, tmp_path):
+    straight = tmp_path / "straight"
+    assert run_training(config_from_dict(tiny_diffusion_config(tiny_dataset, straight))) == 0
+    metrics = read_metrics(straight)
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]
+    for key in ("loss", "lr", "samples_per_s", "grad_norm", "data_wait_s", "memory_mb"):
+        assert all(key in m for m in metrics), key
+    assert (straight / "config.yaml").is_file() and (straight / "tensorboard").is_dir()
+    assert latest_checkpoint(straight).name == "step_00000006"
+    assert sorted(p.name for p in (straight / "checkpoints").glob("step_*")) == ["step_00000003", "step_00000006"]
+
+    # The same run, cut after step 3 (simulated by deleting what came after the checkpoint),
+    # then re-run with the same command: it resumes from step 3 and repeats steps 4-6 exactly.
+    resumed = tmp_path / "resumed"
+    cfg = config_from_dict(tiny_diffusion_config(tiny_dataset, resumed))
+    assert run_training(cfg) == 0
+    shutil.rmtree(resumed / "checkpoints" / "step_00000006")
+    (resumed / "checkpoints" / "latest").write_text("step_00000003\n")
+    assert run_training(cfg) == 0
+    assert [m["step"] for m in read_metrics(resumed)] == [1, 2, 3, 4, 5, 6]  # each step logged once
+    assert losses(resumed) == losses(straight)  # bitwise on one process
+    jobs = [json.loads(line) for line in (resumed / "jobs.jsonl").read_text().splitlines()]
+    assert [j["start_step"] for j in jobs] == [0, 0, 3]
+
+
+def test_sigterm_checkpoints_at_step_boundary_and_resume_continues_exactly(tiny_dataset, tmp_path):
+    reference = tmp_path / "reference"
+    config = tiny_diffusion_config(tiny_dataset, reference, train={"max_steps": 40, "checkpoint_every": 100})
+    assert run_training(config_from_dict(config)) == 0
+
+    run_dir = tmp_path / "interrupted"
+    config["run"]["dir"] = str(run_dir)
+    path = write_config(tmp_path / "run.yaml", config)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpc_seaice", "train", str(path)],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (run_dir / "metrics.jsonl").is_file() and len(read_metrics(run_dir)) >= 5:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "stop signal (SIGTERM)" in out
+    stopped_at = int(latest_checkpoint(run_dir).name.split("_")[1])
+    assert 5 <= stopped_at < 40
+    hpc_seaice("train", str(path))
+    assert [m["step"] for m in read_metrics(run_dir)] == list(range(1, 41))
+    assert losses(run_dir) == losses(reference)
+
+
+def test_autoencoder_stage_learns_and_loads_for_inference(tiny_dataset, tmp_path):
+    run_dir = tmp_path / "vae"
+    config = tiny_autoencoder_config(tiny_dataset, run_dir, train={"max_steps": 30, "checkpoint_every": 30})
+    config["optim"] = {"lr": 3e-3, "warmup_steps": 1}
+    assert run_training(config_from_dict(config)) == 0
+    history = losses(run_dir)
+    first, last = sum(list(history.values())[:5]) / 5, sum(list(history.values())[-5:]) / 5
+    assert last < first, history
+    assert {"nll", "kl"} <= set(read_metrics(run_dir)[-1])
+    loaded = load_inference_model(run_dir)
+    assert loaded.step == 30 and not loaded.is_latent and not loaded.model.training
+
+
+def test_nonfinite_steps_are_skipped_then_stop_the_run(tiny_dataset, tmp_path):
+    run_dir = tmp_path / "nan"
+    config = tiny_diffusion_config(tiny_dataset, run_dir, train={"debug_nan_steps": [3]})
+    assert run_training(config_from_dict(config)) == 0
+    metrics = read_metrics(run_dir)
+    assert [m["nonfinite_steps"] for m in metrics] == [0, 0, 0, 1, 1, 1]  # the 4th step (index 3) skipped
+    weights = torch.load(latest_checkpoint(run_dir) / "model.pt", weights_only=True)["model"]
+    assert all(torch.isfinite(v).all() for v in weights.values())
+
+    run_dir = tmp_path / "nan-stop"
+    config = tiny_diffusion_config(
+        tiny_dataset, run_dir, train={"debug_nan_steps": [3, 4, 5], "max_nonfinite_steps": 3, "checkpoint_every": 3}
+    )
+    assert run_training(config_from_dict(config)) == EXIT_NONFINITE
+    assert latest_checkpoint(run_dir).name == "step_00000003"  # nothing written after the bad steps
+
+
+def test_user_errors_are_one_line(tiny_dataset, tmp_path):
+    good = tiny_diffusion_config(tiny_dataset, tmp_path / "run")
+    cases = [
+        ({**good, "data": {"path": str(tmp_path / "nowhere")}}, [], "no such data set folder"),
+        (good, ["train.batch_size=3"], "'train.batch_size' is 3"),
+        (good, ["unet.in_channels=3"], "'unet.in_channels' is 3"),
+        (good, ["engine.zero_stage=2"], "needs engine.name=deepspeed"),
+    ]
+    for config, overrides, needle in cases:
+        proc = hpc_seaice("train", str(write_config(tmp_path / "c.yaml", config)), *overrides, check=False)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
+
+    # A checkpoint of another model in the run folder: one line naming the checkpoint.
+    run_training(config_from_dict(tiny_diffusion_config(tiny_dataset, tmp_path / "run", train={"max_steps": 3})))
+    path = write_config(tmp_path / "c.yaml", good)
+    proc = hpc_seaice("train", str(path), "unet.base_channels=8", check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "does not match the configured model" in lines[0]
+
+
+def test_lr_schedule_and_weight_decay_groups():
+    cfg = config_from_dict({"optim": {"lr": 1.0, "min_lr": 0.1, "warmup_steps": 4}})
+    values = [lr_multiplier(s, cfg.optim, 14) for s in range(15)]
+    assert values[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert values[4] == pytest.approx(1.0) and values[14] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(values[3:], values[4:]))
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.GroupNorm(1, 3), torch.nn.Linear(3, 3))
+    net.register_parameter("layer_scale", torch.nn.Parameter(torch.ones(3, 1, 1)))
+    decay, no_decay = decay_groups(net, 0.01)
+    assert {tuple(p.shape) for p in decay["params"]} == {(3, 2, 3, 3), (3, 3)}
+    assert len(no_decay["params"]) == 5 and no_decay["weight_decay"] == 0.0

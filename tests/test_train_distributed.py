@@ -1,0 +1,189 @@
+"""The trainer across real processes (gloo on CPU): torchrun, DeepSpeed, mpirun, SLURM variables.
+
+Every test asserts on what the run produced (losses, checkpoints, logged steps), not only on
+exit codes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import (
+    ROOT,
+    VENV_BIN,
+    child_env,
+    free_port,
+    losses,
+    read_metrics,
+    tiny_diffusion_config,
+    torchrun,
+    write_config,
+)
+
+from hpc_seaice.config import config_from_dict
+from hpc_seaice.train.checkpoint import latest_checkpoint
+from hpc_seaice.train.trainer import run_training
+
+pytestmark = pytest.mark.distributed
+
+
+def assert_close_trajectories(a: dict[int, float], b: dict[int, float], rtol: float = 1e-4) -> None:
+    assert a.keys() == b.keys(), (a.keys(), b.keys())
+    for step in a:
+        assert abs(a[step] - b[step]) <= rtol * max(abs(a[step]), 1e-8), (step, a[step], b[step])
+
+
+@pytest.fixture(scope="module")
+def single_process_reference(tiny_dataset, tmp_path_factory):
+    """1 process, global batch 4 (2 micro-batches of 2): the trajectory N ranks must follow."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    config = tiny_diffusion_config(tiny_dataset, run_dir, train={"grad_accum": 2})
+    assert run_training(config_from_dict(config)) == 0
+    return losses(run_dir)
+
+
+def test_ddp_two_ranks_follow_the_single_process_trajectory(tiny_dataset, tmp_path, single_process_reference):
+    run_dir = tmp_path / "ddp"
+    path = write_config(tmp_path / "c.yaml", tiny_diffusion_config(tiny_dataset, run_dir))
+    proc = torchrun(2, "train", str(path))
+    assert "2 rank(s) on 1 host(s)" in proc.stdout and "via torchrun" in proc.stdout
+    assert_close_trajectories(losses(run_dir), single_process_reference)
+
+
+@pytest.mark.parametrize("zero_stage", [1, 2])
+def test_deepspeed_zero_trains_checkpoints_and_resumes(tiny_dataset, tmp_path, single_process_reference, zero_stage):
+    run_dir = tmp_path / f"zero{zero_stage}"
+    config = tiny_diffusion_config(tiny_dataset, run_dir, engine={"name": "deepspeed", "zero_stage": zero_stage})
+    config["train"]["max_steps"] = 3
+    path = write_config(tmp_path / "c.yaml", config)
+    proc = torchrun(2, "train", str(path), "train.max_steps=6")
+    assert f"engine deepspeed ZeRO-{zero_stage}" in proc.stdout
+    assert_close_trajectories(losses(run_dir), single_process_reference)
+    assert latest_checkpoint(run_dir).name == "step_00000006"
+    # Throw away the last checkpoint and resume from step 3: the same losses again.
+    import shutil
+
+    shutil.rmtree(run_dir / "checkpoints" / "step_00000006")
+    (run_dir / "checkpoints" / "latest").write_text("step_00000003\n")
+    proc = torchrun(2, "train", str(path), "train.max_steps=6")
+    assert "resuming from step 3" in proc.stdout
+    assert [m["step"] for m in read_metrics(run_dir)] == [1, 2, 3, 4, 5, 6]
+    assert_close_trajectories(losses(run_dir), single_process_reference)
+
+
+def test_two_ranks_interrupted_by_sigterm_resume_the_same_trajectory(tiny_dataset, tmp_path):
+    reference = tmp_path / "reference"
+    config = tiny_diffusion_config(tiny_dataset, reference, train={"max_steps": 30, "checkpoint_every": 100})
+    assert run_training(config_from_dict({**config, "train": {**config["train"], "grad_accum": 2}})) == 0
+
+    run_dir = tmp_path / "interrupted"
+    config["run"]["dir"] = str(run_dir)
+    path = write_config(tmp_path / "c.yaml", config)
+    command = [str(VENV_BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "hpc_seaice", "train", str(path)]
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((run_dir / "metrics.jsonl").is_file() and len(read_metrics(run_dir)) >= 4):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # torchrun forwards it to both workers
+    out, err = proc.communicate(timeout=120)
+    assert "stop signal" in out, err
+    stopped_at = int(latest_checkpoint(run_dir).name.split("_")[1])
+    assert 4 <= stopped_at < 30
+    torchrun(2, "train", str(path))
+    assert [m["step"] for m in read_metrics(run_dir)] == list(range(1, 31))
+    assert_close_trajectories(losses(run_dir), losses(reference))
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.is_file() else []
+
+
+def test_killed_rank_restarts_from_last_checkpoint_and_finishes(tiny_dataset, tmp_path):
+    run_dir = tmp_path / "killed"
+    config = tiny_diffusion_config(tiny_dataset, run_dir, train={"max_steps": 40, "checkpoint_every": 5})
+    path = write_config(tmp_path / "c.yaml", config)
+    command = [
+        str(VENV_BIN / "torchrun"),
+        "--standalone",
+        "--nproc_per_node=2",
+        "--max-restarts=1",
+        "-m",
+        "hpc_seaice",
+        "train",
+        str(path),
+    ]
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and latest_checkpoint(run_dir) is None:
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert len(workers) == 2, workers
+    os.kill(workers[1], signal.SIGKILL)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-3000:]
+    assert out.count("hpc-seaice train |") == 2 and "resuming from step" in out
+    steps = [m["step"] for m in read_metrics(run_dir)]
+    assert steps == list(range(1, 41))  # every step logged once after the restart
+    assert latest_checkpoint(run_dir).name == "step_00000040"
+
+
+def test_mpirun_two_ranks_train(tiny_dataset, tmp_path, single_process_reference):
+    mpiexec = VENV_BIN / "mpiexec"
+    if not mpiexec.exists():
+        pytest.fail("mpiexec from the mpich wheel is missing: run make install")
+    run_dir = tmp_path / "mpi"
+    path = write_config(tmp_path / "c.yaml", tiny_diffusion_config(tiny_dataset, run_dir))
+    proc = subprocess.run(
+        [str(mpiexec), "-n", "2", sys.executable, "-m", "hpc_seaice", "train", str(path)],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "via mpi" in proc.stdout and "2 rank(s)" in proc.stdout
+    assert_close_trajectories(losses(run_dir), single_process_reference)
+
+
+def test_slurm_variables_initialise_two_tasks(tiny_dataset, tmp_path, single_process_reference):
+    """Two processes with the variables srun sets (no torchrun): rank, world and master agree."""
+    run_dir = tmp_path / "slurm-vars"
+    path = write_config(tmp_path / "c.yaml", tiny_diffusion_config(tiny_dataset, run_dir))
+    port = free_port()
+    procs = []
+    for rank in range(2):
+        env = child_env(
+            SLURM_PROCID=str(rank),
+            SLURM_NTASKS="2",
+            SLURM_STEP_NUM_TASKS="2",
+            SLURM_LOCALID=str(rank),
+            SLURM_JOB_ID="4242",
+            SLURM_JOB_NODELIST="localhost",
+            MASTER_PORT=str(port),
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "hpc_seaice", "train", str(path)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert "via slurm" in outputs[0][0] and "2 rank(s)" in outputs[0][0]
+    assert_close_trajectories(losses(run_dir), single_process_reference)
