@@ -14,10 +14,10 @@ export HDF5_USE_FILE_LOCKING := FALSE
 $(STAMP): setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0 deepspeed mpi4py mpich h5py h5netcdf xarray submitit \
-	    tensorboard numpy scipy matplotlib tqdm pyyaml pytest ruff
+	$(PY) -m pip install -q torch==2.13.0 deepspeed mpi4py h5py h5netcdf xarray submitit tensorboard \
+	    numpy scipy matplotlib tqdm pyyaml pytest ruff
 	$(PY) -m pip install -q --no-deps -e '.[dev]'
-	$(PY) -m pip check >/dev/null || $(PY) -m pip check
+	$(PY) -m pip install -q mpich  # the MPI runtime (libmpi, mpiexec) that mpi4py loads
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -54,6 +54,12 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     )
     convert.add_argument("--crop", default="", help="y0:y1,x0:x1 crop, e.g. 91:603,8:520")
     convert.add_argument("--shard-size", type=int, default=256, help="samples per shard")
+    convert.add_argument(
+        "--splits",
+        default="",
+        help="NAME=START..END,... inclusive dates (default train=2009-01-01..2016-12-31,"
+        "validation=2017-01-01..2017-12-31,test=2018-01-01..2018-12-31)",
+    )
     convert.add_argument("--overwrite", action="store_true", help="replace an existing data set")
 
     stats = dsub.add_parser("stats", help="(re)compute normalisation statistics on the train split")

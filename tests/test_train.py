@@ -50,13 +50,14 @@ def test_diffusion_trains_checkpoints_and_resumes_bitwise(tiny_dataset, tmp_path
     assert [m["step"] for m in read_metrics(resumed)] == [1, 2, 3, 4, 5, 6]  # each step logged once
     assert losses(resumed) == losses(straight)  # bitwise on one process
     jobs = [json.loads(line) for line in (resumed / "jobs.jsonl").read_text().splitlines()]
-    assert [j["start_step"] for j in jobs] == [0, 0, 3]
+    assert [j["start_step"] for j in jobs] == [0, 3]
 
 
 def test_sigterm_checkpoints_at_step_boundary_and_resume_continues_exactly(tiny_dataset, tmp_path):
+    # Both runs in child processes with the same thread count, so float reductions agree.
     reference = tmp_path / "reference"
-    config = tiny_diffusion_config(tiny_dataset, reference, train={"max_steps": 40, "checkpoint_every": 100})
-    assert run_training(config_from_dict(config)) == 0
+    config = tiny_diffusion_config(tiny_dataset, reference, train={"max_steps": 20, "checkpoint_every": 100})
+    hpc_seaice("train", str(write_config(tmp_path / "reference.yaml", config)))
 
     run_dir = tmp_path / "interrupted"
     config["run"]["dir"] = str(run_dir)
@@ -71,7 +72,7 @@ def test_sigterm_checkpoints_at_step_boundary_and_resume_continues_exactly(tiny_
     )
     deadline = time.time() + 120
     while time.time() < deadline:
-        if (run_dir / "metrics.jsonl").is_file() and len(read_metrics(run_dir)) >= 5:
+        if (run_dir / "metrics.jsonl").is_file() and len(read_metrics(run_dir)) >= 4:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -79,9 +80,9 @@ def test_sigterm_checkpoints_at_step_boundary_and_resume_continues_exactly(tiny_
     assert proc.returncode == EXIT_INTERRUPTED, err
     assert "stop signal (SIGTERM)" in out
     stopped_at = int(latest_checkpoint(run_dir).name.split("_")[1])
-    assert 5 <= stopped_at < 40
+    assert 4 <= stopped_at < 20
     hpc_seaice("train", str(path))
-    assert [m["step"] for m in read_metrics(run_dir)] == list(range(1, 41))
+    assert [m["step"] for m in read_metrics(run_dir)] == list(range(1, 21))
     assert losses(run_dir) == losses(reference)
 
 
@@ -119,7 +120,7 @@ def test_user_errors_are_one_line(tiny_dataset, tmp_path):
     good = tiny_diffusion_config(tiny_dataset, tmp_path / "run")
     cases = [
         ({**good, "data": {"path": str(tmp_path / "nowhere")}}, [], "no such data set folder"),
-        (good, ["train.batch_size=3"], "'train.batch_size' is 3"),
+        (good, ["train.batch_size=3", "train.grad_accum=2"], "'train.batch_size' is 3"),
         (good, ["unet.in_channels=3"], "'unet.in_channels' is 3"),
         (good, ["engine.zero_stage=2"], "needs engine.name=deepspeed"),
     ]

@@ -159,12 +159,17 @@ def init_distributed(timeout_s: float = 600.0, force_process_group: bool = False
     if torch.cuda.is_available():
         torch.cuda.set_device(info.local_rank % torch.cuda.device_count())
         info.device = torch.device("cuda", torch.cuda.current_device())
+    launched = info.world_size > 1 or force_process_group or info.launcher != "single"
     for key, value in (
-        ("RANK", info.rank),
-        ("WORLD_SIZE", info.world_size),
-        ("LOCAL_RANK", info.local_rank),
-        ("MASTER_ADDR", info.master_addr),
-        ("MASTER_PORT", info.master_port),
+        ()
+        if not launched
+        else (
+            ("RANK", info.rank),
+            ("WORLD_SIZE", info.world_size),
+            ("LOCAL_RANK", info.local_rank),
+            ("MASTER_ADDR", info.master_addr),
+            ("MASTER_PORT", info.master_port),
+        )
     ):
         os.environ[key] = str(value)
     if dist.is_initialized():

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Train on one machine with torchrun: one process per GPU (or NPROC processes on CPU, gloo).
+#
+# Usage:
+#   launch/torchrun.sh CONFIG.yaml [key=value ...]
+#   NPROC=2 launch/torchrun.sh configs/demo/diffusion-data.yaml train.max_steps=100   # CPU, 2 ranks
+#   MAX_RESTARTS=2 launch/torchrun.sh CONFIG.yaml   # restart all workers from the last checkpoint
+#                                                    # when one of them dies
+# NPROC defaults to the number of GPUs (nvidia-smi), else 1. PYTHON picks the interpreter (default:
+# python on PATH, e.g. the activated .venv). The c10d rendezvous (--standalone) is used because
+# restarted workers reconnect with it; the static rendezvous (--master-port alone) fails in gloo
+# after a restart. Ctrl-C / SIGTERM: the trainer checkpoints at the next step and exits 75;
+# running the same command again resumes from <run.dir>/checkpoints/latest.
+set -euo pipefail
+
+PYTHON=${PYTHON:-python}
+if [ -z "${NPROC:-}" ]; then
+  NPROC=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true)
+  [ "$NPROC" -ge 1 ] || NPROC=1
+fi
+if [ $# -lt 1 ]; then
+  echo "usage: [NPROC=N] $0 CONFIG.yaml [key=value ...]" >&2
+  exit 2
+fi
+# torchrun would set 1 thread per worker; share the cores instead (matters for CPU runs).
+threads=$(($(nproc) / NPROC))
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$((threads > 0 ? threads : 1))}
+
+exec "$PYTHON" -m torch.distributed.run --standalone --nproc-per-node="$NPROC" \
+  --max-restarts="${MAX_RESTARTS:-0}" -m hpc_seaice train "$@"
