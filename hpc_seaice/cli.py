@@ -85,8 +85,21 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     encode.add_argument("--overwrite", action="store_true", help="replace an existing latent set")
 
     sample = sub.add_parser("sample", help="generate samples from a trained diffusion run")
-    sample.add_argument("--run", required=True, help="diffusion run folder")
-    sample.add_argument("--num", type=int, required=True, help="number of samples")
+    sample.add_argument(
+        "--run",
+        "--run-dir",
+        dest="run",
+        required=True,
+        help="diffusion run folder (spell it --run-dir under torchrun, whose own --run-path swallows --run)",
+    )
+    sample.add_argument(
+        "--num",
+        "--num-samples",
+        dest="num",
+        type=int,
+        required=True,
+        help="number of samples (--num-samples under torchrun)",
+    )
     sample.add_argument("--out", required=True, help="output NetCDF file")
     sample.add_argument("--steps", type=int, default=20, help="Heun steps (default 20)")
     sample.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")

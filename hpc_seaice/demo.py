@@ -1,0 +1,297 @@
+"""``make demo``: the whole pipeline on synthetic data, 2 processes on CPU, with a report.
+
+Stages (each prints one line when it starts and when it ends, and is skipped when its output
+is already complete, so re-running resumes where it stopped):
+
+1. synthetic neXtSIM-like data (128 x 128, every 5 days over 2009-2018) into sharded HDF5;
+2. two VAEs, censored-Gaussian and Gaussian decoders (torchrun, 2 ranks, DDP);
+3. ``encode`` of every split into latent shards with each VAE (2 ranks);
+4. latent diffusion on each VAE's latents (censored: DDP; Gaussian: DeepSpeed ZeRO-2) and
+   data-space diffusion on the fields (DDP), all under torchrun with 2 ranks;
+5. ``sample`` from the three models (2 ranks) and ``evaluate`` against the test split,
+   with the VAEs' reconstructions;
+6. the speed benchmark in quick mode and the data-loader benchmark;
+7. ``demo/report.md``.
+
+Training runs resume from their last checkpoint if interrupted (the trainer does this itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Stage:
+    name: str
+    done: bool
+    seconds: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("DS_ACCELERATOR", "cpu")
+    env.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _run(command: list[str], log: Path) -> None:
+    """Run a stage's command; its output goes to the terminal and to a log file."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print("  $ " + " ".join(command), flush=True)
+    with open(log, "a") as handle:
+        proc = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            sys.stdout.buffer.write(raw)
+            sys.stdout.flush()
+            handle.write(raw.decode(errors="replace"))
+        code = proc.wait()
+    if code != 0:
+        raise SystemExit(f"demo: stage failed (exit {code}): {' '.join(command)}\n  log: {log}")
+
+
+def _torchrun(*args: str) -> list[str]:
+    return [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "hpc_seaice", *args]
+
+
+def _hpc(*args: str) -> list[str]:
+    return [PYTHON, "-m", "hpc_seaice", *args]
+
+
+def _trained(run_dir: Path, config: Path, overrides: list[str]) -> bool:
+    from hpc_seaice.config import load_config
+    from hpc_seaice.train.checkpoint import latest_checkpoint
+
+    if not (run_dir / "checkpoints" / "latest").is_file():
+        return False
+    max_steps = load_config(config, overrides).train.max_steps
+    return int(latest_checkpoint(run_dir).name.split("_")[-1]) >= max_steps
+
+
+class Demo:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.logs = out / "logs"
+        self.stages: list[Stage] = []
+        self.total = 12
+
+    def stage(self, title: str, done: bool, command_lists: list[list[str]], outputs: list[str]) -> None:
+        number = len(self.stages) + 1
+        if done:
+            print(f"[{number}/{self.total}] {title}: already done, skipped ({', '.join(outputs)})", flush=True)
+            self.stages.append(Stage(title, True, 0.0, outputs))
+            return
+        print(f"[{number}/{self.total}] {title} ...", flush=True)
+        start = time.perf_counter()
+        for command in command_lists:
+            _run(command, self.logs / f"{number:02d}.log")
+        seconds = time.perf_counter() - start
+        print(f"[{number}/{self.total}] {title}: done in {seconds:.0f} s -> {', '.join(outputs)}", flush=True)
+        self.stages.append(Stage(title, False, seconds, outputs))
+
+    def run(self) -> None:
+        out = self.out
+        data = out / "data"
+        start = time.perf_counter()
+        self.stage(
+            "synthetic neXtSIM-like data, 128 x 128, 5-daily 2009-2018",
+            (data / "manifest.json").is_file(),
+            [_hpc("data", "synth", "--out", str(data), "--grid", "128", "--freq", "5D", "--overwrite")],
+            [str(data)],
+        )
+        vae_runs = {}
+        for decoder in ("censored", "gaussian"):
+            run_dir = out / "runs" / f"vae-{decoder}"
+            config = ROOT / "configs/demo/autoencoder.yaml"
+            overrides = [f"vae.decoder={decoder}", f"run.dir={run_dir}", f"data.path={data}"]
+            self.stage(
+                f"VAE with {decoder}-Gaussian decoder (torchrun, 2 ranks, DDP)",
+                _trained(run_dir, config, overrides),
+                [_torchrun("train", str(config), *overrides)],
+                [str(run_dir)],
+            )
+            vae_runs[decoder] = run_dir
+        for decoder, run_dir in vae_runs.items():
+            latents = out / f"latents-{decoder}"
+            self.stage(
+                f"encode every split with the {decoder} VAE (2 ranks)",
+                (latents / "manifest.json").is_file(),
+                [
+                    _torchrun(
+                        "encode",
+                        "--autoencoder",
+                        str(run_dir),
+                        "--data",
+                        str(data),
+                        "--out",
+                        str(latents),
+                        "--overwrite",
+                    )
+                ],
+                [str(latents)],
+            )
+        diffusion_runs = {}
+        plans = [
+            ("ldm-censored", "diffusion-latent.yaml", out / "latents-censored", ["engine.name=ddp"], "DDP"),
+            (
+                "ldm-gaussian",
+                "diffusion-latent.yaml",
+                out / "latents-gaussian",
+                ["engine.name=deepspeed", "engine.zero_stage=2"],
+                "DeepSpeed ZeRO-2",
+            ),
+            ("data-space", "diffusion-data.yaml", data, ["engine.name=ddp"], "DDP"),
+        ]
+        for name, config_name, path, engine, engine_name in plans:
+            run_dir = out / "runs" / f"diffusion-{name}"
+            config = ROOT / "configs/demo" / config_name
+            overrides = [f"run.dir={run_dir}", f"data.path={path}", *engine]
+            self.stage(
+                f"{name} diffusion (torchrun, 2 ranks, {engine_name})",
+                _trained(run_dir, config, overrides),
+                [_torchrun("train", str(config), *overrides)],
+                [str(run_dir)],
+            )
+            diffusion_runs[name] = run_dir
+        samples = []
+        for name, run_dir in diffusion_runs.items():
+            target = out / "samples" / f"{name}.nc"
+            samples.append(target)
+            self.stage(
+                f"sample 16 states from {name} (Heun, 20 steps, 2 ranks)",
+                target.is_file(),
+                [
+                    _torchrun(
+                        "sample",
+                        "--run-dir",
+                        str(run_dir),
+                        "--num-samples",
+                        "16",
+                        "--out",
+                        str(target),
+                        "--batch-size",
+                        "4",
+                    )
+                ],
+                [str(target)],
+            )
+        evaluation = out / "evaluation"
+        self.stage(
+            "evaluate the three models and the two VAEs against the test split",
+            (evaluation / "metrics.json").is_file(),
+            [
+                _hpc(
+                    "evaluate",
+                    "--samples",
+                    *map(str, samples),
+                    "--data",
+                    str(data),
+                    "--split",
+                    "test",
+                    "--out",
+                    str(evaluation),
+                    "--reconstruct",
+                    *map(str, vae_runs.values()),
+                )
+            ],
+            [str(evaluation / "report.md")],
+        )
+        bench = out / "benchmarks"
+        self.stage(
+            "speed benchmark (quick) and data-loader benchmark (quick)",
+            (bench / "speed.json").is_file() and (bench / "dataloader.json").is_file(),
+            [
+                [PYTHON, "-m", "benchmarks.speed", "--quick", "--out", str(bench)],
+                [PYTHON, "-m", "benchmarks.dataloader", "--quick", "--out", str(bench)],
+            ],
+            [str(bench)],
+        )
+        write_report(out, self.stages, diffusion_runs, vae_runs, time.perf_counter() - start)
+        print(
+            f"\nDemo finished in {time.perf_counter() - start:.0f} s.\n"
+            f"  report:       {out / 'report.md'}\n"
+            f"  figures:      {evaluation}/*.png\n"
+            f"  samples:      {out / 'samples'}/*.nc\n"
+            f"  checkpoints:  {out / 'runs'}/*/checkpoints\n"
+            f"  TensorBoard:  {out / 'runs'}/*/tensorboard  ->  {BIN / 'tensorboard'} --logdir {out / 'runs'}\n"
+            f"  logs:         {self.logs}",
+            flush=True,
+        )
+
+
+def _benchmark_table(path: Path) -> str:
+    markdown = path.with_suffix(".md")
+    return markdown.read_text() if markdown.is_file() else f"(no {markdown.name})"
+
+
+def write_report(out: Path, stages: list[Stage], diffusion_runs: dict, vae_runs: dict, seconds: float) -> None:
+    """``demo/report.md``: what ran, the model comparison, figures and measured speed ratios."""
+    evaluation = out / "evaluation"
+    lines = [
+        "# hpc-seaice demo report",
+        "",
+        "Everything below was produced by `make demo` on this machine: synthetic neXtSIM-like data "
+        "(not real neXtSIM output), CPU only, 2 processes. The models are trained for minutes, so the "
+        "scores compare the pipelines, not converged models.",
+        "",
+        "## Pipeline",
+        "",
+        "| # | stage | time | output |",
+        "|---|---|---|---|",
+    ]
+    for i, stage in enumerate(stages, 1):
+        took = "skipped (already done)" if stage.done else f"{stage.seconds:.0f} s"
+        lines.append(f"| {i} | {stage.name} | {took} | {', '.join(f'`{o}`' for o in stage.outputs)} |")
+    lines += ["", f"Total wall time of this run: {seconds:.0f} s.", ""]
+    lines += ["## Training runs", "", "| run | steps | last loss | samples/s (last log) |", "|---|---|---|---|"]
+    for name, run_dir in {**{f"vae-{k}": v for k, v in vae_runs.items()}, **diffusion_runs}.items():
+        records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+        if records:
+            last = records[-1]
+            lines.append(f"| {name} | {last['step']} | {last['loss']:.4g} | {last['samples_per_s']:.3g} |")
+    lines += ["", "## Evaluation against the test split", ""]
+    report = evaluation / "report.md"
+    if report.is_file():
+        text = report.read_text().split("\n", 1)[1]  # drop its title
+        for figure in sorted(evaluation.glob("*.png")):
+            text = text.replace(f"]({figure.name})", f"](evaluation/{figure.name})")
+        lines.append(text.replace("\n## ", "\n### "))
+    lines += ["", "## Measured speed (quick benchmark: demo presets, not the paper geometry)", ""]
+    lines.append(_benchmark_table(out / "benchmarks" / "speed.json"))
+    lines += ["", "## Data loading", "", _benchmark_table(out / "benchmarks" / "dataloader.json")]
+    if (out / "benchmarks" / "speed_ratios.png").is_file():
+        lines += ["", "![speed ratios](benchmarks/speed_ratios.png)"]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hpc_seaice.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="demo", help="output folder (default: demo)")
+    parser.add_argument("--clean", action="store_true", help="remove the output folder first")
+    args = parser.parse_args(argv)
+    out = (ROOT / args.out) if not Path(args.out).is_absolute() else Path(args.out)
+    if args.clean:
+        shutil.rmtree(out, ignore_errors=True)
+    if out.exists():
+        print(f"demo: {out} exists; finished stages are skipped (make demo-clean starts over)", flush=True)
+    Demo(out).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
