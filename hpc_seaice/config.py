@@ -56,6 +56,7 @@ class UNetConfig:
     heads: int = 8
     embedding_dim: int = 256
     mlp_ratio: int = 4  # hidden width of the block and transformer MLPs, in multiples of the width
+    kernel_size: int = 7  # depthwise kernel of the ConvNeXt blocks (odd; 3 is much faster on CPU)
     dropout: float = 0.0
     channels_last: bool = False
     compile: bool = False

@@ -48,7 +48,7 @@ def build_task_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.Mo
     """The network a run trains, built from its config and its data set."""
     channels = len(manifest.variables)
     if cfg.stage == "autoencoder":
-        from hpc_seaice.models.vae import VAE
+        from hpc_seaice.models.build import build_vae
 
         if manifest.kind != "fields":
             raise UserError(f"{cfg.data.path}: the autoencoder trains on fields, this is a {manifest.kind} set")
@@ -58,27 +58,31 @@ def build_task_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.Mo
             )
         if static.mean is None or static.std is None:
             raise UserError(f"{cfg.data.path}: no normalisation statistics; run hpc-seaice data stats")
-        return VAE(
+        vae = build_vae(
             cfg.vae,
             data_mean=torch.as_tensor(static.mean, dtype=torch.float32),
             data_std=torch.as_tensor(static.std, dtype=torch.float32),
             lower=torch.as_tensor(manifest.lower, dtype=torch.float32),
             upper=torch.as_tensor(manifest.upper, dtype=torch.float32),
         )
-    from hpc_seaice.models.unet import UNet
+        try:
+            vae.latent_shape(*manifest.grid)
+        except ValueError as exc:
+            raise UserError(f"{cfg.data.path} (grid {manifest.grid}) does not fit the vae config: {exc}") from None
+        return vae
+    from hpc_seaice.models.build import build_unet
 
     if cfg.unet.in_channels != channels:
         raise UserError(
             f"config key 'unet.in_channels' is {cfg.unet.in_channels} but {cfg.data.path} "
             f"({manifest.kind}) has {channels} channels"
         )
-    levels = len(cfg.unet.channel_mult)
-    if any(side % 2 ** (levels - 1) for side in manifest.grid):
-        raise UserError(
-            f"{cfg.data.path}: grid {manifest.grid} is not divisible by 2^{levels - 1} "
-            f"(unet.channel_mult has {levels} levels)"
-        )
-    return UNet(cfg.unet, gamma_min=cfg.diffusion.gamma_min, gamma_max=cfg.diffusion.gamma_max)
+    net = build_unet(cfg.unet, cfg.diffusion)  # channels_last / torch.compile as configured
+    try:
+        net.check_input(torch.empty(1, channels, *manifest.grid, device="meta"))
+    except ValueError as exc:
+        raise UserError(f"{cfg.data.path} (grid {manifest.grid}) does not fit the unet config: {exc}") from None
+    return net
 
 
 class VAELoss(nn.Module):

@@ -154,12 +154,8 @@ def run_training(cfg: ExperimentConfig) -> int:
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     task = build_task(cfg, train_set.manifest, train_set.static, env.device)
     task.net.to(env.device)
-    if cfg.unet.channels_last and cfg.stage == "diffusion":
-        task.net.to(memory_format=torch.channels_last)
     ema = EMA(task.net, cfg.optim.ema_decay)  # a full copy, made before ZeRO-3 can partition
     engine = build_engine(task.loss_module, cfg.optim, cfg.train, cfg.engine, env, micro)
-    if cfg.unet.compile and cfg.stage == "diffusion":
-        task.net.forward = torch.compile(task.net.forward)
 
     start_step = 0
     folder = latest_checkpoint(run_dir)
@@ -224,8 +220,6 @@ def run_training(cfg: ExperimentConfig) -> int:
 
             def compute_loss(module, i: int, _step: int = step, _micro=micro_batches, _stats=stats):
                 x = _micro[i].to(env.device, non_blocking=True)
-                if cfg.stage == "diffusion" and cfg.unet.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
                 positions = _positions(_step, env.rank, env.world_size, i, micro, cfg.train.batch_size)
                 loss, sample_stats = task.micro_loss(module, x, positions, _step, cfg.train.batch_size)
                 if _step in cfg.train.debug_nan_steps:
@@ -344,18 +338,61 @@ def _record_job(run_dir: Path, env, start_step: int) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-def describe_collective_failure(exc: BaseException, env: Any, timeout_s: float) -> str:
-    """Explain a failed collective in terms of hosts: which peer was lost, if we can tell."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    lost = []
-    for host in sorted(set(getattr(env, "hosts", ()) or ())):
+PROBE_PORTS = (6818, 22)  # slurmd and sshd: a reachable cluster host answers on one of them, if only to refuse
+PROBE_TIMEOUT_S = 2.0
+
+
+def _host_answers(address: str, ports: tuple[int, ...]) -> bool:
+    """Whether a host answers a TCP connection attempt on one of ``ports`` (a refusal is an answer)."""
+    for port in ports:
         try:
-            address = socket.gethostbyname(host)
+            with socket.create_connection((address, port), timeout=PROBE_TIMEOUT_S):
+                return True
+        except ConnectionRefusedError:
+            return True
+        except OSError:  # timed out, host or network unreachable
+            continue
+    return False
+
+
+def describe_collective_failure(exc: BaseException, env: Any, timeout_s: float) -> str:
+    """Explain a failed collective in terms of hosts: which peer was lost, if we can tell.
+
+    A peer named in the backend's message (an address or host name of another rank) is the lost
+    one. gloo's time-outs name none (``Timed out waiting 15000ms for recv operation``): then every
+    other host of the run is probed with a short TCP connection attempt (master port, slurmd,
+    sshd; a refusal counts as an answer), and the hosts that do not answer are named.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    ranks: dict[str, list[int]] = {}
+    for rank, host in enumerate(getattr(env, "hosts", ()) or ()):
+        ranks.setdefault(host, []).append(rank)
+    addresses = {}
+    for host in sorted(ranks):
+        if host == env.hostname:
+            continue
+        try:
+            addresses[host] = socket.gethostbyname(host)
         except OSError:
             continue
-        if host != env.hostname and (address in text or host in text):
-            lost.append(f"{host} ({address})")
-    peer = f"lost peer: {', '.join(lost)}; " if lost else ""
+    lost = [host for host, address in addresses.items() if address in text or host in text]
+    how = ""
+    if not lost and addresses:
+        ports = tuple(dict.fromkeys((int(getattr(env, "master_port", 0)) or PROBE_PORTS[0], *PROBE_PORTS)))
+        with ThreadPoolExecutor(max_workers=min(32, len(addresses))) as pool:
+            answers = dict(zip(addresses, pool.map(lambda a: _host_answers(a, ports), addresses.values())))
+        lost = [host for host, answered in answers.items() if not answered]
+        how = f" (no answer from {env.hostname})" if lost else ""
+        if not lost:
+            how = f"every peer host answers {env.hostname}: a rank crashed or hung, see the other ranks' logs; "
+
+    def ranks_on(host: str) -> str:
+        numbers = ranks[host]
+        return f"rank {numbers[0]}" if len(numbers) == 1 else f"ranks {', '.join(map(str, numbers))}"
+
+    peer = f"lost peer: {', '.join(f'{h} ({addresses[h]}) with {ranks_on(h)}' for h in lost)}{how}; " if lost else how
     return (
         f"rank {env.rank} on {env.hostname}: a collective failed or timed out "
         f"(engine.timeout_s={timeout_s:g}); {peer}{text}"

@@ -1,0 +1,80 @@
+"""Build the networks from their configs, and measure them (parameters, forward FLOPs).
+
+``channels_last`` and ``compile`` are applied here, not in the modules: ``nn.Module.compile``
+compiles in place, so state_dict keys stay the same with and without compilation (no
+``_orig_mod.`` prefix) and checkpoints move freely between compiled and eager runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import yaml
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from hpc_seaice.config import CONFIG_ROOT, DiffusionConfig, UNetConfig, VAEConfig, config_from_dict
+from hpc_seaice.errors import UserError
+from hpc_seaice.models.unet import UNet
+from hpc_seaice.models.vae import VAE
+
+
+def _finish(model: nn.Module, channels_last: bool, compile: bool, parts: Sequence[nn.Module] = ()) -> nn.Module:
+    """Apply channels_last and in-place compilation (of ``parts``, or of the model's forward)."""
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        for part in parts or (model,):
+            part.compile()
+    return model
+
+
+def build_unet(cfg: UNetConfig, diffusion_cfg: DiffusionConfig | None = None) -> UNet:
+    """The denoiser for ``cfg``, conditioned on the training log-SNR range of ``diffusion_cfg``."""
+    d = diffusion_cfg or DiffusionConfig()
+    return _finish(UNet(cfg, gamma_min=d.gamma_min, gamma_max=d.gamma_max), cfg.channels_last, cfg.compile)
+
+
+def build_vae(
+    cfg: VAEConfig,
+    *,
+    data_mean: Sequence[float] | Tensor,
+    data_std: Sequence[float] | Tensor,
+    lower: Sequence[float] | Tensor,
+    upper: Sequence[float] | Tensor,
+) -> VAE:
+    """The VAE with the data set's normalisation statistics and physical bounds (per channel)."""
+    vae = VAE(cfg, data_mean=data_mean, data_std=data_std, lower=lower, upper=upper)
+    # The VAE is used through encode/decode/loss, not forward: compile its two networks.
+    return _finish(vae, cfg.channels_last, cfg.compile, parts=(vae.encoder, vae.decoder))
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def forward_flops(model: nn.Module, example_inputs: Sequence[Tensor], fn: str = "forward") -> int:
+    """FLOPs (multiply-add = 2) of one call of ``model.<fn>(*example_inputs)``, no gradient.
+
+    Counted by ``torch.utils.flop_counter.FlopCounterMode`` (convolutions, matmuls, attention);
+    element-wise work (norms, activations) is not counted. Works on the meta device, which
+    measures paper-size networks without allocating or computing anything.
+    """
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        getattr(model, fn)(*example_inputs)
+    return counter.get_total_flops()
+
+
+def load_model_preset(name: str) -> UNetConfig | VAEConfig:
+    """The config of ``configs/models/<name>.yaml``: a UNetConfig or VAEConfig by its keys."""
+    path = CONFIG_ROOT / "models" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in Path(CONFIG_ROOT / "models").glob("*.yaml"))
+        raise UserError(f"unknown model preset {name!r} (known: {known})")
+    data = yaml.safe_load(path.read_text()) or {}
+    vae_only = {"latent_channels", "decoder", "beta", "sigma_init"}
+    section = "vae" if vae_only & set(data) else "unet"
+    return getattr(config_from_dict({section: {"preset": name}}), section)

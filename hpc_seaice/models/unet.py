@@ -1,0 +1,145 @@
+"""The one U-Net denoiser family, used in data space (5 x 512 x 512) and latent space (16 x 64 x 64).
+
+Layout (a UViT in the authors' style, PAPER_NOTES 2.3), with L = len(channel_mult) levels:
+
+    conv 3x3 in
+    level i = 0..L-1 (resolution H/2^i, width base*mult[i]):
+        blocks_per_level blocks (ConvNeXt or ResNet, FiLM from the noise embedding) -> skip
+        2x2 stride-2 conv down to the next level
+    bottleneck at H/2^L, width base*mult[-1]: transformer blocks (self-attention + MLP)
+    level i = L-1..0: 2x2 transposed conv up, concat skip, 1x1 conv, blocks_per_level blocks
+    GroupNorm -> GELU -> conv 1x1 out (zero-initialised: the untrained net predicts v = 0)
+
+So the input side must be divisible by 2^L and self-attention only ever runs on the
+(H/2^L) x (W/2^L) bottleneck tokens, never on a large grid: the forward raises a ValueError
+when the bottleneck is wider than ``attention_max_side`` (add a level instead).
+
+The noise level enters through the normalised log-SNR: (gamma - gamma_min)/(gamma_max -
+gamma_min) * 1000 -> sinusoidal features -> MLP -> FiLM scale/shift in every block.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hpc_seaice.config import UNetConfig
+from hpc_seaice.models.layers import BLOCKS, TransformerBlock, group_norm, sinusoidal_embedding
+
+
+class NoiseEmbedding(nn.Module):
+    """Normalised log-SNR -> sinusoidal features -> Linear-GELU-Linear -> GELU."""
+
+    def __init__(self, dim: int, gamma_min: float, gamma_max: float) -> None:
+        super().__init__()
+        if not gamma_max > gamma_min:
+            raise ValueError(f"gamma_max ({gamma_max}) must exceed gamma_min ({gamma_min})")
+        self.dim = dim
+        self.gamma_min = float(gamma_min)
+        self.gamma_max = float(gamma_max)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim), nn.GELU())
+
+    def forward(self, gamma: Tensor) -> Tensor:
+        t = (gamma.float() - self.gamma_min) / (self.gamma_max - self.gamma_min) * 1000.0
+        return self.mlp(sinusoidal_embedding(t, self.dim))
+
+
+class UNet(nn.Module):
+    """v-prediction network: ``forward(x [B,C,H,W], gamma [B]) -> v_hat [B,C,H,W]``.
+
+    ``gamma`` is the raw log-SNR; the net normalises it with the training range given here.
+    """
+
+    def __init__(self, cfg: UNetConfig, gamma_min: float = -20.0, gamma_max: float = 20.0) -> None:
+        super().__init__()
+        if cfg.block not in BLOCKS:
+            raise ValueError(f"unet.block {cfg.block!r} is not one of {sorted(BLOCKS)}")
+        if not cfg.channel_mult:
+            raise ValueError("unet.channel_mult must name at least one level")
+        self.cfg = cfg
+        self.levels = len(cfg.channel_mult)
+        widths = [cfg.base_channels * m for m in cfg.channel_mult]
+        emb = cfg.embedding_dim
+        block = BLOCKS[cfg.block]
+
+        def make_block(cin: int, cout: int) -> nn.Module:
+            return block(
+                cin, cout, embedding_dim=emb, mlp_ratio=cfg.mlp_ratio, dropout=cfg.dropout, kernel_size=cfg.kernel_size
+            )
+
+        self.embedding = NoiseEmbedding(emb, gamma_min, gamma_max)
+        self.conv_in = nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)
+
+        self.down_blocks = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        for i, width in enumerate(widths):
+            self.down_blocks.append(nn.ModuleList(make_block(width, width) for _ in range(cfg.blocks_per_level)))
+            self.downsample.append(nn.Conv2d(width, widths[min(i + 1, self.levels - 1)], 2, stride=2))
+
+        mid = widths[-1]
+        self.bottleneck = nn.ModuleList(
+            TransformerBlock(mid, cfg.heads, emb, mlp_ratio=cfg.mlp_ratio, dropout=cfg.dropout)
+            for _ in range(cfg.bottleneck_blocks)
+        )
+
+        self.upsample = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        self.up_blocks = nn.ModuleList()
+        for i, width in enumerate(widths):
+            self.upsample.append(nn.ConvTranspose2d(widths[min(i + 1, self.levels - 1)], width, 2, stride=2))
+            self.merge.append(nn.Conv2d(2 * width, width, 1))
+            self.up_blocks.append(nn.ModuleList(make_block(width, width) for _ in range(cfg.blocks_per_level)))
+
+        self.norm_out = group_norm(widths[0])
+        self.conv_out = nn.Conv2d(widths[0], cfg.in_channels, 1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise a ValueError naming the problem if ``x`` does not fit this network's geometry."""
+        if x.dim() != 4 or x.shape[1] != self.cfg.in_channels:
+            raise ValueError(f"UNet expects [B, {self.cfg.in_channels}, H, W] input, got {tuple(x.shape)}")
+        factor = 2**self.levels
+        h, w = x.shape[-2:]
+        if h % factor or w % factor:
+            raise ValueError(f"UNet with {self.levels} levels needs H and W divisible by {factor}, got {h} x {w}")
+        side = max(h, w) // factor
+        if self.cfg.bottleneck_blocks and side > self.cfg.attention_max_side:
+            raise ValueError(
+                f"UNet bottleneck would attend over {h // factor} x {w // factor} tokens, more than "
+                f"unet.attention_max_side={self.cfg.attention_max_side}; add a level to channel_mult"
+            )
+
+    def forward(self, x: Tensor, gamma: Tensor) -> Tensor:
+        self.check_input(x)
+        if gamma.dim() == 0:
+            gamma = gamma.expand(x.shape[0])
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        emb = self.embedding(gamma)
+
+        h = self.conv_in(x)
+        skips = []
+        for blocks, down in zip(self.down_blocks, self.downsample):
+            for blk in blocks:
+                h = blk(h, emb)
+            skips.append(h)
+            h = down(h)
+
+        if len(self.bottleneck):
+            b, c, hh, ww = h.shape
+            tokens = h.flatten(2).transpose(1, 2)
+            for blk in self.bottleneck:
+                tokens = blk(tokens, emb)
+            h = tokens.transpose(1, 2).reshape(b, c, hh, ww)
+            if self.cfg.channels_last:
+                h = h.contiguous(memory_format=torch.channels_last)
+
+        for i in reversed(range(self.levels)):
+            h = self.upsample[i](h)
+            h = self.merge[i](torch.cat([h, skips[i]], dim=1))
+            for blk in self.up_blocks[i]:
+                h = blk(h, emb)
+
+        return self.conv_out(F.gelu(self.norm_out(h)))
