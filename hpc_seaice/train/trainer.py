@@ -101,11 +101,14 @@ def _open_datasets(cfg: ExperimentConfig) -> tuple[Any, Any]:
 
 
 def _loader(dataset: Any, sampler: Any, micro: int, cfg: ExperimentConfig, device: torch.device) -> DataLoader:
+    from hpc_seaice.data.dataset import collate
+
     workers = cfg.data.num_workers
     return DataLoader(
         dataset,
         batch_size=micro,
         sampler=sampler,
+        collate_fn=collate,  # hands over the batch buffer the reader filled, no stacking copy
         num_workers=workers,
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,

@@ -1,0 +1,160 @@
+"""Helpers every benchmark shares: the environment record, timing, and result files.
+
+A benchmark number means little without the machine, library versions and commit that
+produced it, so every result file carries them. Results go to ``benchmarks/results/<name>.json``
+(machine-readable, with settings) and ``<name>.md`` (the table a person reads); set
+``HPC_SEAICE_BENCH_RESULTS`` to write elsewhere.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _version(module: str) -> str:
+    try:
+        return str(__import__(module).__version__)
+    except Exception:
+        return "not installed"
+
+
+def environment() -> dict[str, Any]:
+    """Device, library versions, commit, host and CPU count of this run."""
+    device = f"cpu ({_cpu_model()})"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} visible)"
+    except ImportError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 0
+    env = {
+        "device": device,
+        "hostname": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": _version("torch"),
+        "numpy": _version("numpy"),
+        "h5py": _version("h5py"),
+        "git_commit": _git_commit(),
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+    try:
+        import h5py
+
+        env["hdf5"] = h5py.version.hdf5_version
+    except ImportError:
+        pass
+    return env
+
+
+def best_of(fn: Callable[[], Any], repeat: int = 3) -> float:
+    """Smallest wall time of ``repeat`` calls: the least disturbed by other load."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A GitHub-markdown table; ``columns`` default to the keys of the first row."""
+    if not rows:
+        return "(no results)"
+    columns = list(columns or rows[0].keys())
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("HPC_SEAICE_BENCH_RESULTS", REPO_ROOT / "benchmarks" / "results"))
+
+
+def write_results(
+    name: str,
+    rows: Sequence[dict[str, Any]],
+    *,
+    settings: dict[str, Any],
+    columns: Sequence[str] | None = None,
+    notes: str = "",
+    out_dir: str | os.PathLike | None = None,
+) -> tuple[Path, Path]:
+    """Write ``<name>.json`` (environment, settings, rows, notes) and ``<name>.md``; returns both."""
+    out = Path(out_dir) if out_dir is not None else results_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    record = {"name": name, "environment": env, "settings": settings, "results": list(rows), "notes": notes}
+    json_path = out / f"{name}.json"
+    json_path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    md = [
+        f"# {name}",
+        "",
+        markdown_table(rows, columns),
+        "",
+        *([notes, ""] if notes else []),
+        "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()),
+        "",
+        "Settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()),
+        "",
+    ]
+    md_path = out / f"{name}.md"
+    md_path.write_text("\n".join(md))
+    return json_path, md_path

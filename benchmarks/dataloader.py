@@ -1,0 +1,250 @@
+"""Data-loader throughput: ShardedDataset + DataLoader against a raw sequential h5py read.
+
+    python -m benchmarks.dataloader            # grids 128 and 512
+    python -m benchmarks.dataloader --quick    # grids 64 and 128, fewer samples (seconds)
+
+For each grid a synthetic data set is generated into a temporary folder. In the same run, and
+interleaved so that every path sees the same machine load, it times (best of ``--repeat``):
+
+- raw h5py, new array per batch: every shard front to back with plain h5py, ``dset[lo:hi]`` of
+  one batch per call; like a loader, it hands out a fresh array per batch. The baseline.
+- raw h5py, reused buffer: the same with ``read_direct`` into one buffer, so no fresh memory is
+  ever touched (at small grids h5py's selection overhead can make it the slower of the two).
+- reader: a training pass, i.e. shuffled global batches from :class:`GlobalBatchSampler`
+  through :class:`ShardedDataset` (normalised, masked, checked float32 tensors) and a torch
+  DataLoader with 0 or 2 worker processes, with torch's default collate or the pass-through
+  :func:`hpc_seaice.data.dataset.collate`.
+- DataLoader alone: a dataset of zeros with the same shapes and 2 workers, i.e. what the worker
+  processes and their shared-memory transfer cost by themselves, the ceiling for any reader.
+
+The files were just written, so every path reads from the page cache: the comparison measures
+the reader's own overhead (calls, normalisation, collation, transfer), which is what it adds on
+any file system. Target: the reader reaches at least 80 % of the raw bandwidth. Every consumer
+touches each 4 KiB page of what it receives (shared-memory pages fault in only then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from benchmarks.common import markdown_table, write_results
+from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset, collate
+from hpc_seaice.data.shards import read_manifest
+from hpc_seaice.data.synth import generate
+
+BLOCK_BYTES = 64 << 20
+
+
+def _touch(x: np.ndarray) -> None:
+    """Touch every 4 KiB page, as any consumer would: shared-memory pages fault in only here."""
+    x.reshape(-1)[::1024].sum()
+
+
+def raw_pass(root: Path, batch: int, reuse: bool) -> int:
+    """Read every shard front to back with plain h5py, ``batch`` samples per call; bytes read.
+
+    ``reuse=False``: ``dset[lo:hi]``, a new array per batch, as a consumer receives batches.
+    ``reuse=True``: ``read_direct`` into one buffer, the ceiling of what the files deliver.
+    """
+    manifest = read_manifest(root)
+    total = 0
+    buf = None
+    for info in manifest.shards:
+        with h5py.File(root / info.file, "r", locking=False) as f:
+            d = f["fields"]
+            if reuse and (buf is None or buf.shape[1:] != d.shape[1:]):
+                buf = np.empty((batch, *d.shape[1:]), d.dtype)
+            for lo in range(0, d.shape[0], batch):
+                hi = min(d.shape[0], lo + batch)
+                if reuse:
+                    d.read_direct(buf, np.s_[lo:hi], np.s_[0 : hi - lo])
+                    x = buf[: hi - lo]
+                else:
+                    x = d[lo:hi]
+                _touch(x)
+                total += x.nbytes
+    return total
+
+
+class ReaderPass:
+    """A DataLoader over shuffled global batches, kept alive across timed passes."""
+
+    def __init__(self, root: Path, num_workers: int, batch: int, passthrough: bool) -> None:
+        self.ds = ShardedDataset(root, split=None)
+        self.batch = batch
+        sampler = GlobalBatchSampler(len(self.ds), global_batch=batch, rank=0, world_size=1, seed=0)
+        self.loader = DataLoader(
+            self.ds,
+            batch_size=batch,
+            sampler=sampler,
+            num_workers=num_workers,
+            collate_fn=collate if passthrough else None,
+            persistent_workers=num_workers > 0,
+            prefetch_factor=4 if num_workers > 0 else None,
+        )
+        self._start(batch)
+
+    def _start(self, batch: int) -> None:
+        self.it = iter(self.loader)
+        t0 = time.perf_counter()
+        for _ in range(2):  # worker start-up and first opens are not steady state
+            next(self.it)
+        self.startup_s = time.perf_counter() - t0
+        self.batches = max(1, len(self.ds) // batch)
+
+    def __call__(self) -> int:
+        total = 0
+        for x in itertools.islice(self.it, self.batches):
+            _touch(x.numpy())
+            total += x.numel() * x.element_size()
+        return total
+
+    def close(self) -> None:
+        del self.it
+        self.ds.close()
+
+
+READERS = [(0, False), (0, True), (2, False), (2, True)]  # (workers, pass-through collate)
+
+
+class ZeroCost(Dataset):
+    """Batches of zeros of the same shape: what the DataLoader itself costs (workers, transfer)."""
+
+    def __init__(self, shape: tuple[int, ...], n: int) -> None:
+        self.shape, self.n = shape, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.zeros(self.shape)
+
+
+class LoaderOnlyPass(ReaderPass):
+    def __init__(self, shape: tuple[int, ...], n: int, num_workers: int, batch: int) -> None:
+        self.ds = ZeroCost(shape, n)
+        self.loader = DataLoader(
+            self.ds,
+            batch_size=batch,
+            sampler=GlobalBatchSampler(n, global_batch=batch, rank=0, world_size=1, seed=0),
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            prefetch_factor=4 if num_workers > 0 else None,
+        )
+        self._start(batch)
+
+    def close(self) -> None:
+        del self.it
+
+
+def measure_grid(grid: int, samples: int, shard_size: int, batch: int, repeat: int) -> list[dict]:
+    with tempfile.TemporaryDirectory(prefix=f"bench-loader-{grid}-") as tmp:
+        root = Path(tmp) / "data"
+        days = max(1, int(3652 / samples))
+        t0 = time.perf_counter()
+        generate(root, grid=grid, freq=f"{days}D", seed=0, shard_size=shard_size, progress=False)
+        gen_s = time.perf_counter() - t0
+        n = read_manifest(root).num_samples
+        sample_mb = 5 * grid * grid * 4 / 1e6
+        paths: dict[str, Any] = {
+            "raw h5py, new array per batch": lambda: raw_pass(root, batch, reuse=False),
+            "raw h5py, reused buffer": lambda: raw_pass(root, batch, reuse=True),
+        }
+        readers = {}
+        for w, passthrough in READERS:
+            name = f"reader, {w} workers, {'collate' if passthrough else 'default collate'}"
+            readers[name] = ReaderPass(root, w, batch, passthrough)
+            paths[name] = readers[name]
+        name = "DataLoader alone, 2 workers (zero-cost dataset)"
+        readers[name] = LoaderOnlyPass((5, grid, grid), n, 2, batch)
+        paths[name] = readers[name]
+        best: dict[str, float] = {}
+        nbytes: dict[str, int] = {}
+        for _ in range(repeat):  # interleaved, so every path sees the same machine load
+            for key, fn in paths.items():
+                t = time.perf_counter()
+                nbytes[key] = fn()
+                best[key] = min(best.get(key, float("inf")), time.perf_counter() - t)
+        raw_mbs = nbytes["raw h5py, new array per batch"] / 1e6 / best["raw h5py, new array per batch"]
+        ceil_mbs = nbytes["raw h5py, reused buffer"] / 1e6 / best["raw h5py, reused buffer"]
+        rows = []
+        for key in paths:
+            mbs = nbytes[key] / 1e6 / best[key]
+            rows.append(
+                {
+                    "grid": grid,
+                    "path": key,
+                    "samples": round(nbytes[key] / 1e6 / sample_mb),
+                    "samples_per_s": mbs / sample_mb,
+                    "MB_per_s": mbs,
+                    "vs_raw": mbs / raw_mbs,
+                    "vs_reused_buffer": mbs / ceil_mbs,
+                    "startup_s": readers[key].startup_s if key in readers else float("nan"),
+                }
+            )
+        for r in readers.values():
+            r.close()
+        print(f"grid {grid}: {n} samples generated in {gen_s:.1f} s", flush=True)
+        return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="grids 64 and 128 with few samples")
+    p.add_argument("--repeat", type=int, default=3, help="timed passes per path (best is kept)")
+    p.add_argument("--batch", type=int, default=8, help="samples per batch")
+    p.add_argument("--grids", default="", help="comma-separated grid sides, overriding the plan (e.g. 32)")
+    p.add_argument("--samples", type=int, default=128, help="samples per data set with --grids")
+    p.add_argument(
+        "--out",
+        default="",
+        help="results folder; there the files are dataloader.json/.md (default: benchmarks/results, "
+        "or $HPC_SEAICE_BENCH_RESULTS, with dataloader_quick.* for --quick)",
+    )
+    p.add_argument("--name", default="", help="result file name (overrides the default above)")
+    args = p.parse_args(argv)
+    if args.grids:
+        grids = [int(g) for g in args.grids.split(",") if g.strip()]
+        plan = [(g, args.samples, max(8, args.samples // 4)) for g in grids]
+    else:
+        plan = [(64, 256, 64), (128, 128, 64)] if args.quick else [(128, 512, 128), (512, 192, 32)]
+    rows = []
+    for grid, samples, shard_size in plan:
+        rows += measure_grid(grid, samples, shard_size, args.batch, args.repeat)
+        print(markdown_table(rows[-(3 + len(READERS)) :]), flush=True)
+    # A folder of its own (--out) holds one run; the shared results folder keeps quick runs apart.
+    name = args.name or ("dataloader_quick" if args.quick and not args.out else "dataloader")
+    settings = {
+        "plan (grid, samples, shard_size)": plan,
+        "batch": args.batch,
+        "repeat": args.repeat,
+        "readers (workers, pass-through collate)": READERS,
+        "page_cache": "warm (files just written)",
+    }
+    notes = (
+        "MB/s counts float32 sample bytes delivered (5 x H x W x 4 per sample); vs_raw = MB/s / MB/s of "
+        "'raw h5py, new array per batch' in the same run (target >= 0.8); vs_reused_buffer likewise "
+        "against 'raw h5py, reused buffer'. startup_s: worker start and first two batches (not timed). "
+        "Worker rows are bounded by the DataLoader's own transfer (compare 'DataLoader alone'); with 0 "
+        "workers the default collate's torch.stack runs under OpenMP, whose thread wake-ups are slow "
+        "on small shared VMs: collate_fn=collate avoids the stack and its copy."
+    )
+    json_path, md_path = write_results(name, rows, settings=settings, notes=notes, out_dir=args.out or None)
+    print()
+    print(markdown_table(rows))
+    print(f"\nwritten {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""Per-variable normalisation statistics over the ocean cells of the training split.
+
+Mean and std are accumulated in one streaming pass with Welford's update generalised to blocks
+(Chan et al. 1979): each block contributes (count, mean, M2) computed in float64, and two partial
+results merge exactly, so shards (or ranks) can be reduced in any grouping and the answer does
+not depend on how the data were cut. The same pass records min, max and the fraction of values
+at the lower/upper physical bound (the plateaus), which the data set summary reports.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpc_seaice.data.shards import (
+    Manifest,
+    check_shard_layout,
+    in_split,
+    iter_blocks,
+    manifest_path,
+    open_h5,
+    read_manifest,
+    read_static,
+    shard_times,
+    static_path,
+    write_static,
+)
+from hpc_seaice.errors import UserError
+
+
+@dataclass
+class RunningStats:
+    """Mergeable per-channel count, mean, M2 (sum of squared deviations), min, max, bound hits."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    count: int = 0
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    m2: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    min: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    max: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    at_lower: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    at_upper: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __post_init__(self) -> None:
+        self.lower = np.asarray(self.lower, dtype=np.float64)
+        self.upper = np.asarray(self.upper, dtype=np.float64)
+        c = self.lower.shape[0]
+        if self.mean.shape != (c,):
+            self.mean = np.zeros(c)
+            self.m2 = np.zeros(c)
+            self.min = np.full(c, np.inf)
+            self.max = np.full(c, -np.inf)
+            self.at_lower = np.zeros(c, np.int64)
+            self.at_upper = np.zeros(c, np.int64)
+
+    def update(self, block: np.ndarray, ocean: np.ndarray) -> None:
+        """Add samples ``block`` [N, C, H, W], using only cells where ``ocean`` [H, W] is True."""
+        if block.shape[0] == 0:
+            return
+        n = block.shape[0] * int(ocean.sum())
+        if n == 0:
+            return
+        c = block.shape[1]
+        mean_b = np.empty(c)
+        m2_b = np.empty(c)
+        for k in range(c):
+            x = block[:, k][:, ocean].astype(np.float64)
+            mean_b[k] = x.mean()
+            m2_b[k] = np.square(x - mean_b[k]).sum()
+            self.min[k] = min(self.min[k], float(x.min()))
+            self.max[k] = max(self.max[k], float(x.max()))
+            self.at_lower[k] += int(np.count_nonzero(x <= self.lower[k]))
+            self.at_upper[k] += int(np.count_nonzero(x >= self.upper[k]))
+        self._merge_moments(n, mean_b, m2_b)
+
+    def _merge_moments(self, n_b: int, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
+        n_a = self.count
+        n = n_a + n_b
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (n_b / n)
+        self.m2 = self.m2 + m2_b + delta**2 * (n_a * n_b / n)
+        self.count = n
+
+    def merge(self, other: RunningStats) -> RunningStats:
+        """Fold ``other`` into this one (Chan's parallel formula); returns self."""
+        if other.count:
+            self.min = np.minimum(self.min, other.min)
+            self.max = np.maximum(self.max, other.max)
+            self.at_lower = self.at_lower + other.at_lower
+            self.at_upper = self.at_upper + other.at_upper
+            self._merge_moments(other.count, other.mean, other.m2)
+        return self
+
+    @property
+    def std(self) -> np.ndarray:
+        """Population standard deviation (ddof=0) over all accumulated cells."""
+        return np.sqrt(self.m2 / max(self.count, 1))
+
+    def summary(self) -> dict[str, np.ndarray]:
+        n = max(self.count, 1)
+        return {
+            "min": self.min,
+            "max": self.max,
+            "frac_lower": self.at_lower / n,
+            "frac_upper": self.at_upper / n,
+            "count": np.int64(self.count),
+        }
+
+
+def safe_std(std: np.ndarray, variables: list[str], where: str) -> np.ndarray:
+    """A constant variable would divide by zero when normalising; use std 1 and say so."""
+    std = np.asarray(std, dtype=np.float64).copy()
+    flat = ~(std > 1e-12)
+    for k in np.nonzero(flat)[0]:
+        print(f"{where}: warning: {variables[k]} is constant on the train split; using std 1", file=sys.stderr)
+    std[flat] = 1.0
+    return std
+
+
+def store_stats(root: str | os.PathLike, stats: RunningStats, split: str, *, std: np.ndarray) -> None:
+    """Write mean, ``std`` (made safe by :func:`safe_std`) and the summary into ``static.h5``."""
+    static = read_static(root)
+    write_static(
+        root,
+        static.mask,
+        static.lat,
+        static.lon,
+        stats.mean,
+        std,
+        summary=stats.summary(),
+        attrs={**static.attrs, "stats_split": split},
+    )
+
+
+def compute_stats(
+    path: str | os.PathLike, split: str = "train", *, write: bool = True, progress: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std per variable over ocean cells of ``split``; stored in ``static.h5`` if ``write``."""
+    from tqdm import tqdm
+
+    root = manifest_path(path).parent
+    manifest = read_manifest(path)
+    if split not in manifest.splits:
+        raise UserError(f"{manifest_path(path)}: no split named {split!r} (have {', '.join(manifest.splits)})")
+    static = read_static(root)
+    ocean = static.mask > 0.5
+    if ocean.shape != tuple(manifest.grid):
+        raise UserError(f"{static_path(root)}: mask shape {ocean.shape} != grid {tuple(manifest.grid)}")
+    span = manifest.splits[split]
+    stats = RunningStats(manifest.lower, manifest.upper)
+    c, h, w = manifest.num_channels, *manifest.grid
+    shards = tqdm(
+        manifest.shards, desc=f"stats ({split})", unit="shard", disable=None if progress is None else not progress
+    )
+    for info in shards:
+        where = str(root / info.file)
+        with open_h5(root / info.file) as f:
+            check_shard_layout(f, info, manifest, where)
+            sel = np.nonzero(in_split(shard_times(f), span))[0]
+            if sel.size == 0:
+                continue
+            d = f["fields"]
+            lo, hi = int(sel[0]), int(sel[-1]) + 1  # a split is a time interval: contiguous in a shard
+            if hi - lo != sel.size:
+                raise UserError(f"{where}: time is not increasing (run hpc-seaice data verify)")
+            for sl in iter_blocks(hi - lo, c * h * w * 4):
+                try:
+                    block = d[lo + sl.start : lo + sl.stop]
+                except OSError as exc:
+                    raise UserError(f"{where}: cannot read fields, truncated or corrupt ({exc})") from None
+                _check_finite(block, ocean, manifest, where)
+                stats.update(block, ocean)
+    if stats.count == 0:
+        raise UserError(
+            f"{manifest_path(path)}: split {split} ({span[0]}..{span[1]}) has no samples; data cover "
+            f"{manifest.time_start}..{manifest.time_end}"
+        )
+    std = safe_std(stats.std, manifest.variables, str(static_path(root)))
+    if write:
+        store_stats(root, stats, split, std=std)
+    return stats.mean, std
+
+
+def _check_finite(block: np.ndarray, ocean: np.ndarray, manifest: Manifest, where: str) -> None:
+    if np.isfinite(block[:, :, ocean]).all():
+        return
+    for k, name in enumerate(manifest.variables):
+        if not np.isfinite(block[:, k][:, ocean]).all():
+            raise UserError(f"{where}: NaN or infinite values in ocean cells of {name}")
+
+
+def format_stats(manifest: Manifest, mean: np.ndarray, std: np.ndarray) -> str:
+    lines = [f"{'variable':<10}{'units':>8}{'mean':>12}{'std':>12}"]
+    for k, name in enumerate(manifest.variables):
+        lines.append(f"{name:<10}{manifest.units[k]:>8}{mean[k]:>12.5g}{std[k]:>12.5g}")
+    return "\n".join(lines)
+
+
+def cli_stats(args: Any) -> int:
+    """``hpc-seaice data stats DIR``: recompute and store the train-split statistics."""
+    mean, std = compute_stats(args.path)
+    manifest = read_manifest(args.path)
+    print(f"{Path(args.path) / 'static.h5'}: statistics over ocean cells of the train split")
+    print(format_stats(manifest, mean, std))
+    return 0

@@ -1,0 +1,48 @@
+"""Shared fixtures.
+
+Data: ``tiny_dataset`` (grid 32) and ``tiny_dataset_64`` (grid 64) are synthetic data sets with
+51 samples every 73 days over 2009-2018 (train 41, validation 5, test 5) in shards of 8, built
+once per session in a few seconds. They are shared: tests that modify a data set must work on
+``tiny_dataset_copy``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+TINY_FREQ = "73D"
+TINY_SHARD_SIZE = 8
+
+
+def _make_tiny(root: Path, grid: int, seed: int) -> Path:
+    from hpc_seaice.data.synth import generate
+
+    generate(root, grid=grid, freq=TINY_FREQ, seed=seed, shard_size=TINY_SHARD_SIZE, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 32 x 32 synthetic data set (read-only: copy it before changing anything)."""
+    return _make_tiny(tmp_path_factory.mktemp("tiny32"), 32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_64(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 64 x 64 synthetic data set (read-only: copy it before changing anything)."""
+    return _make_tiny(tmp_path_factory.mktemp("tiny64"), 64, seed=1)
+
+
+@pytest.fixture
+def tiny_dataset_copy(tiny_dataset: Path, tmp_path: Path) -> Path:
+    """A private, writable copy of ``tiny_dataset``."""
+    dst = tmp_path / "data"
+    shutil.copytree(tiny_dataset, dst)
+    return dst
+
+
+# Real SLURM clusters for the tests marked `slurm` and `multinode` (see tests/conftest_slurm.py).
+from conftest_slurm import slurm_cluster, slurm_clusters, two_node_cluster  # noqa: E402, F401

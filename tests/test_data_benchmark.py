@@ -1,0 +1,29 @@
+"""Smoke test of benchmarks/dataloader.py: it runs and writes well-formed results (no speed asserted)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_dataloader_benchmark_writes_json_and_table(tmp_path, capsys):
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks.dataloader import main
+
+    assert main(["--grids", "32", "--samples", "40", "--repeat", "1", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "dataloader.json").read_text())
+    env = record["environment"]
+    for key in ("device", "torch", "numpy", "h5py", "git_commit", "hostname", "cpu_count"):
+        assert env.get(key) not in (None, ""), key
+    rows = record["results"]
+    paths = [r["path"] for r in rows]
+    assert paths[0] == "raw h5py, new array per batch" and rows[0]["vs_raw"] == 1.0
+    assert sum(p.startswith("reader") for p in paths) == 4 and any(p.startswith("DataLoader alone") for p in paths)
+    assert all(r["MB_per_s"] > 0 and r["samples"] > 0 for r in rows)
+    table = (tmp_path / "dataloader.md").read_text()
+    assert "| grid | path |" in table and "Environment: device" in table
+    assert "reader, 2 workers, collate" in capsys.readouterr().out

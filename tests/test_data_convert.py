@@ -1,0 +1,204 @@
+"""Converting neXtSIM-like NetCDF and zarr (written here with xarray) into sharded data sets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from hpc_seaice.cli import main
+from hpc_seaice.data.convert import convert, parse_crop, parse_splits
+from hpc_seaice.data.dataset import ShardedDataset
+from hpc_seaice.data.shards import read_manifest, read_static, verify_dataset
+from hpc_seaice.errors import UserError
+
+PAD_Y, PAD_X = (3, 2), (1, 4)  # the source grid is larger than the 32 x 32 target
+CROP = f"{PAD_Y[0]}:{PAD_Y[0] + 32},{PAD_X[0]}:{PAD_X[0] + 32}"
+
+
+@pytest.fixture(scope="module")
+def source(tiny_dataset):
+    """neXtSIM-like output: NaN on land (and in the padding), renamed variables, 2-D lat/lon."""
+    ds = ShardedDataset(tiny_dataset, split=None, normalize=False)
+    x = np.stack([ds.raw(i) for i in range(len(ds))])
+    ocean = ds.static.mask > 0.5
+    x[:, :, ~ocean] = np.nan
+    x = np.pad(x, ((0, 0), (0, 0), PAD_Y, PAD_X), constant_values=np.nan)
+    lat = np.pad(ds.static.lat, (PAD_Y, PAD_X), mode="edge")
+    lon = np.pad(ds.static.lon, (PAD_Y, PAD_X), mode="edge")
+    names = ["sit", "siconc", "sid", "vxsi", "vysi"]
+    data = {
+        n: (("time", "y", "x"), x[:, k], {"units": u})
+        for k, (n, u) in enumerate(zip(names, ["m", "1", "1", "m/s", "m/s"]))
+    }
+    xds = xr.Dataset(
+        data,
+        coords={
+            "time": ds.times.astype("datetime64[ns]"),
+            "latitude": (("y", "x"), lat),
+            "longitude": (("y", "x"), lon),
+        },
+    )
+    return xds, x, ds
+
+
+def _write_two_files(xds, tmp_path):
+    a, b = tmp_path / "Moorings_a.nc", tmp_path / "Moorings_b.nc"
+    xds.isel(time=slice(20, None)).to_netcdf(b, engine="h5netcdf")  # written out of order on purpose
+    xds.isel(time=slice(0, 20)).to_netcdf(a, engine="h5netcdf")
+    return a, b
+
+
+def _check_converted(out, x, ds):
+    verify_dataset(out)
+    conv = ShardedDataset(out, split=None, normalize=False)
+    assert np.array_equal(conv.times, ds.times)
+    assert np.array_equal(conv.static.mask, ds.static.mask)  # ocean = sit finite at all times
+    assert np.allclose(conv.static.lat, ds.static.lat) and np.allclose(conv.static.lon, ds.static.lon)
+    for i in (0, 19, 20, len(conv) - 1):
+        assert np.array_equal(conv.raw(i), ds.raw(i))  # cropped, land 0
+    assert np.allclose(read_static(out).mean, ds.static.mean, rtol=1e-6)
+
+
+def test_convert_netcdf_files_via_cli(source, tmp_path, capsys):
+    xds, x, ds = source
+    _write_two_files(xds, tmp_path)
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "data", "convert", str(tmp_path / "Moorings_*.nc"), "--out", str(out),
+            "--variables", "sit,siconc,sid,vxsi,vysi", "--crop", CROP, "--shard-size", "16",
+        ]
+    )  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert "samples per split: train 41, validation 5, test 5" in capsys.readouterr().out
+    _check_converted(out, x, ds)
+    m = read_manifest(out)
+    assert m.source["variables"]["siv"] == "vysi" and "finite at all" in m.source["mask"]
+
+
+def test_convert_zarr(source, tmp_path):
+    xds, x, ds = source
+    store = tmp_path / "moorings.zarr"
+    xds.to_zarr(store, consolidated=False)
+    out = tmp_path / "out"
+    convert([str(store)], out, ["sit", "siconc", "sid", "vxsi", "vysi"], CROP, 16, progress=False)
+    _check_converted(out, x, ds)
+
+
+def test_convert_without_coordinates_uses_default_lat_lon(source, tmp_path):
+    xds, _, _ = source
+    path = tmp_path / "plain.nc"
+    xds.drop_vars(["latitude", "longitude"]).to_netcdf(path, engine="h5netcdf")
+    convert([str(path)], tmp_path / "o", ["sit", "siconc", "sid", "vxsi", "vysi"], CROP, 64, progress=False)
+    static = read_static(tmp_path / "o")
+    assert np.isfinite(static.lat).all() and static.lat.max() > 85
+
+
+def _run(capsys, *argv):
+    rc = main(list(argv))
+    return rc, [line for line in capsys.readouterr().err.strip().splitlines() if line]
+
+
+def test_missing_variable_names_file_and_variable(source, tmp_path, capsys):
+    xds, _, _ = source
+    path = tmp_path / "Moorings_2009.nc"
+    xds.drop_vars("sid").to_netcdf(path, engine="h5netcdf")
+    rc, err = _run(
+        capsys, "data", "convert", str(path), "--out", str(tmp_path / "o"), "--variables", "sit,siconc,sid,vxsi,vysi"
+    )
+    assert rc == 2 and len(err) == 1
+    assert str(path) in err[0] and "variable 'sid' not found" in err[0] and "--variables" in err[0]
+
+
+def test_nan_in_ocean_cells_of_another_variable(source, tmp_path, capsys):
+    xds, _, ds = source
+    bad = xds.copy(deep=True)
+    iy, ix = np.argwhere(ds.static.mask > 0.5)[0]
+    bad["vxsi"][7, iy + PAD_Y[0], ix + PAD_X[0]] = np.nan
+    path = tmp_path / "m.nc"
+    bad.to_netcdf(path, engine="h5netcdf")
+    rc, err = _run(
+        capsys,
+        "data",
+        "convert",
+        str(path),
+        "--out",
+        str(tmp_path / "o"),
+        "--variables",
+        "sit,siconc,sid,vxsi,vysi",
+        "--crop",
+        CROP,
+    )
+    assert rc == 2 and len(err) == 1 and str(path) in err[0] and "NaN in ocean cells of 'vxsi'" in err[0]
+
+
+def test_out_of_bounds_and_percent_units(source, tmp_path, capsys):
+    xds, _, ds = source
+    pct = xds.copy(deep=True)
+    pct["siconc"] = pct["siconc"] * 100
+    pct["siconc"].attrs["units"] = "%"
+    path = tmp_path / "pct.nc"
+    pct.to_netcdf(path, engine="h5netcdf")
+    convert([str(path)], tmp_path / "o", ["sit", "siconc", "sid", "vxsi", "vysi"], CROP, 64, progress=False)
+    assert np.allclose(ShardedDataset(tmp_path / "o", split=None, normalize=False).raw(3), ds.raw(3), atol=1e-6)
+    pct["siconc"].attrs["units"] = "1"
+    path2 = tmp_path / "bad.nc"
+    pct.to_netcdf(path2, engine="h5netcdf")
+    rc, err = _run(
+        capsys,
+        "data",
+        "convert",
+        str(path2),
+        "--out",
+        str(tmp_path / "o2"),
+        "--variables",
+        "sit,siconc,sid,vxsi,vysi",
+        "--crop",
+        CROP,
+    )
+    assert rc == 2 and len(err) == 1 and str(path2) in err[0] and "outside the physical bounds" in err[0]
+
+
+def test_argument_errors(source, tmp_path, capsys):
+    xds, _, _ = source
+    path = tmp_path / "m.nc"
+    xds.isel(time=slice(0, 4)).to_netcdf(path, engine="h5netcdf")
+    names = "sit,siconc,sid,vxsi,vysi"
+    cases = [
+        (["--crop", "0:99,0:10"], "--crop"),
+        (["--variables", "sit,sic"], "--variables"),
+        ([], "split validation"),  # 4 samples in 2009-2010 only
+        (["--splits", "train=2009-01-01"], "--splits"),
+    ]
+    for extra, needle in cases:
+        argv = ["data", "convert", str(path), "--out", str(tmp_path / "o"), "--variables", names, *extra]
+        rc, err = _run(capsys, *argv)
+        assert rc == 2 and len(err) == 1 and needle in err[0], err
+    rc, err = _run(capsys, "data", "convert", str(tmp_path / "nothing_*.nc"), "--out", str(tmp_path / "o"))
+    assert rc == 2 and "nothing_*.nc: no file matches" in err[0]
+    rc = main(
+        [
+            "data",
+            "convert",
+            str(path),
+            "--out",
+            str(tmp_path / "o"),
+            "--variables",
+            names,
+            "--splits",
+            "train=2009-01-01..2009-12-31",
+        ]
+    )
+    assert rc == 0
+
+
+def test_parsers():
+    assert parse_crop("91:603,8:520", (603, 528)) == (slice(91, 603), slice(8, 520))
+    assert parse_crop("", (5, 6)) == (slice(0, 5), slice(0, 6))
+    with pytest.raises(UserError):
+        parse_crop("1:2", (5, 5))
+    assert parse_splits("train=2009-01-01..2009-06-30,test=2009-07-01..2009-12-31")["test"] == [
+        "2009-07-01",
+        "2009-12-31",
+    ]

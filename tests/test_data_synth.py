@@ -1,0 +1,132 @@
+"""The synthetic neXtSIM-like generator: bounds, plateaus, seasonality, determinism, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hpc_seaice.cli import main
+from hpc_seaice.data.dataset import ShardedDataset
+from hpc_seaice.data.shards import read_manifest, read_static, verify_dataset
+from hpc_seaice.data.synth import SyntheticArctic, arctic_mask, generate, polar_lat_lon, summarize, synth_times
+
+
+@pytest.fixture(scope="module")
+def all_samples(tiny_dataset_64):
+    ds = ShardedDataset(tiny_dataset_64, split=None, normalize=False)
+    x = np.stack([ds.raw(i) for i in range(len(ds))])
+    return ds, x
+
+
+def test_bounds_plateaus_and_land(all_samples):
+    ds, x = all_samples
+    ocean = ds.static.mask > 0.5
+    sit, sic, damage, siu, siv = (x[:, k] for k in range(5))
+    assert np.isfinite(x).all()
+    assert (x[:, :, ~ocean] == 0).all(), "land must be 0 in every stored field"
+    assert sic.min() >= 0 and sic.max() <= 1
+    assert damage.min() >= 0 and damage.max() <= 1
+    assert sit.min() >= 0
+    icy = sic[:, ocean]
+    # Plateaus: exact 0 (open water) and exact 1 (pack) are common, with a MIZ in between.
+    assert (icy == 0).mean() > 0.1
+    assert (icy == 1).mean() > 0.05
+    assert ((icy >= 0.15) & (icy <= 0.8)).mean() > 0.01
+    no_ice = sic == 0
+    assert (sit[no_ice] == 0).all() and (damage[no_ice] == 0).all()
+    assert (siu[no_ice] == 0).all() and (siv[no_ice] == 0).all()
+    assert (sit[(sic > 0)] > 0).all()
+    assert np.abs(siu[sic > 0]).mean() > 0.005, "ice should drift"
+    assert (damage == 1).any(), "LKF cores reach damage 1"
+
+
+def test_seasonal_cycle_march_extent_exceeds_september():
+    times = synth_times("2009-01-01", "2010-12-31", "7D")
+    model = SyntheticArctic(48, seed=3, dt_days=7.0)
+    states = np.concatenate([model.states(times[i : i + 16]) for i in range(0, len(times), 16)])
+    ocean = model.geometry.ocean
+    extent = (states[:, 1][:, ocean] >= 0.15).mean(axis=1)
+    month = times.astype("datetime64[M]").astype(int) % 12 + 1
+    assert extent[month == 3].mean() > extent[month == 9].mean() + 0.2
+    # thickest ice sits in the pack near the northern coasts, far above the open-water mean
+    assert states[:, 0][:, ocean].max() > 2.0
+
+
+def test_consecutive_steps_are_correlated():
+    times = synth_times("2009-01-01", "2009-01-10", "6h")
+    model = SyntheticArctic(48, seed=0, dt_days=0.25)
+    x = model.states(times)
+    ocean = model.geometry.ocean
+    u = x[:, 3][:, ocean]
+    near = np.corrcoef(u[0], u[1])[0, 1]
+    far = np.corrcoef(u[0], u[-1])[0, 1]
+    assert near > 0.8
+    assert near > far
+
+
+def test_mask_is_arctic_like_and_resolution_consistent():
+    masks = {g: arctic_mask(g, np.random.default_rng(0)) for g in (64, 256)}
+    for m in masks.values():
+        assert 0.4 < m.mean() < 0.6
+        g = m.shape[0]
+        assert m[g // 2, g // 2], "the pole is ocean"
+        assert not m[0, 0] or not m[-1, 0], "continents ring the basin"
+    coarse = masks[256].reshape(64, 4, 64, 4).mean(axis=(1, 3)) > 0.5
+    assert (coarse == masks[64]).mean() > 0.9
+    lat, lon = polar_lat_lon(64)
+    assert lat.max() > 88 and 38 < lat.min() < 45 and np.isfinite(lon).all()
+
+
+def test_deterministic_from_seed(tmp_path):
+    kwargs = dict(grid=24, start="2009-01-01", end="2018-12-31", freq="120D", shard_size=16, progress=False)
+    a = generate(tmp_path / "a", seed=5, **kwargs)
+    b = generate(tmp_path / "b", seed=5, **kwargs)
+    c = generate(tmp_path / "c", seed=6, **kwargs)
+    assert [s.sha256 for s in a.shards] == [s.sha256 for s in b.shards]
+    assert [s.sha256 for s in a.shards] != [s.sha256 for s in c.shards]
+    assert np.array_equal(read_static(tmp_path / "a").mask, read_static(tmp_path / "b").mask)
+
+
+def test_generated_set_verifies_and_summarizes(tiny_dataset):
+    verify_dataset(tiny_dataset)
+    manifest = read_manifest(tiny_dataset)
+    assert manifest.variables == ["sit", "sic", "damage", "siu", "siv"]
+    assert manifest.upper[0] == float("inf")
+    assert json.loads((tiny_dataset / "manifest.json").read_text())["upper"][0] == "inf"
+    text = summarize(tiny_dataset)
+    for word in ("train 41", "validation 5", "test 5", "ocean fraction", "sit", "siv", "at upper", "MB"):
+        assert word in text
+
+
+def test_cli_synth(tmp_path, capsys):
+    out = tmp_path / "s"
+    rc = main(["data", "synth", "--out", str(out), "--grid", "24", "--freq", "90D", "--shard-size", "10"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "samples per split" in printed and "ocean fraction" in printed
+    verify_dataset(out)
+    # refuses to overwrite without --overwrite, one line naming the folder
+    rc = main(["data", "synth", "--out", str(out), "--grid", "24", "--freq", "90D"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and str(out) in err[0] and "--overwrite" in err[0]
+    (out / "notes-keep.h5").write_text("a user's file")
+    rc = main(["data", "synth", "--out", str(out), "--grid", "24", "--freq", "120D", "--overwrite"])
+    assert rc == 0 and (out / "notes-keep.h5").exists()
+    assert read_manifest(out).num_samples == 31 and len(list(out.glob("shard-*.h5"))) == 1
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--start", "2017-01-01"], "split train"),
+        (["--freq", "soon"], "--freq"),
+        (["--grid", "8"], "--grid"),
+    ],
+)
+def test_cli_synth_bad_arguments(tmp_path, capsys, args, needle):
+    rc = main(["data", "synth", "--out", str(tmp_path / "x"), "--grid", "24", "--freq", "30D", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0]
+    assert not (tmp_path / "x" / "manifest.json").exists()
