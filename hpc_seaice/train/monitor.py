@@ -92,10 +92,9 @@ class RankZeroMonitor(Monitor):
 
     def progress(self, step: int, text: str = "") -> None:
         if self.bar is not None:
-            self.bar.n = step
             if text:
                 self.bar.set_postfix_str(text, refresh=False)
-            self.bar.refresh()
+            self.bar.update(step - self.bar.n)  # tqdm rate-limits the redraw (mininterval)
 
     def message(self, text: str) -> None:
         if self.bar is not None:
