@@ -9,8 +9,11 @@
 # NPROC defaults to the number of GPUs (nvidia-smi), else 1. PYTHON picks the interpreter (default:
 # python on PATH, e.g. the activated .venv). The c10d rendezvous (--standalone) is used because
 # restarted workers reconnect with it; the static rendezvous (--master-port alone) fails in gloo
-# after a restart. Ctrl-C / SIGTERM: the trainer checkpoints at the next step and exits 75;
-# running the same command again resumes from <run.dir>/checkpoints/latest.
+# after a restart, and so can a restarted worker that reads the previous round's addresses from a
+# rendezvous store shared across restarts (torch's default; pytorch/pytorch#135712), hence
+# TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1: a fresh store per restart. Ctrl-C / SIGTERM: the trainer
+# checkpoints at the next step and exits 75; running the same command again resumes from
+# <run.dir>/checkpoints/latest.
 set -euo pipefail
 
 PYTHON=${PYTHON:-python}
@@ -25,6 +28,7 @@ fi
 # torchrun would set 1 thread per worker; share the cores instead (matters for CPU runs).
 threads=$(($(nproc) / NPROC))
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$((threads > 0 ? threads : 1))}
+export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=${TORCH_DISABLE_SHARE_RDZV_TCP_STORE:-1}
 
 exec "$PYTHON" -m torch.distributed.run --standalone --nproc-per-node="$NPROC" \
   --max-restarts="${MAX_RESTARTS:-0}" -m hpc_seaice train "$@"

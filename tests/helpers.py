@@ -25,6 +25,8 @@ def child_env(**extra: str) -> dict[str, str]:
             "DS_ACCELERATOR": "cpu",
             "HPC_SEAICE_DS_SKIP_SHM": "1",
             "HDF5_USE_FILE_LOCKING": "FALSE",
+            # torchrun restarts: a fresh rendezvous store per round (pytorch/pytorch#135712)
+            "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
         }
     )

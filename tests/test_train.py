@@ -148,3 +148,18 @@ def test_lr_schedule_and_weight_decay_groups():
     decay, no_decay = decay_groups(net, 0.01)
     assert {tuple(p.shape) for p in decay["params"]} == {(3, 2, 3, 3), (3, 3)}
     assert len(no_decay["params"]) == 5 and no_decay["weight_decay"] == 0.0
+
+
+def test_extending_a_finished_run_follows_the_longer_schedule(tiny_dataset, tmp_path):
+    """Raising train.max_steps on resume: the next steps use the new schedule's rates."""
+    straight = tmp_path / "straight"
+    assert run_training(config_from_dict(tiny_diffusion_config(tiny_dataset, straight))) == 0
+    extended = tmp_path / "extended"
+    config = tiny_diffusion_config(tiny_dataset, extended)
+    config["train"]["max_steps"] = 3
+    assert run_training(config_from_dict(config)) == 0
+    config["train"]["max_steps"] = 6
+    assert run_training(config_from_dict(config)) == 0
+    lrs = {m["step"]: m["lr"] for m in read_metrics(straight)}
+    assert {m["step"]: m["lr"] for m in read_metrics(extended) if m["step"] > 3} == {s: lrs[s] for s in (4, 5, 6)}
+    assert {s: v for s, v in losses(extended).items() if s > 3} == {s: losses(straight)[s] for s in (4, 5, 6)}

@@ -156,6 +156,7 @@ def init_distributed(timeout_s: float = 600.0, force_process_group: bool = False
     rank fails within it instead of hanging.
     """
     info = detect_environment()
+    _warn_shared_store_restarts(info)
     if torch.cuda.is_available():
         torch.cuda.set_device(info.local_rank % torch.cuda.device_count())
         info.device = torch.device("cuda", torch.cuda.current_device())
@@ -185,6 +186,23 @@ def init_distributed(timeout_s: float = 600.0, force_process_group: bool = False
         )
     info.hosts = _gather_hosts(info)
     return info
+
+
+def _warn_shared_store_restarts(info: DistEnv) -> None:
+    """torchrun restarts with the rendezvous store shared across rounds (torch's default) can hand
+    restarted workers the previous round's addresses (pytorch/pytorch#135712): say how to avoid it."""
+    if (
+        info.is_main
+        and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+        and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) > 0
+    ):
+        print(
+            "hpc-seaice: warning: torchrun --max-restarts with the rendezvous store shared across restarts: "
+            "a restarted worker may read stale addresses and fail to connect; set "
+            "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (launch/torchrun.sh and launch/slurm/multinode_torchrun.sbatch do)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _gather_hosts(info: DistEnv) -> tuple[str, ...]:

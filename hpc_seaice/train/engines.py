@@ -112,6 +112,18 @@ class Engine:
     def load(self, folder: Path) -> None:
         raise NotImplementedError
 
+    def sync_lr_to_schedule(self) -> None:
+        """Set each group's rate from the schedule at the restored step.
+
+        A resumed optimizer carries the rate saved with it; if the run's length changed
+        (``train.max_steps`` raised to extend a run) the schedule now gives another rate for the
+        same step, and that is the one the next step must use.
+        """
+        step = self.scheduler.last_epoch
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
+            group["lr"] = base * factor(step)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
 
 class DDPEngine(Engine):
     """Plain PyTorch: DDP across ranks (none for one process), gradient accumulation with
@@ -173,6 +185,7 @@ class DDPEngine(Engine):
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.sync_lr_to_schedule()
 
 
 def _skip_shm_build_if_asked() -> None:
@@ -287,6 +300,7 @@ class DeepSpeedEngine(Engine):
         )
         if load_path is None:
             raise UserError(f"{folder}: no DeepSpeed state; was this checkpoint written by engine.name=ddp?")
+        self.sync_lr_to_schedule()
 
 
 def build_engine(

@@ -13,6 +13,7 @@ resumed run continues the uninterrupted one (bitwise on one process).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sys
@@ -380,22 +381,25 @@ def describe_collective_failure(exc: BaseException, env: Any, timeout_s: float) 
             addresses[host] = socket.gethostbyname(host)
         except OSError:
             continue
-    lost = [host for host, address in addresses.items() if address in text or host in text]
-    how = ""
+
+    def named(token: str) -> bool:  # a whole host name or address, not a part of a longer one
+        return re.search(rf"(?<![\w.-]){re.escape(token)}(?![\w-]|\.\d)", text) is not None
+
+    lost = [host for host, address in addresses.items() if named(address) or named(host)]
+    peer = ""
     if not lost and addresses:
         ports = tuple(dict.fromkeys((int(getattr(env, "master_port", 0)) or PROBE_PORTS[0], *PROBE_PORTS)))
         with ThreadPoolExecutor(max_workers=min(32, len(addresses))) as pool:
             answers = dict(zip(addresses, pool.map(lambda a: _host_answers(a, ports), addresses.values())))
         lost = [host for host, answered in answers.items() if not answered]
-        how = f" (no answer from {env.hostname})" if lost else ""
-        if not lost:
-            how = f"every peer host answers {env.hostname}: a rank crashed or hung, see the other ranks' logs; "
-
-    def ranks_on(host: str) -> str:
-        numbers = ranks[host]
-        return f"rank {numbers[0]}" if len(numbers) == 1 else f"ranks {', '.join(map(str, numbers))}"
-
-    peer = f"lost peer: {', '.join(f'{h} ({addresses[h]}) with {ranks_on(h)}' for h in lost)}{how}; " if lost else how
+        peer = f" (no answer from {env.hostname})" if lost else f"every peer host answers {env.hostname}; "
+    if lost:
+        hosts = ", ".join(
+            f"{host} ({addresses[host]}) with rank{'s' if len(ranks[host]) > 1 else ''} "
+            f"{', '.join(map(str, ranks[host]))}"
+            for host in lost
+        )
+        peer = f"lost peer: {hosts}{peer}; "
     return (
         f"rank {env.rank} on {env.hostname}: a collective failed or timed out "
         f"(engine.timeout_s={timeout_s:g}); {peer}{text}"

@@ -1,0 +1,467 @@
+"""Multi-node for real, on the two-host cluster of tests/slurm/two_nodes.sh (hosts n1 and n2 in
+network namespaces, one slurmd each, gloo pinned to ``hsnet0``; see tests/conftest_slurm.py).
+
+- ``hpc-seaice submit --nodes 2``: 4-rank DDP across both hosts on the 1-process trajectory;
+  DeepSpeed ZeRO-2 across both hosts with a checkpoint and a resume;
+- ``launch/slurm/multinode_torchrun.sbatch``: one torchrun per host, c10d rendezvous on n1;
+- ``hpc-seaice encode`` and ``hpc-seaice sample`` under ``srun -N 2``: every shard / sample once;
+- faults: the link to n2 cut mid-run (every rank fails within ``engine.timeout_s`` naming the lost
+  host, the checkpoint survives, the same command resumes); the worker on n2 killed under
+  ``torchrun --max-restarts=1`` (both hosts restart from the last checkpoint).
+
+Every test asserts on what the jobs produced (losses, logged steps, checkpoints, shards, samples).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import (
+    ROOT,
+    free_port,
+    hpc_seaice,
+    losses,
+    read_metrics,
+    tiny_autoencoder_config,
+    tiny_diffusion_config,
+    write_config,
+)
+
+from hpc_seaice.train.checkpoint import latest_checkpoint, load_states
+
+pytestmark = pytest.mark.multinode
+
+LAUNCH = ROOT / "launch"
+SUBMIT_2x2 = ("--nodes=2", "--gpus-per-node=0", "--tasks-per-node=2", "--time=10")
+SUBMIT_2x1 = ("--nodes=2", "--gpus-per-node=0", "--tasks-per-node=1", "--time=10")
+STEPS = 6  # the tiny trajectory: global batch 4, warm-up 2, checkpoints every 3 steps
+
+
+def job_id(stdout: str) -> str:
+    (job,) = re.findall(r"submitted job (\d+)", stdout)
+    return job
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def text_of(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""
+
+
+def steps(run_dir: Path) -> list[int]:
+    return [m["step"] for m in read_metrics(run_dir)]
+
+
+def assert_close_trajectories(a: dict[int, float], b: dict[int, float], rtol: float = 1e-4) -> None:
+    assert a.keys() == b.keys(), (sorted(a), sorted(b))
+    for step in a:
+        assert abs(a[step] - b[step]) <= rtol * max(abs(a[step]), 1e-8), (step, a[step], b[step])
+
+
+def wait_until(predicate, timeout: float, what: str, poll: float = 0.1) -> float:
+    """Poll until ``predicate()``; return the seconds it took (fail after ``timeout``)."""
+    t0 = time.time()
+    while not predicate():
+        if time.time() - t0 > timeout:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(poll)
+    return time.time() - t0
+
+
+def marked_processes(marker: str, **required: str) -> list[int]:
+    """Pids of processes started with ``HPC_SEAICE_TEST_MARKER=marker`` (and the other variables,
+    "" meaning "set to anything"): jobs on both hosts are processes of this machine."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        env = dict(item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+        if env.get(b"HPC_SEAICE_TEST_MARKER") != marker.encode():
+            continue
+        if all(
+            key.encode() in env and (not value or env[key.encode()] == value.encode())
+            for key, value in required.items()
+        ):
+            found.append(int(entry.name))
+    return found
+
+
+def parent(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return int(re.search(r"^PPid:\s+(\d+)", status, re.MULTILINE).group(1))
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_dataset, tmp_path_factory) -> dict[int, float]:
+    """1 process, one thread like each rank, global batch 4 = 1 x 4 accumulation x 1: the
+    trajectory every multi-node run below must follow (micro-batches of 1 everywhere)."""
+    folder = tmp_path_factory.mktemp("reference")
+    run_dir = folder / "run"
+    path = write_config(folder / "c.yaml", tiny_diffusion_config(tiny_dataset, run_dir))
+    hpc_seaice("train", str(path), "train.grad_accum=4", timeout=180)
+    assert steps(run_dir) == list(range(1, STEPS + 1))
+    return losses(run_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# training across both hosts
+
+
+def test_submit_ddp_four_ranks_on_two_hosts_follow_the_single_process_trajectory(
+    two_node_cluster, tiny_dataset, tmp_path, reference
+):
+    run_dir = tmp_path / "ddp"
+    path = write_config(tmp_path / "c.yaml", tiny_diffusion_config(tiny_dataset, run_dir))
+    t0 = time.time()
+    proc = two_node_cluster.hpc_seaice("submit", str(path), *SUBMIT_2x2, "--wait", timeout=240)
+    job = job_id(proc.stdout)
+    assert f"job {job}: COMPLETED" in proc.stdout, proc.stdout
+    log = (run_dir / "slurm" / f"{job}_0_log.out").read_text()
+    assert "4 rank(s) on 2 host(s) [n1, n2] via slurm" in log, log
+    assert "global batch 4 = 1 x 1 x 4" in log, log
+    (start,) = read_jsonl(run_dir / "jobs.jsonl")
+    assert start["world_size"] == 4 and start["hosts"] == ["n1", "n2"] and start["slurm_job_id"] == job
+    # two tasks per host: submitit logs each task's placement
+    placement = [(run_dir / "slurm" / f"{job}_{task}_log.out").read_text() for task in range(4)]
+    hosts = [re.search(r"JobEnvironment\(.*hostname=(\w+)", text).group(1) for text in placement]
+    assert sorted(hosts) == ["n1", "n1", "n2", "n2"], hosts
+    assert steps(run_dir) == list(range(1, STEPS + 1))
+    assert_close_trajectories(losses(run_dir), reference)
+    assert latest_checkpoint(run_dir).name == f"step_{STEPS:08d}"
+    print(f"4-rank DDP on 2 hosts: {time.time() - t0:.1f} s")
+
+
+def test_submit_deepspeed_zero2_on_two_hosts_checkpoints_and_resumes(
+    two_node_cluster, tiny_dataset, tmp_path, reference
+):
+    run_dir = tmp_path / "zero2"
+    config = tiny_diffusion_config(
+        tiny_dataset, run_dir, engine={"name": "deepspeed", "zero_stage": 2}, train={"grad_accum": 2}
+    )
+    path = write_config(tmp_path / "c.yaml", config)
+    t0 = time.time()
+    first = two_node_cluster.hpc_seaice("submit", str(path), *SUBMIT_2x1, "--wait", timeout=240)
+    job1 = job_id(first.stdout)
+    assert f"job {job1}: COMPLETED" in first.stdout, first.stdout
+    log1 = (run_dir / "slurm" / f"{job1}_0_log.out").read_text()
+    assert "2 rank(s) on 2 host(s) [n1, n2] via slurm | engine deepspeed ZeRO-2" in log1, log1
+    assert "global batch 4 = 1 x 2 x 2" in log1 and "fresh start" in log1, log1
+    assert steps(run_dir) == list(range(1, STEPS + 1))
+    assert_close_trajectories(losses(run_dir), reference)
+    # ZeRO-2: each rank wrote its own optimizer partition into the shared checkpoint folder
+    for step in (3, STEPS):
+        folder = run_dir / "checkpoints" / f"step_{step:08d}"
+        partitions = sorted(p.name for p in folder.rglob("*optim_states.pt"))
+        assert len(partitions) == 2 and "rank_0" in partitions[0] and "rank_1" in partitions[1], partitions
+
+    # Lose the last checkpoint (as if the job had died after step 3) and submit the same command again.
+    shutil.rmtree(run_dir / "checkpoints" / f"step_{STEPS:08d}")
+    (run_dir / "checkpoints" / "latest").write_text("step_00000003\n")
+    second = two_node_cluster.hpc_seaice("submit", str(path), *SUBMIT_2x1, "--wait", timeout=240)
+    job2 = job_id(second.stdout)
+    assert job2 != job1 and f"job {job2}: COMPLETED" in second.stdout, second.stdout
+    log2 = (run_dir / "slurm" / f"{job2}_0_log.out").read_text()
+    assert "resuming from step 3" in log2 and "[n1, n2]" in log2, log2
+    assert steps(run_dir) == list(range(1, STEPS + 1))  # steps 4..6 logged once more, not twice
+    starts = read_jsonl(run_dir / "jobs.jsonl")
+    assert [(s["slurm_job_id"], s["start_step"], s["hosts"]) for s in starts] == [
+        (job1, 0, ["n1", "n2"]),
+        (job2, 3, ["n1", "n2"]),
+    ]
+    assert_close_trajectories(losses(run_dir), reference)  # the resumed steps 4..6 too
+    assert latest_checkpoint(run_dir).name == f"step_{STEPS:08d}"
+    print(f"DeepSpeed ZeRO-2 on 2 hosts, 6 steps + resume from 3: {time.time() - t0:.1f} s")
+
+
+def sbatch(cluster, *args: str, env: dict) -> str:
+    return cluster.run("sbatch", "--parsable", *args, env=env, timeout=60).stdout.strip().split(";")[0]
+
+
+def test_multinode_torchrun_sbatch_trains_across_both_hosts(two_node_cluster, tiny_dataset, tmp_path, reference):
+    run_dir = tmp_path / "torchrun"
+    path = write_config(tmp_path / "c.yaml", tiny_diffusion_config(tiny_dataset, run_dir, train={"grad_accum": 2}))
+    log = tmp_path / "job.out"
+    t0 = time.time()
+    job = sbatch(
+        two_node_cluster,
+        "--nodes=2",
+        "--gpus-per-node=0",
+        "--cpus-per-task=2",
+        "--time=10",
+        f"--output={log}",
+        str(LAUNCH / "slurm" / "multinode_torchrun.sbatch"),
+        str(path),
+        env=two_node_cluster.env(NPROC_PER_NODE="1", RDZV_PORT=str(free_port())),
+    )
+    state = two_node_cluster.wait_job(job, timeout=180)
+    text = log.read_text()
+    assert state == "COMPLETED", text
+    assert "2 node(s) x 1 worker(s), rendezvous n1:" in text, text
+    assert "2 rank(s) on 2 host(s) [n1, n2] via torchrun" in text, text
+    (start,) = read_jsonl(run_dir / "jobs.jsonl")
+    assert start["hosts"] == ["n1", "n2"] and start["slurm_job_id"] == job
+    assert steps(run_dir) == list(range(1, STEPS + 1))
+    assert_close_trajectories(losses(run_dir), reference)
+    print(f"multinode_torchrun.sbatch, 2 hosts x 1 worker: {time.time() - t0:.1f} s")
+
+
+# --------------------------------------------------------------------------------------------
+# encode and sample: work split across the hosts, every shard / sample exactly once
+
+
+def srun_on_both_hosts(cluster, folder: Path, *args: str, timeout: float = 180) -> list[str]:
+    """``srun -N 2 -n 2 python -m hpc_seaice ARGS`` from n1; returns the host of rank 0 and 1."""
+    script = f'hostname > {folder}/host-$SLURM_PROCID && exec "$@"'
+    srun = ("srun", "-N", "2", "-n", "2", "--ntasks-per-node=1", "bash", "-c", script, "task")
+    cluster.run(*srun, sys.executable, "-m", "hpc_seaice", *args, timeout=timeout)
+    return [(folder / f"host-{rank}").read_text().strip() for rank in range(2)]
+
+
+def shard_arrays(folder: Path) -> tuple[list, np.ndarray, np.ndarray]:
+    """(manifest shards in manifest order, their times and latent means, concatenated)."""
+    import h5py
+
+    from hpc_seaice.data.shards import read_manifest
+
+    manifest = read_manifest(folder)
+    times, values = [], []
+    for shard in manifest.shards:
+        with h5py.File(folder / shard.file, "r") as handle:
+            assert len(handle["time"]) == shard.count, shard
+            times.append(handle["time"][:])
+            values.append(handle["fields"][:])
+    return manifest.shards, np.concatenate(times), np.concatenate(values)
+
+
+def test_encode_on_two_hosts_writes_every_sample_once(two_node_cluster, tiny_dataset, tmp_path):
+    from hpc_seaice.config import config_from_dict
+    from hpc_seaice.data.shards import read_manifest, split_counts
+    from hpc_seaice.train.distributed import DistEnv
+    from hpc_seaice.train.encode import encode_dataset
+    from hpc_seaice.train.trainer import run_training
+
+    vae_run = tmp_path / "vae"
+    config = tiny_autoencoder_config(tiny_dataset, vae_run, train={"max_steps": 2, "checkpoint_every": 2})
+    assert run_training(config_from_dict(config)) == 0
+    out = tmp_path / "latents"
+    t0 = time.time()
+    args = ("--autoencoder", str(vae_run), "--data", str(tiny_dataset), "--out", str(out), "--batch-size", "4")
+    hosts = srun_on_both_hosts(two_node_cluster, tmp_path, "encode", *args)
+    seconds = time.time() - t0
+    assert hosts == ["n1", "n2"]
+
+    fields = read_manifest(tiny_dataset)
+    shards, times, latents = shard_arrays(out)
+    # every split was split between the two ranks, each writing its own shards
+    for split, count in split_counts(tiny_dataset).items():
+        mine = {rank: sum(s.count for s in shards if s.file.startswith(f"{split}-r{rank:03d}-")) for rank in (0, 1)}
+        assert mine[0] + mine[1] == count and min(mine.values()) >= count // 2, (split, mine)
+    assert sum(s.count for s in shards) == fields.num_samples == len(times)
+    assert np.all(np.diff(times) > 0), "latent times repeat or go backwards"
+    _, field_times, _ = shard_arrays(tiny_dataset)
+    np.testing.assert_array_equal(times, field_times)  # the same samples, each once, in order
+    assert read_manifest(out).source["autoencoder_run"] == str(vae_run.resolve())
+    assert not list(out.glob(".*tmp*")), "a shard was left half-written"
+
+    # the latents are those of one process encoding everything
+    single = tmp_path / "latents-1"
+    encode_dataset(str(vae_run), str(tiny_dataset), str(single), 4, False, DistEnv(hostname="local"))
+    _, single_times, single_latents = shard_arrays(single)
+    np.testing.assert_array_equal(single_times, times)
+    np.testing.assert_allclose(latents, single_latents, rtol=1e-4, atol=1e-5)
+    print(f"encode on 2 hosts ({fields.num_samples} samples): {seconds:.1f} s")
+
+
+def test_sample_on_two_hosts_writes_every_sample_once(two_node_cluster, tiny_dataset, tmp_path):
+    import xarray as xr
+
+    from hpc_seaice.config import config_from_dict
+    from hpc_seaice.train.trainer import run_training
+
+    run = tmp_path / "diffusion"
+    assert run_training(config_from_dict(tiny_diffusion_config(tiny_dataset, run, train={"max_steps": 2}))) == 0
+    num = 6
+    common = ("sample", "--run", str(run), "--num", str(num), "--steps", "2", "--seed", "7", "--batch-size", "2")
+    two = tmp_path / "two-hosts.nc"
+    t0 = time.time()
+    hosts = srun_on_both_hosts(two_node_cluster, tmp_path, *common, "--out", str(two))
+    seconds = time.time() - t0
+    assert hosts == ["n1", "n2"]
+    assert not (tmp_path / "two-hosts.nc.parts").exists()
+    one = tmp_path / "one-process.nc"
+    hpc_seaice(*common, "--batch-size", "4", "--out", str(one), timeout=180)  # other batches, same samples
+
+    with xr.open_dataset(two, engine="h5netcdf") as a, xr.open_dataset(one, engine="h5netcdf") as b:
+        assert a.sizes["sample"] == num and b.sizes["sample"] == num
+        assert a.attrs["seed"] == 7 and a.attrs["steps"] == 2
+        names = [name for name in a.data_vars if a[name].dims == ("sample", "y", "x")]
+        assert len(names) >= 5, names
+        for name in names:
+            values = a[name].values
+            assert np.isfinite(values).all(), name
+            np.testing.assert_allclose(values, b[name].values, rtol=1e-4, atol=1e-5, err_msg=name)
+        # no sample duplicated: every pair of samples differs somewhere
+        first = a[names[0]].values.reshape(num, -1)
+        assert len({row.tobytes() for row in first}) == num
+    print(f"sample on 2 hosts ({num} samples): {seconds:.1f} s")
+
+
+# --------------------------------------------------------------------------------------------
+# faults
+
+
+def test_link_cut_fails_every_rank_within_the_timeout_and_the_same_command_resumes(
+    two_node_cluster, tiny_dataset, tmp_path
+):
+    timeout_s, max_steps = 15, 60
+    run_dir = tmp_path / "cut"
+    config = tiny_diffusion_config(
+        tiny_dataset, run_dir, train={"max_steps": max_steps, "checkpoint_every": 5}, engine={"timeout_s": timeout_s}
+    )
+    path = write_config(tmp_path / "c.yaml", config)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    marker = uuid.uuid4().hex
+    # one task per host; each task's output goes straight to a file on its host (readable here
+    # while the link is down: both "hosts" share this machine's file system)
+    srun = ("srun", "-N", "2", "-n", "2", "--ntasks-per-node=1", "--kill-on-bad-exit=1", f"--job-name=cut-{marker}")
+    command = (*srun, f"--output={logs}/%t.out", f"--error={logs}/%t.err", sys.executable, "-m", "hpc_seaice")
+    command = (*command, "train", str(path))
+    env = two_node_cluster.env(HPC_SEAICE_TEST_MARKER=marker)
+    proc = two_node_cluster.popen(*command, env=env)
+    try:
+        wait_until(lambda: latest_checkpoint(run_dir) is not None, 120, "first checkpoint")
+        before = int(latest_checkpoint(run_dir).name.split("_")[1])
+        two_node_cluster.set_link("n2", up=False)
+        cut = time.time()
+        assert before < max_steps
+        errors = [logs / f"{rank}.err" for rank in (0, 1)]
+        failed_after = []
+        for err in errors:
+            wait_until(lambda e=err: "train: error" in text_of(e), timeout_s + 30, f"the error in {err.name}")
+            failed_after.append(time.time() - cut)
+        wait_until(lambda: not marked_processes(marker, SLURM_PROCID=""), 20, "every rank exited")
+        exited_after = time.time() - cut
+    finally:
+        two_node_cluster.set_link("n2", up=True)
+        two_node_cluster.resume_nodes()
+    # srun itself may never learn that the task on n2 ended: slurmstepd's task-exit message was lost
+    # while the link was down ("Failed to send MESSAGE_TASK_EXIT: Network is unreachable"), SLURM
+    # does not resend it, and srun waits on (scancel does not end it). The ranks are gone (checked
+    # above); stop srun and the job the way an operator, or the job's time limit, would.
+    try:
+        proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate(timeout=30)
+        two_node_cluster.run("scancel", f"--name=cut-{marker}", timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    queued = ("squeue", "-h", f"--name=cut-{marker}")
+    wait_until(lambda: not two_node_cluster.run(*queued, check=False).stdout.strip(), 60, "the job to end", poll=1.0)
+    texts = [err.read_text() for err in errors]
+    print(
+        f"link cut after checkpoint {before}: ranks failed {failed_after[0]:.1f} / {failed_after[1]:.1f} s "
+        f"after the cut, all exited after {exited_after:.1f} s"
+    )
+    # every rank failed within about the collective timeout (the first failure is the time-out itself;
+    # a rank may reach the next collective up to one step later), none hung
+    assert max(failed_after) < timeout_s + 20 and exited_after < timeout_s + 30, (failed_after, exited_after)
+    # ... and said which host it lost
+    assert "rank 0 on n1: a collective failed or timed out (engine.timeout_s=15)" in texts[0], texts[0]
+    assert "lost peer: n2 (10.77.0.2) with rank 1" in texts[0], texts[0]
+    assert "rank 1 on n2: a collective failed or timed out" in texts[1], texts[1]
+    assert "lost peer: n1 (10.77.0.1) with rank 0" in texts[1], texts[1]
+
+    # the last checkpoint is intact: `latest` names a complete folder that loads
+    folder = latest_checkpoint(run_dir)
+    assert int(folder.name.split("_")[1]) >= before
+    model_state, trainer_state = load_states(folder, torch.device("cpu"))
+    assert trainer_state["step"] == int(folder.name.split("_")[1]) and "model" in model_state
+    assert {p.name for p in folder.iterdir()} >= {"model.pt", "trainer_state.pt", "meta.json"}
+    assert f"last checkpoint: {folder}" in texts[0]
+    resumed_from = trainer_state["step"]
+    assert resumed_from < max_steps
+
+    # the link is back: the same command resumes from it and logs every step once
+    t0 = time.time()
+    two_node_cluster.run(*command, env=env, timeout=180)
+    out = (logs / "0.out").read_text()
+    assert f"resuming from step {resumed_from}" in out and "[n1, n2]" in out, out
+    assert steps(run_dir) == list(range(1, max_steps + 1))
+    assert latest_checkpoint(run_dir).name == f"step_{max_steps:08d}"
+    print(f"resumed run on 2 hosts: {time.time() - t0:.1f} s")
+
+
+def test_killed_worker_on_n2_restarts_both_hosts_from_the_last_checkpoint(two_node_cluster, tiny_dataset, tmp_path):
+    max_steps = 40
+    run_dir = tmp_path / "restart"
+    config = tiny_diffusion_config(tiny_dataset, run_dir, train={"max_steps": max_steps, "checkpoint_every": 5})
+    path = write_config(tmp_path / "c.yaml", config)
+    log = tmp_path / "job.out"
+    marker = uuid.uuid4().hex
+    env = two_node_cluster.env(
+        NPROC_PER_NODE="1", MAX_RESTARTS="1", RDZV_PORT=str(free_port()), HPC_SEAICE_TEST_MARKER=marker
+    )
+    t0 = time.time()
+    job = sbatch(
+        two_node_cluster,
+        "--nodes=2",
+        "--gpus-per-node=0",
+        "--cpus-per-task=2",
+        "--time=10",
+        f"--output={log}",
+        str(LAUNCH / "slurm" / "multinode_torchrun.sbatch"),
+        str(path),
+        env=env,
+    )
+    wait_until(lambda: latest_checkpoint(run_dir) is not None, 120, "first checkpoint")
+    # the worker on n2 (torchrun sets LOCAL_RANK for its workers, not for itself); its agent lives on
+    workers = marked_processes(marker, SLURMD_NODENAME="n2", LOCAL_RANK="0")
+    agents = [pid for pid in marked_processes(marker, SLURMD_NODENAME="n2") if pid not in workers]
+    assert len(workers) == 1, workers
+    killed_after = int(latest_checkpoint(run_dir).name.split("_")[1])
+    os.kill(workers[0], signal.SIGKILL)
+
+    def restarted() -> list[int]:  # a new worker on n2, started by the same (surviving) torchrun agent
+        pids = [p for p in marked_processes(marker, SLURMD_NODENAME="n2", LOCAL_RANK="0") if p != workers[0]]
+        return [p for p in pids if parent(p) in agents]
+
+    wait_until(restarted, 90, "the torchrun agent on n2 to restart its worker", poll=0.05)
+    assert two_node_cluster.wait_job(job, timeout=240) == "COMPLETED", log.read_text()
+    text = log.read_text()
+    assert text.count("hpc-seaice train |") == 2, text  # the first start and one restart
+    assert "2 rank(s) on 2 host(s) [n1, n2] via torchrun" in text, text
+    resumed = [int(n) for n in re.findall(r"resuming from step (\d+)", text)]
+    assert len(resumed) == 1 and resumed[0] >= killed_after, (resumed, killed_after)
+    starts = read_jsonl(run_dir / "jobs.jsonl")
+    assert [(s["slurm_job_id"], s["start_step"], s["hosts"]) for s in starts] == [
+        (job, 0, ["n1", "n2"]),
+        (job, resumed[0], ["n1", "n2"]),
+    ]
+    assert steps(run_dir) == list(range(1, max_steps + 1))  # every step logged once
+    assert latest_checkpoint(run_dir).name == f"step_{max_steps:08d}"
+    print(f"worker on n2 killed after checkpoint {killed_after}, restarted from {resumed[0]}: {time.time() - t0:.1f} s")
