@@ -29,7 +29,7 @@ import numpy as np
 from hpc_seaice.data.shards import (
     DEFAULT_SPLITS,
     Manifest,
-    ShardWriter,
+    fields_writer,
     in_split,
     iter_blocks,
     prepare_output_dir,
@@ -39,7 +39,7 @@ from hpc_seaice.data.shards import (
     write_static,
 )
 from hpc_seaice.data.stats import RunningStats, safe_std
-from hpc_seaice.data.variables import BOUNDS, UNITS, VARIABLES
+from hpc_seaice.data.variables import BOUNDS, VARIABLES
 from hpc_seaice.errors import UserError
 
 LAT_NAMES = ("lat", "latitude", "nav_lat", "nav_lat_grid_T")
@@ -278,16 +278,7 @@ def _convert_items(
     upper = np.array([BOUNDS[v][1] for v in VARIABLES])
     stats = RunningStats(lower, upper)
     land = ~ocean
-    writer = ShardWriter(
-        out,
-        kind="fields",
-        variables=VARIABLES,
-        units=[UNITS[v] for v in VARIABLES],
-        lower=lower,
-        upper=upper,
-        grid=list(grid),
-        shard_size=shard_size,
-    )
+    writer = fields_writer(out, list(grid), shard_size)
     with writer:
         bar = tqdm(total=len(times), desc="convert", unit="sample", disable=disable)
         for it in items:

@@ -510,6 +510,22 @@ class ShardWriter:
             self.abort()
 
 
+def fields_writer(out_dir: str | os.PathLike, grid: Sequence[int], shard_size: int) -> ShardWriter:
+    """A writer of the five sea-ice variables (fixed order, units and physical bounds)."""
+    from hpc_seaice.data.variables import BOUNDS, UNITS, VARIABLES
+
+    return ShardWriter(
+        out_dir,
+        kind="fields",
+        variables=VARIABLES,
+        units=[UNITS[v] for v in VARIABLES],
+        lower=[BOUNDS[v][0] for v in VARIABLES],
+        upper=[BOUNDS[v][1] for v in VARIABLES],
+        grid=list(grid),
+        shard_size=shard_size,
+    )
+
+
 def prepare_output_dir(out: str | os.PathLike, overwrite: bool) -> Path:
     """Create ``out``; refuse a folder holding a data set unless ``overwrite``.
 

@@ -38,7 +38,7 @@ from scipy import ndimage
 from hpc_seaice.data.shards import (
     DEFAULT_SPLITS,
     Manifest,
-    ShardWriter,
+    fields_writer,
     in_split,
     prepare_output_dir,
     read_manifest,
@@ -48,7 +48,7 @@ from hpc_seaice.data.shards import (
     write_static,
 )
 from hpc_seaice.data.stats import RunningStats, safe_std
-from hpc_seaice.data.variables import BOUNDS, UNITS, VARIABLES
+from hpc_seaice.data.variables import BOUNDS, VARIABLES
 from hpc_seaice.errors import UserError
 
 DAY_S = 86400.0
@@ -510,16 +510,7 @@ def generate(
     upper = [BOUNDS[v][1] for v in VARIABLES]
     stats = RunningStats(lower, upper)
     train = in_split(times, splits["train"]) if "train" in splits else np.zeros(len(times), bool)
-    writer = ShardWriter(
-        out,
-        kind="fields",
-        variables=VARIABLES,
-        units=[UNITS[v] for v in VARIABLES],
-        lower=lower,
-        upper=upper,
-        grid=[grid, grid],
-        shard_size=shard_size,
-    )
+    writer = fields_writer(out, [grid, grid], shard_size)
     # Samples generated per call: enough to amortise Python overhead on small grids, few
     # enough that the work arrays stay in cache (batched FFTs of large grids are memory bound).
     block_len = int(np.clip((1 << 16) // (grid * grid), 1, 64))

@@ -118,13 +118,4 @@ def sample_run(args: Any, env: Any) -> int:
 
 
 def cli_sample(args: Any) -> int:
-    env = hdist.init_distributed()
-    try:
-        code = sample_run(args, env)
-    except UserError as exc:
-        if env.is_main:
-            print(f"hpc-seaice sample: error: {exc}", file=sys.stderr, flush=True)
-        code = 2
-    if hdist.is_initialized():
-        hdist.finalize_and_exit(code)
-    return code
+    return hdist.run_command("sample", lambda env: sample_run(args, env))

@@ -25,6 +25,7 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -277,3 +278,23 @@ def finalize_and_exit(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def run_command(name: str, body: Callable[[DistEnv], int], timeout_s: float = 600.0) -> int:
+    """Run a CLI command's ``body`` on every rank of whatever launcher started us.
+
+    A user error (the same on every rank) is printed once, by rank 0, as one line; a distributed
+    run then leaves through :func:`finalize_and_exit`, so its exit code is the command's.
+    """
+    from hpc_seaice.errors import UserError
+
+    env = init_distributed(timeout_s)
+    try:
+        code = body(env)
+    except UserError as exc:
+        if env.is_main:
+            print(f"hpc-seaice {name}: error: {exc}", file=sys.stderr, flush=True)
+        code = 2
+    if is_initialized():
+        finalize_and_exit(code)
+    return code

@@ -148,14 +148,8 @@ def store_latent_stats(autoencoder_run: str, mean: np.ndarray, std: np.ndarray) 
 
 
 def cli_encode(args: Any) -> int:
-    env = hdist.init_distributed()
-    try:
+    def body(env: Any) -> int:
         encode_dataset(args.autoencoder, args.data, args.out, args.batch_size, args.overwrite, env)
-        code = 0
-    except UserError as exc:
-        if env.is_main:
-            print(f"hpc-seaice encode: error: {exc}", file=sys.stderr, flush=True)
-        code = 2
-    if hdist.is_initialized():
-        hdist.finalize_and_exit(code)
-    return code
+        return 0
+
+    return hdist.run_command("encode", body)
