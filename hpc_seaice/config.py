@@ -251,8 +251,46 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return result
 
 
+# key -> (lowest allowed, highest allowed); None = open on that side
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "run.keep_checkpoints": (1, None),
+    "data.num_workers": (0, None),
+    "data.prefetch_factor": (1, None),
+    "optim.lr": (0, None),
+    "optim.min_lr": (0, None),
+    "optim.weight_decay": (0, None),
+    "optim.warmup_steps": (0, None),
+    "optim.grad_clip": (0, None),
+    "optim.ema_decay": (0, 1),
+    "train.max_steps": (0, None),
+    "train.batch_size": (1, None),
+    "train.micro_batch_size": (0, None),
+    "train.grad_accum": (1, None),
+    "train.log_every": (1, None),
+    "train.checkpoint_every": (1, None),
+    "train.val_every": (0, None),
+    "train.val_batches": (1, None),
+    "train.image_every": (0, None),
+    "train.max_nonfinite_steps": (1, None),
+    "diffusion.sampler_steps": (1, None),
+    "vae.beta": (0, None),
+    "engine.timeout_s": (1, None),
+}
+
+
+def _check_ranges(cfg: ExperimentConfig) -> None:
+    for key, (low, high) in RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise UserError(f"config key '{key}': {value!r} must be {bounds}")
+
+
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
-    return _build(ExperimentConfig, data or {}, "")
+    cfg = _build(ExperimentConfig, data or {}, "")
+    _check_ranges(cfg)
+    return cfg
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:

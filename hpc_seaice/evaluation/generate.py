@@ -50,9 +50,10 @@ class LatentDecoder(FieldDecoder):
 
     def __call__(self, x):
         z = self.vae.unstandardize_latent(x.float())
-        mu_norm, _ = self.vae.decode_params(z)
-        raw = self.vae.denormalize(mu_norm) * self.mask
-        return self.vae.decode(z, mask=self.mask), raw
+        mu_norm, _ = self.vae.decode_params(z)  # one decoder pass serves both outputs
+        raw = self.vae.denormalize(mu_norm.float()) * self.mask
+        lower, upper = (bound.view(1, -1, 1, 1) for bound in (self.vae.lower, self.vae.upper))
+        return torch.clamp(raw, min=lower, max=upper) * self.mask, raw
 
 
 @torch.no_grad()

@@ -128,6 +128,23 @@ def _prune(root: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def check_resumable(folder: Path, engine_name: str, world_size: int) -> None:
+    """One line instead of an engine's traceback when a checkpoint cannot be resumed as configured."""
+    meta_path = folder / "meta.json"
+    if not meta_path.is_file():
+        raise UserError(f"{folder}: incomplete checkpoint (meta.json missing)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("engine") != engine_name:
+        raise UserError(
+            f"{folder}: written by engine.name={meta.get('engine')}, the config says engine.name={engine_name}"
+        )
+    if engine_name == "deepspeed" and meta.get("world_size") != world_size:
+        raise UserError(
+            f"{folder}: a DeepSpeed checkpoint of {meta.get('world_size')} ranks cannot resume on {world_size} "
+            "(ZeRO partitions the optimizer state per rank); use the same world size, or engine.name=ddp runs"
+        )
+
+
 def load_states(folder: Path, device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
     """(model_state, trainer_state) of a checkpoint folder, loaded without pickle."""
     try:

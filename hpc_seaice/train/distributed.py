@@ -99,8 +99,9 @@ def _mpi_rendezvous(rank: int) -> tuple[str, int]:
     hostnames = comm.allgather(socket.gethostname())
     if rank == 0:
         same_host = len(set(hostnames)) == 1
-        addr = "127.0.0.1" if same_host else socket.gethostbyname(socket.gethostname())
-        payload = (addr, _free_port())
+        # The host name, not gethostbyname(): Debian-style /etc/hosts map it to 127.0.1.1 locally.
+        addr = os.environ.get("MASTER_ADDR") or ("127.0.0.1" if same_host else socket.gethostname())
+        payload = (addr, int(os.environ.get("MASTER_PORT") or _free_port()))
     else:
         payload = None
     return comm.bcast(payload, root=0)

@@ -41,7 +41,7 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
         write_static,
     )
     from hpc_seaice.data.stats import compute_stats
-    from hpc_seaice.train.checkpoint import find_checkpoint, load_inference_model
+    from hpc_seaice.train.checkpoint import load_inference_model
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
@@ -101,28 +101,36 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
         torch.distributed.all_gather_object(gathered, manifests)
     else:
         gathered = [manifests]
+    parts = [m for rank_parts in gathered for m in rank_parts]
+    if not parts:
+        raise UserError(f"--data {data}: no samples in any split")
+    failure: BaseException | None = None
     if env.is_main:
-        parts = [m for rank_parts in gathered for m in rank_parts]
-        if not parts:
-            raise UserError(f"--data {data}: no samples in any split")
-        manifest = merge_manifests(parts)
-        step = int(find_checkpoint(autoencoder_run).name.split("_")[-1])
-        manifest.source = {
-            "autoencoder_run": str(Path(autoencoder_run).resolve()),
-            "autoencoder_step": step,
-            "fields_dataset": str(Path(data).resolve()),
-        }
-        write_manifest(out_dir, manifest)
-        ones = np.ones(latent_shape[1:], dtype=np.float32)
-        write_static(out_dir, ones, _coarsen(static.lat, factor), _coarsen(static.lon, factor))
-        mean, std = compute_stats(out_dir, "train", progress=False)
-        store_latent_stats(autoencoder_run, mean, std)
-        print(
-            f"encoded {manifest.num_samples} samples of {data} into {out_dir} "
-            f"({channels} x {latent_shape[1]} x {latent_shape[2]} latents, {len(manifest.shards)} shards); "
-            f"latent std over train: {np.round(std, 3).tolist()}",
-            flush=True,
-        )
+        try:
+            manifest = merge_manifests(parts)
+            manifest.source = {
+                "autoencoder_run": str(Path(autoencoder_run).resolve()),
+                "autoencoder_step": loaded.step,
+                "fields_dataset": str(Path(data).resolve()),
+            }
+            write_manifest(out_dir, manifest)
+            ones = np.ones(latent_shape[1:], dtype=np.float32)
+            write_static(out_dir, ones, _coarsen(static.lat, factor), _coarsen(static.lon, factor))
+            mean, std = compute_stats(out_dir, "train", progress=False)
+            store_latent_stats(autoencoder_run, mean, std)
+            print(
+                f"encoded {manifest.num_samples} samples of {data} into {out_dir} "
+                f"({channels} x {latent_shape[1]} x {latent_shape[2]} latents, {len(manifest.shards)} shards); "
+                f"latent std over train: {np.round(std, 3).tolist()}",
+                flush=True,
+            )
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks
+            failure = exc
+    # Rank 0 finishes alone; the others must learn that it failed instead of waiting for it.
+    if hdist.all_reduce_max(int(failure is not None), env.device):
+        if failure is not None:
+            raise failure
+        raise UserError("rank 0 could not finish the latent data set (its message says why)")
     hdist.barrier()
     return out_dir
 

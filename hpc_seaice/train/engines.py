@@ -231,7 +231,10 @@ def deepspeed_config(
             "gradient_accumulation_steps": train.grad_accum,
             "gradient_clipping": optim.grad_clip,
             "zero_optimization": zero,
-            "bf16": {"enabled": precision == "bf16"},
+            # bf16 as autocast over fp32 weights (like the DDP engine), not DeepSpeed's "bf16"
+            # mode: that casts the weights to bf16 but not our fp32 inputs and noise, and the EMA
+            # would average rounded weights.
+            "torch_autocast": {"enabled": precision == "bf16", "dtype": "bfloat16"},
             "steps_per_print": 10**9,
             "wall_clock_breakdown": False,
         }
@@ -268,6 +271,7 @@ class DeepSpeedEngine(Engine):
     def train_step(self, compute_loss, num_micro: int) -> StepResult:
         total = torch.zeros((), device=self.device)
         finite_loss = True
+        skipped_before = self.engine.skipped_steps
         for i in range(num_micro):
             loss = compute_loss(self.engine, i)
             bad = hdist.all_reduce_max(int(not bool(torch.isfinite(loss.detach()))), self.device)
@@ -280,8 +284,14 @@ class DeepSpeedEngine(Engine):
         mean_loss = hdist.all_reduce_mean(total / num_micro)
         grad_norm = self.engine.get_global_grad_norm()
         grad_norm = float("nan") if grad_norm is None else float(grad_norm)
-        skipped = not finite_loss
-        return StepResult(float(mean_loss), grad_norm, skipped)
+        # ZeRO skips a step with non-finite gradients itself, before calling our optimizer and
+        # without stepping the LR schedule: keep the flag from leaking into the next step and
+        # the schedule on the trainer's step count.
+        deepspeed_skipped = self.engine.skipped_steps > skipped_before
+        self.optimizer.skip_next = False
+        if deepspeed_skipped:
+            self.scheduler.step()
+        return StepResult(float(mean_loss), grad_norm, deepspeed_skipped or not finite_loss)
 
     def gathered_parameters(self) -> contextlib.AbstractContextManager:
         if self.zero_stage < 3:

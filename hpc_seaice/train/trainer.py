@@ -6,8 +6,9 @@ step boundaries agree on stopping, validate and checkpoint.
 
 Exactness: the data order is a global stream (``GlobalBatchSampler``), loss noise is seeded per
 sample from its stream position, and the global RNG (dropout) is reseeded each step from
-(seed, rank, step). So N ranks follow the 1-rank trajectory up to float reduction order, and a
-resumed run continues the uninterrupted one (bitwise on one process).
+(seed, rank, step). So N ranks follow the 1-rank trajectory up to float reduction order (with
+dropout off; dropout masks depend on the rank), and a resumed run continues the uninterrupted one
+(bitwise on one process).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from hpc_seaice.errors import UserError
 from hpc_seaice.train import distributed as hdist
 from hpc_seaice.train.checkpoint import (
     all_finite,
+    check_resumable,
     latest_checkpoint,
     load_module_state,
     load_states,
@@ -114,7 +116,18 @@ def _loader(dataset: Any, sampler: Any, micro: int, cfg: ExperimentConfig, devic
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
         prefetch_factor=cfg.data.prefetch_factor if workers > 0 else None,
+        worker_init_fn=_ignore_stop_signals if workers > 0 else None,
     )
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave stop signals to the main process.
+
+    torchrun and SLURM signal the whole process group; a worker killed by SIGTERM/SIGUSR2 would
+    make the DataLoader raise mid-step, before the main process can checkpoint.
+    """
+    for sig in (*STOP_SIGNALS, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _positions(step: int, rank: int, world: int, micro_index: int, micro: int, batch: int) -> torch.Tensor:
@@ -162,9 +175,12 @@ def run_training(cfg: ExperimentConfig) -> int:
     engine = build_engine(task.loss_module, cfg.optim, cfg.train, cfg.engine, env, micro)
 
     start_step = 0
+    nonfinite_total = 0
     folder = latest_checkpoint(run_dir)
     if folder is not None:
         model_state, trainer_state = load_states(folder, env.device)
+        check_resumable(folder, engine.name, env.world_size)
+        load_module_state(ema.module, model_state["ema"]["module"], str(folder))
         if trainer_state.get("stage") != cfg.stage:
             raise UserError(f"{folder}: checkpoint of stage {trainer_state.get('stage')}, config says {cfg.stage}")
         if engine.name == "ddp":
@@ -173,6 +189,7 @@ def run_training(cfg: ExperimentConfig) -> int:
         ema.load_state_dict(model_state["ema"])
         task.load_state_dict(trainer_state["task"])
         start_step = int(trainer_state["step"])
+        nonfinite_total = int(trainer_state.get("nonfinite_total", 0))
 
     sampler = GlobalBatchSampler(
         len(train_set),
@@ -192,7 +209,6 @@ def run_training(cfg: ExperimentConfig) -> int:
     stop = StopRequest()
     stop.install()
     nonfinite_in_row = 0
-    nonfinite_total = 0
     step = start_step
     code = EXIT_OK
 
@@ -286,7 +302,7 @@ def run_training(cfg: ExperimentConfig) -> int:
             stopping = hdist.all_reduce_max(stop.requested, env.device)
             if stopping or step % cfg.train.checkpoint_every == 0 or step == cfg.train.max_steps:
                 checkpoint(step)
-            if stopping:
+            if stopping and step < cfg.train.max_steps:
                 monitor.message(
                     f"stop signal ({stop.signal_name or 'on another rank'}): checkpoint at step {step} "
                     f"written; re-run the same command to resume"
@@ -316,7 +332,8 @@ def _validate(cfg, env, task, ema, val_set, micro, step, monitor) -> None:
             x = torch.stack([val_set[i] for i in index]).to(env.device)
             positions = torch.as_tensor(index, dtype=torch.int64)
             loss, _ = task.micro_loss(module, x, positions, VALIDATION_STEP, max(count, 1))
-            total += torch.stack([loss.detach().float() * len(index), torch.tensor(float(len(index)))])
+            count_here = torch.tensor(float(len(index)), device=env.device)
+            total += torch.stack([loss.detach().float() * len(index), count_here])
     if hdist.is_initialized():
         torch.distributed.all_reduce(total)
     if total[1] > 0:
@@ -412,8 +429,8 @@ def cli_train(args: Any) -> int:
     try:
         code = run_training(cfg)
     except UserError as exc:
-        env = hdist.detect_environment()
-        if env.rank == 0:
+        rank = _CURRENT_ENV.rank if _CURRENT_ENV is not None else int(os.environ.get("RANK", "0"))
+        if rank == 0:
             print(f"hpc-seaice train: error: {exc}", file=sys.stderr, flush=True)
         code = 2
     except (RuntimeError, torch.distributed.DistBackendError) as exc:
@@ -429,7 +446,7 @@ def cli_train(args: Any) -> int:
             flush=True,
         )
         code = 1
-    if hdist.is_initialized() or hdist.detect_environment().launcher != "single":
+    if hdist.is_initialized() or (_CURRENT_ENV is not None and _CURRENT_ENV.launcher != "single"):
         hdist.finalize_and_exit(code)
     return code
 
