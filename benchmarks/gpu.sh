@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The benchmarks on one lent GPU (an H100), in well under 8 minutes, installing nothing.
+#
+#   bash benchmarks/gpu.sh            # from the repository root; results in $OUT/benchmarks (or benchmarks/results/gpu)
+#
+# 1. checks the interpreter: torch with CUDA is required; the other imports decide which parts run;
+# 2. speed benchmark at the paper geometry, bf16, eager (the headline numbers);
+# 3. scaling benchmark, one process only (one GPU: no multi-process scaling): trainer throughput and
+#    data wait, DDP engine vs DeepSpeed; skipped when h5py/deepspeed/tensorboard are missing;
+# 4. speed benchmark again with torch.compile, in the time left (compilation takes minutes).
+# Every step has a timeout inside one overall budget, and a failing step does not stop the next.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+
+BUDGET_S=${BENCH_BUDGET_S:-450}  # 7.5 minutes for everything
+START=$(date +%s)
+RESULTS=${OUT:+$OUT/benchmarks}
+RESULTS=${RESULTS:-benchmarks/results/gpu}
+mkdir -p "$RESULTS"
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+    for candidate in .venv/bin/python python3 python; do
+        if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c "import torch" 2>/dev/null; then
+            PY=$candidate
+            break
+        fi
+    done
+fi
+if [ -z "$PY" ]; then
+    echo "gpu.sh: no python with torch found (set PYTHON=...)" | tee "$RESULTS/gpu.log"
+    exit 2
+fi
+export PYTHONUNBUFFERED=1 HDF5_USE_FILE_LOCKING=FALSE HPC_SEAICE_DS_SKIP_SHM=1
+unset DS_ACCELERATOR
+
+remaining() { echo $((BUDGET_S - ($(date +%s) - START))); }
+
+# step NAME MAX_SECONDS COMMAND...: run with a timeout of min(MAX_SECONDS, time left - 10 s).
+step() {
+    local name=$1 max=$2
+    shift 2
+    local left
+    left=$(($(remaining) - 10))
+    local limit=$((max < left ? max : left))
+    if [ "$limit" -lt 30 ]; then
+        echo "== $name: skipped, only $(remaining) s of the budget left" | tee -a "$RESULTS/gpu.log"
+        return 0
+    fi
+    echo "== $name (timeout ${limit} s): $*" | tee -a "$RESULTS/gpu.log"
+    timeout --signal=TERM --kill-after=10 "$limit" "$@" >"$RESULTS/$name.log" 2>&1
+    local code=$?
+    tail -n 40 "$RESULTS/$name.log"
+    echo "== $name: exit $code after $(($(date +%s) - START)) s in all" | tee -a "$RESULTS/gpu.log"
+    return 0
+}
+
+{
+    echo "== environment"
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
+    "$PY" - <<'EOF'
+import importlib
+import torch
+print("python", __import__("sys").version.split()[0], "| torch", torch.__version__, "| cuda", torch.version.cuda,
+      "| available", torch.cuda.is_available())
+if torch.cuda.is_available():
+    print("device", torch.cuda.get_device_name(0), "| bf16", torch.cuda.is_bf16_supported())
+for name in ("numpy", "yaml", "tqdm", "matplotlib", "h5py", "deepspeed", "tensorboard", "scipy"):
+    try:
+        importlib.import_module(name)
+        print(f"  {name}: ok")
+    except Exception as exc:  # report, do not fail: the parts that need it are skipped
+        print(f"  {name}: MISSING ({type(exc).__name__})")
+EOF
+} 2>&1 | tee -a "$RESULTS/gpu.log"
+
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "gpu.sh: torch sees no GPU; nothing to do" | tee -a "$RESULTS/gpu.log"
+    exit 2
+fi
+if ! "$PY" -c "import numpy, yaml, tqdm" 2>/dev/null; then
+    echo "gpu.sh: numpy, pyyaml and tqdm are needed by the package; not installing anything" | tee -a "$RESULTS/gpu.log"
+    exit 2
+fi
+PLOT=()
+"$PY" -c "import matplotlib" 2>/dev/null || PLOT=(--no-plot)
+
+# The headline: paper geometry, bf16 autocast, batch 8 for both spaces (halved on out-of-memory).
+step speed_gpu_eager 180 "$PY" -m benchmarks.speed --device cuda --precision bf16 --batch-size 8 \
+    --name speed_gpu_eager --out "$RESULTS" ${PLOT[@]+"${PLOT[@]}"}
+
+# One GPU: one process per run (DDP engine without peers, DeepSpeed ZeRO-1), trainer throughput and data wait.
+if "$PY" -c "import h5py, deepspeed, tensorboard" 2>/dev/null; then
+    step scaling_gpu 120 "$PY" -m benchmarks.scaling --device cuda --name scaling_gpu --out "$RESULTS"
+else
+    echo "== scaling_gpu: skipped (h5py, deepspeed or tensorboard missing)" | tee -a "$RESULTS/gpu.log"
+fi
+
+# Compiled: same settings with torch.compile (compilation is most of its time; a timeout here still
+# leaves the eager results above, and its log the per-phase timings printed so far).
+step speed_gpu_compile 330 "$PY" -m benchmarks.speed --device cuda --precision bf16 --batch-size 8 --compile \
+    --name speed_gpu_compile --out "$RESULTS" ${PLOT[@]+"${PLOT[@]}"}
+
+echo "== done in $(($(date +%s) - START)) s; results in $RESULTS" | tee -a "$RESULTS/gpu.log"
+find "$RESULTS" -maxdepth 1 -type f -printf "%s\t%f\n" | sort -k2 | tee -a "$RESULTS/gpu.log"

@@ -1,0 +1,434 @@
+"""Data-parallel scaling of the real trainer: 1 vs 2 processes, DDP vs DeepSpeed ZeRO-1/2.
+
+    python -m benchmarks.scaling                 # CPU: torchrun --standalone, gloo, 1 thread per rank
+    python -m benchmarks.scaling --quick         # tiny grid and network, few steps (CI smoke test)
+    python -m benchmarks.scaling --device cuda   # one GPU: the 1-process runs only (DDP engine, DeepSpeed)
+
+Every configuration is a real ``python -m hpc_seaice train CONFIG`` launched by torchrun on a
+small synthetic data set made by ``python -m hpc_seaice data synth``. Throughput is the
+trainer's own ``samples_per_s`` (global samples per second over a logging window, rank 0) read
+from the run's ``metrics.jsonl``; the first logged windows are warm-up and skipped, the median
+of the rest is reported, with the trainer's ``data_wait_fraction`` (time waiting for the data
+loader over wall time; target < 5 %).
+
+On a 2-core CPU the two processes get one thread each. Weak scaling (fixed batch per rank)
+therefore compares 2 ranks x 1 thread with 1 rank x 1 thread: efficiency = throughput(2 ranks,
+global batch 2b) / (2 x throughput(1 rank, global batch b)), target >= 90 %. Strong scaling
+(fixed global batch) compares 2 ranks x 1 thread with 1 rank x 1 thread (same per-core work:
+the parallel efficiency) and with 1 rank x 2 threads (the same two cores used by threads
+instead of processes: which way uses a 2-core machine better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.common import REPO_ROOT, markdown_table, results_dir
+
+WEAK_TARGET = 0.90
+DATA_WAIT_TARGET = 0.05
+
+
+@dataclass
+class RunSpec:
+    name: str
+    ranks: int
+    threads: int  # OMP threads per rank
+    global_batch: int
+    engine: str = "ddp"  # ddp | deepspeed
+    zero_stage: int = 0
+
+    @property
+    def per_rank_batch(self) -> int:
+        return self.global_batch // self.ranks
+
+    @property
+    def engine_label(self) -> str:
+        return f"DeepSpeed ZeRO-{self.zero_stage}" if self.engine == "deepspeed" else "DDP"
+
+
+def cpu_runs(batch: int) -> list[RunSpec]:
+    """The CPU matrix at per-rank batch ``batch``: weak, strong and engine comparisons."""
+    return [
+        RunSpec("1r-b1x-t1", 1, 1, batch),  # weak baseline: one rank, one thread
+        RunSpec("2r-ddp", 2, 1, 2 * batch),  # 2 ranks x 1 thread: weak (same per-rank batch) and strong
+        RunSpec("1r-b2x-t1", 1, 1, 2 * batch),  # strong baseline: same global batch, one thread
+        RunSpec("1r-b2x-t2", 1, 2, 2 * batch),  # same global batch on the same 2 cores, via threads
+        RunSpec("2r-zero1", 2, 1, 2 * batch, "deepspeed", 1),
+        RunSpec("2r-zero2", 2, 1, 2 * batch, "deepspeed", 2),
+    ]
+
+
+def gpu_runs(batch: int) -> list[RunSpec]:
+    """One GPU: no multi-process scaling; the trainer's throughput and data wait, DDP vs DeepSpeed engine."""
+    return [
+        RunSpec("1gpu-ddp", 1, 4, batch),
+        RunSpec("1gpu-zero1", 1, 4, batch, "deepspeed", 1),
+    ]
+
+
+def log(text: str) -> None:
+    print(f"[scaling {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def child_env(threads: int, device: str) -> dict[str, str]:
+    """Environment of one launch: its thread count, DeepSpeed on CPU without the JIT shm build."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_"))}
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+            "HDF5_USE_FILE_LOCKING": "FALSE",
+            "HPC_SEAICE_DS_SKIP_SHM": "1",
+        }
+    )
+    if device == "cpu":
+        env["DS_ACCELERATOR"] = "cpu"
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def make_dataset(out: Path, grid: int, freq: str) -> float:
+    """``hpc-seaice data synth`` into ``out``; returns the seconds it took."""
+    t0 = time.perf_counter()
+    command = [sys.executable, "-m", "hpc_seaice", "data", "synth", "--out", str(out), "--grid", str(grid)]
+    command += ["--freq", freq, "--overwrite"]
+    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmarks.scaling: data synth failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    return time.perf_counter() - t0
+
+
+def train_config(spec: RunSpec, data: Path, run_dir: Path, preset: str, steps: int, log_every: int, workers: int):
+    return {
+        "stage": "diffusion",
+        "run": {"dir": str(run_dir), "keep_checkpoints": 1},
+        "data": {"path": str(data), "num_workers": workers},
+        "unet": {"preset": preset},
+        "optim": {"warmup_steps": 5},
+        "train": {
+            "max_steps": steps,
+            "batch_size": spec.global_batch,
+            "log_every": log_every,
+            "checkpoint_every": 10**6,  # only the final checkpoint, after the last logged window
+            "val_every": 0,
+            "progress": False,
+        },
+        "engine": {"name": spec.engine, "zero_stage": spec.zero_stage},
+    }
+
+
+def read_windows(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if "samples_per_s" in r]
+
+
+def summarise_run(spec: RunSpec, windows: list[dict[str, Any]], skip: int) -> dict[str, Any]:
+    """Median throughput and data-wait fraction over the logged windows after ``skip`` warm-up ones."""
+    used = windows[skip:]
+    if not used:
+        raise ValueError(f"{spec.name}: {len(windows)} logged windows, none left after skipping {skip}")
+    throughput = [w["samples_per_s"] for w in used]
+    wait = [w["data_wait_fraction"] for w in used]
+    return {
+        "samples_per_s": statistics.median(throughput),
+        "samples_per_s_windows": throughput,
+        "data_wait_fraction": statistics.median(wait),
+        "data_wait_fraction_max": max(wait),
+        "step_time_s": statistics.median(w["step_time_s"] for w in used),
+        "windows_used": len(used),
+        "windows_skipped": skip,
+        "steps_timed": used[-1]["step"] - windows[skip - 1]["step"] if skip else used[-1]["step"],
+        "memory_mb": used[-1].get("memory_mb"),
+    }
+
+
+def launch(spec: RunSpec, config_path: Path, device: str, timeout: float) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={spec.ranks}",
+        "-m",
+        "hpc_seaice",
+        "train",
+        str(config_path),
+    ]
+    return subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        env=child_env(spec.threads, device),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_one(spec: RunSpec, args: argparse.Namespace, data: Path, work: Path) -> dict[str, Any]:
+    run_dir = work / spec.name
+    shutil.rmtree(run_dir, ignore_errors=True)
+    config = train_config(spec, data, run_dir, args.preset, args.steps, args.log_every, args.workers)
+    config_path = work / f"{spec.name}.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    log(
+        f"{spec.name}: {spec.ranks} rank(s) x {spec.threads} thread(s), {spec.engine_label}, global batch "
+        f"{spec.global_batch}, {args.steps} steps ..."
+    )
+    row: dict[str, Any] = {"spec": asdict(spec)}
+    t0 = time.perf_counter()
+    try:
+        proc = launch(spec, config_path, args.device, args.timeout)
+    except subprocess.TimeoutExpired:
+        row["error"] = f"timed out after {args.timeout:.0f} s"
+        log(f"{spec.name}: {row['error']}")
+        return row
+    row["wall_s"] = time.perf_counter() - t0
+    if proc.returncode != 0:
+        row["error"] = f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}"
+        row["stderr_tail"] = proc.stderr[-3000:]
+        log(f"{spec.name}: FAILED {row['error']}")
+        return row
+    banner = [line for line in proc.stdout.splitlines() if line.startswith("hpc-seaice train |")]
+    row["banner"] = banner[0] if banner else ""
+    try:
+        row.update(summarise_run(spec, read_windows(run_dir), args.skip))
+    except ValueError as exc:
+        row["error"] = str(exc)
+        return row
+    log(
+        f"{spec.name}: {row['samples_per_s']:.3g} samples/s, data wait {100 * row['data_wait_fraction']:.1f}% "
+        f"({row['wall_s']:.0f} s wall incl. start-up)"
+    )
+    return row
+
+
+def efficiencies(results: dict[str, dict[str, Any]], device: str) -> dict[str, Any]:
+    """Weak and strong scaling efficiencies and engine ratios from the runs that succeeded."""
+
+    def thr(name: str) -> float | None:
+        r = results.get(name)
+        return r.get("samples_per_s") if r and "error" not in r else None
+
+    out: dict[str, Any] = {}
+    if device == "cuda":
+        ddp, zero1 = thr("1gpu-ddp"), thr("1gpu-zero1")
+        out["deepspeed_zero1_over_ddp_1gpu"] = zero1 / ddp if ddp and zero1 else None
+        return out
+    one, two = thr("1r-b1x-t1"), thr("2r-ddp")
+    out["weak_efficiency"] = two / (2 * one) if one and two else None
+    one_b, one_b_t2 = thr("1r-b2x-t1"), thr("1r-b2x-t2")
+    out["strong_speedup_vs_1rank_1thread"] = two / one_b if two and one_b else None
+    out["strong_efficiency"] = two / (2 * one_b) if two and one_b else None
+    out["two_ranks_over_one_rank_two_threads"] = two / one_b_t2 if two and one_b_t2 else None
+    for stage in (1, 2):
+        z = thr(f"2r-zero{stage}")
+        out[f"deepspeed_zero{stage}_over_ddp"] = z / two if z and two else None
+    waits = [r["data_wait_fraction"] for r in results.values() if "data_wait_fraction" in r]
+    out["max_median_data_wait_fraction"] = max(waits) if waits else None
+    return out
+
+
+def table_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for name, r in results.items():
+        spec = RunSpec(**r["spec"])
+        rows.append(
+            {
+                "run": name,
+                "ranks x threads": f"{spec.ranks} x {spec.threads}",
+                "engine": spec.engine_label,
+                "global batch": spec.global_batch,
+                "per-rank batch": spec.per_rank_batch,
+                "samples/s": r.get("samples_per_s", float("nan")),
+                "step time (s)": r.get("step_time_s", float("nan")),
+                "data wait": f"{100 * r['data_wait_fraction']:.1f}%" if "data_wait_fraction" in r else "-",
+                "windows (steps)": f"{r['windows_used']} ({r['steps_timed']})" if "windows_used" in r else "-",
+                "status": r.get("error", "ok"),
+            }
+        )
+    return rows
+
+
+def summary_rows(eff: dict[str, Any], device: str) -> list[dict[str, str]]:
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    def x(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}x"
+
+    if device == "cuda":
+        return [
+            {
+                "measure": "DeepSpeed ZeRO-1 / DDP engine, 1 GPU",
+                "value": x(eff.get("deepspeed_zero1_over_ddp_1gpu")),
+                "definition": "throughput ratio; one process, so no partitioning: engine overhead only",
+            }
+        ]
+    wait = eff.get("max_median_data_wait_fraction")
+    return [
+        {
+            "measure": "weak-scaling efficiency (2 ranks)",
+            "value": pct(eff["weak_efficiency"]),
+            "definition": "thr(2r-ddp) / (2 x thr(1r-b1x-t1)); fixed per-rank batch, 1 thread per rank both sides; "
+            f"target >= {100 * WEAK_TARGET:.0f}%",
+        },
+        {
+            "measure": "strong scaling: speed-up, efficiency",
+            "value": f"{x(eff['strong_speedup_vs_1rank_1thread'])}, {pct(eff['strong_efficiency'])}",
+            "definition": "fixed global batch: thr(2r-ddp) / thr(1r-b2x-t1), / 2 (1 thread per rank both sides)",
+        },
+        {
+            "measure": "2 ranks x 1 thread vs 1 rank x 2 threads",
+            "value": x(eff["two_ranks_over_one_rank_two_threads"]),
+            "definition": "thr(2r-ddp) / thr(1r-b2x-t2): same 2 cores, same global batch",
+        },
+        {
+            "measure": "DeepSpeed ZeRO-1 / DDP",
+            "value": x(eff["deepspeed_zero1_over_ddp"]),
+            "definition": "2 ranks, same global batch",
+        },
+        {
+            "measure": "DeepSpeed ZeRO-2 / DDP",
+            "value": x(eff["deepspeed_zero2_over_ddp"]),
+            "definition": "2 ranks, same global batch",
+        },
+        {
+            "measure": "data wait (worst run, median over windows)",
+            "value": pct(wait),
+            "definition": f"trainer's data_wait_fraction; target < {100 * DATA_WAIT_TARGET:.0f}%",
+        },
+    ]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="grid 32, tiny-unet, 6 steps (CI smoke test)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cpu: 1 vs 2 ranks; cuda: 1 GPU")
+    p.add_argument("--runs", default="", help="comma-separated subset of the run names (default: all)")
+    p.add_argument("--data", default="", help="existing data set to use (default: synthesise one)")
+    p.add_argument("--grid", type=int, default=0, help="synthetic grid side (default 64; quick 32; cuda 128)")
+    p.add_argument("--freq", default="", help="synthetic time step (default 5D; quick 73D)")
+    p.add_argument("--preset", default="", help="U-Net preset (default demo-data; quick tiny-unet)")
+    p.add_argument("--batch", type=int, default=0, help="per-rank batch of the 1-rank baseline (default 4; cuda 32)")
+    p.add_argument("--steps", type=int, default=0, help="training steps per run (default 30; quick 6)")
+    p.add_argument("--log-every", type=int, default=0, help="steps per logged window (default 5; quick 2)")
+    p.add_argument("--skip", type=int, default=-1, help="warm-up windows to skip (default 2; quick 1)")
+    p.add_argument("--workers", type=int, default=-1, help="data-loader workers per rank (default 1; cuda 4)")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per launch before it is abandoned")
+    p.add_argument("--name", default="scaling", help="result file name")
+    p.add_argument("--out", default="", help="results folder (default benchmarks/results, or .../quick)")
+    p.add_argument("--keep", action="store_true", help="keep the work folder (data set, run folders)")
+    args = p.parse_args(argv)
+    gpu = args.device == "cuda"
+    args.grid = args.grid or (32 if args.quick else 128 if gpu else 64)
+    args.freq = args.freq or ("73D" if args.quick else "5D")
+    args.preset = args.preset or ("tiny-unet" if args.quick else "demo-data")
+    args.batch = args.batch or (32 if gpu and not args.quick else 4)
+    args.steps = args.steps or (6 if args.quick else 60 if gpu else 30)
+    args.log_every = args.log_every or (2 if args.quick else 10 if gpu else 5)
+    args.workers = args.workers if args.workers >= 0 else (4 if gpu else 1)
+    args.skip = args.skip if args.skip >= 0 else (1 if args.quick else 2)
+    if args.steps // args.log_every <= args.skip:
+        p.error(f"--steps {args.steps} / --log-every {args.log_every} leaves no window after --skip {args.skip}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.speed import load_average, write_report
+
+    args = parse_args(argv)
+    specs = gpu_runs(args.batch) if args.device == "cuda" else cpu_runs(args.batch)
+    if args.runs:
+        wanted = [name.strip() for name in args.runs.split(",") if name.strip()]
+        unknown = sorted(set(wanted) - {s.name for s in specs})
+        if unknown:
+            print(
+                f"benchmarks.scaling: error: unknown run(s) {unknown}; known: {[s.name for s in specs]}",
+                file=sys.stderr,
+            )
+            return 2
+        specs = [s for s in specs if s.name in wanted]
+    load_start = load_average()
+    started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="hpc-seaice-scaling-"))
+    try:
+        if args.data:
+            data, synth_s = Path(args.data), 0.0
+        else:
+            data = work / "data"
+            log(f"synthesising a {args.grid} x {args.grid} data set every {args.freq} into {data} ...")
+            synth_s = make_dataset(data, args.grid, args.freq)
+        results = {spec.name: run_one(spec, args, data, work) for spec in specs}
+    finally:
+        if args.keep:
+            log(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    eff = efficiencies(results, args.device)
+    rows = table_rows(results)
+    summary = summary_rows(eff, args.device)
+    settings = {
+        "quick": args.quick,
+        "device": args.device,
+        "launcher": "torchrun --standalone" + (", gloo" if args.device == "cpu" else ""),
+        "data": args.data or f"hpc-seaice data synth --grid {args.grid} --freq {args.freq}",
+        "unet_preset": args.preset,
+        "steps_per_run": args.steps,
+        "log_every": args.log_every,
+        "warmup_windows_skipped": args.skip,
+        "data_workers_per_rank": args.workers,
+        "threads": "OMP_NUM_THREADS per rank as in the table",
+        "load_average_1min": {"start": load_start, "end": load_average()},
+    }
+    header = (
+        f"Device: {args.device}; trainer `python -m hpc_seaice train` under torchrun, preset {args.preset} on a "
+        f"{args.grid} x {args.grid} synthetic data set ({'QUICK run' if args.quick else 'full run'}). Throughput = "
+        f"median of the trainer's samples_per_s over the logged windows after {args.skip} warm-up window(s) of "
+        f"{args.log_every} steps. Weak scaling compares 2 ranks x 1 thread with 1 rank x 1 thread (2 cores in all)."
+        "\n\n" + markdown_table(summary)
+    )
+    record = {
+        "runs": results,
+        "efficiencies": eff,
+        "targets": {"weak_efficiency": WEAK_TARGET, "data_wait_fraction": DATA_WAIT_TARGET},
+        "synth_s": synth_s,
+        "wall_s": time.perf_counter() - started,
+    }
+    notes = (
+        "samples/s is global (all ranks). data wait = time the training loop waited for the next batch / wall "
+        "time of the window. 'r' = ranks, 't' = threads per rank, b1x/b2x = global batch of 1x/2x the "
+        "per-rank batch."
+    )
+    out_dir = Path(args.out) if args.out else (results_dir() / "quick" if args.quick else results_dir())
+    json_path, md_path = write_report(
+        args.name, rows, settings=settings, summary=record, header_text=header, notes=notes, out_dir=out_dir
+    )
+    print()
+    print(header)
+    print()
+    print(markdown_table(rows))
+    print(f"\nwritten {json_path} and {md_path}")
+    failed = [name for name, r in results.items() if "error" in r]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

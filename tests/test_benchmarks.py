@@ -1,0 +1,187 @@
+"""Smoke tests of the benchmark suite: each part runs in quick mode and writes well-formed results.
+
+They assert on the structure and consistency of what is written (JSON, markdown table, PNG), never
+on a speed: timings on a shared CI machine mean nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, child_env
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def bench(module: str):
+    """``benchmarks.<module>``: the suite lives at the repository root, which plain ``pytest`` does not import."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(f"benchmarks.{module}")
+
+
+def run_module(module: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def check_record(path: Path, name: str) -> dict:
+    record = json.loads(path.read_text())
+    assert record["name"] == name
+    env = record["environment"]
+    for key in ("device", "torch", "python", "git_commit", "timestamp"):
+        assert env.get(key), key
+    assert isinstance(record["settings"], dict) and record["settings"]
+    assert isinstance(record["results"], list) and record["results"]
+    return record
+
+
+def check_markdown(path: Path, first_column: str, rows: int) -> str:
+    text = path.read_text()
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    header = next(line for line in table if line.startswith(f"| {first_column} |"))
+    columns = header.count("|")
+    body = table[table.index(header) + 1 :][:rows]
+    assert len(body) == rows and all(line.count("|") >= columns for line in body)
+    assert "Environment: device" in text
+    return text
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bench")
+
+
+@pytest.fixture(scope="module")
+def speed_run(results: Path) -> Path:
+    run_module(
+        "benchmarks.speed", "--quick", "--repeats", "1", "--threads", "1", "--retries", "0", "--out", str(results)
+    )
+    return results
+
+
+@pytest.fixture(scope="module")
+def scaling_run(results: Path) -> Path:
+    run_module("benchmarks.scaling", "--quick", "--runs", "1r-b1x-t1,2r-ddp", "--out", str(results))
+    return results
+
+
+def test_speed_quick_writes_json_table_and_chart(speed_run: Path) -> None:
+    record = check_record(speed_run / "speed.json", "speed")
+    s = record["summary"]
+    assert s["quick"] is True and s["presets"] == {"data": "demo-data", "latent": "demo-latent", "vae": "demo-vae"}
+    assert s["geometry"]["data"] == [5, 128, 128] and s["geometry"]["latent"][0] == 16
+    assert s["sampler"] == {"heun_steps": 20, "network_evaluations": 39}
+    for space in ("data", "latent"):
+        train, sampling = s["spaces"][space]["training"], s["spaces"][space]["sampling"]
+        assert len(train["step_times_s"]) == 1 and train["samples_per_s"] > 0
+        assert train["flops_per_step"] > 0 and train["achieved_flops"] > 0 and train["mfu"] is None  # CPU
+        assert 0 < train["cpu_share"] and 0 < sampling["eval_cpu_share"]
+        assert sampling["kind"] in ("measured", "derived") and sampling["s_per_sample"] > 0
+        derived = (39 * sampling["median_eval_s"] + sampling["median_decode_s"]) / s["batch_size"]
+        assert math.isclose(sampling["derived_s_per_sample"], derived, rel_tol=1e-9)
+    # A CPU run derives the data-space sampling time and says so; the latent sampler runs end to end.
+    assert s["spaces"]["data"]["sampling"]["kind"] == "derived"
+    assert s["spaces"]["data"]["sampling"]["how"].startswith("derived: (39 x")
+    assert s["spaces"]["latent"]["sampling"]["kind"] == "measured"
+    r = s["ratios"]
+    assert math.isclose(
+        r["training_throughput"],
+        s["spaces"]["latent"]["training"]["samples_per_s"] / s["spaces"]["data"]["training"]["samples_per_s"],
+    )
+    assert all(math.isfinite(r[k]) and r[k] > 0 for k in ("training_flops", "sampling_time", "sampling_flops"))
+    # The data-space network is the bigger one, in FLOPs per training step and per generated sample.
+    assert r["training_flops"] > 1 and r["sampling_flops"] > 1
+    text = check_markdown(speed_run / "speed.md", "quantity", len(record["results"]))
+    assert "QUICK run" in text and "demo-data at 5x128x128" in text and "derived" in text
+    assert (speed_run / "speed_ratios.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+@pytest.mark.distributed
+def test_scaling_quick_runs_the_trainer_on_one_and_two_ranks(scaling_run: Path) -> None:
+    record = check_record(scaling_run / "scaling.json", "scaling")
+    runs = record["summary"]["runs"]
+    assert set(runs) == {"1r-b1x-t1", "2r-ddp"}
+    for name, run in runs.items():
+        assert "error" not in run, (name, run.get("error"), run.get("stderr_tail"))
+        assert run["samples_per_s"] > 0 and 0 <= run["data_wait_fraction"] <= 1
+        assert run["windows_used"] == 2 and run["steps_timed"] == 4
+    assert "2 rank(s)" in runs["2r-ddp"]["banner"] and "via torchrun" in runs["2r-ddp"]["banner"]
+    eff = record["summary"]["efficiencies"]
+    assert math.isclose(
+        eff["weak_efficiency"], runs["2r-ddp"]["samples_per_s"] / (2 * runs["1r-b1x-t1"]["samples_per_s"])
+    )
+    assert eff["deepspeed_zero1_over_ddp"] is None  # not run
+    text = check_markdown(scaling_run / "scaling.md", "run", 2)
+    assert "weak-scaling efficiency" in text
+
+
+def test_suite_combines_the_parts_results(speed_run: Path, scaling_run: Path) -> None:
+    suite = bench("__main__")
+    assert suite.main(["--quick", "--parts", "", "--out", str(speed_run)]) == 0
+    rows = suite.combined_rows(speed_run, quick=True)
+    by_measure = {row["measure"]: row for row in rows}
+    assert by_measure["training throughput, latent / data"]["value"].endswith("x)")
+    assert by_measure["reader / raw h5py bandwidth"]["value"] == "not run"
+    assert any(m.startswith("weak-scaling efficiency") for m in by_measure)
+    check_record(speed_run / "summary.json", "summary")
+    assert "| benchmark |" in (speed_run / "summary.md").read_text()
+
+
+def test_scaling_summaries_skip_warmup_windows_and_compute_efficiencies() -> None:
+    scaling = bench("scaling")
+    windows = [
+        {"step": 5 * (i + 1), "samples_per_s": s, "data_wait_fraction": w, "step_time_s": 1.0 / s}
+        for i, (s, w) in enumerate([(1.0, 0.5), (10.0, 0.01), (12.0, 0.03), (11.0, 0.02)])
+    ]
+    spec = scaling.RunSpec("2r-ddp", 2, 1, 8)
+    summary = scaling.summarise_run(spec, windows, skip=1)
+    assert summary["samples_per_s"] == 11.0 and summary["windows_used"] == 3 and summary["steps_timed"] == 15
+    assert summary["data_wait_fraction"] == 0.02 and summary["data_wait_fraction_max"] == 0.03
+    with pytest.raises(ValueError):
+        scaling.summarise_run(spec, windows, skip=4)
+    results = {
+        "1r-b1x-t1": {"samples_per_s": 6.0, "data_wait_fraction": 0.01},
+        "2r-ddp": {"samples_per_s": 10.8, "data_wait_fraction": 0.04},
+        "1r-b2x-t1": {"samples_per_s": 6.0},
+        "1r-b2x-t2": {"samples_per_s": 9.0},
+        "2r-zero1": {"samples_per_s": 9.72},
+        "2r-zero2": {"error": "exit 1"},
+    }
+    eff = scaling.efficiencies(results, "cpu")
+    assert math.isclose(eff["weak_efficiency"], 0.9)
+    assert math.isclose(eff["strong_speedup_vs_1rank_1thread"], 1.8)
+    assert math.isclose(eff["two_ranks_over_one_rank_two_threads"], 1.2)
+    assert math.isclose(eff["deepspeed_zero1_over_ddp"], 0.9) and eff["deepspeed_zero2_over_ddp"] is None
+    assert eff["max_median_data_wait_fraction"] == 0.04
+
+
+@pytest.mark.parametrize("groups,transposed", [(1, False), (8, False), (64, False), (1, True), (4, True)])
+def test_training_flops_count_grouped_convolution_backward_once_per_group(groups: int, transposed: bool) -> None:
+    import torch
+
+    speed = bench("speed")
+    conv = (torch.nn.ConvTranspose2d if transposed else torch.nn.Conv2d)(64, 64, 3, padding=1, groups=groups)
+    x = torch.randn(1, 64, 8, 8, requires_grad=True)
+    forward = speed.count_flops(lambda: conv(x))
+    # Backward = input gradient + weight gradient, each as many multiply-adds as the forward.
+    assert speed.count_flops(lambda: conv(x).sum().backward()) == 3 * forward
+
+
+def test_gpu_script_parses() -> None:
+    proc = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu.sh")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
