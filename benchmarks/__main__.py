@@ -174,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="every part in its quick mode (results in .../quick)")
-    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    p.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated subset of {','.join(PARTS)} (empty: only combine the existing results)",
+    )
     p.add_argument("--out", default="", help="results folder (default benchmarks/results, or .../quick)")
     args = p.parse_args(argv)
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
@@ -188,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         code, seconds = run_part(part, args.quick, out_dir)
         status[part] = {"exit_code": code, "seconds": round(seconds, 1)}
     rows = combined_rows(out_dir, args.quick)
-    header = "Parts run: " + ", ".join(f"{k} (exit {v['exit_code']}, {v['seconds']:.0f} s)" for k, v in status.items())
+    header = "Parts run: " + (
+        ", ".join(f"{k} (exit {v['exit_code']}, {v['seconds']:.0f} s)" for k, v in status.items())
+        or "none (the existing results combined)"
+    )
     write_report(
         "summary",
         rows,

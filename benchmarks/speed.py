@@ -850,7 +850,8 @@ def header(r: dict[str, Any]) -> str:
 NOTES = (
     "FLOPs are counted by torch.utils.flop_counter on the meta device (convolutions, matmuls, attention; not "
     "norms, activations or the optimizer), so achieved FLOP/s understates the work of element-wise-heavy "
-    "layers. 'derived' figures are computed from measured parts by the formula given; everything else is "
+    "layers; the backward of grouped (depthwise) convolutions is counted per group, where torch's own formula "
+    "counts it as dense. 'derived' figures are computed from measured parts by the formula given; everything else is "
     "measured in this run. The latent sampling time includes one VAE decoder pass per sample (VAE.decode)."
 )
 
@@ -905,7 +906,7 @@ def write_report(
 
 def load_average() -> float | None:
     """1-minute load average: other work on the machine skews CPU timings, so it is recorded."""
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 def default_out_dir(quick: bool) -> Path:

@@ -161,13 +161,17 @@ def test_scaling_summaries_skip_warmup_windows_and_compute_efficiencies() -> Non
         "1r-b2x-t2": {"samples_per_s": 9.0},
         "2r-zero1": {"samples_per_s": 9.72},
         "2r-zero2": {"error": "exit 1"},
+        "weak-pb8-1r": {"spec": vars(scaling.RunSpec("weak-pb8-1r", 1, 1, 8)), "samples_per_s": 5.0},
+        "weak-pb8-2r": {"spec": vars(scaling.RunSpec("weak-pb8-2r", 2, 1, 16)), "samples_per_s": 9.5},
     }
+    results["1r-b1x-t1"]["spec"] = vars(scaling.RunSpec("1r-b1x-t1", 1, 1, 4))
     eff = scaling.efficiencies(results, "cpu")
     assert math.isclose(eff["weak_efficiency"], 0.9)
     assert math.isclose(eff["strong_speedup_vs_1rank_1thread"], 1.8)
     assert math.isclose(eff["two_ranks_over_one_rank_two_threads"], 1.2)
     assert math.isclose(eff["deepspeed_zero1_over_ddp"], 0.9) and eff["deepspeed_zero2_over_ddp"] is None
     assert eff["max_median_data_wait_fraction"] == 0.04
+    assert eff["weak_efficiency_by_per_rank_batch"] == pytest.approx({4: 0.9, 8: 0.95})
 
 
 @pytest.mark.parametrize("groups,transposed", [(1, False), (8, False), (64, False), (1, True), (4, True)])
