@@ -11,11 +11,13 @@ export HDF5_USE_FILE_LOCKING := FALSE
 
 # torch is pinned in the same pip command as deepspeed: on its own deepspeed resolves a
 # multi-GB CUDA torch. On a GPU cluster, see README "Install on a GPU cluster".
-$(STAMP): setup.py
+# The list must name every requirement of setup.py (tests/test_install.py checks it): the package
+# itself is installed with --no-deps so that pip cannot re-resolve torch.
+$(STAMP): setup.py Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0 deepspeed mpi4py h5py h5netcdf xarray submitit tensorboard \
-	    numpy scipy matplotlib tqdm pyyaml pytest ruff
+	$(PY) -m pip install -q torch==2.13.0 deepspeed mpi4py h5py h5netcdf xarray zarr submitit tensorboard \
+	    numpy scipy matplotlib tqdm pyyaml pytest ruff netCDF4
 	$(PY) -m pip install -q --no-deps -e '.[dev]'
 	$(PY) -m pip install -q mpich  # the MPI runtime (libmpi, mpiexec) that mpi4py loads
 	touch $(STAMP)

@@ -15,6 +15,7 @@ setup(
         "h5py>=3.8",
         "h5netcdf>=1.1",
         "xarray>=2023.1",
+        "zarr>=2.16",
         "submitit>=1.5",
         "tensorboard>=2.14",
         "numpy>=1.24",
@@ -24,8 +25,8 @@ setup(
         "pyyaml>=6.0",
     ],
     extras_require={
-        "dev": ["pytest>=7", "ruff>=0.5"],
-        "zarr": ["zarr>=2.16"],
+        # netCDF4: the tests read the NetCDF we write with a second library
+        "dev": ["pytest>=7", "ruff>=0.5", "netCDF4>=1.6"],
     },
     entry_points={"console_scripts": ["hpc-seaice=hpc_seaice.cli:main"]},
 )
