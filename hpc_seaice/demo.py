@@ -38,7 +38,7 @@ DECODER_NAMES = {"censored": "censored-Gaussian", "gaussian": "Gaussian"}
 class Stage:
     name: str
     done: bool
-    seconds: float = 0.0
+    seconds: float | None = None  # wall time when it ran (None: skipped, and no earlier time on record)
     outputs: list[str] = field(default_factory=list)
 
 
@@ -97,12 +97,14 @@ class Demo:
         self.logs = out / "logs"
         self.stages: list[Stage] = []
         self.total = 13
+        self.times_file = out / "stage_times.json"  # stage title -> seconds, kept across re-runs
+        self.times: dict[str, float] = json.loads(self.times_file.read_text()) if self.times_file.is_file() else {}
 
     def stage(self, title: str, done: bool, command_lists: list[list[str]], outputs: list[str]) -> None:
         number = len(self.stages) + 1
         if done:
             print(f"[{number}/{self.total}] {title}: already done, skipped ({', '.join(outputs)})", flush=True)
-            self.stages.append(Stage(title, True, 0.0, outputs))
+            self.stages.append(Stage(title, True, self.times.get(title), outputs))
             return
         print(f"[{number}/{self.total}] {title} ...", flush=True)
         start = time.perf_counter()
@@ -111,6 +113,8 @@ class Demo:
         seconds = time.perf_counter() - start
         print(f"[{number}/{self.total}] {title}: done in {seconds:.0f} s -> {', '.join(outputs)}", flush=True)
         self.stages.append(Stage(title, False, seconds, outputs))
+        self.times[title] = seconds
+        self.times_file.write_text(json.dumps(self.times, indent=1))
 
     def run(self) -> None:
         out = self.out
@@ -267,7 +271,12 @@ def write_report(out: Path, stages: list[Stage], diffusion_runs: dict, vae_runs:
         "|---|---|---|---|",
     ]
     for i, stage in enumerate(stages, 1):
-        took = "skipped (already done)" if stage.done else f"{stage.seconds:.0f} s"
+        if not stage.done:
+            took = f"{stage.seconds:.0f} s"
+        elif stage.seconds is not None:
+            took = f"{stage.seconds:.0f} s (an earlier run; skipped in this one)"
+        else:
+            took = "skipped (already done)"
         shown = [str(Path(o).relative_to(out)) if Path(o).is_relative_to(out) else o for o in stage.outputs]
         lines.append(f"| {i} | {stage.name} | {took} | {', '.join(f'`{o}`' for o in shown)} |")
     lines += ["", f"Total wall time of this run: {seconds:.0f} s.", ""]
