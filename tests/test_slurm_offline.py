@@ -195,3 +195,32 @@ def test_cluster_scripts_are_shellcheck_clean():
     ]
     proc = subprocess.run(["shellcheck", "-x", *map(str, scripts)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+# The variables a real SLURM (23.02) set in `sbatch -n 2`: the batch script vs a task of `srun`.
+BATCH_STEP = {"SLURM_JOB_ID": "79", "SLURM_NTASKS": "2", "SLURM_PROCID": "0", "SLURM_JOB_NODELIST": "vm"}
+SRUN_TASK = {
+    **BATCH_STEP,
+    "SLURM_PROCID": "1",
+    "SLURM_LOCALID": "1",
+    "SLURM_STEP_ID": "0",
+    "SLURM_STEP_NUM_TASKS": "2",
+    "SLURM_STEP_NODELIST": "n[1-2]",
+}
+
+
+def test_srun_task_joins_the_job_world():
+    from hpc_seaice.train.distributed import detect_environment
+
+    env = detect_environment(SRUN_TASK)
+    assert (env.launcher, env.rank, env.world_size, env.local_rank) == ("slurm", 1, 2, 1)
+    assert (env.master_addr, env.master_port) == ("n1", 15079)
+
+
+def test_batch_script_without_srun_runs_alone_and_says_so(capsys):
+    from hpc_seaice.train.distributed import detect_environment
+
+    env = detect_environment(BATCH_STEP)
+    assert (env.launcher, env.rank, env.world_size) == ("single", 0, 1)
+    warning = capsys.readouterr().err
+    assert "job 79 has 2 tasks" in warning and "not started by srun" in warning

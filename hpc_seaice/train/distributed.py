@@ -6,9 +6,11 @@ Supported launchers, in the order they are recognised:
 2. mpirun/mpiexec: OpenMPI (``OMPI_COMM_WORLD_*``) or MPICH/PMI (``PMI_RANK``, ``PMI_SIZE``);
    MPI is only the launcher and rendezvous: rank 0's address and a free port are broadcast with
    mpi4py, gloo/NCCL do the collectives (this torch has no MPI backend);
-3. SLURM tasks started by srun (``SLURM_PROCID``, ``SLURM_NTASKS``/``SLURM_STEP_NUM_TASKS``,
-   ``SLURM_LOCALID``); the master is the first host of ``SLURM_JOB_NODELIST`` and the port is
-   derived from the job id, so every task computes the same address without talking first;
+3. SLURM tasks started by srun (``SLURM_PROCID``, ``SLURM_STEP_NUM_TASKS``, ``SLURM_LOCALID``);
+   the master is the first host of ``SLURM_STEP_NODELIST`` and the port is derived from the job
+   id, so every task computes the same address without talking first. The batch script itself
+   (or an salloc shell) has ``SLURM_NTASKS`` but no step variables: it runs as one process, with
+   a warning when the allocation has more tasks;
 4. otherwise a single process.
 
 All five variables DeepSpeed reads are exported, because with any of them missing
@@ -131,8 +133,8 @@ def detect_environment(environ: dict[str, str] | None = None) -> DistEnv:
         else:
             addr, port = "127.0.0.1", _free_port()
         return DistEnv(rank, size, int(local), addr, port, "mpi", host)
-    if "SLURM_PROCID" in env and ("SLURM_STEP_NUM_TASKS" in env or "SLURM_NTASKS" in env):
-        size = int(env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1")))
+    if "SLURM_PROCID" in env and "SLURM_STEP_NUM_TASKS" in env:
+        size = int(env["SLURM_STEP_NUM_TASKS"])
         nodelist = env.get("SLURM_STEP_NODELIST", env.get("SLURM_JOB_NODELIST", host))
         hosts = expand_nodelist(nodelist)
         master = hosts[0] if hosts else "127.0.0.1"
@@ -146,6 +148,16 @@ def detect_environment(environ: dict[str, str] | None = None) -> DistEnv:
             master_port=int(env.get("MASTER_PORT", slurm_master_port(env.get("SLURM_JOB_ID", "0")))),
             launcher="slurm",
             hostname=host,
+        )
+    if int(env.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_JOB_ID" in env:
+        # The batch script (or salloc shell) itself: SLURM_NTASKS describes the allocation, but
+        # only srun starts the tasks. Treating this as rank 0 of N would wait for N-1 peers forever.
+        print(
+            f"hpc-seaice: SLURM job {env['SLURM_JOB_ID']} has {env['SLURM_NTASKS']} tasks, but this process "
+            "was not started by srun, so it runs alone; start it with `srun` (launch/slurm/srun.sbatch) "
+            "to use every task",
+            file=sys.stderr,
+            flush=True,
         )
     return DistEnv(hostname=host, master_port=_free_port())
 
