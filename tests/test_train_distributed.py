@@ -77,6 +77,27 @@ def test_deepspeed_zero_trains_checkpoints_and_resumes(tiny_dataset, tmp_path, s
     assert_close_trajectories(losses(run_dir), single_process_reference)
 
 
+def test_deepspeed_zero_checkpoint_resumes_on_another_world_size(tiny_dataset, tmp_path, single_process_reference):
+    """2 ranks with ZeRO-2 to step 3, then 1 rank to step 6: resharded through a universal checkpoint."""
+    run_dir = tmp_path / "reshard"
+    config = tiny_diffusion_config(tiny_dataset, run_dir, engine={"name": "deepspeed", "zero_stage": 2})
+    path = write_config(tmp_path / "c.yaml", config)
+    torchrun(2, "train", str(path), "train.max_steps=3")
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpc_seaice", "train", str(path)],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resuming from step 3" in proc.stdout and "1 rank(s)" in proc.stdout
+    assert "converting" in proc.stderr and (run_dir / "checkpoints/step_00000003/universal/zero").is_dir()
+    assert [m["step"] for m in read_metrics(run_dir) if "loss" in m] == [1, 2, 3, 4, 5, 6]
+    assert_close_trajectories(losses(run_dir), single_process_reference)
+
+
 def test_two_ranks_interrupted_by_sigterm_resume_the_same_trajectory(tiny_dataset, tmp_path):
     reference = tmp_path / "reference"
     config = tiny_diffusion_config(tiny_dataset, reference, train={"max_steps": 30, "checkpoint_every": 100})

@@ -5,7 +5,8 @@ Layout (DESIGN section 3)::
     runs/<name>/checkpoints/step_00000100/   model.pt (weights + EMA), trainer_state.pt (step,
                                             data position, noise schedule, RNG), meta.json,
                                             and the engine's own files (optimizer.pt for DDP,
-                                            DeepSpeed's partitioned state)
+                                            DeepSpeed's partitioned state; universal/ once
+                                            it was resumed on another world size)
     runs/<name>/checkpoints/latest          text: the name of the newest complete checkpoint
 
 A checkpoint is written into ``.tmp-step_XXXXXXXX``, every file fsynced, then renamed; ``latest``
@@ -19,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,8 +131,13 @@ def _prune(root: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def check_resumable(folder: Path, engine_name: str, world_size: int) -> None:
-    """One line instead of an engine's traceback when a checkpoint cannot be resumed as configured."""
+def check_resumable(folder: Path, engine_name: str, world_size: int) -> bool:
+    """Whether the checkpoint must be resharded to resume on ``world_size`` ranks.
+
+    One line instead of an engine's traceback when it cannot be resumed as configured. DDP state is
+    the same on every rank, so any world size resumes it, as does DeepSpeed without ZeRO. ZeRO state
+    is partitioned per rank: a different world size goes through :func:`universal_checkpoint`.
+    """
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
         raise UserError(f"{folder}: incomplete checkpoint (meta.json missing)")
@@ -138,11 +146,34 @@ def check_resumable(folder: Path, engine_name: str, world_size: int) -> None:
         raise UserError(
             f"{folder}: written by engine.name={meta.get('engine')}, the config says engine.name={engine_name}"
         )
-    if engine_name == "deepspeed" and meta.get("world_size") != world_size:
-        raise UserError(
-            f"{folder}: a DeepSpeed checkpoint of {meta.get('world_size')} ranks cannot resume on {world_size} "
-            "(ZeRO partitions the optimizer state per rank); use the same world size, or engine.name=ddp runs"
-        )
+    partitioned = any(folder.glob("*_optim_states.pt"))  # ZeRO >= 1; stage 0 keeps one full copy
+    return engine_name == "deepspeed" and partitioned and meta.get("world_size") != world_size
+
+
+def universal_checkpoint(folder: Path) -> Path:
+    """``folder/universal``: DeepSpeed's world-size-independent form of a DeepSpeed checkpoint.
+
+    Made once, by rank 0, with DeepSpeed's own converter (``ds_to_universal``) in a subprocess,
+    into a temporary folder renamed when complete; the other ranks wait. Its log is kept beside it.
+    """
+    out = folder / "universal"
+    if hdist.rank() == 0 and not out.is_dir():
+        tmp = folder / ".universal-tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        log = folder / "universal.log"
+        command = [
+            sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal",
+            "--input_folder", str(folder), "--output_folder", str(tmp),
+            "--inject_missing_state", "--num_extract_workers", "1", "--num_merge_workers", "1",
+        ]  # fmt: skip
+        print(f"hpc-seaice: converting {folder} to a universal checkpoint (log: {log})", file=sys.stderr, flush=True)
+        with open(log, "w") as handle:
+            code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT)
+        if code != 0 or not (tmp / "zero").is_dir():
+            raise UserError(f"{folder}: DeepSpeed could not convert it to a universal checkpoint (exit {code}; {log})")
+        tmp.replace(out)
+    hdist.barrier()
+    return out
 
 
 def load_states(folder: Path, device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:

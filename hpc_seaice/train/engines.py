@@ -249,7 +249,14 @@ class DeepSpeedEngine(Engine):
     name = "deepspeed"
 
     def __init__(
-        self, model: nn.Module, optim: OptimConfig, train: TrainConfig, engine: EngineConfig, env, micro: int
+        self,
+        model: nn.Module,
+        optim: OptimConfig,
+        train: TrainConfig,
+        engine: EngineConfig,
+        env,
+        micro: int,
+        load_universal: bool = False,
     ) -> None:
         _skip_shm_build_if_asked()
         import deepspeed
@@ -261,6 +268,10 @@ class DeepSpeedEngine(Engine):
         optimizer = build_optimizer(model, optim)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, optim, train.max_steps))
         config = deepspeed_config(optim, train, engine, self.precision, micro)
+        # Resuming on another world size: DeepSpeed reads that mode from its config at initialize.
+        self.load_universal = load_universal
+        if load_universal:
+            config["checkpoint"] = {**config.get("checkpoint", {}), "load_universal": True}
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config
         )
@@ -305,6 +316,10 @@ class DeepSpeedEngine(Engine):
         self.engine.save_checkpoint(str(folder.parent), tag=folder.name, save_latest=False)
 
     def load(self, folder: Path) -> None:
+        if self.load_universal:
+            from hpc_seaice.train.checkpoint import universal_checkpoint
+
+            folder = universal_checkpoint(folder)
         load_path, _ = self.engine.load_checkpoint(
             str(folder.parent), tag=folder.name, load_optimizer_states=True, load_lr_scheduler_states=True
         )
@@ -314,10 +329,17 @@ class DeepSpeedEngine(Engine):
 
 
 def build_engine(
-    model: nn.Module, optim: OptimConfig, train: TrainConfig, engine: EngineConfig, env, micro: int
+    model: nn.Module,
+    optim: OptimConfig,
+    train: TrainConfig,
+    engine: EngineConfig,
+    env,
+    micro: int,
+    load_universal: bool = False,
 ) -> Engine:
+    """The configured engine; ``load_universal``: DeepSpeed will resume a checkpoint of another world size."""
     if engine.name == "deepspeed":
-        return DeepSpeedEngine(model, optim, train, engine, env, micro)
+        return DeepSpeedEngine(model, optim, train, engine, env, micro, load_universal)
     if engine.zero_stage:
         raise UserError("config key 'engine.zero_stage' needs engine.name=deepspeed")
     return DDPEngine(model, optim, train, engine, env)

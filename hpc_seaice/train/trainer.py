@@ -172,14 +172,14 @@ def run_training(cfg: ExperimentConfig) -> int:
     task = build_task(cfg, train_set.manifest, train_set.static, env.device)
     task.net.to(env.device)
     ema = EMA(task.net, cfg.optim.ema_decay)  # a full copy, made before ZeRO-3 can partition
-    engine = build_engine(task.loss_module, cfg.optim, cfg.train, cfg.engine, env, micro)
+    folder = latest_checkpoint(run_dir)
+    reshard = folder is not None and check_resumable(folder, cfg.engine.name, env.world_size)
+    engine = build_engine(task.loss_module, cfg.optim, cfg.train, cfg.engine, env, micro, load_universal=reshard)
 
     start_step = 0
     nonfinite_total = 0
-    folder = latest_checkpoint(run_dir)
     if folder is not None:
         model_state, trainer_state = load_states(folder, env.device)
-        check_resumable(folder, engine.name, env.world_size)
         load_module_state(ema.module, model_state["ema"]["module"], str(folder))
         if trainer_state.get("stage") != cfg.stage:
             raise UserError(f"{folder}: checkpoint of stage {trainer_state.get('stage')}, config says {cfg.stage}")
