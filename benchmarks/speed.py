@@ -499,7 +499,7 @@ class Setup:
 
 def run_space(setup: Setup, space: str, vae: torch.nn.Module) -> dict[str, Any]:
     """Build one denoiser and measure its training step and its sampler."""
-    from hpc_seaice.evaluation.generate import DataSpaceDecoder
+    from hpc_seaice.evaluation.generate import DataSpaceDecoder, LatentDecoder
     from hpc_seaice.models.build import build_unet, count_parameters
 
     device, shape, field_mask = setup.device, setup.shapes[space], setup.field_mask
@@ -520,10 +520,12 @@ def run_space(setup: Setup, space: str, vae: torch.nn.Module) -> dict[str, Any]:
         def decode(x: torch.Tensor) -> torch.Tensor:
             return decoder(x)[0]
     else:
+        channels = shape[0]  # standardisation statistics are irrelevant to the cost
+        decoder = LatentDecoder(vae, torch.zeros(channels), torch.ones(channels), field_mask, device)
 
         def decode(x: torch.Tensor) -> torch.Tensor:
-            # One decoder pass, deterministic clamp(mu, l, u), land 0 (VAE.decode).
-            return vae.decode(vae.unstandardize_latent(x.float()), mask=field_mask)
+            # Un-standardise, one decoder pass, deterministic clamp(mu, l, u), land 0.
+            return decoder(x)[0]
 
     sampling = measure_sampling(net, shape, model_mask, decode, setup.batch, plan, device, setup.precision, space)
     return {

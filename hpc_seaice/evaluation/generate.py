@@ -42,14 +42,20 @@ class DataSpaceDecoder(FieldDecoder):
 
 
 class LatentDecoder(FieldDecoder):
-    """Un-standardise the latent, decode with the VAE (deterministic: clamp(mu, l, u))."""
+    """Un-standardise the latent, decode with the VAE (deterministic: clamp(mu, l, u)).
 
-    def __init__(self, vae: nn.Module, mask: Any, device: torch.device) -> None:
+    ``mean``/``std`` are the latent data set's own statistics (its ``static.h5``): the ones the
+    latent diffusion run was trained with, whatever else was encoded with the same VAE since.
+    """
+
+    def __init__(self, vae: nn.Module, mean: Any, std: Any, mask: Any, device: torch.device) -> None:
         self.vae = vae
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.mask = torch.as_tensor(mask, dtype=torch.float32, device=device)
 
     def __call__(self, x):
-        z = self.vae.unstandardize_latent(x.float())
+        z = x.float() * self.std + self.mean
         mu_norm, _ = self.vae.decode_params(z)  # one decoder pass serves both outputs
         raw = self.vae.denormalize(mu_norm.float()) * self.mask
         lower, upper = (bound.view(1, -1, 1, 1) for bound in (self.vae.lower, self.vae.upper))
@@ -77,5 +83,5 @@ def decoder_for(
     if manifest.kind == "latent":
         if vae is None:
             raise ValueError("a latent-space run needs its VAE to decode")
-        return LatentDecoder(vae, field_mask, device)
+        return LatentDecoder(vae, static.mean, static.std, field_mask, device)
     return DataSpaceDecoder(static.mean, static.std, manifest.lower, manifest.upper, static.mask, device)

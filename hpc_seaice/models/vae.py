@@ -12,8 +12,8 @@ Conventions:
 - The KL term is the mean over latent elements of KL(q(z|x) || N(0, I)); loss = NLL + beta * KL.
   Both terms are per-element means, so beta is relative to one value of each.
 - Physical statistics and bounds are buffers: the model alone can normalise, decode and clip.
-  The latent standardisation statistics (per latent channel) are buffers too, set once from the
-  encoded training set with :meth:`VAE.set_latent_stats`, so they travel with the checkpoint.
+  The latent standardisation statistics belong to each encoded latent data set (its static.h5),
+  not to the VAE: one VAE may encode several data sets.
 """
 
 from __future__ import annotations
@@ -126,8 +126,6 @@ class VAE(nn.Module):
         self.register_buffer("data_std", std)
         self.register_buffer("lower", lo)
         self.register_buffer("upper", up)
-        self.register_buffer("latent_mean", torch.zeros(cfg.latent_channels))
-        self.register_buffer("latent_std", torch.ones(cfg.latent_channels))
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
         self.log_sigma = nn.Parameter(torch.full((c,), math.log(cfg.sigma_init)))
@@ -155,22 +153,6 @@ class VAE(nn.Module):
 
     def denormalize(self, x_norm: Tensor) -> Tensor:
         return x_norm * self._channel(self.data_std) + self._channel(self.data_mean)
-
-    def set_latent_stats(self, mean: ArrayLike, std: ArrayLike) -> None:
-        """Store the per-channel statistics of the encoded training latents (saved with the model)."""
-        k = self.cfg.latent_channels
-        std_t = _buffer(std, k, "latent_std")
-        if not bool((std_t > 0).all()):
-            raise ValueError(f"VAE latent_std must be positive, got {std_t.tolist()}")
-        self.latent_mean.copy_(_buffer(mean, k, "latent_mean"))
-        self.latent_std.copy_(std_t)
-
-    def standardize_latent(self, mean: Tensor) -> Tensor:
-        """Latent (e.g. the posterior mean) -> zero-mean unit-variance input of the latent diffusion."""
-        return (mean - self._channel(self.latent_mean)) / self._channel(self.latent_std)
-
-    def unstandardize_latent(self, zs: Tensor) -> Tensor:
-        return zs * self._channel(self.latent_std) + self._channel(self.latent_mean)
 
     # --- networks -------------------------------------------------------------------------------
 

@@ -2,9 +2,9 @@
 
 Latent diffusion then trains on these shards and never runs the encoder. Each rank encodes a
 contiguous part of each split and writes its own shards (``<split>-r<rank>-NNNNN.h5``: one
-writer per file, so no parallel HDF5 is needed); rank 0 merges the manifests, computes the
-latent standardisation statistics over the train split (stored in the latent ``static.h5``) and
-writes them into the VAE's checkpoint as well, so the saved model carries them.
+writer per file, so no parallel HDF5 is needed); rank 0 merges the manifests and computes the
+latent standardisation statistics over the train split, stored in the latent ``static.h5``: latent
+diffusion trains on them and its samples are decoded with them. The VAE's run is only read.
 """
 
 from __future__ import annotations
@@ -117,7 +117,6 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
             ones = np.ones(latent_shape[1:], dtype=np.float32)
             write_static(out_dir, ones, _coarsen(static.lat, factor), _coarsen(static.lon, factor))
             mean, std = compute_stats(out_dir, "train", progress=False)
-            store_latent_stats(autoencoder_run, mean, std)
             print(
                 f"encoded {manifest.num_samples} samples of {data} into {out_dir} "
                 f"({channels} x {latent_shape[1]} x {latent_shape[2]} latents, {len(manifest.shards)} shards); "
@@ -133,26 +132,6 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
         raise UserError("rank 0 could not finish the latent data set (its message says why)")
     hdist.barrier()
     return out_dir
-
-
-def store_latent_stats(autoencoder_run: str, mean: np.ndarray, std: np.ndarray) -> None:
-    """Write the latent standardisation statistics into the VAE checkpoint (model and EMA)."""
-    from hpc_seaice.train.checkpoint import find_checkpoint
-
-    path = find_checkpoint(autoencoder_run) / "model.pt"
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("model", "ema"):
-        weights = state[key]
-        target = weights.get("module", weights) if isinstance(weights.get("module"), dict) else weights
-        for name, values in (("latent_mean", mean), ("latent_std", std)):
-            matches = [k for k in target if k.endswith(name)]
-            if not matches:
-                raise RuntimeError(f"{path}: no {name} buffer in the {key} weights")
-            for k in matches:
-                target[k] = torch.as_tensor(values, dtype=target[k].dtype).reshape(target[k].shape)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
 
 
 def cli_encode(args: Any) -> int:
