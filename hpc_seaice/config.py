@@ -12,6 +12,7 @@ once.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -175,6 +176,11 @@ def _check_value(key: str, value: Any, hint: Any) -> Any:
             raise UserError(f"config key '{key}': expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"config key '{key}': expected a number, got {value!r}")
         return float(value)
@@ -263,6 +269,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "optim.grad_clip": (0, None),
     "optim.ema_decay": (0, 1),
     "train.max_steps": (0, None),
+    "train.seed": (0, None),
     "train.batch_size": (1, None),
     "train.micro_batch_size": (0, None),
     "train.grad_accum": (1, None),
@@ -305,6 +312,17 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     if not isinstance(data, dict):
         raise UserError(f"{path}: the top level must be a mapping")
     return config_from_dict(apply_overrides(data, overrides or []))
+
+
+def with_absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
+    """A copy whose folder and file paths are absolute, so a run folder works from any directory."""
+    cfg = copy.deepcopy(cfg)
+    cfg.run.dir = str(Path(cfg.run.dir).absolute())
+    if cfg.data.path:
+        cfg.data.path = str(Path(cfg.data.path).absolute())
+    if cfg.engine.deepspeed_config:
+        cfg.engine.deepspeed_config = str(Path(cfg.engine.deepspeed_config).absolute())
+    return cfg
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

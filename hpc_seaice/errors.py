@@ -5,6 +5,19 @@ prints its message as one line and exits non-zero without a traceback. Violated 
 invariants are ordinary exceptions and keep their traceback.
 """
 
+_WORKER_TRACEBACK = "\nOriginal Traceback (most recent call last):"
+
 
 class UserError(Exception):
-    """A problem with user input; the message names the culprit (key, file or value)."""
+    """A problem with user input; the message names the culprit (key, file or value).
+
+    Raised inside a DataLoader worker, torch re-raises it in the main process as a UserError
+    whose message is the worker's whole traceback; its string is still the original one line.
+    """
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if _WORKER_TRACEBACK not in text:
+            return text
+        last = text.rstrip().splitlines()[-1]
+        return last.split("UserError: ", 1)[-1]

@@ -50,6 +50,8 @@ def test_resolved_config_round_trips(tmp_path):
         ("train.log_every=0", "config key 'train.log_every': 0 must be >= 1"),
         ("optim.ema_decay=1.5", "config key 'optim.ema_decay': 1.5 must be in [0, 1]"),
         ("data.num_workers=-1", "config key 'data.num_workers': -1 must be >= 0"),
+        ("train.seed=-1", "config key 'train.seed': -1 must be >= 0"),
+        ("optim.lr=fast", "config key 'optim.lr': expected a number"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(tmp_path, override, needle):
@@ -66,3 +68,34 @@ def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
     code = main(["train", str(write(tmp_path, {"stage": "diffusion"})), "train.bogus=1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "unknown config key 'train.bogus'" in err[0]
+
+
+def test_exponent_without_a_dot_is_a_number(tmp_path):
+    """YAML 1.1 reads 1e-4 as a string; the config takes it as the number users mean."""
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 1e-4\n  min_lr: 2E-6\n")
+    cfg = load_config(path, ["optim.weight_decay=5e-2"])
+    assert (cfg.optim.lr, cfg.optim.min_lr, cfg.optim.weight_decay) == (1e-4, 2e-6, 5e-2)
+
+
+def test_paths_become_absolute_for_the_run_folder(tmp_path, monkeypatch):
+    from hpc_seaice.config import with_absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(write(tmp_path, {}), ["data.path=data/set", "run.dir=runs/a", "engine.deepspeed_config=ds.json"])
+    resolved = with_absolute_paths(cfg)
+    assert resolved.data.path == str(tmp_path / "data/set") and resolved.run.dir == str(tmp_path / "runs/a")
+    assert resolved.engine.deepspeed_config == str(tmp_path / "ds.json")
+    assert cfg.data.path == "data/set"  # the original is left as it was
+
+
+def test_deepspeed_json_stage_must_match_the_config(tmp_path):
+    from hpc_seaice.train.engines import deepspeed_config
+
+    json_path = tmp_path / "ds.json"
+    json_path.write_text('{"zero_optimization": {"stage": 3}}')
+    cfg = load_config(write(tmp_path, {}), ["engine.name=deepspeed", f"engine.deepspeed_config={json_path}"])
+    with pytest.raises(UserError, match="set engine.zero_stage=3"):
+        deepspeed_config(cfg.optim, cfg.train, cfg.engine, "fp32", 1)
+    cfg.engine.zero_stage = 3
+    assert deepspeed_config(cfg.optim, cfg.train, cfg.engine, "fp32", 1)["zero_optimization"]["stage"] == 3

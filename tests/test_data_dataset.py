@@ -163,3 +163,18 @@ def test_reader_holds_no_hdf5_handle(tiny_dataset):
         with h5py.File(tiny_dataset / "shard-00000.h5", "r", **flags) as f:
             assert f["fields"].shape[0] == 8
     assert torch.equal(ds[3], x)
+
+
+def test_user_error_in_a_loader_worker_stays_one_line():
+    from torch.utils.data import Dataset
+
+    class Broken(Dataset):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, i: int):
+            raise UserError(f"shard-0.h5: sample {i} has NaN in sit")
+
+    with pytest.raises(UserError) as info:
+        next(iter(DataLoader(Broken(), num_workers=1)))
+    assert str(info.value) == "shard-0.h5: sample 0 has NaN in sit"

@@ -11,6 +11,7 @@ import time
 
 import pytest
 import torch
+import yaml
 from helpers import (
     ROOT,
     child_env,
@@ -53,7 +54,8 @@ def test_diffusion_trains_checkpoints_and_resumes_bitwise(tiny_dataset, tmp_path
     assert [j["start_step"] for j in jobs] == [0, 3]
 
 
-def test_sigterm_checkpoints_at_step_boundary_and_resume_continues_exactly(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_checkpoints_at_step_boundary_and_resume_continues_exactly(tiny_dataset, tmp_path, stop):
     # Both runs in child processes with the same thread count, so float reductions agree.
     reference = tmp_path / "reference"
     config = tiny_diffusion_config(tiny_dataset, reference, train={"max_steps": 20, "checkpoint_every": 100})
@@ -75,10 +77,10 @@ def test_sigterm_checkpoints_at_step_boundary_and_resume_continues_exactly(tiny_
         if (run_dir / "metrics.jsonl").is_file() and len(read_metrics(run_dir)) >= 4:
             break
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(stop)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_INTERRUPTED, err
-    assert "stop signal (SIGTERM)" in out
+    assert f"stop signal ({stop.name})" in out
     stopped_at = int(latest_checkpoint(run_dir).name.split("_")[1])
     assert 4 <= stopped_at < 20
     hpc_seaice("train", str(path))
@@ -135,6 +137,16 @@ def test_user_errors_are_one_line(tiny_dataset, tmp_path):
     proc = hpc_seaice("train", str(path), "unet.base_channels=8", check=False)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "does not match the configured model" in lines[0]
+    # ... and the run folder still describes the run that is there: sampling it works.
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["unet"]["base_channels"] != 8
+    assert load_inference_model(tmp_path / "run", "step_00000003").step == 3
+    for step, needle in (("soon", "expected 'latest', a step number"), ("7", "available: step_00000003")):
+        proc = hpc_seaice(
+            "sample", "--run", str(tmp_path / "run"), "--num", "1", "--out", "x.nc", "--checkpoint", step, check=False
+        )
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
 
 
 def test_lr_schedule_and_weight_decay_groups():

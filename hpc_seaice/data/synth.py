@@ -496,6 +496,8 @@ def generate(
 
     if grid < 16:
         raise UserError(f"--grid: {grid} is too small (at least 16 cells)")
+    if seed < 0:
+        raise UserError(f"--seed: {seed} must be >= 0")
     splits = {k: list(v) for k, v in (splits or DEFAULT_SPLITS).items()}
     times = synth_times(start, end, freq)
     _check_splits(times, splits, start, end)

@@ -30,6 +30,8 @@ def _check_args(args: Any) -> None:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
     out = Path(args.out)
     if out.suffix != ".nc":
         raise UserError(f"--out {out}: expected a .nc file")

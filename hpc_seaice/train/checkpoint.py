@@ -75,14 +75,19 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def find_checkpoint(run_dir: str | Path, step: str | int = "latest") -> Path:
+    """A checkpoint folder by step: ``latest``, a step number (``300``) or a folder name (``step_00000300``)."""
     if str(step) == "latest":
         folder = latest_checkpoint(run_dir)
         if folder is None:
             raise UserError(f"{run_dir}: no checkpoint yet (no {CHECKPOINTS}/{LATEST})")
         return folder
-    folder = Path(run_dir) / CHECKPOINTS / step_name(int(step))
+    text = str(step).removeprefix("step_")
+    if not text.isdigit():
+        raise UserError(f"checkpoint {step!r}: expected 'latest', a step number or a step_NNNNNNNN folder name")
+    folder = Path(run_dir) / CHECKPOINTS / step_name(int(text))
     if not (folder / "model.pt").is_file():
-        raise UserError(f"{run_dir}: no checkpoint for step {step}")
+        available = sorted(p.name for p in (Path(run_dir) / CHECKPOINTS).glob("step_*") if (p / "model.pt").is_file())
+        raise UserError(f"{run_dir}: no checkpoint for step {step} (available: {', '.join(available) or 'none'})")
     return folder
 
 

@@ -223,6 +223,11 @@ def deepspeed_config(
                 f"{engine.deepspeed_config}: remove '{key}'; the trainer passes its own AdamW and LR schedule"
             )
     zero = dict(config.get("zero_optimization", {}))
+    if "stage" in zero and zero["stage"] != engine.zero_stage:
+        raise UserError(
+            f"{engine.deepspeed_config}: zero_optimization.stage is {zero['stage']} but engine.zero_stage is "
+            f"{engine.zero_stage}; set engine.zero_stage={zero['stage']} (or change the JSON)"
+        )
     zero["stage"] = engine.zero_stage
     config.update(
         {

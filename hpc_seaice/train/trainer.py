@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from hpc_seaice.config import ExperimentConfig, dump_config, load_config
+from hpc_seaice.config import ExperimentConfig, dump_config, load_config, with_absolute_paths
 from hpc_seaice.errors import UserError
 from hpc_seaice.train import distributed as hdist
 from hpc_seaice.train.checkpoint import (
@@ -46,12 +46,15 @@ EXIT_OK = 0
 EXIT_NONFINITE = 4  # too many non-finite steps in a row
 EXIT_INTERRUPTED = 75  # a signal arrived; checkpoint written; re-run the same command to resume
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)  # never SIGUSR1: NCCL uses it
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)  # never SIGUSR1: NCCL uses it
 _CURRENT_ENV: Any = None  # the rank layout of the run in progress, for error messages
 
 
 class StopRequest:
-    """Records SIGTERM/SIGUSR2; the ranks act on it together at the next step boundary."""
+    """Records SIGTERM/SIGUSR2/SIGINT; the ranks act on it together at the next step boundary.
+
+    A second Ctrl-C (SIGINT) stops at once, without a checkpoint.
+    """
 
     def __init__(self) -> None:
         self.signal_name = ""
@@ -62,7 +65,15 @@ class StopRequest:
             self.previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.signal_name = signal.Signals(signum).name
+        if signum == signal.SIGINT and self.signal_name == "SIGINT":
+            raise KeyboardInterrupt
+        if signum == signal.SIGINT and not self.signal_name:
+            print(
+                "hpc-seaice train: Ctrl-C: checkpointing at the end of this step (Ctrl-C again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.signal_name = self.signal_name or signal.Signals(signum).name
 
     def restore(self) -> None:
         for sig, handler in self.previous.items():
@@ -126,7 +137,7 @@ def _ignore_stop_signals(worker_id: int) -> None:
     torchrun and SLURM signal the whole process group; a worker killed by SIGTERM/SIGUSR2 would
     make the DataLoader raise mid-step, before the main process can checkpoint.
     """
-    for sig in (*STOP_SIGNALS, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
 
 
@@ -159,6 +170,7 @@ def run_training(cfg: ExperimentConfig) -> int:
     from hpc_seaice.data.dataset import GlobalBatchSampler
     from hpc_seaice.diffusion.ema import EMA
 
+    cfg = with_absolute_paths(cfg)  # the run folder's config.yaml must work from any directory
     env = hdist.init_distributed(cfg.engine.timeout_s, force_process_group=cfg.engine.name == "deepspeed")
     global _CURRENT_ENV
     _CURRENT_ENV = env
@@ -167,7 +179,6 @@ def run_training(cfg: ExperimentConfig) -> int:
     train_set, val_set = _open_datasets(cfg)
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, run_dir / "config.yaml")
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     task = build_task(cfg, train_set.manifest, train_set.static, env.device)
     task.net.to(env.device)
@@ -190,6 +201,8 @@ def run_training(cfg: ExperimentConfig) -> int:
         task.load_state_dict(trainer_state["task"])
         start_step = int(trainer_state["step"])
         nonfinite_total = int(trainer_state.get("nonfinite_total", 0))
+    if env.is_main:  # only now: a config that does not match the checkpoint must not replace the run's
+        dump_config(cfg, run_dir / "config.yaml")
 
     sampler = GlobalBatchSampler(
         len(train_set),
