@@ -202,3 +202,7 @@ def test_parsers():
         "2009-07-01",
         "2009-12-31",
     ]
+    with pytest.raises(UserError, match="train .* and validation .* overlap"):
+        parse_splits("train=2016-01-01..2017-06-30,validation=2017-01-01..2017-12-31")
+    with pytest.raises(UserError, match="overlap"):  # an inclusive end day overlaps the next start
+        parse_splits("train=2009-01-01..2009-06-30,test=2009-06-30..2009-12-31")

@@ -175,6 +175,16 @@ def test_status_of_a_fresh_or_missing_run_folder(tmp_path):
     assert proc.returncode == 2 and "run folder not found" in proc.stderr
 
 
+def test_status_lists_trainer_starts_outside_slurm(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    record = {"time": 0, "start_step": 30, "launcher": "torchrun", "world_size": 2, "hosts": ["vm"]}
+    (run_dir / "jobs.jsonl").write_text(json.dumps(record) + "\n")
+    out = hpc_seaice("status", str(run_dir), env=no_slurm_env()).stdout
+    assert "jobs: none recorded" not in out and "SLURM jobs: none" in out, out
+    assert "1970-01-01 00:00:00 UTC  torchrun, 2 rank(s) on vm, from step 30" in out, out
+
+
 def test_exit_code_for_interruptions_matches_the_trainer():
     from hpc_seaice.cluster.environment import EXIT_INTERRUPTED
     from hpc_seaice.train.trainer import EXIT_INTERRUPTED as TRAINER_EXIT_INTERRUPTED

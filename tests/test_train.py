@@ -175,3 +175,26 @@ def test_extending_a_finished_run_follows_the_longer_schedule(tiny_dataset, tmp_
     lrs = {m["step"]: m["lr"] for m in read_metrics(straight)}
     assert {m["step"]: m["lr"] for m in read_metrics(extended) if m["step"] > 3} == {s: lrs[s] for s in (4, 5, 6)}
     assert {s: v for s, v in losses(extended).items() if s > 3} == {s: losses(straight)[s] for s in (4, 5, 6)}
+
+
+def test_pruning_keeps_latest_and_drops_abandoned_checkpoints(tmp_path):
+    """After a resume from an older `latest`, later folders are leftovers: never prune the new one."""
+    from hpc_seaice.train.checkpoint import _prune, step_name
+
+    root = tmp_path / "checkpoints"
+    for step in (1, 2, 3, 4, 5, 9):
+        (root / step_name(step)).mkdir(parents=True)
+    (root / f".tmp-{step_name(7)}").mkdir()
+    _prune(root, root / step_name(5), keep=2)
+    assert sorted(p.name for p in root.iterdir()) == [step_name(4), step_name(5)]
+
+
+def test_validation_loss_is_part_of_its_step_record(tiny_dataset, tmp_path):
+    """metrics.jsonl: one record per logged step, each with loss/lr/samples_per_s (DESIGN section 3)."""
+    run_dir = tmp_path / "val"
+    train = {"max_steps": 6, "log_every": 3, "val_every": 2, "val_batches": 1, "image_every": 0}
+    assert run_training(config_from_dict(tiny_diffusion_config(tiny_dataset, run_dir, train=train))) == 0
+    records = read_metrics(run_dir)
+    assert [r["step"] for r in records] == [2, 3, 4, 6]
+    assert all({"loss", "lr", "samples_per_s"} <= r.keys() for r in records)
+    assert [r["step"] for r in records if "val_loss" in r] == [2, 4, 6]

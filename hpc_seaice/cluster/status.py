@@ -8,6 +8,7 @@ a reachable SLURM they are shown as "unknown" and the rest still works.
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 import subprocess
@@ -132,9 +133,12 @@ def collect(run_dir: Path) -> tuple[list[JobStatus], str]:
 
 def format_status(run_dir: Path) -> str:
     jobs, source = collect(run_dir)
+    local = [r for r in read_records(run_dir / JOBS) if not r.get("slurm_job_id")]
     lines = [f"run dir: {run_dir}"]
-    if not jobs:
+    if not jobs and not local:
         lines.append("jobs: none recorded (no slurm/submitted.jsonl or jobs.jsonl)")
+    elif not jobs:
+        lines.append("SLURM jobs: none")
     else:
         note = {"sacct": "", "squeue": " (from squeue: sacct unavailable)"}.get(
             source, " (SLURM not reachable: states unknown)"
@@ -149,6 +153,14 @@ def format_status(run_dir: Path) -> str:
             lines.append(
                 f"  {job.job_id:<12} {job.state:<11} {when}{extra}{nodes}; "
                 f"trainer starts {job.starts}, automatic requeues {job.requeues}"
+            )
+    if local:
+        lines.append("trainer starts outside SLURM:")
+        for record in local:
+            when = datetime.datetime.fromtimestamp(float(record.get("time", 0)), datetime.timezone.utc)
+            lines.append(
+                f"  {when:%Y-%m-%d %H:%M:%S} UTC  {record.get('launcher', '?')}, {record.get('world_size', '?')} "
+                f"rank(s) on {', '.join(record.get('hosts') or ['?'])}, from step {record.get('start_step', '?')}"
             )
     metrics = last_metrics(run_dir)
     if metrics is None:

@@ -157,6 +157,10 @@ def parse_splits(text: str | None) -> dict[str, list[str]]:
         splits[name.strip()] = [start.strip(), end.strip()]
     if "train" not in splits:
         raise UserError("--splits: a 'train' split is needed for the normalisation statistics")
+    spans = sorted((split_bounds(span), name) for name, span in splits.items())
+    for ((_, hi), first), ((lo, _), second) in zip(spans, spans[1:]):
+        if lo < hi:  # a sample in both would train and evaluate at once
+            raise UserError(f"--splits: {first} {splits[first]} and {second} {splits[second]} overlap")
     return splits
 
 

@@ -125,14 +125,23 @@ def save_checkpoint(
             shutil.rmtree(final)
         tmp.replace(final)
         _write_text_atomic(root / LATEST, final.name + "\n")
-        _prune(root, keep)
+        _prune(root, final, keep)
     hdist.barrier()
     return final
 
 
-def _prune(root: Path, keep: int) -> None:
-    folders = sorted(p for p in root.glob("step_*") if p.is_dir())
-    for old in folders[: max(len(folders) - max(keep, 1), 0)]:
+def _prune(root: Path, final: Path, keep: int) -> None:
+    """Keep ``final`` (just written, named by ``latest``) and the ``keep - 1`` checkpoints before it.
+
+    Folders of later steps are left over from a trajectory this run abandoned when it resumed
+    from an earlier ``latest`` (a crash between renaming a checkpoint and updating ``latest``),
+    and so are stale temporary folders: both go.
+    """
+    folders = sorted(p for p in root.glob("step_*") if p.is_dir() and p.name <= final.name)
+    doomed = folders[: max(len(folders) - max(keep, 1), 0)]
+    doomed += [p for p in root.glob("step_*") if p.is_dir() and p.name > final.name]
+    doomed += [p for p in root.glob(".tmp-step_*") if p.is_dir()]
+    for old in doomed:
         shutil.rmtree(old, ignore_errors=True)
 
 

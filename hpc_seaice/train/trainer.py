@@ -290,8 +290,12 @@ def run_training(cfg: ExperimentConfig) -> int:
             step_time = time.perf_counter() - step_start
             window_samples += cfg.train.batch_size
             window_data += data_wait
-            if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
+            validate = val_set is not None and cfg.train.val_every and step % cfg.train.val_every == 0
+            # One metrics.jsonl record per logged step; a validation step is always logged, with
+            # val_loss in the same record.
+            if validate or step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
                 elapsed = time.perf_counter() - window_start
+                val_logs = _validate(cfg, env, task, ema, val_set, micro, step, monitor) if validate else {}
                 monitor.scalars(
                     step,
                     {
@@ -305,13 +309,12 @@ def run_training(cfg: ExperimentConfig) -> int:
                         "memory_mb": peak_memory_mb(env.device),
                         "nonfinite_steps": nonfinite_total,
                         **task_logs,
+                        **val_logs,
                     },
                 )
                 window_start, window_samples, window_data = time.perf_counter(), 0, 0.0
             monitor.progress(step, f"loss {result.loss:.4g}")
 
-            if val_set is not None and cfg.train.val_every and step % cfg.train.val_every == 0:
-                _validate(cfg, env, task, ema, val_set, micro, step, monitor)
             stopping = hdist.all_reduce_max(stop.requested, env.device)
             if stopping or step % cfg.train.checkpoint_every == 0 or step == cfg.train.max_steps:
                 checkpoint(step)
@@ -330,8 +333,8 @@ def run_training(cfg: ExperimentConfig) -> int:
     return code
 
 
-def _validate(cfg, env, task, ema, val_set, micro, step, monitor) -> None:
-    """EMA-model loss on a fixed slice of the validation split, and a few images (rank 0)."""
+def _validate(cfg, env, task, ema, val_set, micro, step, monitor) -> dict[str, float]:
+    """EMA-model loss on a fixed slice of the validation split (returned), and a few images (rank 0)."""
     from hpc_seaice.data.dataset import partition
     from hpc_seaice.train.validation import validation_images
 
@@ -349,10 +352,9 @@ def _validate(cfg, env, task, ema, val_set, micro, step, monitor) -> None:
             total += torch.stack([loss.detach().float() * len(index), count_here])
     if hdist.is_initialized():
         torch.distributed.all_reduce(total)
-    if total[1] > 0:
-        monitor.scalars(step, {"val_loss": float(total[0] / total[1])}, record=True)
     if env.is_main and (cfg.train.image_every == 0 or step % cfg.train.image_every == 0):
         monitor.images(step, validation_images(cfg, task, ema.module, val_set, env.device))
+    return {"val_loss": float(total[0] / total[1])} if total[1] > 0 else {}
 
 
 def _record_job(run_dir: Path, env, start_step: int) -> None:
