@@ -198,3 +198,15 @@ def test_validation_loss_is_part_of_its_step_record(tiny_dataset, tmp_path):
     assert [r["step"] for r in records] == [2, 3, 4, 6]
     assert all({"loss", "lr", "samples_per_s"} <= r.keys() for r in records)
     assert [r["step"] for r in records if "val_loss" in r] == [2, 4, 6]
+
+
+def test_unconvertible_deepspeed_checkpoint_is_one_line(tmp_path):
+    from hpc_seaice.errors import UserError
+    from hpc_seaice.train.checkpoint import universal_checkpoint
+
+    folder = tmp_path / "checkpoints" / "step_00000003"
+    folder.mkdir(parents=True)
+    (folder / "zero_pp_rank_0_mp_rank_00_optim_states.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="could not convert it to a universal checkpoint"):
+        universal_checkpoint(folder, torch.device("cpu"))
+    assert (folder / "universal.log").stat().st_size > 0 and not (folder / "universal").exists()

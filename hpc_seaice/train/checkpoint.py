@@ -164,17 +164,19 @@ def check_resumable(folder: Path, engine_name: str, world_size: int) -> bool:
     return engine_name == "deepspeed" and partitioned and meta.get("world_size") != world_size
 
 
-def universal_checkpoint(folder: Path) -> Path:
+def universal_checkpoint(folder: Path, device: torch.device) -> Path:
     """``folder/universal``: DeepSpeed's world-size-independent form of a DeepSpeed checkpoint.
 
     Made once, by rank 0, with DeepSpeed's own converter (``ds_to_universal``) in a subprocess,
-    into a temporary folder renamed when complete; the other ranks wait. Its log is kept beside it.
+    into a temporary folder renamed when complete; the other ranks wait, and learn if it failed.
+    Its log is kept beside it.
     """
     out = folder / "universal"
+    log = folder / "universal.log"
+    failed = 0
     if hdist.rank() == 0 and not out.is_dir():
         tmp = folder / ".universal-tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        log = folder / "universal.log"
         command = [
             sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal",
             "--input_folder", str(folder), "--output_folder", str(tmp),
@@ -183,10 +185,11 @@ def universal_checkpoint(folder: Path) -> Path:
         print(f"hpc-seaice: converting {folder} to a universal checkpoint (log: {log})", file=sys.stderr, flush=True)
         with open(log, "w") as handle:
             code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT)
-        if code != 0 or not (tmp / "zero").is_dir():
-            raise UserError(f"{folder}: DeepSpeed could not convert it to a universal checkpoint (exit {code}; {log})")
-        tmp.replace(out)
-    hdist.barrier()
+        failed = int(code != 0 or not (tmp / "zero").is_dir())
+        if not failed:
+            tmp.replace(out)
+    if hdist.all_reduce_max(failed, device):
+        raise UserError(f"{folder}: DeepSpeed could not convert it to a universal checkpoint (see {log})")
     return out
 
 

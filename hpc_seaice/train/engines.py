@@ -324,7 +324,7 @@ class DeepSpeedEngine(Engine):
         if self.load_universal:
             from hpc_seaice.train.checkpoint import universal_checkpoint
 
-            folder = universal_checkpoint(folder)
+            folder = universal_checkpoint(folder, self.device)
         load_path, _ = self.engine.load_checkpoint(
             str(folder.parent), tag=folder.name, load_optimizer_states=True, load_lr_scheduler_states=True
         )
