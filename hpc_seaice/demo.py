@@ -98,7 +98,12 @@ class Demo:
         self.stages: list[Stage] = []
         self.total = 13
         self.times_file = out / "stage_times.json"  # stage title -> seconds, kept across re-runs
-        self.times: dict[str, float] = json.loads(self.times_file.read_text()) if self.times_file.is_file() else {}
+        self.times: dict[str, float] = {}
+        if self.times_file.is_file():
+            try:
+                self.times = dict(json.loads(self.times_file.read_text()))
+            except (ValueError, TypeError):  # a torn write: the times are only for the report
+                self.times = {}
 
     def stage(self, title: str, done: bool, command_lists: list[list[str]], outputs: list[str]) -> None:
         number = len(self.stages) + 1
@@ -114,7 +119,9 @@ class Demo:
         print(f"[{number}/{self.total}] {title}: done in {seconds:.0f} s -> {', '.join(outputs)}", flush=True)
         self.stages.append(Stage(title, False, seconds, outputs))
         self.times[title] = seconds
-        self.times_file.write_text(json.dumps(self.times, indent=1))
+        tmp = self.times_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.times, indent=1))
+        tmp.replace(self.times_file)
 
     def run(self) -> None:
         out = self.out

@@ -11,9 +11,9 @@
 # restarted workers reconnect with it; the static rendezvous (--master-port alone) fails in gloo
 # after a restart, and so can a restarted worker that reads the previous round's addresses from a
 # rendezvous store shared across restarts (torch's default; pytorch/pytorch#135712), hence
-# TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1: a fresh store per restart. Ctrl-C / SIGTERM: the trainer
-# checkpoints at the next step and exits 75; running the same command again resumes from
-# <run.dir>/checkpoints/latest.
+# TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1: a fresh store per restart. Ctrl-C / SIGTERM: torchrun
+# forwards the signal, the trainer checkpoints at the next step and exits 75 (torchrun kills the
+# workers after 30 s); running the same command again resumes from <run.dir>/checkpoints/latest.
 set -euo pipefail
 
 PYTHON=${PYTHON:-python}

@@ -52,6 +52,8 @@ def test_resolved_config_round_trips(tmp_path):
         ("data.num_workers=-1", "config key 'data.num_workers': -1 must be >= 0"),
         ("train.seed=-1", "config key 'train.seed': -1 must be >= 0"),
         ("optim.lr=fast", "config key 'optim.lr': expected a number"),
+        ("optim.lr=nan", "config key 'optim.lr': expected a number"),
+        ("optim.ema_decay=inf", "config key 'optim.ema_decay': expected a number"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(tmp_path, override, needle):

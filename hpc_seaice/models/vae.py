@@ -130,6 +130,12 @@ class VAE(nn.Module):
         self.decoder = Decoder(cfg)
         self.log_sigma = nn.Parameter(torch.full((c,), math.log(cfg.sigma_init)))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        # Checkpoints written before 0.1.0's latent statistics moved into the latent data set.
+        for legacy in ("latent_mean", "latent_std"):
+            state_dict.pop(prefix + legacy, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # --- geometry and units -------------------------------------------------------------------
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:

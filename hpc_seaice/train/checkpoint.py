@@ -176,18 +176,22 @@ def universal_checkpoint(folder: Path, device: torch.device) -> Path:
     failed = 0
     if hdist.rank() == 0 and not out.is_dir():
         tmp = folder / ".universal-tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
         command = [
             sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal",
             "--input_folder", str(folder), "--output_folder", str(tmp),
             "--inject_missing_state", "--num_extract_workers", "1", "--num_merge_workers", "1",
         ]  # fmt: skip
         print(f"hpc-seaice: converting {folder} to a universal checkpoint (log: {log})", file=sys.stderr, flush=True)
-        with open(log, "w") as handle:
-            code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT)
-        failed = int(code != 0 or not (tmp / "zero").is_dir())
-        if not failed:
-            tmp.replace(out)
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            with open(log, "w") as handle:
+                code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT)
+            failed = int(code != 0 or not (tmp / "zero").is_dir())
+            if not failed:
+                tmp.replace(out)
+        except OSError as exc:  # e.g. a read-only run folder: the other ranks must still hear of it
+            print(f"hpc-seaice: {folder}: {exc}", file=sys.stderr, flush=True)
+            failed = 1
     if hdist.all_reduce_max(failed, device):
         raise UserError(f"{folder}: DeepSpeed could not convert it to a universal checkpoint (see {log})")
     return out

@@ -68,11 +68,8 @@ class StopRequest:
         if signum == signal.SIGINT and self.signal_name == "SIGINT":
             raise KeyboardInterrupt
         if signum == signal.SIGINT and not self.signal_name:
-            print(
-                "hpc-seaice train: Ctrl-C: checkpointing at the end of this step (Ctrl-C again to stop at once)",
-                file=sys.stderr,
-                flush=True,
-            )
+            # os.write, not print: the signal may land inside a write to stderr (tqdm's bar).
+            os.write(2, b"\nhpc-seaice train: Ctrl-C: checkpointing after this step (again: stop at once)\n")
         self.signal_name = self.signal_name or signal.Signals(signum).name
 
     def restore(self) -> None:
