@@ -320,11 +320,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
 def with_absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     """A copy whose folder and file paths are absolute, so a run folder works from any directory."""
     cfg = copy.deepcopy(cfg)
-    cfg.run.dir = str(Path(cfg.run.dir).absolute())
+    cfg.run.dir = str(Path(cfg.run.dir).expanduser().resolve())
     if cfg.data.path:
-        cfg.data.path = str(Path(cfg.data.path).absolute())
+        cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
     if cfg.engine.deepspeed_config:
-        cfg.engine.deepspeed_config = str(Path(cfg.engine.deepspeed_config).absolute())
+        cfg.engine.deepspeed_config = str(Path(cfg.engine.deepspeed_config).expanduser().resolve())
     return cfg
 
 

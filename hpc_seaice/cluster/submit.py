@@ -45,7 +45,7 @@ from hpc_seaice.cluster.environment import (
     slurm_folder,
     slurm_task,
 )
-from hpc_seaice.config import ExperimentConfig, config_to_dict, load_config
+from hpc_seaice.config import ExperimentConfig, config_to_dict, load_config, with_absolute_paths
 from hpc_seaice.errors import UserError
 
 DEFAULT_ENTRY = "hpc_seaice.train.trainer:run_training"
@@ -330,8 +330,7 @@ def resolve_configs(config_path: str, overrides: list[str], array: list[str]) ->
     configs = []
     seen: dict[str, int] = {}
     for index, extra in enumerate(elements):
-        cfg = load_config(config_path, [*overrides, *extra])
-        cfg.run.dir = str(Path(cfg.run.dir).expanduser().resolve())
+        cfg = with_absolute_paths(load_config(config_path, [*overrides, *extra]))
         if array and cfg.run.dir in seen:
             raise UserError(
                 f"--array elements {seen[cfg.run.dir]} and {index} share run.dir {cfg.run.dir}: "

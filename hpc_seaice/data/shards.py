@@ -236,6 +236,14 @@ def build_manifest(
     )
 
 
+LAYOUT_KEYS = ("kind", "variables", "units", "lower", "upper", "grid")  # what every shard of a set shares
+
+
+def _layout(obj: Any) -> dict[str, Any]:
+    """The :data:`LAYOUT_KEYS` of a manifest or a shard writer, as keyword arguments."""
+    return {k: getattr(obj, k) for k in LAYOUT_KEYS}
+
+
 def merge_manifests(manifests: Sequence[Manifest]) -> Manifest:
     """One manifest from per-rank partial manifests written into the same folder.
 
@@ -245,26 +253,15 @@ def merge_manifests(manifests: Sequence[Manifest]) -> Manifest:
     if not manifests:
         raise ValueError("nothing to merge")
     first = manifests[0]
-    keys = ("kind", "variables", "units", "lower", "upper", "grid")
     for m in manifests[1:]:
-        for k in keys:
+        for k in LAYOUT_KEYS:
             if getattr(m, k) != getattr(first, k):
                 raise ValueError(f"cannot merge manifests: {k} differs ({getattr(m, k)} != {getattr(first, k)})")
     shards = [s for m in manifests for s in m.shards]
     names = [s.file for s in shards]
     if len(set(names)) != len(names):
         raise ValueError("cannot merge manifests: duplicate shard file names (use distinct shard_prefix)")
-    return build_manifest(
-        kind=first.kind,
-        variables=first.variables,
-        units=first.units,
-        lower=first.lower,
-        upper=first.upper,
-        grid=first.grid,
-        shards=shards,
-        splits=first.splits,
-        source=first.source,
-    )
+    return build_manifest(**_layout(first), shards=shards, splits=first.splits, source=first.source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,15 +486,7 @@ class ShardWriter:
     ) -> Manifest:
         """A manifest with this writer's metadata over ``shards`` (default: its own)."""
         return build_manifest(
-            kind=self.kind,
-            variables=self.variables,
-            units=self.units,
-            lower=self.lower,
-            upper=self.upper,
-            grid=self.grid,
-            shards=self.shards if shards is None else shards,
-            splits=splits,
-            source=source,
+            **_layout(self), shards=self.shards if shards is None else shards, splits=splits, source=source
         )
 
     def __enter__(self) -> ShardWriter:

@@ -24,15 +24,17 @@ class FieldDecoder:
         raise NotImplementedError
 
 
+def _per_channel(values: Any, device: torch.device) -> torch.Tensor:
+    """Per-channel values as a [1, C, 1, 1] float32 tensor that broadcasts over a batch."""
+    return torch.as_tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+
 class DataSpaceDecoder(FieldDecoder):
     """Un-normalise (x * std + mean), clip to bounds, land to 0."""
 
     def __init__(self, mean: Any, std: Any, lower: Any, upper: Any, mask: Any, device: torch.device) -> None:
-        def column(values: Any) -> torch.Tensor:
-            return torch.as_tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-
-        self.mean, self.std = column(mean), column(std)
-        self.lower, self.upper = column(lower), column(upper)
+        self.mean, self.std = _per_channel(mean, device), _per_channel(std, device)
+        self.lower, self.upper = _per_channel(lower, device), _per_channel(upper, device)
         self.mask = torch.as_tensor(mask, dtype=torch.float32, device=device)
 
     def __call__(self, x):
@@ -50,8 +52,7 @@ class LatentDecoder(FieldDecoder):
 
     def __init__(self, vae: nn.Module, mean: Any, std: Any, mask: Any, device: torch.device) -> None:
         self.vae = vae
-        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.std = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.mean, self.std = _per_channel(mean, device), _per_channel(std, device)
         self.mask = torch.as_tensor(mask, dtype=torch.float32, device=device)
 
     def __call__(self, x):

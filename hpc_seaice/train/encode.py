@@ -116,7 +116,7 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
             write_manifest(out_dir, manifest)
             ones = np.ones(latent_shape[1:], dtype=np.float32)
             write_static(out_dir, ones, _coarsen(static.lat, factor), _coarsen(static.lon, factor))
-            mean, std = compute_stats(out_dir, "train", progress=False)
+            _, std = compute_stats(out_dir, "train", progress=False)  # stored in the latent static.h5
             print(
                 f"encoded {manifest.num_samples} samples of {data} into {out_dir} "
                 f"({channels} x {latent_shape[1]} x {latent_shape[2]} latents, {len(manifest.shards)} shards); "
