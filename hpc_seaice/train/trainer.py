@@ -144,14 +144,10 @@ def _positions(step: int, rank: int, world: int, micro_index: int, micro: int, b
     return torch.arange(start, start + micro, dtype=torch.int64)
 
 
-def _banner(cfg, env, engine, micro, params: int, start_step: int, has_val: bool) -> str:
+def _banner(cfg, env, engine, micro, params: int, start_step: int, has_val: bool, kind: str) -> str:
     hosts = sorted(set(env.hosts))
     resume = f"resuming from step {start_step}" if start_step else "fresh start"
-    space = ""
-    if cfg.stage == "diffusion":
-        from hpc_seaice.data.shards import read_manifest
-
-        space = f" ({read_manifest(cfg.data.path).kind} space)"
+    space = f" ({kind} space)" if cfg.stage == "diffusion" else ""
     return (
         f"hpc-seaice train | stage {cfg.stage}{space} | {env.world_size} rank(s) on {len(hosts)} "
         f"host(s) [{', '.join(hosts)}] via {env.launcher} | engine {engine.name}"
@@ -212,7 +208,7 @@ def run_training(cfg: ExperimentConfig) -> int:
     batches = iter(_loader(train_set, sampler, micro, cfg, env.device))
     params = sum(p.numel() for p in ema.module.parameters())
     monitor = build_monitor(env.is_main, run_dir, start_step, cfg.train.max_steps, cfg.train.progress)
-    monitor.message(_banner(cfg, env, engine, micro, params, start_step, val_set is not None))
+    monitor.message(_banner(cfg, env, engine, micro, params, start_step, val_set is not None, train_set.manifest.kind))
     if env.is_main:
         _record_job(run_dir, env, start_step)
 
