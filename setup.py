@@ -15,6 +15,7 @@ setup(
         "h5py>=3.8",
         "h5netcdf>=1.1",
         "xarray>=2023.1",
+        "dask>=2023.1",
         "zarr>=2.16",
         "submitit>=1.5",
         "tensorboard>=2.14",
