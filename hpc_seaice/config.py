@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from hpc_seaice.atomic import atomic_write
 from hpc_seaice.errors import UserError
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
@@ -321,6 +322,4 @@ def dump_config(cfg: BaseModel, path: str | Path) -> None:
     """Write the fully resolved config as YAML (atomically)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    tmp.replace(path)
+    atomic_write(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -32,6 +32,7 @@ os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
+from hpc_seaice.atomic import atomic_write  # noqa: E402
 from hpc_seaice.data.variables import VARIABLES  # noqa: E402
 from hpc_seaice.errors import UserError  # noqa: E402
 
@@ -187,20 +188,11 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     return manifest_from_dict(data, str(mpath))
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_manifest(path: str | os.PathLike, manifest: Manifest) -> Path:
     """Write ``manifest.json`` atomically (temp + rename); returns its path."""
     mpath = manifest_path(path)
     text = json.dumps(manifest_to_dict(manifest), indent=1) + "\n"
-    _atomic_write_bytes(mpath, text.encode())
+    atomic_write(mpath, text)
     return mpath
 
 
