@@ -13,7 +13,7 @@ The paper says latent diffusion is "about 25 times faster" without saying at wha
   per-sample noise generation and the EMA update are the trainer's and are measured by
   ``benchmarks.scaling`` through the real trainer; they are not part of this number.
 - VAE encode: what latent caching saves per training sample (the LDM never runs the encoder).
-- sampling: time per generated sample of the real sampler (``evaluation.generate.generate``: 20
+- sampling: time per generated sample of the real sampler (``inference.generate.generate``: 20
   deterministic Heun steps = 39 network evaluations) plus the way back to physical fields (one
   VAE decoder pass for latents; un-normalise and clip for data space).
 - FLOPs of every network call counted by ``torch.utils.flop_counter`` on the meta device
@@ -393,7 +393,7 @@ def measure_sampling(
     """Time per network evaluation, per decode and (where planned) the whole sampler + decode."""
     from hpc_seaice.config import DiffusionConfig
     from hpc_seaice.diffusion.sampler import VDenoiser, edm_sigmas, sampler_sigma_range
-    from hpc_seaice.evaluation.generate import generate
+    from hpc_seaice.inference.generate import generate
 
     diffusion = DiffusionConfig(sampler_steps=SAMPLER_STEPS)
     net.eval()
@@ -499,7 +499,7 @@ class Setup:
 
 def run_space(setup: Setup, space: str, vae: torch.nn.Module) -> dict[str, Any]:
     """Build one denoiser and measure its training step and its sampler."""
-    from hpc_seaice.evaluation.generate import DataSpaceDecoder, LatentDecoder
+    from hpc_seaice.inference.generate import DataSpaceDecoder, LatentDecoder
     from hpc_seaice.models.build import build_unet, count_parameters
 
     device, shape, field_mask = setup.device, setup.shapes[space], setup.field_mask

@@ -83,7 +83,7 @@ def _hpc(*args: str) -> list[str]:
 
 def _trained(run_dir: Path, config: Path, overrides: list[str]) -> bool:
     from hpc_seaice.config import load_config
-    from hpc_seaice.train.checkpoint import latest_checkpoint
+    from hpc_seaice.runtime.checkpoint import latest_checkpoint
 
     if not (run_dir / "checkpoints" / "latest").is_file():
         return False

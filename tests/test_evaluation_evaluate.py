@@ -183,7 +183,7 @@ def test_evaluate_reconstruction(reference, tmp_path, monkeypatch):
     """--reconstruct: scored through the load_inference_model contract (a blurring stand-in VAE)."""
     import torch
 
-    from hpc_seaice.train import checkpoint
+    from hpc_seaice.runtime import checkpoint
 
     root, mask, _, _ = reference
     lower = torch.tensor([BOUNDS[v][0] for v in VARIABLES]).view(1, -1, 1, 1)
@@ -275,7 +275,7 @@ def test_evaluate_reconstruction_of_a_trained_autoencoder(reference, tmp_path):
     from helpers import tiny_autoencoder_config
 
     from hpc_seaice.config import config_from_dict
-    from hpc_seaice.train.checkpoint import load_inference_model
+    from hpc_seaice.runtime.checkpoint import load_inference_model
     from hpc_seaice.train.trainer import run_training
 
     root, mask, _, _ = reference

@@ -39,7 +39,7 @@ from helpers import (
     write_config,
 )
 
-from hpc_seaice.train.checkpoint import latest_checkpoint, load_states
+from hpc_seaice.runtime.checkpoint import latest_checkpoint, load_states
 
 pytestmark = pytest.mark.multinode
 
@@ -257,8 +257,8 @@ def shard_arrays(folder: Path) -> tuple[list, np.ndarray, np.ndarray]:
 def test_encode_on_two_hosts_writes_every_sample_once(two_node_cluster, tiny_dataset, tmp_path):
     from hpc_seaice.config import config_from_dict
     from hpc_seaice.data.shards import read_manifest, split_counts
-    from hpc_seaice.train.distributed import DistEnv
-    from hpc_seaice.train.encode import encode_dataset
+    from hpc_seaice.inference.encode import encode_dataset
+    from hpc_seaice.runtime.distributed import DistEnv
     from hpc_seaice.train.trainer import run_training
 
     vae_run = tmp_path / "vae"

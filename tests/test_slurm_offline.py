@@ -220,7 +220,7 @@ SRUN_TASK = {
 
 
 def test_srun_task_joins_the_job_world():
-    from hpc_seaice.train.distributed import detect_environment
+    from hpc_seaice.runtime.distributed import detect_environment
 
     env = detect_environment(SRUN_TASK)
     assert (env.launcher, env.rank, env.world_size, env.local_rank) == ("slurm", 1, 2, 1)
@@ -228,7 +228,7 @@ def test_srun_task_joins_the_job_world():
 
 
 def test_batch_script_without_srun_runs_alone_and_says_so(capsys):
-    from hpc_seaice.train.distributed import detect_environment
+    from hpc_seaice.runtime.distributed import detect_environment
 
     env = detect_environment(BATCH_STEP)
     assert (env.launcher, env.rank, env.world_size) == ("single", 0, 1)

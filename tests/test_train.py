@@ -24,7 +24,7 @@ from helpers import (
 )
 
 from hpc_seaice.config import config_from_dict
-from hpc_seaice.train.checkpoint import latest_checkpoint, load_inference_model
+from hpc_seaice.runtime.checkpoint import latest_checkpoint, load_inference_model
 from hpc_seaice.train.engines import decay_groups, lr_multiplier
 from hpc_seaice.train.trainer import EXIT_INTERRUPTED, EXIT_NONFINITE, run_training
 
@@ -179,7 +179,7 @@ def test_extending_a_finished_run_follows_the_longer_schedule(tiny_dataset, tmp_
 
 def test_pruning_keeps_latest_and_drops_abandoned_checkpoints(tmp_path):
     """After a resume from an older `latest`, later folders are leftovers: never prune the new one."""
-    from hpc_seaice.train.checkpoint import _prune, step_name
+    from hpc_seaice.runtime.checkpoint import _prune, step_name
 
     root = tmp_path / "checkpoints"
     for step in (1, 2, 3, 4, 5, 9):
@@ -202,7 +202,7 @@ def test_validation_loss_is_part_of_its_step_record(tiny_dataset, tmp_path):
 
 def test_unconvertible_deepspeed_checkpoint_is_one_line(tmp_path):
     from hpc_seaice.errors import UserError
-    from hpc_seaice.train.checkpoint import universal_checkpoint
+    from hpc_seaice.runtime.checkpoint import universal_checkpoint
 
     folder = tmp_path / "checkpoints" / "step_00000003"
     folder.mkdir(parents=True)

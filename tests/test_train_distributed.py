@@ -27,7 +27,7 @@ from helpers import (
 )
 
 from hpc_seaice.config import config_from_dict
-from hpc_seaice.train.checkpoint import latest_checkpoint
+from hpc_seaice.runtime.checkpoint import latest_checkpoint
 from hpc_seaice.train.trainer import run_training
 
 pytestmark = pytest.mark.distributed

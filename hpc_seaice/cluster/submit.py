@@ -238,7 +238,7 @@ class TrainingJob:
         finally:
             for sig in STOP_SIGNALS:  # includes the SIGTERM our own requeue brings
                 signal.signal(sig, _log_late_signal)
-        from hpc_seaice.train import distributed as hdist
+        from hpc_seaice.runtime import distributed as hdist
 
         if code == 0:
             _write_task_result("success", {"exit_code": 0, "job_id": task.job_id, "rank": task.rank})

@@ -206,7 +206,7 @@ def _load_model(
 def _load_reconstruction(run_dir: Path, name: str, grid: tuple[int, int]) -> Reconstruction:
     if not run_dir.is_dir():
         raise UserError(f"--reconstruct: run folder {run_dir} does not exist")
-    from hpc_seaice.train.checkpoint import load_inference_model
+    from hpc_seaice.runtime.checkpoint import load_inference_model
 
     loaded = load_inference_model(run_dir)
     vae = loaded.vae if getattr(loaded, "vae", None) is not None else loaded.model

@@ -22,7 +22,7 @@ from torch import nn
 
 from hpc_seaice.config import EngineConfig, OptimConfig, TrainConfig
 from hpc_seaice.errors import UserError
-from hpc_seaice.train import distributed as hdist
+from hpc_seaice.runtime import distributed as hdist
 
 
 @dataclass
@@ -322,7 +322,7 @@ class DeepSpeedEngine(Engine):
 
     def load(self, folder: Path) -> None:
         if self.load_universal:
-            from hpc_seaice.train.checkpoint import universal_checkpoint
+            from hpc_seaice.runtime.checkpoint import universal_checkpoint
 
             folder = universal_checkpoint(folder, self.device)
         load_path, _ = self.engine.load_checkpoint(

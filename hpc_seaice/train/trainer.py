@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader
 
 from hpc_seaice.config import ExperimentConfig, dump_config, load_config, with_absolute_paths
 from hpc_seaice.errors import UserError
-from hpc_seaice.train import distributed as hdist
-from hpc_seaice.train.checkpoint import (
+from hpc_seaice.runtime import distributed as hdist
+from hpc_seaice.runtime.checkpoint import (
     all_finite,
     check_resumable,
     latest_checkpoint,

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from hpc_seaice.errors import UserError
-from hpc_seaice.train import distributed as hdist
+from hpc_seaice.runtime import distributed as hdist
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from hpc_seaice.errors import UserError
-from hpc_seaice.train import distributed as hdist
+from hpc_seaice.runtime import distributed as hdist
 
 SALT_SAMPLE = 11  # keeps sampling noise apart from training noise streams
 
@@ -41,9 +41,9 @@ def sample_run(args: Any, env: Any) -> int:
     from tqdm import tqdm
 
     from hpc_seaice.data.dataset import partition
-    from hpc_seaice.evaluation.generate import decoder_for, generate
     from hpc_seaice.evaluation.netcdf import write_samples
-    from hpc_seaice.train.checkpoint import load_inference_model
+    from hpc_seaice.inference.generate import decoder_for, generate
+    from hpc_seaice.runtime.checkpoint import load_inference_model
     from hpc_seaice.train.tasks import per_sample_normal
 
     _check_args(args)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from hpc_seaice.errors import UserError
-from hpc_seaice.train import distributed as hdist
+from hpc_seaice.runtime import distributed as hdist
 
 
 def _coarsen(values: np.ndarray, factor: int) -> np.ndarray:
@@ -41,7 +41,7 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
         write_static,
     )
     from hpc_seaice.data.stats import compute_stats
-    from hpc_seaice.train.checkpoint import load_inference_model
+    from hpc_seaice.runtime.checkpoint import load_inference_model
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")

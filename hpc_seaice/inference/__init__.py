@@ -1,0 +1,1 @@
+"""Using trained runs: loading a run, generation, sampling, encoding, the notebook API."""
