@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.common import markdown_table, write_results
 from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset, collate
-from hpc_seaice.data.shards import read_manifest
+from hpc_seaice.data.manifest import read_manifest
 from hpc_seaice.data.synth import generate
 
 BLOCK_BYTES = 64 << 20

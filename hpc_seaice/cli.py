@@ -19,7 +19,7 @@ HANDLERS = {
     "data synth": "hpc_seaice.data.synth:cli_synth",
     "data convert": "hpc_seaice.data.convert:cli_convert",
     "data stats": "hpc_seaice.data.stats:cli_stats",
-    "data verify": "hpc_seaice.data.shards:cli_verify",
+    "data verify": "hpc_seaice.data.verify:cli_verify",
     "train": "hpc_seaice.train.trainer:cli_train",
     "encode": "hpc_seaice.inference.encode:cli_encode",
     "sample": "hpc_seaice.inference.sample:cli_sample",

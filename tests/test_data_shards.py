@@ -12,17 +12,11 @@ import torch
 
 from hpc_seaice.cli import main
 from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.shards import (
-    Manifest,
-    ShardWriter,
-    merge_manifests,
-    read_manifest,
-    read_static,
-    sha256_file,
-    verify_dataset,
-    write_manifest,
-    write_static,
-)
+from hpc_seaice.data.h5files import sha256_file
+from hpc_seaice.data.manifest import Manifest, merge_manifests, read_manifest, write_manifest
+from hpc_seaice.data.shards import ShardWriter
+from hpc_seaice.data.static import read_static, write_static
+from hpc_seaice.data.verify import verify_dataset
 from hpc_seaice.errors import UserError
 
 H, W = 6, 5

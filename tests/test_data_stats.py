@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.shards import read_static
+from hpc_seaice.data.static import read_static
 from hpc_seaice.data.stats import RunningStats, compute_stats
 
 
@@ -60,7 +60,9 @@ def test_running_stats_merge_is_exact_in_any_grouping():
 def test_constant_variable_gets_unit_std(tmp_path, capsys):
     import math
 
-    from hpc_seaice.data.shards import ShardWriter, write_manifest, write_static
+    from hpc_seaice.data.manifest import write_manifest
+    from hpc_seaice.data.shards import ShardWriter
+    from hpc_seaice.data.static import write_static
 
     w = ShardWriter(
         tmp_path,

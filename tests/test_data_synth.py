@@ -9,8 +9,10 @@ import pytest
 
 from hpc_seaice.cli import main
 from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.shards import read_manifest, read_static, verify_dataset
+from hpc_seaice.data.manifest import read_manifest
+from hpc_seaice.data.static import read_static
 from hpc_seaice.data.synth import SyntheticArctic, arctic_mask, generate, polar_lat_lon, summarize, synth_times
+from hpc_seaice.data.verify import verify_dataset
 
 
 @pytest.fixture(scope="module")

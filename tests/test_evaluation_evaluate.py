@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from hpc_seaice.cli import main
-from hpc_seaice.data.shards import ShardWriter, in_split, write_manifest, write_static
+from hpc_seaice.data.manifest import in_split, write_manifest
+from hpc_seaice.data.shards import ShardWriter
+from hpc_seaice.data.static import write_static
 from hpc_seaice.data.variables import BOUNDS, UNITS, VARIABLES
 from hpc_seaice.evaluation.evaluate import select_states
 from hpc_seaice.evaluation.metrics import crps_ensemble, masked_mean, rmse

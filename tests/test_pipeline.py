@@ -10,7 +10,8 @@ from helpers import hpc_seaice, tiny_autoencoder_config, tiny_diffusion_config, 
 
 from hpc_seaice.config import config_from_dict
 from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.shards import read_manifest, read_static
+from hpc_seaice.data.manifest import read_manifest
+from hpc_seaice.data.static import read_static
 from hpc_seaice.train.trainer import run_training
 
 

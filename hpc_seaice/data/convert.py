@@ -26,20 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from hpc_seaice.data.shards import (
-    DEFAULT_SPLITS,
-    Manifest,
-    fields_writer,
-    in_split,
-    iter_blocks,
-    prepare_output_dir,
-    split_bounds,
-    to_iso,
-    write_manifest,
-    write_static,
-)
+from hpc_seaice.data.manifest import DEFAULT_SPLITS, Manifest, in_split, split_bounds, to_iso, write_manifest
+from hpc_seaice.data.shards import fields_writer, prepare_output_dir
+from hpc_seaice.data.static import write_static
 from hpc_seaice.data.stats import RunningStats, safe_std
 from hpc_seaice.data.variables import BOUNDS, VARIABLES
+from hpc_seaice.data.verify import iter_blocks
 from hpc_seaice.errors import UserError
 
 LAT_NAMES = ("lat", "latitude", "nav_lat", "nav_lat_grid_T")

@@ -27,19 +27,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import Dataset, Sampler, default_collate, get_worker_info  # noqa: E402
 
-from hpc_seaice.data.shards import (  # noqa: E402
-    Manifest,
-    Static,
-    check_shard_layout,
-    in_split,
-    manifest_path,
-    open_h5,
-    read_manifest,
-    read_static,
-    shard_times,
-    static_path,
-    to_iso,
-)
+from hpc_seaice.data.h5files import open_h5
+from hpc_seaice.data.manifest import Manifest, in_split, manifest_path, read_manifest, to_iso
+from hpc_seaice.data.shards import check_shard_layout, shard_times
+from hpc_seaice.data.static import Static, read_static, static_path
 from hpc_seaice.errors import UserError  # noqa: E402
 
 # Shards kept open per process; beyond this the least recently used is closed (file handles are

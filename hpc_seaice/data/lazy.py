@@ -16,7 +16,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from hpc_seaice.data.shards import TIME_UNITS, in_split, open_h5, read_manifest, read_static
+from hpc_seaice.data.h5files import open_h5
+from hpc_seaice.data.manifest import TIME_UNITS, in_split, read_manifest
+from hpc_seaice.data.static import read_static
 from hpc_seaice.errors import UserError
 
 

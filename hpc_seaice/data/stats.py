@@ -17,19 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from hpc_seaice.data.shards import (
-    Manifest,
-    check_shard_layout,
-    in_split,
-    iter_blocks,
-    manifest_path,
-    open_h5,
-    read_manifest,
-    read_static,
-    shard_times,
-    static_path,
-    write_static,
-)
+from hpc_seaice.data.h5files import open_h5
+from hpc_seaice.data.manifest import Manifest, in_split, manifest_path, read_manifest
+from hpc_seaice.data.shards import check_shard_layout, shard_times
+from hpc_seaice.data.static import read_static, static_path, write_static
+from hpc_seaice.data.verify import iter_blocks
 from hpc_seaice.errors import UserError
 
 

@@ -35,20 +35,12 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from hpc_seaice.data.shards import (
-    DEFAULT_SPLITS,
-    Manifest,
-    fields_writer,
-    in_split,
-    prepare_output_dir,
-    read_manifest,
-    read_static,
-    split_counts,
-    write_manifest,
-    write_static,
-)
+from hpc_seaice.data.manifest import DEFAULT_SPLITS, Manifest, in_split, read_manifest, write_manifest
+from hpc_seaice.data.shards import fields_writer, prepare_output_dir
+from hpc_seaice.data.static import read_static, write_static
 from hpc_seaice.data.stats import RunningStats, safe_std
 from hpc_seaice.data.variables import BOUNDS, VARIABLES
+from hpc_seaice.data.verify import split_counts
 from hpc_seaice.errors import UserError
 
 DAY_S = 86400.0

@@ -31,15 +31,9 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
     from tqdm import tqdm
 
     from hpc_seaice.data.dataset import ShardedDataset, partition
-    from hpc_seaice.data.shards import (
-        ShardWriter,
-        merge_manifests,
-        prepare_output_dir,
-        read_manifest,
-        read_static,
-        write_manifest,
-        write_static,
-    )
+    from hpc_seaice.data.manifest import merge_manifests, read_manifest, write_manifest
+    from hpc_seaice.data.shards import ShardWriter, prepare_output_dir
+    from hpc_seaice.data.static import read_static, write_static
     from hpc_seaice.data.stats import compute_stats
     from hpc_seaice.runtime.checkpoint import load_inference_model
 

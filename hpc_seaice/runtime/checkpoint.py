@@ -241,7 +241,8 @@ def load_inference_model(
 ) -> LoadedRun:
     """Load a run's EMA weights (and for latent diffusion the VAE it was trained on)."""
     from hpc_seaice.config import load_config
-    from hpc_seaice.data.shards import read_manifest, read_static
+    from hpc_seaice.data.manifest import read_manifest
+    from hpc_seaice.data.static import read_static
     from hpc_seaice.train.tasks import build_task_model
 
     run_dir = Path(run_dir)
