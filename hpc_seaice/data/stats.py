@@ -4,7 +4,9 @@ Mean and std are accumulated in one streaming pass with Welford's update general
 (Chan et al. 1979): each block contributes (count, mean, M2) computed in float64, and two partial
 results merge exactly, so shards (or ranks) can be reduced in any grouping and the answer does
 not depend on how the data were cut. The same pass records min, max and the fraction of values
-at the lower/upper physical bound (the plateaus), which the data set summary reports.
+at the lower/upper physical bound (the plateaus), which the data set summary reports. A second,
+subsampled pass stores the std of the leading principal component of the normalised split
+(``pc1_std``, :mod:`hpc_seaice.data.pca`), which sets the noise level sampling must start from.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from hpc_seaice.data.pca import leading_pc_std
 from hpc_seaice.data.shards import (
+    GEOMETRY_KEYS,
     Manifest,
     check_shard_layout,
     in_split,
@@ -123,9 +127,18 @@ def safe_std(std: np.ndarray, variables: list[str], where: str) -> np.ndarray:
     return std
 
 
-def store_stats(root: str | os.PathLike, stats: RunningStats, split: str, *, std: np.ndarray) -> None:
-    """Write mean, ``std`` (made safe by :func:`safe_std`) and the summary into ``static.h5``."""
+def store_stats(
+    root: str | os.PathLike, stats: RunningStats, split: str, *, std: np.ndarray, pc1_std: float | None = None
+) -> None:
+    """Write mean, ``std`` (made safe by :func:`safe_std`), the summary and ``pc1_std`` into ``static.h5``.
+
+    The grid geometry (``cell_area``, ``dx``, ``dy``) already in the file is kept.
+    """
     static = read_static(root)
+    attrs = {**static.attrs, "stats_split": split}
+    if pc1_std is not None and np.isfinite(pc1_std):
+        attrs["pc1_std"] = float(pc1_std)
+    extra = {k: getattr(static, k) for k in GEOMETRY_KEYS if getattr(static, k) is not None}
     write_static(
         root,
         static.mask,
@@ -134,7 +147,8 @@ def store_stats(root: str | os.PathLike, stats: RunningStats, split: str, *, std
         stats.mean,
         std,
         summary=stats.summary(),
-        attrs={**static.attrs, "stats_split": split},
+        attrs=attrs,
+        extra=extra,
     )
 
 
@@ -183,7 +197,9 @@ def compute_stats(
         )
     std = safe_std(stats.std, manifest.variables, str(static_path(root)))
     if write:
-        store_stats(root, stats, split, std=std)
+        # The leading principal component sets how much noise sampling must start from.
+        pc1 = leading_pc_std(root, split, stats.mean, std)
+        store_stats(root, stats, split, std=std, pc1_std=pc1)
     return stats.mean, std
 
 
@@ -208,4 +224,7 @@ def cli_stats(args: Any) -> int:
     manifest = read_manifest(args.path)
     print(f"{Path(args.path) / 'static.h5'}: statistics over ocean cells of the train split")
     print(format_stats(manifest, mean, std))
+    pc1 = read_static(args.path).pc1_std
+    if pc1 is not None:
+        print(f"leading principal-component std (normalised units): {pc1:.4g}")
     return 0

@@ -117,10 +117,11 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
             ones = np.ones(latent_shape[1:], dtype=np.float32)
             write_static(out_dir, ones, _coarsen(static.lat, factor), _coarsen(static.lon, factor))
             _, std = compute_stats(out_dir, "train", progress=False)  # stored in the latent static.h5
+            pc1 = read_static(out_dir).pc1_std or float("nan")  # leading-PC std of the latents, stored by compute_stats
             print(
                 f"encoded {manifest.num_samples} samples of {data} into {out_dir} "
                 f"({channels} x {latent_shape[1]} x {latent_shape[2]} latents, {len(manifest.shards)} shards); "
-                f"latent std over train: {np.round(std, 3).tolist()}",
+                f"latent std over train: {np.round(std, 3).tolist()}; leading PC std {pc1:.4g}",
                 flush=True,
             )
         except Exception as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks
