@@ -248,6 +248,35 @@ def test_censored_out_of_bounds_is_na_and_step_sweep_lines_up_steps(reference, t
     ]
 
 
+def test_step_sweep_samples_one_run_at_10_20_40_steps_with_the_same_noise(reference, tmp_path, monkeypatch):
+    """--step-sweep goes through sample_run (replaced by a stand-in whose blur shrinks with the steps)."""
+    from hpc_seaice.evaluation import sample as sample_module
+
+    root, mask, lat, lon = reference
+    calls = []
+
+    def fake_sample_run(args, env):
+        calls.append((args.steps, args.seed, args.num, env.world_size))
+        fields = _states(np.random.default_rng(args.seed), args.num, mask)
+        attrs = {"run": str(Path(args.run).resolve()), "checkpoint_step": 5, "steps": args.steps}
+        attrs["network_evaluations_per_sample"] = 2 * args.steps - 1
+        write_samples(Path(args.out), fields, mask, lat, lon, attrs)
+        return 0
+
+    monkeypatch.setattr(sample_module, "sample_run", fake_sample_run)
+    run = tmp_path / "runs" / "ddm"
+    run.mkdir(parents=True)
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--step-sweep", str(run), "--sweep-samples", "3", "--data", str(root), "--out", str(out)]
+    assert main([*argv, "--max-states", "3"]) == 0
+    assert calls == [(10, 0, 3, 1), (20, 0, 3, 1), (40, 0, 3, 1)]
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = metrics["step_sweep"]["ddm @ step 5"]
+    assert [r["steps"] for r in rows] == [10, 20, 40] and [r["network_evaluations"] for r in rows] == [19, 39, 79]
+    assert sorted((out / "step_sweep").glob("*.nc")) and "Heun-step sweep" in (out / "report.md").read_text()
+    assert main([*argv, "--sweep-samples", "1"]) == 2
+
+
 def test_evaluate_reconstruction(reference, tmp_path, monkeypatch):
     """--reconstruct: scored through the load_inference_model contract (a blurring stand-in VAE)."""
     import torch

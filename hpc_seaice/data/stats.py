@@ -127,6 +127,11 @@ def safe_std(std: np.ndarray, variables: list[str], where: str) -> np.ndarray:
     return std
 
 
+def stored_geometry(static: Any) -> dict[str, np.ndarray]:
+    """The grid-geometry datasets of a :class:`Static` that are present, to carry over on a rewrite."""
+    return {k: getattr(static, k) for k in GEOMETRY_KEYS if getattr(static, k) is not None}
+
+
 def store_stats(
     root: str | os.PathLike, stats: RunningStats, split: str, *, std: np.ndarray, pc1_std: float | None = None
 ) -> None:
@@ -138,7 +143,7 @@ def store_stats(
     attrs = {**static.attrs, "stats_split": split}
     if pc1_std is not None and np.isfinite(pc1_std):
         attrs["pc1_std"] = float(pc1_std)
-    extra = {k: getattr(static, k) for k in GEOMETRY_KEYS if getattr(static, k) is not None}
+    extra = stored_geometry(static)
     write_static(
         root,
         static.mask,
@@ -150,6 +155,32 @@ def store_stats(
         attrs=attrs,
         extra=extra,
     )
+
+
+def add_pc1_std(root: str | os.PathLike, split: str = "train") -> float:
+    """Compute the leading-PC std of ``split`` with the stored mean/std and add it to ``static.h5``.
+
+    For data sets whose statistics were written without it (the generator and the converter
+    accumulate mean/std in their own pass); returns the value.
+    """
+    static = read_static(root)
+    if static.mean is None or static.std is None:
+        raise UserError(f"{static_path(root)}: no normalisation statistics; run hpc-seaice data stats {root}")
+    pc1 = leading_pc_std(root, split, static.mean, static.std)
+    attrs = {**static.attrs, "pc1_std": float(pc1)} if np.isfinite(pc1) else static.attrs
+    extra = stored_geometry(static)
+    write_static(
+        root,
+        static.mask,
+        static.lat,
+        static.lon,
+        static.mean,
+        static.std,
+        summary=static.summary,
+        attrs=attrs,
+        extra=extra,
+    )
+    return pc1
 
 
 def compute_stats(

@@ -53,6 +53,7 @@ from hpc_seaice.evaluation import metrics as M
 from hpc_seaice.evaluation.calibration import cover_calibration, sea_ice_cover_probability
 from hpc_seaice.evaluation.netcdf import RAW_SUFFIX, read_samples, sample_arrays
 from hpc_seaice.evaluation.plateaus import out_of_bounds_applies, plateau_counts, plateau_shares, shares_from_counts
+from hpc_seaice.evaluation.reconstruction import load_reconstruction, reconstruct_states
 from hpc_seaice.evaluation.spectra import (
     BANDS_KM,
     DEFAULT_DX_KM,
@@ -96,21 +97,6 @@ class GeneratedModel:
     plateau_shares: dict[str, float]
     example: np.ndarray  # [C, H, W] the first sample, for the maps
     abs_error_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(VARIABLES)))
-
-
-@dataclass
-class Reconstruction:
-    """An autoencoder run whose reconstructions of the reference states are scored."""
-
-    name: str
-    run_dir: Path
-    step: int
-    vae: Any
-    sq_error_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(VARIABLES)))
-    error_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(VARIABLES)))
-    psd_sum: np.ndarray | None = None
-    count: int = 0
-    example: np.ndarray | None = None
 
 
 class RunningMoments:
@@ -214,43 +200,6 @@ def _load_model(
     )
 
 
-def _load_reconstruction(run_dir: Path, name: str, grid: tuple[int, int]) -> Reconstruction:
-    if not run_dir.is_dir():
-        raise UserError(f"--reconstruct: run folder {run_dir} does not exist")
-    from hpc_seaice.train.checkpoint import load_inference_model
-
-    loaded = load_inference_model(run_dir)
-    vae = loaded.vae if getattr(loaded, "vae", None) is not None else loaded.model
-    if not all(hasattr(vae, attr) for attr in ("normalize", "encode", "decode")):
-        raise UserError(f"--reconstruct: run {run_dir} has no autoencoder (a data-space diffusion run?)")
-    source = getattr(loaded, "vae_run", None) or loaded
-    manifest = getattr(source, "data_manifest", None)
-    if manifest is not None and tuple(manifest.grid) != tuple(grid):
-        raise UserError(
-            f"grid mismatch: autoencoder run {run_dir} was trained on {manifest.grid[0]}x{manifest.grid[1]}, "
-            f"evaluation data set is {grid[0]}x{grid[1]}"
-        )
-    return Reconstruction(name=name, run_dir=run_dir, step=int(getattr(source, "step", -1)), vae=vae)
-
-
-def _reconstruct(rec: Reconstruction, states: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Deterministic reconstruction (encoder mean, decoder clamp(mu)) of ``[B, C, H, W]`` states."""
-    import torch
-
-    vae = rec.vae
-    try:
-        device = next(vae.parameters()).device
-    except (AttributeError, StopIteration):
-        device = torch.device("cpu")
-    x = torch.from_numpy(states).to(device=device, dtype=torch.float32)
-    m = torch.from_numpy(mask.astype(np.float32)).to(device)
-    with torch.no_grad():
-        x_norm = vae.normalize(x) * m
-        mean, _ = vae.encode(x_norm)
-        out = vae.decode(mean, mask=m)
-    return out.detach().cpu().numpy().astype(np.float64)
-
-
 # --------------------------------------------------------------------------------------------
 # The pass over the reference states
 # --------------------------------------------------------------------------------------------
@@ -335,7 +284,7 @@ def evaluate(
     for model, name in zip(models, names):
         model.name = name
     rec_names = _unique_names([f"{Path(r).name} (reconstruction)" for r in reconstruct])
-    recs = [_load_reconstruction(Path(r), n, grid) for r, n in zip(reconstruct, rec_names)]
+    recs = [load_reconstruction(Path(r), n, grid) for r, n in zip(reconstruct, rec_names)]
 
     indices = select_states(len(ref), max_states)
     moments = RunningMoments((len(VARIABLES), *grid))
@@ -351,7 +300,7 @@ def evaluate(
             return
         batch = np.stack(pending)
         for rec in recs:
-            pred = _reconstruct(rec, batch.astype(np.float32), mask)
+            pred = reconstruct_states(rec, batch.astype(np.float32), mask)
             err = pred - batch
             rec.sq_error_sum += M.masked_mean(err**2, mask).sum(axis=0)
             rec.error_sum += M.masked_mean(err, mask).sum(axis=0)

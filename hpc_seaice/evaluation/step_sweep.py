@@ -14,10 +14,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from hpc_seaice.train.distributed import DistEnv
-
 SWEEP_STEPS: tuple[int, ...] = (10, 20, 40)
 DEFAULT_SWEEP_SAMPLES = 8
 
@@ -26,7 +22,11 @@ def generate_sweep(
     run: str, out_dir: Path, num: int = DEFAULT_SWEEP_SAMPLES, steps: tuple[int, ...] = SWEEP_STEPS, seed: int = 0
 ) -> list[Path]:
     """Sample ``num`` states from ``run`` with each step count (same noise); the written files."""
+    # Imported here: an evaluation without --step-sweep needs neither torch nor the sampler.
+    import torch
+
     from hpc_seaice.evaluation.sample import sample_run
+    from hpc_seaice.train.distributed import DistEnv
 
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     env = DistEnv(device=device)
