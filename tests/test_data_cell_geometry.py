@@ -31,6 +31,10 @@ def test_regular_lat_lon_grid():
     np.testing.assert_allclose(g.cell_area, exact, rtol=1e-4)
     assert g.cell_area[0, 0] / g.cell_area[-1, 0] > 1.2  # cells shrink towards the pole
     assert g.source == "lat/lon"
+    # across the date line: longitudes jump from 179.75 to -179.75, the spacing does not
+    wrapped = (lon + 185.0 + 180.0) % 360.0 - 180.0  # 175 E .. 170.5 W
+    assert wrapped.max() - wrapped.min() > 300
+    np.testing.assert_allclose(geometry_from_lat_lon(lat, wrapped).cell_area, g.cell_area, rtol=1e-9)
 
 
 def test_polar_stereographic_grid_scale_factor():

@@ -259,7 +259,7 @@ def test_step_sweep_samples_one_run_at_10_20_40_steps_with_the_same_noise(refere
         calls.append((args.steps, args.seed, args.num, env.world_size))
         fields = _states(np.random.default_rng(args.seed), args.num, mask)
         attrs = {"run": str(Path(args.run).resolve()), "checkpoint_step": 5, "steps": args.steps}
-        attrs["network_evaluations_per_sample"] = 2 * args.steps - 1
+        attrs.update(network_evaluations_per_sample=2 * args.steps - 1, model=Path(args.run).name)
         write_samples(Path(args.out), fields, mask, lat, lon, attrs)
         return 0
 
@@ -273,6 +273,7 @@ def test_step_sweep_samples_one_run_at_10_20_40_steps_with_the_same_noise(refere
     metrics = json.loads((out / "metrics.json").read_text())
     rows = metrics["step_sweep"]["ddm @ step 5"]
     assert [r["steps"] for r in rows] == [10, 20, 40] and [r["network_evaluations"] for r in rows] == [19, 39, 79]
+    assert [r["model"] for r in rows] == ["ddm (10 steps)", "ddm (20 steps)", "ddm (40 steps)"]
     assert sorted((out / "step_sweep").glob("*.nc")) and "Heun-step sweep" in (out / "report.md").read_text()
     assert main([*argv, "--sweep-samples", "1"]) == 2
 

@@ -182,6 +182,30 @@ def test_known_blur_appears_at_its_analytic_strength_in_the_small_scale_band():
             assert error > 1.0 and band_error > 2.0
 
 
+def test_blur_is_still_seen_with_land_inside_the_box():
+    """Coasts inside the box: the harmonic fill keeps the blur visible, a constant fill buries it."""
+    n, sigma = 64, 1.5
+    crops, blurred = _power_law_crops(sigma, n=n, fields=2)
+    crops, blurred = crops + 5.0, blurred + 5.0  # a positive mean, as thickness has
+    y, x = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    mask = np.ones((n, n))
+    mask[(x - 20) ** 2 + (y - 40) ** 2 < 64] = 0  # an island
+    mask[:10, 50:] = 0  # a coast in the corner
+    f = np.arange(1, n // 2 + 1) / n
+    analytic = np.log10(np.exp(-4 * np.pi**2 * sigma**2 * f**2))
+    cells = n / np.arange(1, n // 2 + 1)
+    four_to_eight = (cells >= 4) & (cells <= 8)
+    ratio = isotropic_psd(blurred, mask=mask).psd / isotropic_psd(crops, mask=mask).psd
+    assert np.abs(np.log10(ratio) - analytic)[four_to_eight].max() < 0.4
+
+    def mean_filled(a):
+        ocean = mask > 0.5
+        return np.where(ocean, a, a[:, ocean].mean(axis=1)[:, None, None])
+
+    constant = isotropic_psd(mean_filled(blurred)).psd / isotropic_psd(mean_filled(crops)).psd
+    assert np.abs(np.log10(constant) - analytic)[four_to_eight].max() > 1.0
+
+
 def test_band_log_ratios():
     wavelength = np.array([800.0, 400.0, 250.0, 100.0, 99.0, 50.0])
     ref = np.ones(6)

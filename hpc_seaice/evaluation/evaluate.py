@@ -35,6 +35,7 @@ import functools
 import json
 import math
 import os
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -268,8 +269,15 @@ def evaluate(
     box = central_arctic_box(mask)
     data_desc = str(data)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)  # a repeated lat/lon point: zero spacing
         geometry = grid_geometry(ref.static, fallback_spacing_m=1000.0 * (dx_km or DEFAULT_DX_KM))
+    if geometry.source.startswith("nominal"):
+        print(
+            f"evaluate: warning: {data}: no usable cell geometry in static.h5 or lat/lon; using equal cells "
+            f"of {geometry.source.split(' ', 1)[1]}",
+            file=sys.stderr,
+            flush=True,
+        )
     cell_area = geometry.cell_area / 1e6  # km^2
     dx_km = dx_km or geometry.mean_spacing_km(box)
     psd_of = functools.partial(isotropic_psd, mask=mask, box=box, dx_km=dx_km, estimator=spectrum)
@@ -280,7 +288,13 @@ def evaluate(
 
     names = _unique_names([p.stem for p in sample_paths])
     models = [_load_model(p, n, data_desc, grid, mask, psd_of, cell_area) for p, n in zip(sample_paths, names)]
-    names = _unique_names([m.name for m in models])
+    names = [m.name for m in models]
+    # Files of one run at different step counts (a step sweep): name them by their steps.
+    names = [
+        f"{n} ({m.attrs['steps']} steps)" if names.count(n) > 1 and "steps" in m.attrs else n
+        for n, m in zip(names, models)
+    ]
+    names = _unique_names(names)
     for model, name in zip(models, names):
         model.name = name
     rec_names = _unique_names([f"{Path(r).name} (reconstruction)" for r in reconstruct])

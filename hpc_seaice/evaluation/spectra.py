@@ -87,7 +87,7 @@ def _laplace_system(ocean: np.ndarray) -> tuple[np.ndarray, np.ndarray, object]:
     Each land cell's value is the mean of its in-box neighbours (missing neighbours beyond the
     box edge are left out: a zero-gradient edge), which is the discrete Laplace equation.
     """
-    key = ocean.shape[0].to_bytes(4, "little") + np.packbits(ocean).tobytes()
+    key = np.asarray(ocean.shape, dtype=np.int64).tobytes() + np.packbits(ocean).tobytes()
     if key in _FILL_CACHE:
         return _FILL_CACHE[key]
     h, w = ocean.shape
