@@ -62,7 +62,11 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     )
     convert.add_argument("--overwrite", action="store_true", help="replace an existing data set")
 
-    stats = dsub.add_parser("stats", help="(re)compute normalisation statistics on the train split")
+    stats = dsub.add_parser(
+        "stats",
+        help="(re)compute normalisation statistics on the train split and the std of its leading principal "
+        "component (pc1_std, which sampling's sigma_max must exceed 3x)",
+    )
     stats.add_argument("path", help="data set folder")
 
     verify = dsub.add_parser("verify", help="check hashes, shapes and bounds")
@@ -77,7 +81,9 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("config", help="experiment YAML (configs/demo/*.yaml, configs/paper/*.yaml)")
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=100")
 
-    encode = sub.add_parser("encode", help="encode every split into latent shards with a trained VAE")
+    encode = sub.add_parser(
+        "encode", help="encode every split into latent shards with a trained VAE (latent statistics and pc1_std)"
+    )
     encode.add_argument("--autoencoder", required=True, help="autoencoder run folder")
     encode.add_argument("--data", required=True, help="field data set folder")
     encode.add_argument("--out", required=True, help="latent data set folder (created)")
