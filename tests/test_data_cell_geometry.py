@@ -67,3 +67,7 @@ def test_stored_geometry_wins_and_degenerate_lat_lon_falls_back():
     g = grid_geometry(flat, fallback_spacing_m=12e3)
     assert g.source.startswith("nominal")
     np.testing.assert_array_equal(g.cell_area, 144e6)
+    # a stored array of the wrong shape is an error even with a fallback
+    wrong = SimpleNamespace(mask=mask, lat=lat, lon=lon, cell_area=np.ones((3, 5)), dx=None, dy=None)
+    with pytest.raises(ValueError, match="cell_area has shape"):
+        grid_geometry(wrong, fallback_spacing_m=12e3)

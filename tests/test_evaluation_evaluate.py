@@ -367,6 +367,18 @@ def test_bad_inputs(reference, samples, tmp_path, capsys):
     assert main(["evaluate", "--samples", str(samples[0]), "--data", str(tmp_path / "nodata"), "--out", out]) == 2
     assert "nodata" in _one_line_error(capsys)
 
+    import shutil
+
+    from hpc_seaice.data.shards import read_static
+
+    bad = tmp_path / "bad-geometry"
+    shutil.copytree(root, bad)
+    st = read_static(bad)
+    write_static(bad, st.mask, st.lat, st.lon, st.mean, st.std, extra={"cell_area": np.ones((3, 3))})
+    assert main(["evaluate", "--samples", str(samples[0]), "--data", str(bad), "--out", out]) == 2
+    err = _one_line_error(capsys)
+    assert "static.h5" in err and "cell_area" in err
+
 
 def test_evaluate_reconstruction_of_a_trained_autoencoder(reference, tmp_path):
     """--reconstruct with a real (two-step) autoencoder run through load_inference_model."""

@@ -86,16 +86,13 @@ def grid_geometry(static: Any, fallback_spacing_m: float | None = None) -> CellG
     Spacings that are not finite and positive everywhere (e.g. lat/lon that repeat a point)
     raise ``ValueError``, or give :func:`nominal_geometry` when ``fallback_spacing_m`` is set.
     """
-    try:
-        geometry = _stored_or_derived(static)
-        for name in ("dx", "dy", "cell_area"):
-            value = getattr(geometry, name)
-            if not (np.isfinite(value).all() and (value > 0).all()):
+    geometry = _stored_or_derived(static)  # a stored array of the wrong shape is an error, not a fallback
+    for name in ("dx", "dy", "cell_area"):
+        value = getattr(geometry, name)
+        if not (np.isfinite(value).all() and (value > 0).all()):
+            if fallback_spacing_m is None:
                 raise ValueError(f"{geometry.source} {name} is not finite and positive everywhere")
-    except ValueError:
-        if fallback_spacing_m is None:
-            raise
-        return nominal_geometry(tuple(np.asarray(static.mask).shape), fallback_spacing_m)
+            return nominal_geometry(tuple(np.asarray(static.mask).shape), fallback_spacing_m)
     return geometry
 
 

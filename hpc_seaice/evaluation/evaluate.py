@@ -270,7 +270,10 @@ def evaluate(
     data_desc = str(data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a repeated lat/lon point: zero spacing
-        geometry = grid_geometry(ref.static, fallback_spacing_m=1000.0 * (dx_km or DEFAULT_DX_KM))
+        try:
+            geometry = grid_geometry(ref.static, fallback_spacing_m=1000.0 * (dx_km or DEFAULT_DX_KM))
+        except ValueError as exc:
+            raise UserError(f"{data}/static.h5: {exc}") from None
     if geometry.source.startswith("nominal"):
         print(
             f"evaluate: warning: {data}: no usable cell geometry in static.h5 or lat/lon; using equal cells "

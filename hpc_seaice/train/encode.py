@@ -4,7 +4,9 @@ Latent diffusion then trains on these shards and never runs the encoder. Each ra
 contiguous part of each split and writes its own shards (``<split>-r<rank>-NNNNN.h5``: one
 writer per file, so no parallel HDF5 is needed); rank 0 merges the manifests and computes the
 latent standardisation statistics over the train split, stored in the latent ``static.h5``: latent
-diffusion trains on them and its samples are decoded with them. The VAE's run is only read.
+diffusion trains on them and its samples are decoded with them. The same pass stores the std of
+the latents' leading principal component (``pc1_std``), which ``sample`` checks its noise range
+against. The VAE's run is only read.
 """
 
 from __future__ import annotations
