@@ -18,8 +18,6 @@ import os
 
 import numpy as np
 
-from hpc_seaice.data.dataset import ShardedDataset
-
 DEFAULT_MAX_STATES = 64
 GRAM_BLOCK = 1 << 16
 
@@ -63,6 +61,10 @@ def leading_pc_std(
 
     Normalisation as in training: ``(x - mean) / std`` per channel over the ocean cells.
     """
+    # Imported here: the data set reader pulls in torch, which ``data synth`` / ``convert``
+    # (they import the statistics module) do not otherwise need at start-up.
+    from hpc_seaice.data.dataset import ShardedDataset
+
     ds = ShardedDataset(path, split, normalize=False)
     ocean = ds.static.mask > 0.5
     mean = np.asarray(mean, dtype=np.float64)[:, None]
