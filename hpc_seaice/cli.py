@@ -62,7 +62,11 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     )
     convert.add_argument("--overwrite", action="store_true", help="replace an existing data set")
 
-    stats = dsub.add_parser("stats", help="(re)compute normalisation statistics on the train split")
+    stats = dsub.add_parser(
+        "stats",
+        help="(re)compute normalisation statistics on the train split and the std of its leading principal "
+        "component (pc1_std, which sampling's sigma_max must exceed 3x)",
+    )
     stats.add_argument("path", help="data set folder")
 
     verify = dsub.add_parser("verify", help="check hashes, shapes and bounds")
@@ -77,7 +81,9 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("config", help="experiment YAML (configs/demo/*.yaml, configs/paper/*.yaml)")
     train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=100")
 
-    encode = sub.add_parser("encode", help="encode every split into latent shards with a trained VAE")
+    encode = sub.add_parser(
+        "encode", help="encode every split into latent shards with a trained VAE (latent statistics and pc1_std)"
+    )
     encode.add_argument("--autoencoder", required=True, help="autoencoder run folder")
     encode.add_argument("--data", required=True, help="field data set folder")
     encode.add_argument("--out", required=True, help="latent data set folder (created)")
@@ -101,19 +107,59 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
         help="number of samples (--num-samples under torchrun)",
     )
     sample.add_argument("--out", required=True, help="output NetCDF file")
-    sample.add_argument("--steps", type=int, default=20, help="Heun steps (default 20)")
+    sample.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="Heun steps (default: the run's diffusion.sampler_steps, 28 = the density of the authors' "
+        "20 steps carried up to sigma_max e^7)",
+    )
     sample.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     sample.add_argument("--batch-size", type=int, default=4, help="samples per batch and rank")
     sample.add_argument("--checkpoint", default="latest", help="checkpoint step or 'latest'")
 
-    evaluate = sub.add_parser("evaluate", help="compare samples with a split; metrics, report, figures")
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="compare samples with a split; metrics, report, figures",
+        description="Scores in metrics.json / report.md: CRPS; mean/std RMSE and bias; OOB = share of ocean "
+        "values beyond the physical bounds before clipping (n/a for a censored decoder); plateau shares = "
+        "share of ocean values exactly at sit=0, sic=0, sic=1, damage=1 (test vs model); PSD log-ratio = "
+        "mean log10(model/test thickness PSD), overall and per band (>400 km, 100-400 km, <100 km; "
+        "negative = too smooth); calibration error = |generated - test| ice-cover probability, "
+        "cell-weighted and unweighted over 5% bins, and over cells with 0 < p_test < 1; MIZ area "
+        "(0.15 <= sic <= 0.8, per-cell areas) mean, std and Wasserstein distance to the test set.",
+    )
     evaluate.add_argument("--samples", nargs="*", default=[], help="sample NetCDF files")
     evaluate.add_argument("--data", required=True, help="field data set folder")
     evaluate.add_argument("--split", default="test", help="reference split (default test)")
     evaluate.add_argument("--out", required=True, help="output folder (created)")
     evaluate.add_argument("--reconstruct", nargs="*", default=[], help="autoencoder run folders")
     evaluate.add_argument("--max-states", type=int, default=0, help="cap on reference states (0 = all)")
-    evaluate.add_argument("--dx-km", type=float, default=12.0, help="grid spacing in km (default 12)")
+    evaluate.add_argument(
+        "--dx-km",
+        type=float,
+        default=None,
+        help="spacing (km) of the spectrum's wavelength axis (default: the grid's mean spacing in the "
+        "spectrum box, from static.h5's cell_area or lat/lon; MIZ areas and deformation always use "
+        "per-cell areas and spacings)",
+    )
+    evaluate.add_argument(
+        "--spectrum",
+        choices=["tapered", "raw"],
+        default="tapered",
+        help="PSD estimator: tapered (default: harmonic land fill, plane removed, 2-D Hann window) or raw "
+        "(the authors': mean fill, no window; edge leakage hides small-scale smoothing)",
+    )
+    evaluate.add_argument(
+        "--step-sweep",
+        default=None,
+        metavar="RUN_DIR",
+        help="also sample this diffusion run with 10, 20 and 40 Heun steps (same noise) and tabulate "
+        "the main scores per step count",
+    )
+    evaluate.add_argument(
+        "--sweep-samples", type=int, default=8, help="samples per step count for --step-sweep (default 8)"
+    )
 
 
 class _IntermixedParser(argparse.ArgumentParser):

@@ -133,8 +133,8 @@ class DiffusionConfig(Section):
     schedule: Literal["adaptive", "cosine"] = "adaptive"  # adaptive (Kingma & Gao 2023) | cosine (fixed)
     adaptive_bins: int = 100
     adaptive_decay: Number = 0.999
-    sampler_steps: int = Field(20, ge=1)
-    sampler_gamma_min: Number = -10.0  # sampling log-SNR range: sigma_ve = exp(-gamma / 2)
+    sampler_steps: int = Field(28, ge=1)  # the step density of 20 steps on the authors' [-10, 15], over [-14, 15]
+    sampler_gamma_min: Number = -14.0  # sampling log-SNR range: sigma_ve = exp(-gamma / 2); e^7 >= 3 x PC1 std
     sampler_gamma_max: Number = 15.0
     sampler_rho: Number = 7.0
 

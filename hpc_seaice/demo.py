@@ -192,7 +192,7 @@ class Demo:
             target = out / "samples" / f"{name}.nc"
             samples.append(target)
             self.stage(
-                f"sample 16 states from {name} (Heun, 20 steps, 2 ranks)",
+                f"sample 16 states from {name} (Heun, the run's sampler_steps, 2 ranks)",
                 target.is_file(),
                 [
                     _torchrun(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.static import read_static
-from hpc_seaice.data.stats import RunningStats, compute_stats
+from hpc_seaice.data.pca import DEFAULT_MAX_STATES, evenly_spaced, leading_pc_std_of
+from hpc_seaice.data.static import read_static, write_static
+from hpc_seaice.data.stats import RunningStats, add_pc1_std, compute_stats
 
 
 def _train_ocean_values(path):
@@ -83,3 +85,55 @@ def test_constant_variable_gets_unit_std(tmp_path, capsys):
     mean, std = compute_stats(tmp_path)
     assert std[0] == 1.0 and np.isclose(std[1], np.arange(4).std())
     assert "a is constant" in capsys.readouterr().err
+
+
+def _normalised_train_matrix(path, mean, std):
+    """[n, D] normalised ocean values of every train state (read independently of the pca module)."""
+    ds = ShardedDataset(path, split="train", normalize=False)
+    ocean = ds.static.mask > 0.5
+    x = np.stack([ds.raw(i)[:, ocean] for i in range(len(ds))]).astype(np.float64)
+    return ((x - mean[None, :, None]) / std[None, :, None]).reshape(len(ds), -1)
+
+
+def test_pc1_std_is_stored_and_matches_an_svd(tiny_dataset_copy):
+    mean, std = compute_stats(tiny_dataset_copy)
+    stored = read_static(tiny_dataset_copy)
+    x = _normalised_train_matrix(tiny_dataset_copy, mean, std)
+    assert len(x) <= DEFAULT_MAX_STATES  # all train states are used: no subsample to reproduce
+    top = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)[0] / np.sqrt(len(x) - 1)
+    assert stored.pc1_std == pytest.approx(top, rel=1e-5)
+    assert stored.attrs["pc1_std"] == pytest.approx(top, rel=1e-5)
+
+
+def test_leading_pc_std_of_a_known_covariance():
+    """States = a_i * 300 * v + small isotropic noise, v a unit vector: the top PC std is 300."""
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=200_000)
+    v /= np.linalg.norm(v)
+    a = rng.normal(size=40)
+    a = (a - a.mean()) / a.std(ddof=1)  # exactly unit sample variance
+    states = (300.0 * a[:, None] * v[None, :]).astype(np.float32) + 1e-3 * rng.normal(size=(40, v.size)).astype(
+        np.float32
+    )
+    assert leading_pc_std_of(states) == pytest.approx(300.0, rel=1e-4)
+    # the Gram route equals the covariance route on a small case
+    small = rng.normal(size=(7, 5)) * [5.0, 1.0, 0.5, 0.2, 0.1]
+    cov_top = np.sqrt(np.linalg.eigvalsh(np.cov(small, rowvar=False))[-1])
+    assert leading_pc_std_of(small) == pytest.approx(cov_top, rel=1e-10)
+    assert list(evenly_spaced(365, 4)) == [0, 121, 243, 364] and list(evenly_spaced(3, 64)) == [0, 1, 2]
+
+
+def test_stats_rewrite_keeps_grid_geometry_and_add_pc1_std(tiny_dataset_copy):
+    static = read_static(tiny_dataset_copy)
+    shape = static.mask.shape
+    geometry = {"cell_area": np.full(shape, 144e6), "dx": np.full(shape, 12e3), "dy": np.full(shape, 11e3)}
+    write_static(tiny_dataset_copy, static.mask, static.lat, static.lon, static.mean, static.std, extra=geometry)
+    assert read_static(tiny_dataset_copy).pc1_std is None
+    pc1 = add_pc1_std(tiny_dataset_copy)
+    again = read_static(tiny_dataset_copy)
+    assert again.pc1_std == pytest.approx(pc1) and pc1 > 0
+    compute_stats(tiny_dataset_copy)
+    again = read_static(tiny_dataset_copy)
+    for key, value in geometry.items():
+        np.testing.assert_array_equal(getattr(again, key), value)
+    assert again.pc1_std == pytest.approx(pc1, rel=1e-6)  # same statistics, same value

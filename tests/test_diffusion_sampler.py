@@ -12,7 +12,9 @@ from hpc_seaice.diffusion.sampler import (
     VDenoiser,
     edm_sigmas,
     heun_sample,
+    noise_range_warning,
     sampler_sigma_range,
+    steps_for_density,
 )
 from hpc_seaice.diffusion.vparam import alpha_sigma
 
@@ -68,11 +70,11 @@ def test_heun_converges_at_second_order_to_the_closed_form_solution():
     noise = torch.randn(16, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     target = exact_output(noise, SIGMA_MIN, SIGMA_MAX)
     errors = {}
-    for steps in (20, 40, 80, 160):
+    for steps in (28, 56, 112, 224):  # 28: the default step count on the default range
         out = heun_sample(gaussian_denoiser, noise, num_steps=steps)
         errors[steps] = float((out - target).abs().max() / target.abs().max())
-    assert errors[20] < 0.1
-    for n in (40, 80, 160):
+    assert errors[28] < 0.1
+    for n in (56, 112, 224):
         ratio = errors[n // 2] / errors[n]
         # the step in t = sigma^(1/rho) shrinks by (n - 1) / (n/2 - 1): second order -> its square
         expected = ((n - 1) / (n // 2 - 1)) ** 2
@@ -132,4 +134,58 @@ def test_sampling_the_exact_gaussian_model_gives_the_data_distribution():
 def test_sampler_sigma_range_from_the_sampling_log_snr_range():
     lo, hi = sampler_sigma_range(DiffusionConfig(sampler_gamma_min=-10.0, sampler_gamma_max=15.0))
     assert lo == pytest.approx(math.exp(-7.5)) and hi == pytest.approx(math.exp(5.0))
-    assert (lo, hi) == pytest.approx((SIGMA_MIN, SIGMA_MAX))
+    assert sampler_sigma_range(DiffusionConfig()) == pytest.approx((SIGMA_MIN, SIGMA_MAX))
+
+
+TOP_STD = 300.0  # std of the leading principal component of normalised 512 x 512 states (about 290)
+STDS = torch.tensor([TOP_STD, 1.0, 0.05], dtype=torch.float64)
+
+
+def anisotropic_denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Exact D(x; sigma) of x0 ~ N(0, diag(STDS^2)): per direction s^2 / (s^2 + sigma^2) x."""
+    return x * STDS**2 / (STDS**2 + sigma.reshape(-1, 1) ** 2)
+
+
+def returned_std(cfg: DiffusionConfig, steps: int) -> torch.Tensor:
+    """Std of the sampler's output per direction: for a Gaussian the sampler is linear in the noise,
+    so unit noise returns output std / noise std exactly (no Monte-Carlo error)."""
+    lo, hi = sampler_sigma_range(cfg)
+    noise = torch.ones(1, 3, dtype=torch.float64)
+    return heun_sample(anisotropic_denoiser, noise, num_steps=steps, sigma_min=lo, sigma_max=hi, rho=cfg.sampler_rho)[0]
+
+
+def test_default_settings_return_the_top_principal_component_std():
+    cfg = DiffusionConfig()
+    std = returned_std(cfg, cfg.sampler_steps)
+    assert float(std[0]) == pytest.approx(TOP_STD, rel=0.05)
+    assert float(std[1]) == pytest.approx(1.0, rel=0.05)  # the unit-variance directions stay right
+    assert float(std[2]) == pytest.approx(0.05, rel=0.15)  # tiny scales: only the sigma_min end matters
+    # the authors' 64 x 64 setting (sigma_max e^5, 20 steps) narrows the top direction by half
+    old = returned_std(DiffusionConfig(sampler_gamma_min=-10.0), 20)
+    assert float(old[0]) < 0.5 * TOP_STD
+    # the closed form without discretisation error: s sigma_max / sqrt(s^2 + sigma_max^2)
+    hi = sampler_sigma_range(cfg)[1]
+    assert float(returned_std(cfg, 200)[0]) == pytest.approx(TOP_STD * hi / math.hypot(TOP_STD, hi), rel=0.01)
+
+
+def test_default_noise_range_is_three_pc_stds_inside_training_range_at_the_old_step_density():
+    cfg = DiffusionConfig()
+    lo, hi = sampler_sigma_range(cfg)
+    assert hi >= 3 * 290.0  # 3 x the leading-PC std of the 512 x 512 states
+    assert cfg.gamma_min <= cfg.sampler_gamma_min and cfg.sampler_gamma_max <= cfg.gamma_max
+    assert steps_for_density(math.exp(-7.5), math.exp(5.0)) == 20  # the reference schedule itself
+    assert cfg.sampler_steps == steps_for_density(lo, hi, cfg.sampler_rho) == 28
+    # same t = sigma^(1/7) step: the new schedule's sigmas below e^5 are as dense as the old ones
+    new = edm_sigmas(cfg.sampler_steps, lo, hi)[:-1].pow(1 / 7).diff().abs()
+    old = edm_sigmas(20, math.exp(-7.5), math.exp(5.0))[:-1].pow(1 / 7).diff().abs()
+    assert float(new.max()) <= float(old.max()) * (1 + 1e-9)
+
+
+def test_noise_range_warning():
+    assert noise_range_warning(SIGMA_MAX, 290.0) is None
+    assert noise_range_warning(SIGMA_MAX, None) is None
+    msg = noise_range_warning(math.exp(5.0), 290.0)
+    assert msg is not None and "\n" not in msg and "290" in msg and "sampler_gamma_min" in msg
+    # the suggested gamma_min gives at least (and about) 3 x the std
+    gamma = float(msg.rsplit("<= ", 1)[1].rstrip(")"))
+    assert 3 * 290.0 <= math.exp(-gamma / 2) < 1.06 * 3 * 290.0

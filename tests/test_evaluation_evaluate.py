@@ -24,6 +24,22 @@ from hpc_seaice.evaluation.metrics import crps_ensemble, masked_mean, rmse
 from hpc_seaice.evaluation.netcdf import write_samples
 
 GRID = 24
+SPACING_M = 300_000.0  # polar stereographic grid spacing (true at the pole): cell areas vary by 30 %
+R_EARTH = 6_371_000.0
+
+
+def _polar_stereographic(n: int = GRID) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """lat/lon of a polar stereographic grid (pole at the centre) and its analytic cell areas (m^2).
+
+    Scale factor k = 2 / (1 + sin lat): a grid step of SPACING_M is SPACING_M / k on the ground.
+    """
+    c = (np.arange(n) - (n - 1) / 2) * SPACING_M
+    y, x = np.meshgrid(c, c, indexing="ij")
+    r = np.hypot(x, y)
+    lat = 90.0 - 2.0 * np.degrees(np.arctan(r / (2.0 * R_EARTH)))
+    lon = np.degrees(np.arctan2(y, x))
+    area = (SPACING_M * (1.0 + np.sin(np.radians(lat))) / 2.0) ** 2
+    return lat, lon, area
 
 
 def _mask(n: int = GRID) -> np.ndarray:
@@ -74,7 +90,7 @@ def reference(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     writer.write(fields, times)
     writer.close()
     write_manifest(root, writer.build_manifest())
-    lat, lon = np.meshgrid(np.linspace(65, 90, GRID), np.linspace(-180, 180, GRID), indexing="ij")
+    lat, lon, _ = _polar_stereographic()
     write_static(root, mask, lat, lon, mean=fields.mean(axis=(0, 2, 3)), std=fields.std(axis=(0, 2, 3)) + 0.1)
     return root, mask, lat, lon
 
@@ -138,7 +154,8 @@ def test_evaluate_end_to_end(reference, samples, tmp_path, capsys):
     assert set(metrics["models"]) == {"data_space", "Gaussian LDM"}
     assert metrics["num_states"] == 7 and metrics["split"] == "test"
 
-    # Independent recomputation.
+    # Independent recomputation; cell areas from the projection's analytic scale factor.
+    area_km2 = _polar_stereographic()[2] / 1e6
     states = _test_states(root)
     assert len(states) == 12
     states = states[select_states(12, 7)]
@@ -164,11 +181,27 @@ def test_evaluate_end_to_end(reference, samples, tmp_path, capsys):
             lo, hi = BOUNDS[var]
             frac = (~((raw[:, c] >= lo) & (raw[:, c] <= hi)))[:, ocean].mean()
             assert got["variables"][var]["out_of_bounds"] == pytest.approx(frac)
-        miz = [((e[1] >= 0.15) & (e[1] <= 0.8) & ocean).sum() * 144.0 for e in ens]
-        assert got["miz_area_km2"]["mean"] == pytest.approx(np.mean(miz))
+        miz = [(((e[1] >= 0.15) & (e[1] <= 0.8) & ocean) * area_km2).sum() for e in ens]
+        assert got["miz_area_km2"]["mean"] == pytest.approx(np.mean(miz), rel=5e-3)
         p_test = (states[:, 1] >= 0.15).mean(0)[ocean]
-        counts = np.bincount(np.minimum((p_test * 20 + 1e-9).astype(int), 19), minlength=20)
+        bins = np.minimum((p_test * 20 + 1e-9).astype(int), 19)
+        counts = np.bincount(bins, minlength=20)
         assert got["cover_calibration"]["counts"] == counts.tolist()
+        p_gen = (ens[:, 1] >= 0.15).mean(0)[ocean]
+        gaps = [abs(p_gen[bins == b].mean() - p_test[bins == b].mean()) for b in range(20) if (bins == b).any()]
+        assert got["cover_calibration"]["unweighted_error"] == pytest.approx(np.mean(gaps), rel=1e-9)
+        partial = (p_test > 0) & (p_test < 1)
+        assert got["cover_calibration"]["partial_error"] == pytest.approx(
+            np.abs(p_gen - p_test)[partial].mean(), rel=1e-9
+        )
+        for key, var, value in (("sit=0", 0, 0.0), ("sic=0", 1, 0.0), ("sic=1", 1, 1.0), ("damage=1", 2, 1.0)):
+            assert got["plateau_shares"][key] == pytest.approx((ens[:, var][:, ocean] == value).mean()), (name, key)
+        assert set(got["psd_sit_band_log10_ratio"]) == {"large_gt400km", "meso_100_400km", "small_lt100km"}
+    for key, var, value in (("sit=0", 0, 0.0), ("sic=0", 1, 0.0), ("sic=1", 1, 1.0), ("damage=1", 2, 1.0)):
+        share = (states[:, var][:, ocean] == value).mean()
+        assert metrics["reference"]["plateau_shares"][key] == pytest.approx(share), key
+    assert metrics["reference"]["plateau_shares"]["sic=0"] > 0.1  # the fixture has real plateaus
+    assert metrics["step_sweep"] == {}  # two different runs: nothing to line up
     assert metrics["models"]["data_space"]["out_of_bounds_source"] == "raw"
     assert metrics["models"]["data_space"]["variables"]["sic"]["out_of_bounds"] > 0.01
     assert metrics["models"]["Gaussian LDM"]["variables"]["sic"]["out_of_bounds"] == 0
@@ -177,8 +210,74 @@ def test_evaluate_end_to_end(reference, samples, tmp_path, capsys):
         metrics["models"]["Gaussian LDM"]["psd_sit_log10_ratio"]
         < metrics["models"]["data_space"]["psd_sit_log10_ratio"]
     )
-    ref_miz = [((s[1] >= 0.15) & (s[1] <= 0.8) & ocean).sum() * 144.0 for s in states]
-    assert metrics["reference"]["miz_area_km2_values"] == pytest.approx(ref_miz)
+    ref_miz = [(((s[1] >= 0.15) & (s[1] <= 0.8) & ocean) * area_km2).sum() for s in states]
+    assert metrics["reference"]["miz_area_km2_values"] == pytest.approx(ref_miz, rel=5e-3)
+    equal_cells = [((s[1] >= 0.15) & (s[1] <= 0.8) & ocean).sum() * area_km2[ocean].mean() for s in states]
+    assert np.max(np.abs(np.divide(equal_cells, ref_miz) - 1)) > 0.02  # equal cells would fail the check above
+    assert metrics["geometry"]["source"] == "lat/lon"
+    box = metrics["spectrum"]["box"]
+    box_spacing = np.sqrt(area_km2[box["y0"] : box["y1"], box["x0"] : box["x1"]]).mean()
+    assert metrics["dx_km"] == pytest.approx(box_spacing, rel=1e-3)
+    assert area_km2.max() / area_km2.min() > 1.25  # the test would see a constant-area shortcut
+
+
+def test_censored_out_of_bounds_is_na_and_step_sweep_lines_up_steps(reference, tmp_path):
+    root, mask, lat, lon = reference
+    rng = np.random.default_rng(3)
+    good = _states(rng, 4, mask)
+    raw = good.copy()
+    raw[:, 1] = np.where(good[:, 1] >= 1, 1.3, np.where(good[:, 1] <= 0, -0.4, good[:, 1]))  # plateaus encoded
+    files = []
+    for steps in (40, 10):
+        attrs = {"run": "/x/runs/latent", "checkpoint_step": 7, "steps": steps, "decoder": "censored"}
+        attrs["network_evaluations_per_sample"] = 2 * steps - 1
+        files.append(str(write_samples(tmp_path / f"s{steps}.nc", good, mask, lat, lon, attrs, raw=raw)))
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--samples", *files, "--data", str(root), "--out", str(out), "--max-states", "3"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for model in metrics["models"].values():
+        assert model["out_of_bounds_source"] == "n/a (censored decoder)"
+        assert all(s["out_of_bounds"] is None for s in model["variables"].values())
+    (key, rows) = next(iter(metrics["step_sweep"].items()))
+    assert key == "latent @ step 7" and [r["steps"] for r in rows] == [10, 40]
+    assert [r["network_evaluations"] for r in rows] == [19, 79]
+    assert rows[0]["crps"]["sic"] == pytest.approx(metrics["models"]["s10"]["variables"]["sic"]["crps"])
+    report = (out / "report.md").read_text()
+    assert "Heun-step sweep" in report and "| sic (1) | s10 |" in report
+    assert [line.split("|")[-2].strip() for line in report.splitlines() if line.startswith("| sic (1) |")] == [
+        "n/a",
+        "n/a",
+    ]
+
+
+def test_step_sweep_samples_one_run_at_10_20_40_steps_with_the_same_noise(reference, tmp_path, monkeypatch):
+    """--step-sweep goes through sample_run (replaced by a stand-in whose blur shrinks with the steps)."""
+    from hpc_seaice.inference import sample as sample_module
+
+    root, mask, lat, lon = reference
+    calls = []
+
+    def fake_sample_run(args, env):
+        calls.append((args.steps, args.seed, args.num, env.world_size))
+        fields = _states(np.random.default_rng(args.seed), args.num, mask)
+        attrs = {"run": str(Path(args.run).resolve()), "checkpoint_step": 5, "steps": args.steps}
+        attrs.update(network_evaluations_per_sample=2 * args.steps - 1, model=Path(args.run).name)
+        write_samples(Path(args.out), fields, mask, lat, lon, attrs)
+        return 0
+
+    monkeypatch.setattr(sample_module, "sample_run", fake_sample_run)
+    run = tmp_path / "runs" / "ddm"
+    run.mkdir(parents=True)
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--step-sweep", str(run), "--sweep-samples", "3", "--data", str(root), "--out", str(out)]
+    assert main([*argv, "--max-states", "3"]) == 0
+    assert calls == [(10, 0, 3, 1), (20, 0, 3, 1), (40, 0, 3, 1)]
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = metrics["step_sweep"]["ddm @ step 5"]
+    assert [r["steps"] for r in rows] == [10, 20, 40] and [r["network_evaluations"] for r in rows] == [19, 39, 79]
+    assert [r["model"] for r in rows] == ["ddm (10 steps)", "ddm (20 steps)", "ddm (40 steps)"]
+    assert sorted((out / "step_sweep").glob("*.nc")) and "Heun-step sweep" in (out / "report.md").read_text()
+    assert main([*argv, "--sweep-samples", "1"]) == 2
 
 
 def test_evaluate_reconstruction(reference, tmp_path, monkeypatch):
@@ -269,6 +368,18 @@ def test_bad_inputs(reference, samples, tmp_path, capsys):
     assert "nothing to evaluate" in _one_line_error(capsys)
     assert main(["evaluate", "--samples", str(samples[0]), "--data", str(tmp_path / "nodata"), "--out", out]) == 2
     assert "nodata" in _one_line_error(capsys)
+
+    import shutil
+
+    from hpc_seaice.data.static import read_static
+
+    bad = tmp_path / "bad-geometry"
+    shutil.copytree(root, bad)
+    st = read_static(bad)
+    write_static(bad, st.mask, st.lat, st.lon, st.mean, st.std, extra={"cell_area": np.ones((3, 3))})
+    assert main(["evaluate", "--samples", str(samples[0]), "--data", str(bad), "--out", out]) == 2
+    err = _one_line_error(capsys)
+    assert "static.h5" in err and "cell_area" in err
 
 
 def test_evaluate_reconstruction_of_a_trained_autoencoder(reference, tmp_path):

@@ -97,29 +97,6 @@ def test_fraction_out_of_bounds():
     np.testing.assert_allclose(frac, [1 / 6, 1 / 6, 1 / 6])
 
 
-def test_sea_ice_cover_probability_and_calibration():
-    sic = np.zeros((4, 1, 3))
-    sic[:, 0, 0] = [0.2, 0.1, 0.9, 0.15]  # 3 of 4 ice-covered (0.15 counts)
-    sic[:2, 0, 1] = 0.5  # 2 of 4
-    np.testing.assert_allclose(M.sea_ice_cover_probability(sic), [[0.75, 0.5, 0.0]])
-
-    p_test = np.array([[0.0, 0.02, 0.51, 0.99, 1.0, 0.5]])
-    p_gen = np.array([[0.1, 0.2, 0.4, 0.8, 0.9, 0.3]])
-    mask = np.array([[1, 1, 1, 1, 1, 0]])
-    cal = M.cover_calibration(p_test, p_gen, mask, bin_width=0.05)
-    assert cal.counts.sum() == 5 and cal.counts.size == 20
-    assert cal.counts[0] == 2 and cal.counts[10] == 1 and cal.counts[19] == 2
-    assert cal.mean_generated[0] == pytest.approx(0.15)
-    assert cal.mean_test[0] == pytest.approx(0.01)
-    assert cal.mean_generated[10] == pytest.approx(0.4)  # the land cell (0.5 -> 0.3) is excluded
-    assert cal.mean_generated[19] == pytest.approx(0.85)
-    assert np.isnan(cal.mean_generated[5])
-    gaps = [0.14 * 2, 0.11, (0.995 - 0.85) * 2]
-    assert cal.error == pytest.approx(sum(gaps) / 5)
-    assert cal.to_dict()["mean_generated"][5] is None
-    np.testing.assert_allclose(cal.bin_centers[:2], [0.025, 0.075])
-
-
 def test_miz_area():
     mask = np.ones((2, 3))
     mask[1, 2] = 0
@@ -128,53 +105,3 @@ def test_miz_area():
     np.testing.assert_allclose(M.miz_area(sic, mask, 144.0), [3 * 144.0, 3 * 144.0])
     area = np.arange(6, dtype=float).reshape(2, 3)
     np.testing.assert_allclose(M.miz_area(sic[0], mask, area), 0 + 1 + 4)
-
-
-def _grid(h: int, w: int, dx: float, dy: float) -> tuple[np.ndarray, np.ndarray]:
-    y, x = np.meshgrid(np.arange(h) * dy, np.arange(w) * dx, indexing="ij")
-    return x, y
-
-
-def test_deformation_of_linear_velocity_fields():
-    dx, dy = 12e3, 10e3
-    x, y = _grid(9, 11, dx, dy)
-    a = 2e-6
-    # Pure stretching u = a x, v = -a y: du/dx - dv/dy = 2a, no shear, no divergence.
-    np.testing.assert_allclose(M.total_deformation(a * x, -a * y, dx, dy), 2 * a, rtol=1e-10)
-    np.testing.assert_allclose(M.divergence(a * x, -a * y, dx, dy), 0.0, atol=1e-18)
-    # Pure shear u = b y, v = b x: du/dy + dv/dx = 2b.
-    b = 3e-6
-    np.testing.assert_allclose(M.total_deformation(b * y, b * x, dx, dy), 2 * b, rtol=1e-10)
-    # Rigid rotation u = -w y, v = w x deforms nothing.
-    np.testing.assert_allclose(M.total_deformation(-b * y, b * x, dx, dy), 0.0, atol=1e-18)
-    # General linear field, batched.
-    c = np.array([1e-6, -4e-6, 2.5e-6, 0.5e-6])  # du/dx, du/dy, dv/dx, dv/dy
-    u = np.stack([c[0] * x + c[1] * y, 2 * (c[0] * x + c[1] * y)])
-    v = np.stack([c[2] * x + c[3] * y, 2 * (c[2] * x + c[3] * y)])
-    expect = np.hypot(c[0] - c[3], c[1] + c[2])
-    out = M.total_deformation(u, v, dx, dy)
-    assert out.shape == (2, 9, 11)
-    np.testing.assert_allclose(out[0], expect, rtol=1e-9)
-    np.testing.assert_allclose(out[1], 2 * expect, rtol=1e-9)
-    np.testing.assert_allclose(M.divergence(u, v, dx, dy)[0], c[0] + c[3], rtol=1e-9)
-
-
-def test_deformation_of_sinusoidal_shear_and_mask():
-    dx = dy = 1e3
-    n = 200
-    x, y = _grid(n, n, dx, dy)
-    length, amp = 50e3, 0.1
-    u = amp * np.cos(2 * np.pi * y / length)
-    exact = np.abs(amp * 2 * np.pi / length * np.sin(2 * np.pi * y / length))
-    got = M.total_deformation(u, np.zeros_like(u), dx, dy)
-    # centred differences: relative error ~ (k dy)^2 / 6 ~ 0.3 %
-    np.testing.assert_allclose(got[1:-1], exact[1:-1], atol=5e-3 * exact.max())
-    np.testing.assert_allclose(M.speed(u, u), np.sqrt(2) * np.abs(u))
-
-    mask = np.ones((5, 5))
-    mask[2, 2] = 0
-    stencil = M.stencil_mask(mask)
-    assert not stencil[2, 2] and not stencil[1, 2] and not stencil[3, 2] and not stencil[2, 1]
-    assert stencil[1, 1] and stencil[0, 0]
-    deform = M.total_deformation(np.ones((5, 5)), np.zeros((5, 5)), dx, dy, mask=mask)
-    assert np.isnan(deform[2, 3]) and deform[0, 0] == 0.0

@@ -15,6 +15,7 @@ from hpc_seaice.data.manifest import FORMAT_VERSION
 from hpc_seaice.errors import UserError
 
 STATIC_NAME = "static.h5"
+GEOMETRY_KEYS = ("cell_area", "dx", "dy")  # optional [H, W] datasets of static.h5 (m^2, m, m)
 
 
 @dataclass
@@ -32,6 +33,10 @@ class Static:
     std: np.ndarray | None = None
     summary: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
+    cell_area: np.ndarray | None = None  # [H, W] m^2, when the data set stores it
+    dx: np.ndarray | None = None  # [H, W] m, spacing along x (columns)
+    dy: np.ndarray | None = None  # [H, W] m, spacing along y (rows)
+    pc1_std: float | None = None  # std of the leading principal component of the normalised train split
 
 
 def static_path(path: str | os.PathLike) -> Path:
@@ -49,8 +54,13 @@ def write_static(
     *,
     summary: dict[str, np.ndarray] | None = None,
     attrs: dict[str, Any] | None = None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> Path:
-    """Write ``static.h5`` (``path`` = folder or file) atomically; mask 1 = ocean."""
+    """Write ``static.h5`` (``path`` = folder or file) atomically; mask 1 = ocean.
+
+    ``extra``: further ``[H, W]`` datasets kept as they are (the grid geometry ``cell_area``,
+    ``dx``, ``dy``), so rewriting the statistics does not drop them.
+    """
     spath = static_path(path)
     mask = np.asarray(mask)
     if mask.ndim != 2:
@@ -70,6 +80,8 @@ def write_static(
             g = f.create_group("summary")
             for k, v in summary.items():
                 g.create_dataset(k, data=np.asarray(v))
+        for k, v in (extra or {}).items():
+            f.create_dataset(k, data=np.asarray(v, dtype=np.float64))
         for k, v in (attrs or {}).items():
             f.attrs[k] = v
         f.attrs["format_version"] = FORMAT_VERSION
@@ -93,6 +105,8 @@ def read_static(path: str | os.PathLike) -> Static:
             std = f["std"][()].astype(np.float64) if "std" in f else None
             summary = {k: f["summary"][k][()] for k in f["summary"]} if "summary" in f else {}
             attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            geometry = {k: f[k][()].astype(np.float64) if k in f else None for k in GEOMETRY_KEYS}
         except OSError as exc:
             raise UserError(f"{spath}: cannot read ({str(exc).splitlines()[0]})") from None
-    return Static(mask=mask, lat=lat, lon=lon, mean=mean, std=std, summary=summary, attrs=attrs)
+    pc1 = float(attrs["pc1_std"]) if "pc1_std" in attrs else None
+    return Static(mask, lat, lon, mean, std, summary, attrs, pc1_std=pc1, **geometry)

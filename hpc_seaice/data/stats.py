@@ -4,7 +4,9 @@ Mean and std are accumulated in one streaming pass with Welford's update general
 (Chan et al. 1979): each block contributes (count, mean, M2) computed in float64, and two partial
 results merge exactly, so shards (or ranks) can be reduced in any grouping and the answer does
 not depend on how the data were cut. The same pass records min, max and the fraction of values
-at the lower/upper physical bound (the plateaus), which the data set summary reports.
+at the lower/upper physical bound (the plateaus), which the data set summary reports. A second,
+subsampled pass stores the std of the leading principal component of the normalised split
+(``pc1_std``, :mod:`hpc_seaice.data.pca`), which sets the noise level sampling must start from.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import numpy as np
 
 from hpc_seaice.data.h5files import open_h5
 from hpc_seaice.data.manifest import Manifest, in_split, manifest_path, read_manifest
+from hpc_seaice.data.pca import leading_pc_std
 from hpc_seaice.data.shards import check_shard_layout, shard_times
-from hpc_seaice.data.static import read_static, static_path, write_static
+from hpc_seaice.data.static import GEOMETRY_KEYS, read_static, static_path, write_static
 from hpc_seaice.data.verify import iter_blocks
 from hpc_seaice.errors import UserError
 
@@ -115,9 +118,23 @@ def safe_std(std: np.ndarray, variables: list[str], where: str) -> np.ndarray:
     return std
 
 
-def store_stats(root: str | os.PathLike, stats: RunningStats, split: str, *, std: np.ndarray) -> None:
-    """Write mean, ``std`` (made safe by :func:`safe_std`) and the summary into ``static.h5``."""
+def stored_geometry(static: Any) -> dict[str, np.ndarray]:
+    """The grid-geometry datasets of a :class:`Static` that are present, to carry over on a rewrite."""
+    return {k: getattr(static, k) for k in GEOMETRY_KEYS if getattr(static, k) is not None}
+
+
+def store_stats(
+    root: str | os.PathLike, stats: RunningStats, split: str, *, std: np.ndarray, pc1_std: float | None = None
+) -> None:
+    """Write mean, ``std`` (made safe by :func:`safe_std`), the summary and ``pc1_std`` into ``static.h5``.
+
+    The grid geometry (``cell_area``, ``dx``, ``dy``) already in the file is kept.
+    """
     static = read_static(root)
+    attrs = {**static.attrs, "stats_split": split}
+    if pc1_std is not None and np.isfinite(pc1_std):
+        attrs["pc1_std"] = float(pc1_std)
+    extra = stored_geometry(static)
     write_static(
         root,
         static.mask,
@@ -126,8 +143,35 @@ def store_stats(root: str | os.PathLike, stats: RunningStats, split: str, *, std
         stats.mean,
         std,
         summary=stats.summary(),
-        attrs={**static.attrs, "stats_split": split},
+        attrs=attrs,
+        extra=extra,
     )
+
+
+def add_pc1_std(root: str | os.PathLike, split: str = "train") -> float:
+    """Compute the leading-PC std of ``split`` with the stored mean/std and add it to ``static.h5``.
+
+    For data sets whose statistics were written without it (the generator and the converter
+    accumulate mean/std in their own pass); returns the value.
+    """
+    static = read_static(root)
+    if static.mean is None or static.std is None:
+        raise UserError(f"{static_path(root)}: no normalisation statistics; run hpc-seaice data stats {root}")
+    pc1 = leading_pc_std(root, split, static.mean, static.std)
+    attrs = {**static.attrs, "pc1_std": float(pc1)} if np.isfinite(pc1) else static.attrs
+    extra = stored_geometry(static)
+    write_static(
+        root,
+        static.mask,
+        static.lat,
+        static.lon,
+        static.mean,
+        static.std,
+        summary=static.summary,
+        attrs=attrs,
+        extra=extra,
+    )
+    return pc1
 
 
 def compute_stats(
@@ -175,7 +219,9 @@ def compute_stats(
         )
     std = safe_std(stats.std, manifest.variables, str(static_path(root)))
     if write:
-        store_stats(root, stats, split, std=std)
+        # The leading principal component sets how much noise sampling must start from.
+        pc1 = leading_pc_std(root, split, stats.mean, std)
+        store_stats(root, stats, split, std=std, pc1_std=pc1)
     return stats.mean, std
 
 
@@ -200,4 +246,7 @@ def cli_stats(args: Any) -> int:
     manifest = read_manifest(args.path)
     print(f"{Path(args.path) / 'static.h5'}: statistics over ocean cells of the train split")
     print(format_stats(manifest, mean, std))
+    pc1 = read_static(args.path).pc1_std
+    if pc1 is not None:
+        print(f"leading principal-component std (normalised units): {pc1:.4g}")
     return 0

@@ -8,30 +8,36 @@ in memory (its ocean cells only, ``N x C x P`` float32) because the CRPS against
 members. Several ``--samples`` files are scored in the same pass and land in one table and one
 set of overlaid curves, as in the paper.
 
-Scores (PAPER_NOTES section 4; our definitions where the paper's could not be recovered):
+Scores (our definitions where the paper's could not be recovered; README "Evaluation" lists them):
 
 - CRPS per variable: the generated ensemble as a forecast for every reference state (a
   climatological CRPS), averaged over ocean cells and states; standard and fair estimators.
 - RMSE and bias of the generated mean and standard-deviation fields against the reference
   climatology (mean and std over states, per cell; population std for both).
 - Fraction of ocean values outside the physical bounds, before clipping where the samples
-  file carries ``<var>_raw``.
-- Thickness PSD over the central Arctic; the mean log10 ratio generated / reference is a
-  one-number smoothing score (negative = too smooth).
-- Ice-cover probability calibration in 5 % bins of the reference probability, and its
-  cell-weighted mean absolute gap.
-- MIZ area (0.15 <= sic <= 0.8) per state: mean, std and the Wasserstein-1 distance between the
-  generated and reference distributions.
+  file carries ``<var>_raw``; n/a for a censored decoder (:mod:`.plateaus`). Share of ocean
+  values exactly at each plateau (sit = 0, sic = 0, sic = 1, damage = 1), test and models.
+- Thickness PSD over the central Arctic (tapered estimator by default, :mod:`.spectra`); the
+  mean log10 ratio generated / reference, overall and per wavelength band (> 400 km,
+  100-400 km, < 100 km; negative = too smooth).
+- Ice-cover probability calibration in 5 % bins of the reference probability: cell-weighted
+  and unweighted mean gaps, and the mean gap over cells with 0 < p_test < 1 (:mod:`.calibration`).
+- MIZ area (0.15 <= sic <= 0.8, per-cell areas of the grid) per state: mean, std and the
+  Wasserstein-1 distance between the generated and reference distributions.
 - ``--reconstruct RUN_DIR``: the autoencoder's deterministic reconstruction of every reference
   state, RMSE and bias per variable and its thickness spectrum.
+- ``--step-sweep RUN_DIR``: the main scores of one run sampled with 10, 20, 40 Heun steps.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
-from collections.abc import Sequence
+import sys
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,17 +46,27 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 from tqdm import tqdm
 
+from hpc_seaice.data.cell_geometry import grid_geometry
+from hpc_seaice.data.pca import evenly_spaced
 from hpc_seaice.data.variables import BOUNDS, ICE_COVER_THRESHOLD, VARIABLES
 from hpc_seaice.errors import UserError
 from hpc_seaice.evaluation import metrics as M
+from hpc_seaice.evaluation.calibration import cover_calibration, sea_ice_cover_probability
 from hpc_seaice.evaluation.netcdf import RAW_SUFFIX, read_samples, sample_arrays
+from hpc_seaice.evaluation.plateaus import out_of_bounds_applies, plateau_counts, plateau_shares, shares_from_counts
+from hpc_seaice.evaluation.reconstruction import load_reconstruction, reconstruct_states
 from hpc_seaice.evaluation.spectra import (
+    BANDS_KM,
     DEFAULT_DX_KM,
+    ESTIMATORS,
+    band_log_ratios,
     box_to_dict,
     central_arctic_box,
     isotropic_psd,
+    log_ratio,
     wavenumbers,
 )
+from hpc_seaice.evaluation.step_sweep import DEFAULT_SWEEP_SAMPLES, generate_sweep, sweep_table
 
 CH = {name: i for i, name in enumerate(VARIABLES)}
 RECONSTRUCT_BATCH = 4
@@ -77,25 +93,11 @@ class GeneratedModel:
     cover_probability: np.ndarray  # [H, W]
     miz_km2: np.ndarray  # [N]
     psd_sit: np.ndarray  # [K]
-    out_of_bounds: np.ndarray  # [C]
-    out_of_bounds_source: str  # "raw" (before clipping) or "stored" (as written)
+    out_of_bounds: np.ndarray  # [C], NaN where it does not apply (censored decoder)
+    out_of_bounds_source: str  # "raw" (before clipping), "stored" (as written) or "n/a (censored decoder)"
+    plateau_shares: dict[str, float]
     example: np.ndarray  # [C, H, W] the first sample, for the maps
     abs_error_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(VARIABLES)))
-
-
-@dataclass
-class Reconstruction:
-    """An autoencoder run whose reconstructions of the reference states are scored."""
-
-    name: str
-    run_dir: Path
-    step: int
-    vae: Any
-    sq_error_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(VARIABLES)))
-    error_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(VARIABLES)))
-    psd_sum: np.ndarray | None = None
-    count: int = 0
-    example: np.ndarray | None = None
 
 
 class RunningMoments:
@@ -127,13 +129,8 @@ def _unique_names(names: Sequence[str]) -> list[str]:
 
 
 def select_states(num_states: int, max_states: int) -> np.ndarray:
-    """Indices of the reference states used: all, or ``max_states`` evenly spread over the split.
-
-    Evenly spread (not the first ones) so that a capped evaluation still covers every season.
-    """
-    if max_states <= 0 or max_states >= num_states:
-        return np.arange(num_states)
-    return np.unique(np.linspace(0, num_states - 1, max_states).round().astype(np.int64))
+    """Indices of the reference states used: all, or ``max_states`` evenly spread over the split."""
+    return evenly_spaced(num_states, max_states)
 
 
 def _load_model(
@@ -142,8 +139,8 @@ def _load_model(
     data_desc: str,
     grid: tuple[int, int],
     mask: np.ndarray,
-    box: tuple[slice, slice],
-    dx_km: float,
+    psd: Callable[[np.ndarray], Any],
+    cell_area_km2: np.ndarray,
 ) -> GeneratedModel:
     ds = read_samples(path)
     try:
@@ -162,10 +159,11 @@ def _load_model(
                 f"land mask mismatch: samples file {path} differs from data set {data_desc} in {differ} cells"
             )
         fields, _, _ = sample_arrays(ds, with_raw=False)
+        attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ds.attrs.items()}
         # Bounds before clipping where the file keeps them, one variable at a time (memory).
-        oob = np.zeros(len(VARIABLES))
+        oob = np.zeros(len(VARIABLES)) if out_of_bounds_applies(attrs) else np.full(len(VARIABLES), np.nan)
         raw_found = False
-        for c, var in enumerate(VARIABLES):
+        for c, var in enumerate(VARIABLES if out_of_bounds_applies(attrs) else ()):
             lower, upper = BOUNDS[var]
             if var + RAW_SUFFIX in ds.variables:
                 values = ds[var + RAW_SUFFIX].values[:, None]
@@ -173,7 +171,6 @@ def _load_model(
             else:
                 values = fields[:, c : c + 1]
             oob[c] = M.fraction_out_of_bounds(values, [lower], [upper], mask)[0]
-        attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ds.attrs.items()}
     finally:
         ds.close()
     ocean = mask > 0.5
@@ -183,7 +180,7 @@ def _load_model(
     # The spread term does not depend on the observation: once per model, not once per state.
     spread = np.array([M.ensemble_spread_term(m.astype(np.float64), axis=0).mean() for m in ocean_members])
     spread_fair = spread * n / (n - 1) if n > 1 else np.full(len(VARIABLES), np.nan)
-    cell_area = dx_km * dx_km
+    oob_source = "raw" if raw_found else "stored"
     return GeneratedModel(
         name=name,
         path=path,
@@ -194,50 +191,14 @@ def _load_model(
         spread_fair=spread_fair,
         mean_field=fields.mean(axis=0, dtype=np.float64),
         std_field=fields.std(axis=0, dtype=np.float64),
-        cover_probability=M.sea_ice_cover_probability(fields[:, CH["sic"]]),
-        miz_km2=M.miz_area(fields[:, CH["sic"]], mask, cell_area),
-        psd_sit=isotropic_psd(fields[:, CH["sit"]], mask=mask, box=box, dx_km=dx_km).psd,
+        cover_probability=sea_ice_cover_probability(fields[:, CH["sic"]]),
+        miz_km2=M.miz_area(fields[:, CH["sic"]], mask, cell_area_km2),
+        psd_sit=psd(fields[:, CH["sit"]]).psd,
         out_of_bounds=oob,
-        out_of_bounds_source="raw" if raw_found else "stored",
+        out_of_bounds_source=oob_source if out_of_bounds_applies(attrs) else "n/a (censored decoder)",
+        plateau_shares=plateau_shares(fields, mask),
         example=fields[0].copy(),
     )
-
-
-def _load_reconstruction(run_dir: Path, name: str, grid: tuple[int, int]) -> Reconstruction:
-    if not run_dir.is_dir():
-        raise UserError(f"--reconstruct: run folder {run_dir} does not exist")
-    from hpc_seaice.runtime.checkpoint import load_inference_model
-
-    loaded = load_inference_model(run_dir)
-    vae = loaded.vae if getattr(loaded, "vae", None) is not None else loaded.model
-    if not all(hasattr(vae, attr) for attr in ("normalize", "encode", "decode")):
-        raise UserError(f"--reconstruct: run {run_dir} has no autoencoder (a data-space diffusion run?)")
-    source = getattr(loaded, "vae_run", None) or loaded
-    manifest = getattr(source, "data_manifest", None)
-    if manifest is not None and tuple(manifest.grid) != tuple(grid):
-        raise UserError(
-            f"grid mismatch: autoencoder run {run_dir} was trained on {manifest.grid[0]}x{manifest.grid[1]}, "
-            f"evaluation data set is {grid[0]}x{grid[1]}"
-        )
-    return Reconstruction(name=name, run_dir=run_dir, step=int(getattr(source, "step", -1)), vae=vae)
-
-
-def _reconstruct(rec: Reconstruction, states: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Deterministic reconstruction (encoder mean, decoder clamp(mu)) of ``[B, C, H, W]`` states."""
-    import torch
-
-    vae = rec.vae
-    try:
-        device = next(vae.parameters()).device
-    except (AttributeError, StopIteration):
-        device = torch.device("cpu")
-    x = torch.from_numpy(states).to(device=device, dtype=torch.float32)
-    m = torch.from_numpy(mask.astype(np.float32)).to(device)
-    with torch.no_grad():
-        x_norm = vae.normalize(x) * m
-        mean, _ = vae.encode(x_norm)
-        out = vae.decode(mean, mask=m)
-    return out.detach().cpu().numpy().astype(np.float64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,23 +229,37 @@ def evaluate(
     split: str = "test",
     reconstruct: Sequence[str | os.PathLike] = (),
     max_states: int = 0,
-    dx_km: float = DEFAULT_DX_KM,
+    dx_km: float | None = None,
     progress: bool = True,
+    spectrum: str = "tapered",
+    step_sweep: str | os.PathLike | None = None,
+    sweep_samples: int = DEFAULT_SWEEP_SAMPLES,
 ) -> dict[str, Any]:
     """Score sample files and autoencoder runs against a split; write metrics, report, figures.
+
+    ``dx_km``: spacing of the spectrum's wavelength axis; default the grid's mean spacing in the
+    spectrum box (from ``static.h5``'s geometry or lat/lon). Areas always use per-cell areas.
 
     Returns:
         The metrics dictionary written to ``out/metrics.json``.
     """
-    from hpc_seaice.evaluation import plots, report
+    from hpc_seaice.evaluation import report
+    from hpc_seaice.evaluation.figures import write_figures
 
-    if not samples and not reconstruct:
+    if spectrum not in ESTIMATORS:
+        raise UserError(f"--spectrum {spectrum!r}: expected one of {', '.join(ESTIMATORS)}")
+    if step_sweep is not None:
+        if not Path(step_sweep).is_dir():
+            raise UserError(f"--step-sweep: run folder {step_sweep} does not exist")
+        if sweep_samples < 2:
+            raise UserError(f"--sweep-samples must be at least 2, got {sweep_samples}")
+    if not samples and not reconstruct and step_sweep is None:
         raise UserError("nothing to evaluate: give --samples FILE.nc ... and/or --reconstruct RUN_DIR")
     sample_paths = [Path(p) for p in samples]
     for path in sample_paths:
         if not path.is_file():
             raise UserError(f"samples file {path} does not exist")
-    if dx_km <= 0:
+    if dx_km is not None and not dx_km > 0:
         raise UserError(f"--dx-km must be positive, got {dx_km}")
 
     ref = _open_reference(data, split)
@@ -293,22 +268,48 @@ def evaluate(
     grid = (int(mask.shape[0]), int(mask.shape[1]))
     box = central_arctic_box(mask)
     data_desc = str(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a repeated lat/lon point: zero spacing
+        try:
+            geometry = grid_geometry(ref.static, fallback_spacing_m=1000.0 * (dx_km or DEFAULT_DX_KM))
+        except ValueError as exc:
+            raise UserError(f"{data}/static.h5: {exc}") from None
+    if geometry.source.startswith("nominal"):
+        print(
+            f"evaluate: warning: {data}: no usable cell geometry in static.h5 or lat/lon; using equal cells "
+            f"of {geometry.source.split(' ', 1)[1]}",
+            file=sys.stderr,
+            flush=True,
+        )
+    cell_area = geometry.cell_area / 1e6  # km^2
+    dx_km = dx_km or geometry.mean_spacing_km(box)
+    psd_of = functools.partial(isotropic_psd, mask=mask, box=box, dx_km=dx_km, estimator=spectrum)
+    if step_sweep is not None:
+        sweep_dir = Path(out) / "step_sweep"
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        sample_paths += generate_sweep(str(step_sweep), sweep_dir, num=sweep_samples)
 
     names = _unique_names([p.stem for p in sample_paths])
-    models = [_load_model(p, n, data_desc, grid, mask, box, dx_km) for p, n in zip(sample_paths, names)]
-    names = _unique_names([m.name for m in models])
+    models = [_load_model(p, n, data_desc, grid, mask, psd_of, cell_area) for p, n in zip(sample_paths, names)]
+    names = [m.name for m in models]
+    # Files of one run at different step counts (a step sweep): name them by their steps.
+    names = [
+        f"{n} ({m.attrs['steps']} steps)" if names.count(n) > 1 and "steps" in m.attrs else n
+        for n, m in zip(names, models)
+    ]
+    names = _unique_names(names)
     for model, name in zip(models, names):
         model.name = name
     rec_names = _unique_names([f"{Path(r).name} (reconstruction)" for r in reconstruct])
-    recs = [_load_reconstruction(Path(r), n, grid) for r, n in zip(reconstruct, rec_names)]
+    recs = [load_reconstruction(Path(r), n, grid) for r, n in zip(reconstruct, rec_names)]
 
     indices = select_states(len(ref), max_states)
     moments = RunningMoments((len(VARIABLES), *grid))
     cover_count = np.zeros(grid, dtype=np.int64)
     ref_miz: list[float] = []
+    ref_plateaus = np.zeros(4, dtype=np.int64)
     psd_sum = None
     ref_example = None
-    cell_area = dx_km * dx_km
     pending: list[np.ndarray] = []
 
     def flush() -> None:
@@ -316,11 +317,11 @@ def evaluate(
             return
         batch = np.stack(pending)
         for rec in recs:
-            pred = _reconstruct(rec, batch.astype(np.float32), mask)
+            pred = reconstruct_states(rec, batch.astype(np.float32), mask)
             err = pred - batch
             rec.sq_error_sum += M.masked_mean(err**2, mask).sum(axis=0)
             rec.error_sum += M.masked_mean(err, mask).sum(axis=0)
-            psd = isotropic_psd(pred[:, CH["sit"]], mask=mask, box=box, dx_km=dx_km).psd * len(batch)
+            psd = psd_of(pred[:, CH["sit"]]).psd * len(batch)
             rec.psd_sum = psd if rec.psd_sum is None else rec.psd_sum + psd
             rec.count += len(batch)
             if rec.example is None:
@@ -335,7 +336,8 @@ def evaluate(
         moments.update(state)
         cover_count += state[CH["sic"]] >= ICE_COVER_THRESHOLD
         ref_miz.append(float(M.miz_area(state[CH["sic"]], mask, cell_area)))
-        psd = isotropic_psd(state[CH["sit"]], mask=mask, box=box, dx_km=dx_km)
+        ref_plateaus += plateau_counts(state, mask)
+        psd = psd_of(state[CH["sit"]])
         psd_sum = psd.psd if psd_sum is None else psd_sum + psd.psd
         obs = state[:, ocean].astype(np.float32)
         for model in models:
@@ -361,10 +363,17 @@ def evaluate(
         "num_states": num_states,
         "grid": list(grid),
         "dx_km": dx_km,
+        "geometry": {
+            "source": geometry.source,
+            "mean_spacing_km": geometry.mean_spacing_km(),
+            "ocean_area_km2": float(cell_area[ocean].sum()),
+        },
         "variables": list(VARIABLES),
         "ice_cover_threshold": ICE_COVER_THRESHOLD,
         "spectrum": {
             "variable": "sit",
+            "estimator": spectrum,
+            "bands_km": {name: [lo, None if math.isinf(hi) else hi] for name, lo, hi in BANDS_KM},
             "box": box_to_dict(box),
             "wavenumber": k.tolist(),
             "wavelength_km": wavelength.tolist(),
@@ -373,6 +382,7 @@ def evaluate(
         "reference": {
             "miz_area_km2": _summary(ref_miz_arr),
             "miz_area_km2_values": ref_miz_arr.tolist(),
+            "plateau_shares": shares_from_counts(ref_plateaus, int(ocean.sum()) * num_states),
         },
         "models": {},
         "reconstructions": {},
@@ -391,7 +401,7 @@ def evaluate(
                 "std_bias": M.bias(model.std_field[c], ref_std[c], mask),
                 "out_of_bounds": model.out_of_bounds[c],
             }
-        calibration = M.cover_calibration(p_test, model.cover_probability, mask)
+        calibration = cover_calibration(p_test, model.cover_probability, mask)
         result["models"][model.name] = {
             "file": str(model.path),
             "num_samples": model.num_samples,
@@ -399,7 +409,9 @@ def evaluate(
             "out_of_bounds_source": model.out_of_bounds_source,
             "variables": per_var,
             "psd_sit": model.psd_sit.tolist(),
-            "psd_sit_log10_ratio": _log_ratio(model.psd_sit, ref_psd),
+            "psd_sit_log10_ratio": log_ratio(model.psd_sit, ref_psd),
+            "psd_sit_band_log10_ratio": band_log_ratios(model.psd_sit, ref_psd, wavelength),
+            "plateau_shares": model.plateau_shares,
             "cover_calibration": calibration.to_dict(),
             "miz_area_km2": _summary(model.miz_km2),
             "miz_area_km2_values": model.miz_km2.tolist(),
@@ -418,13 +430,16 @@ def evaluate(
                 for c, var in enumerate(VARIABLES)
             },
             "psd_sit": rec_psd.tolist(),
-            "psd_sit_log10_ratio": _log_ratio(rec_psd, ref_psd),
+            "psd_sit_log10_ratio": log_ratio(rec_psd, ref_psd),
+            "psd_sit_band_log10_ratio": band_log_ratios(rec_psd, ref_psd, wavelength),
         }
+    result["step_sweep"] = sweep_table(result["models"])
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    figures = _figures(out, result, models, recs, ref_example, p_test, mask, dx_km, ref, indices, plots)
-    result["figures"] = figures
+    result["figures"] = write_figures(
+        out, result, models, recs, ref_example, mask, geometry, CH, _reference_label(ref, indices)
+    )
     result = _jsonable(result)
     tmp = out / "metrics.json.tmp"
     tmp.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
@@ -433,79 +448,16 @@ def evaluate(
     return result
 
 
-def _figures(
-    out: Path,
-    result: dict[str, Any],
-    models: list[GeneratedModel],
-    recs: list[Reconstruction],
-    ref_example: np.ndarray,
-    p_test: np.ndarray,
-    mask: np.ndarray,
-    dx_km: float,
-    ref: Any,
-    indices: np.ndarray,
-    plots: Any,
-) -> dict[str, str]:
-    figures: dict[str, str] = {}
-    dx_m = dx_km * 1000.0
-    label = "test"
+def _reference_label(ref: Any, indices: np.ndarray) -> str:
     times = getattr(ref, "times", None)
     if times is not None and len(times) > int(indices[0]):
-        label = f"test {np.datetime_as_string(np.asarray(times)[int(indices[0])], unit='h')}"
-    rows = [(label, ref_example)]
-    rows += [(f"{m.name} (sample 0)", m.example.astype(np.float64)) for m in models]
-    rows += [(r.name, r.example) for r in recs if r.example is not None]
-    plots.plot_maps(out / "maps.png", rows, mask, dx_m, dx_m, CH)
-    figures["maps"] = "maps.png"
-
-    wavelength = np.asarray(result["spectrum"]["wavelength_km"])
-    curves = [("test", np.asarray(result["spectrum"]["test_psd"]), plots.REFERENCE_COLOUR, "-")]
-    for i, m in enumerate(models):
-        curves.append((m.name, m.psd_sit, plots.model_colour(i), "-"))
-    for j, r in enumerate(recs):
-        curves.append(
-            (
-                r.name,
-                np.asarray(result["reconstructions"][r.name]["psd_sit"]),
-                plots.model_colour(len(models) + j),
-                "--",
-            )
-        )
-    plots.plot_spectra(out / "spectra_sit.png", wavelength, curves, title="thickness, central Arctic")
-    figures["spectra"] = "spectra_sit.png"
-
-    if models:
-        cal_curves = []
-        for i, m in enumerate(models):
-            cal = result["models"][m.name]["cover_calibration"]
-            cal_curves.append(
-                (
-                    m.name,
-                    np.array(cal["mean_test"], dtype=float),
-                    np.array(cal["mean_generated"], dtype=float),
-                    plots.model_colour(i),
-                )
-            )
-        plots.plot_calibration(out / "calibration.png", cal_curves, ICE_COVER_THRESHOLD)
-        figures["calibration"] = "calibration.png"
-        plots.plot_miz_histogram(
-            out / "miz_area.png",
-            np.asarray(result["reference"]["miz_area_km2_values"]),
-            [(m.name, m.miz_km2, plots.model_colour(i)) for i, m in enumerate(models)],
-        )
-        figures["miz_area"] = "miz_area.png"
-    return figures
+        return f"test {np.datetime_as_string(np.asarray(times)[int(indices[0])], unit='h')}"
+    return "test"
 
 
 def _summary(values: np.ndarray) -> dict[str, float]:
     values = np.asarray(values, dtype=np.float64)
     return {"mean": float(values.mean()), "std": float(values.std())}
-
-
-def _log_ratio(psd: np.ndarray, ref_psd: np.ndarray) -> float:
-    """Mean over wavenumbers of log10(PSD / reference PSD): 0 = same energy, < 0 = smoother."""
-    ok = (psd > 0) & (ref_psd > 0)
-    return float(np.mean(np.log10(psd[ok] / ref_psd[ok]))) if ok.any() else float("nan")
 
 
 def _jsonable(x: Any) -> Any:
@@ -532,7 +484,10 @@ def cli_evaluate(args: Any) -> int:
         split=args.split,
         reconstruct=args.reconstruct,
         max_states=args.max_states,
-        dx_km=getattr(args, "dx_km", DEFAULT_DX_KM),
+        dx_km=getattr(args, "dx_km", None),
+        spectrum=getattr(args, "spectrum", "tapered"),
+        step_sweep=getattr(args, "step_sweep", None),
+        sweep_samples=getattr(args, "sweep_samples", DEFAULT_SWEEP_SAMPLES),
     )
     out = Path(args.out)
     print(

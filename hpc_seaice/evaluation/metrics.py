@@ -5,22 +5,19 @@ information and would otherwise dilute every score by about half. Functions take
 with the grid in the last two axes ``[..., H, W]`` and a mask ``[H, W]`` (1 = ocean);
 :func:`crps_ensemble` also accepts torch tensors.
 
-Units: velocities in m/s, grid spacings in m, so :func:`total_deformation` and
-:func:`divergence` are in 1/s (multiply by 86400 for the per-day values usually plotted).
+Kinematics (divergence, shear, total deformation) are in :mod:`hpc_seaice.evaluation.deformation`,
+the ice-cover calibration in :mod:`hpc_seaice.evaluation.calibration`, the plateau shares in
+:mod:`hpc_seaice.evaluation.plateaus`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from hpc_seaice.data.variables import ICE_COVER_THRESHOLD, MIZ_RANGE
-
-SECONDS_PER_DAY = 86400.0
-
+from hpc_seaice.data.variables import MIZ_RANGE
 
 # --------------------------------------------------------------------------------------------
 # Ensemble CRPS
@@ -161,76 +158,8 @@ def fraction_out_of_bounds(
 
 
 # --------------------------------------------------------------------------------------------
-# Ice cover, calibration, marginal ice zone
+# Marginal ice zone (ice-cover calibration: evaluation/calibration.py)
 # --------------------------------------------------------------------------------------------
-
-
-def sea_ice_cover_probability(sic: np.ndarray, threshold: float = ICE_COVER_THRESHOLD) -> np.ndarray:
-    """Per-cell probability of being ice-covered (``sic >= threshold``): ``[N, H, W] -> [H, W]``."""
-    return (np.asarray(sic) >= threshold).mean(axis=0)
-
-
-@dataclass
-class CoverCalibration:
-    """Generated vs reference ice-cover probability, grouped by the reference probability.
-
-    The paper's Fig 4: ocean cells are put into bins of their reference (test) probability; a
-    calibrated generator has, in every bin, a mean generated probability equal to the bin's
-    mean reference probability (the diagonal). Empty bins hold NaN.
-    """
-
-    bin_edges: np.ndarray  # [B + 1]
-    mean_test: np.ndarray  # [B] mean reference probability of the cells in the bin
-    mean_generated: np.ndarray  # [B] mean generated probability of the same cells
-    counts: np.ndarray  # [B] number of ocean cells in the bin
-
-    @property
-    def bin_centers(self) -> np.ndarray:
-        return 0.5 * (self.bin_edges[1:] + self.bin_edges[:-1])
-
-    @property
-    def error(self) -> float:
-        """Cell-weighted mean |generated - reference| over bins (an expected calibration error)."""
-        used = self.counts > 0
-        if not used.any():
-            return float("nan")
-        gap = np.abs(self.mean_generated[used] - self.mean_test[used])
-        return float((gap * self.counts[used]).sum() / self.counts[used].sum())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "bin_edges": self.bin_edges.tolist(),
-            "mean_test": _nan_to_none(self.mean_test),
-            "mean_generated": _nan_to_none(self.mean_generated),
-            "counts": self.counts.astype(int).tolist(),
-            "error": self.error,
-        }
-
-
-def _nan_to_none(x: np.ndarray) -> list[float | None]:
-    return [None if not np.isfinite(v) else float(v) for v in np.asarray(x, dtype=np.float64)]
-
-
-def cover_calibration(
-    p_test: np.ndarray, p_gen: np.ndarray, mask: np.ndarray, bin_width: float = 0.05
-) -> CoverCalibration:
-    """Bin ocean cells by their reference ice-cover probability (bins of ``bin_width``).
-
-    Bins are ``[0, w), [w, 2w), ..., [1 - w, 1]`` (the last one closed so p = 1 is counted).
-    """
-    num_bins = int(round(1.0 / bin_width))
-    if num_bins < 1 or abs(num_bins * bin_width - 1.0) > 1e-9:
-        raise ValueError(f"bin_width {bin_width} does not divide [0, 1]")
-    edges = np.linspace(0.0, 1.0, num_bins + 1)
-    ocean = ocean_mask(mask)
-    pt = np.asarray(p_test, dtype=np.float64)[ocean]
-    pg = np.asarray(p_gen, dtype=np.float64)[ocean]
-    idx = np.clip(np.floor(pt * num_bins + 1e-9).astype(np.int64), 0, num_bins - 1)
-    counts = np.bincount(idx, minlength=num_bins).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_test = np.bincount(idx, weights=pt, minlength=num_bins) / counts
-        mean_gen = np.bincount(idx, weights=pg, minlength=num_bins) / counts
-    return CoverCalibration(edges, mean_test, mean_gen, counts.astype(np.int64))
 
 
 def miz_area(
@@ -244,7 +173,8 @@ def miz_area(
     Args:
         sic: ``[..., H, W]`` concentration (fraction).
         mask: ``[H, W]``, 1 = ocean.
-        cell_area: area of one cell (scalar or ``[H, W]``); the result has its units.
+        cell_area: area of each cell ``[H, W]`` (the grid's cells are not equal; see
+            :mod:`hpc_seaice.data.cell_geometry`) or one scalar; the result has its units.
 
     Returns:
         ``[...]`` areas.
@@ -254,72 +184,3 @@ def miz_area(
     inside = (x >= lo) & (x <= hi) & ocean_mask(mask)
     area = np.broadcast_to(np.asarray(cell_area, dtype=np.float64), x.shape[-2:])
     return (inside * area).sum(axis=(-2, -1))
-
-
-# --------------------------------------------------------------------------------------------
-# Kinematics
-# --------------------------------------------------------------------------------------------
-
-
-def speed(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Ice speed sqrt(u^2 + v^2), in the units of u and v."""
-    return np.hypot(np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64))
-
-
-def _gradients(u: np.ndarray, v: np.ndarray, dx: float, dy: float) -> tuple[np.ndarray, ...]:
-    # Axis -2 is y (rows), axis -1 is x (columns); np.gradient uses centred differences inside
-    # and one-sided differences on the grid border.
-    u = np.asarray(u, dtype=np.float64)
-    v = np.asarray(v, dtype=np.float64)
-    du_dy, du_dx = np.gradient(u, dy, dx, axis=(-2, -1))
-    dv_dy, dv_dx = np.gradient(v, dy, dx, axis=(-2, -1))
-    return du_dx, du_dy, dv_dx, dv_dy
-
-
-def stencil_mask(mask: np.ndarray) -> np.ndarray:
-    """Ocean cells whose four neighbours are ocean too (boolean ``[H, W]``).
-
-    A centred difference at a coast mixes in the land value (0), which would show up as a
-    spurious deformation line along every coast; only these cells have a clean stencil.
-    Neighbours outside the grid count as ocean (np.gradient goes one-sided there).
-    """
-    ocean = ocean_mask(mask)
-    padded = np.pad(ocean, 1, constant_values=True)
-    return ocean & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-
-
-def total_deformation(
-    u: np.ndarray,
-    v: np.ndarray,
-    dx: float,
-    dy: float,
-    mask: np.ndarray | None = None,
-) -> np.ndarray:
-    """Total deformation sqrt((du/dx - dv/dy)^2 + (du/dy + dv/dx)^2) in 1/s.
-
-    The root of the squared stretching and shearing deformation rates, i.e. the maximum shear
-    rate; it is invariant to rotations of the axes and to the orientation of y, so it does not
-    matter whether the grid rows run north or south. Centred differences on the grid spacing
-    ``dx``, ``dy`` (m) with velocities ``u``, ``v`` ``[..., H, W]`` in m/s. With a ``mask``,
-    cells without a clean ocean stencil (:func:`stencil_mask`) are NaN.
-    """
-    du_dx, du_dy, dv_dx, dv_dy = _gradients(u, v, dx, dy)
-    out = np.hypot(du_dx - dv_dy, du_dy + dv_dx)
-    if mask is not None:
-        out = np.where(stencil_mask(mask), out, np.nan)
-    return out
-
-
-def divergence(
-    u: np.ndarray,
-    v: np.ndarray,
-    dx: float,
-    dy: float,
-    mask: np.ndarray | None = None,
-) -> np.ndarray:
-    """Divergence du/dx + dv/dy in 1/s (centred differences; NaN off-stencil with a mask)."""
-    du_dx, _, _, dv_dy = _gradients(u, v, dx, dy)
-    out = du_dx + dv_dy
-    if mask is not None:
-        out = np.where(stencil_mask(mask), out, np.nan)
-    return out

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hpc_seaice.evaluation.metrics import SECONDS_PER_DAY, speed, total_deformation  # noqa: E402
+from hpc_seaice.evaluation.deformation import SECONDS_PER_DAY, Spacing, speed, total_deformation  # noqa: E402
 
 LAND_COLOUR = "#c9b99b"  # muted tan: distinct from every colour map used here
 REFERENCE_COLOUR = "black"
@@ -44,7 +44,7 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
 
 
 def map_panels(
-    fields: np.ndarray, mask: np.ndarray, dx_m: float, dy_m: float, channels: dict[str, int]
+    fields: np.ndarray, mask: np.ndarray, dx_m: Spacing, dy_m: Spacing, channels: dict[str, int]
 ) -> dict[str, np.ndarray]:
     """The four mapped quantities of one state ``[C, H, W]``; NaN on land (and off-stencil)."""
     ocean = np.asarray(mask) > 0.5
@@ -65,8 +65,8 @@ def plot_maps(
     path: str | Path,
     rows: Sequence[tuple[str, np.ndarray]],
     mask: np.ndarray,
-    dx_m: float,
-    dy_m: float,
+    dx_m: Spacing,
+    dy_m: Spacing,
     channels: dict[str, int],
 ) -> Path:
     """Maps of thickness, concentration, speed and total deformation, one row per source.
@@ -74,6 +74,7 @@ def plot_maps(
     Args:
         rows: ``(label, fields [C, H, W])``; the first row is the reference and sets the colour
             limits.
+        dx_m, dy_m: grid spacings in m, per cell ``[H, W]`` or one number.
         channels: channel index of ``sit``, ``sic``, ``siu``, ``siv``.
     """
     panels = [(label, map_panels(f, mask, dx_m, dy_m, channels)) for label, f in rows]

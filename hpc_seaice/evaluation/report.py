@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from hpc_seaice.data.variables import UNITS
+from hpc_seaice.evaluation.plateaus import PLATEAUS
+from hpc_seaice.evaluation.spectra import BANDS_KM
 
 FIGURE_TITLES = {
     "maps": "Thickness, concentration, speed and total deformation (test state vs first sample)",
@@ -38,6 +40,83 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+_BAND_HEADS = [f"PSD {name.split('_', 1)[1].replace('_', '-')}" for name, _, _ in BANDS_KM]
+
+
+def _bands(m: dict[str, Any]) -> list[str]:
+    bands = m.get("psd_sit_band_log10_ratio", {})
+    return [_fmt(bands.get(name)) for name, _, _ in BANDS_KM]
+
+
+def _field_scores(metrics: dict[str, Any], models: dict[str, Any], box: dict[str, int]) -> list[str]:
+    ref_miz = metrics["reference"]["miz_area_km2"]
+    estimator = metrics["spectrum"].get("estimator", "raw")
+    lines = [
+        "",
+        "## Field-level scores",
+        "",
+        "PSD log-ratio: mean over wavenumbers of log10(PSD / test PSD) of thickness in the central-"
+        f"Arctic box y {box['y0']}:{box['y1']}, x {box['x0']}:{box['x1']} ({estimator} estimator), over all "
+        "wavenumbers and per wavelength band (> 400 km, 100-400 km, < 100 km; n/a: no wavenumber in the band); "
+        "0 = same energy, negative = smoother than the test set. Calibration error: mean |generated - test| "
+        "ice-cover probability over the 5 % bins of the test probability, weighted by cell count (cal. w.) and "
+        "unweighted, one value per bin (cal. unw.); cal. 0<p<1: mean |generated - test| over the cells whose "
+        "test probability is neither 0 nor 1. MIZ area (0.15 <= sic <= 0.8, per-cell areas) in 10^3 km^2; W1: "
+        f"Wasserstein distance to the test distribution (test: {_fmt(ref_miz['mean'] / 1e3)} +- "
+        f"{_fmt(ref_miz['std'] / 1e3)}).",
+        "",
+    ]
+    rows = []
+    for name, m in models.items():
+        miz, w1, cal = m["miz_area_km2"], m["miz_area_wasserstein_km2"], m["cover_calibration"]
+        rows.append(
+            [name, _fmt(m["psd_sit_log10_ratio"]), *_bands(m)]
+            + [_fmt(cal["error"]), _fmt(cal.get("unweighted_error")), _fmt(cal.get("partial_error"))]
+            + [f"{_fmt(miz['mean'] / 1e3)} +- {_fmt(miz['std'] / 1e3)}", "n/a" if w1 is None else _fmt(w1 / 1e3)]
+        )
+    header = ["model", "PSD log-ratio", *_BAND_HEADS, "cal. w.", "cal. unw.", "cal. 0<p<1", "MIZ area", "MIZ W1"]
+    return lines + _table(header, rows)
+
+
+def _plateau_table(metrics: dict[str, Any], models: dict[str, Any]) -> list[str]:
+    ref = metrics["reference"].get("plateau_shares")
+    if ref is None:
+        return []
+    keys = [key for key, _, _ in PLATEAUS]
+    lines = [
+        "",
+        "## Plateaus",
+        "",
+        "Percentage of ocean values exactly at each physical plateau (after clipping), the test set first.",
+        "",
+    ]
+    rows = [["test"] + [f"{100 * ref[k]:.3g}" for k in keys]]
+    rows += [[name] + [f"{100 * m['plateau_shares'][k]:.3g}" for k in keys] for name, m in models.items()]
+    return lines + _table(["source", *keys], rows)
+
+
+def _sweep_table(sweep: dict[str, list[dict[str, Any]]]) -> list[str]:
+    if not sweep:
+        return []
+    lines = [
+        "",
+        "## Heun-step sweep",
+        "",
+        "The same run and noise sampled with different numbers of Heun steps (2 N - 1 network evaluations).",
+    ]
+    for run, rows in sweep.items():
+        lines += ["", f"`{run}`", ""]
+        body = [
+            [str(r["steps"]), _fmt(r["network_evaluations"]), _fmt(r["crps"].get("sit")), _fmt(r["crps"].get("sic"))]
+            + [_fmt(r["psd_sit_band_log10_ratio"].get(name)) for name, _, _ in BANDS_KM]
+            + [_fmt(r["calibration_unweighted_error"]), _fmt(r["miz_area_wasserstein_km2"])]
+            for r in rows
+        ]
+        header = ["steps", "NFE", "CRPS sit", "CRPS sic", *_BAND_HEADS, "cal. unw.", "MIZ W1 (km^2)"]
+        lines += _table(header, body)
+    return lines
+
+
 def render_report(metrics: dict[str, Any]) -> str:
     """The Markdown text of the report."""
     variables = metrics["variables"]
@@ -48,8 +127,9 @@ def render_report(metrics: dict[str, Any]) -> str:
         "# hpc-seaice evaluation",
         "",
         f"Reference: `{metrics['data']}`, split `{metrics['split']}`, {metrics['num_states']} states, "
-        f"grid {metrics['grid'][0]}x{metrics['grid'][1]} at {metrics['dx_km']:g} km. All spatial means are "
-        "over ocean cells.",
+        f"grid {metrics['grid'][0]}x{metrics['grid'][1]}, spectrum wavelengths at {metrics['dx_km']:.4g} km per "
+        f"cell; cell areas and spacings: {metrics.get('geometry', {}).get('source', 'n/a')}. All spatial means "
+        "are over ocean cells.",
         "",
     ]
     if models:
@@ -65,7 +145,8 @@ def render_report(metrics: dict[str, Any]) -> str:
             "CRPS: the generated ensemble scored against every test state (standard estimator; fair "
             "estimator in metrics.json). Mean/std RMSE and bias: the generated mean and standard-deviation "
             "fields against the test climatology. OOB: percentage of ocean values outside the physical "
-            "bounds (before clipping when the file stores `<var>_raw`).",
+            "bounds (before clipping when the file stores `<var>_raw`; n/a for a censored decoder, whose "
+            "values beyond a bound encode the plateau).",
             "",
         ]
         rows = []
@@ -86,33 +167,9 @@ def render_report(metrics: dict[str, Any]) -> str:
                     ]
                 )
         lines += _table(["variable", "model", "CRPS", "mean RMSE", "mean bias", "std RMSE", "std bias", "OOB %"], rows)
-        ref_miz = metrics["reference"]["miz_area_km2"]
-        lines += [
-            "",
-            "## Field-level scores",
-            "",
-            "PSD log-ratio: mean over wavenumbers of log10(PSD / test PSD) of thickness in the central-"
-            f"Arctic box y {box['y0']}:{box['y1']}, x {box['x0']}:{box['x1']} (0 = same energy, negative = "
-            "smoother than the test set). Calibration error: cell-weighted mean |generated - test| ice-cover "
-            "probability over the 5 % bins. MIZ area (0.15 <= sic <= 0.8) in 10^3 km^2; W1: Wasserstein "
-            f"distance to the test distribution (test: {_fmt(ref_miz['mean'] / 1e3)} +- "
-            f"{_fmt(ref_miz['std'] / 1e3)}).",
-            "",
-        ]
-        rows = []
-        for name, m in models.items():
-            miz = m["miz_area_km2"]
-            w1 = m["miz_area_wasserstein_km2"]
-            rows.append(
-                [
-                    name,
-                    _fmt(m["psd_sit_log10_ratio"]),
-                    _fmt(m["cover_calibration"]["error"]),
-                    f"{_fmt(miz['mean'] / 1e3)} +- {_fmt(miz['std'] / 1e3)}",
-                    "n/a" if w1 is None else _fmt(w1 / 1e3),
-                ]
-            )
-        lines += _table(["model", "PSD log-ratio", "calibration error", "MIZ area", "MIZ W1"], rows)
+        lines += _field_scores(metrics, models, box)
+        lines += _plateau_table(metrics, models)
+        lines += _sweep_table(metrics.get("step_sweep", {}))
     if recs:
         lines += [
             "",
@@ -121,11 +178,12 @@ def render_report(metrics: dict[str, Any]) -> str:
             "Deterministic reconstruction (encoder mean, clamped decoder mean) of every test state.",
             "",
         ]
-        header = ["run", "step"] + [f"RMSE {v} ({UNITS[v]})" for v in variables] + ["PSD log-ratio"]
+        header = ["run", "step"] + [f"RMSE {v} ({UNITS[v]})" for v in variables] + ["PSD log-ratio", *_BAND_HEADS]
         rows = [
             [name, str(r["step"])]
             + [_fmt(r["variables"][v]["rmse"]) for v in variables]
             + [_fmt(r["psd_sit_log10_ratio"])]
+            + _bands(r)
             for name, r in recs.items()
         ]
         lines += _table(header, rows)

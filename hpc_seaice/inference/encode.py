@@ -4,7 +4,9 @@ Latent diffusion then trains on these shards and never runs the encoder. Each ra
 contiguous part of each split and writes its own shards (``<split>-r<rank>-NNNNN.h5``: one
 writer per file, so no parallel HDF5 is needed); rank 0 merges the manifests and computes the
 latent standardisation statistics over the train split, stored in the latent ``static.h5``: latent
-diffusion trains on them and its samples are decoded with them. The VAE's run is only read.
+diffusion trains on them and its samples are decoded with them. The same pass stores the std of
+the latents' leading principal component (``pc1_std``), which ``sample`` checks its noise range
+against. The VAE's run is only read.
 """
 
 from __future__ import annotations
@@ -111,10 +113,11 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
             ones = np.ones(latent_shape[1:], dtype=np.float32)
             write_static(out_dir, ones, _coarsen(static.lat, factor), _coarsen(static.lon, factor))
             _, std = compute_stats(out_dir, "train", progress=False)  # stored in the latent static.h5
+            pc1 = read_static(out_dir).pc1_std or float("nan")  # leading-PC std of the latents, stored by compute_stats
             print(
                 f"encoded {manifest.num_samples} samples of {data} into {out_dir} "
                 f"({channels} x {latent_shape[1]} x {latent_shape[2]} latents, {len(manifest.shards)} shards); "
-                f"latent std over train: {np.round(std, 3).tolist()}",
+                f"latent std over train: {np.round(std, 3).tolist()}; leading PC std {pc1:.4g}",
                 flush=True,
             )
         except Exception as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks

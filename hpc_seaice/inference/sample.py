@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hpc_seaice.diffusion.sampler import noise_range_warning, sampler_sigma_range
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime import distributed as hdist
 
@@ -26,7 +27,7 @@ SALT_SAMPLE = 11  # keeps sampling noise apart from training noise streams
 def _check_args(args: Any) -> None:
     if args.num <= 0:
         raise UserError(f"--num must be positive, got {args.num}")
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -52,6 +53,11 @@ def sample_run(args: Any, env: Any) -> int:
     if cfg.stage != "diffusion":
         raise UserError(f"{args.run}: an {cfg.stage} run; sample needs a diffusion run")
     manifest, static = loaded.data_manifest, loaded.data_static
+    if args.steps is None:
+        args.steps = cfg.diffusion.sampler_steps
+    warning = noise_range_warning(sampler_sigma_range(cfg.diffusion)[1], getattr(static, "pc1_std", None))
+    if warning and env.is_main:
+        print(f"hpc-seaice sample: {warning}", file=sys.stderr, flush=True)
     field_static = loaded.vae_run.data_static if loaded.is_latent else static
     shape = (len(manifest.variables), *manifest.grid)
     model_mask = torch.as_tensor(static.mask, dtype=torch.float32, device=env.device)
@@ -107,6 +113,7 @@ def sample_run(args: Any, env: Any) -> int:
             "network_evaluations_per_sample": 2 * args.steps - 1,
             "seed": args.seed,
             "model": Path(args.run).name,
+            "decoder": loaded.vae_run.config.vae.decoder if loaded.is_latent else "none",
         }
         write_samples(out, fields, field_static.mask, field_static.lat, field_static.lon, attrs, raw=raw)
         shutil.rmtree(parts, ignore_errors=True)

@@ -1,0 +1,71 @@
+"""Heun-step sweep: what the number of sampler steps costs in the main scores.
+
+``hpc-seaice evaluate --step-sweep RUN_DIR`` samples the same noise (same seed) from one
+diffusion run with 10, 20 and 40 Heun steps (:data:`SWEEP_STEPS`) into ``OUT/step_sweep/``,
+scores the three files with the others, and :func:`sweep_table` lines up their main scores
+(CRPS, banded PSD log-ratios, calibration errors, MIZ-area W1) by step count. Sample files of
+one run and checkpoint that differ only in their ``steps`` attribute (made with
+``hpc-seaice sample --steps``) are lined up the same way without ``--step-sweep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+SWEEP_STEPS: tuple[int, ...] = (10, 20, 40)
+DEFAULT_SWEEP_SAMPLES = 8
+
+
+def generate_sweep(
+    run: str, out_dir: Path, num: int = DEFAULT_SWEEP_SAMPLES, steps: tuple[int, ...] = SWEEP_STEPS, seed: int = 0
+) -> list[Path]:
+    """Sample ``num`` states from ``run`` with each step count (same noise); the written files."""
+    # Imported here: an evaluation without --step-sweep needs neither torch nor the sampler.
+    import torch
+
+    from hpc_seaice.inference.sample import sample_run
+    from hpc_seaice.runtime.distributed import DistEnv
+
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    env = DistEnv(device=device)
+    paths = []
+    for n in steps:
+        path = Path(out_dir) / f"{Path(run).name}-steps{n:03d}.nc"
+        args = argparse.Namespace(
+            run=str(run), num=num, out=str(path), steps=n, seed=seed, batch_size=4, checkpoint="latest"
+        )
+        sample_run(args, env)
+        paths.append(path)
+    return paths
+
+
+def _row(name: str, model: dict[str, Any]) -> dict[str, Any]:
+    attrs = model.get("attrs", {})
+    return {
+        "model": name,
+        "steps": int(attrs["steps"]),
+        "network_evaluations": attrs.get("network_evaluations_per_sample"),
+        "crps": {var: s["crps"] for var, s in model["variables"].items()},
+        "psd_sit_band_log10_ratio": model["psd_sit_band_log10_ratio"],
+        "calibration_error": model["cover_calibration"]["error"],
+        "calibration_unweighted_error": model["cover_calibration"]["unweighted_error"],
+        "calibration_partial_error": model["cover_calibration"]["partial_error"],
+        "miz_area_wasserstein_km2": model["miz_area_wasserstein_km2"],
+    }
+
+
+def sweep_table(models: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Group scored models by (run, checkpoint step); keep groups with two or more step counts.
+
+    Returns ``{run name @ step: [row per step count, ascending]}`` with the main scores per row.
+    """
+    groups: dict[str, dict[int, dict[str, Any]]] = {}
+    for name, model in models.items():
+        attrs = model.get("attrs", {})
+        if "run" not in attrs or "steps" not in attrs:
+            continue
+        key = f"{Path(str(attrs['run'])).name} @ step {attrs.get('checkpoint_step', '?')}"
+        groups.setdefault(key, {}).setdefault(int(attrs["steps"]), _row(name, model))
+    return {key: [rows[s] for s in sorted(rows)] for key, rows in groups.items() if len(rows) > 1}
