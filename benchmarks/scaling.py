@@ -3,6 +3,8 @@
     python -m benchmarks.scaling                 # CPU: torchrun --standalone, gloo, 1 thread per rank
     python -m benchmarks.scaling --quick         # tiny grid and network, few steps (CI smoke test)
     python -m benchmarks.scaling --device cuda   # one GPU: the 1-process runs only (DDP engine, DeepSpeed)
+    python -m benchmarks.scaling --slurm --nodes 1,2,4 --gpus-per-node 4 ...  # a SLURM cluster, one job
+                                                 # per configuration (benchmarks/scaling_slurm.py)
 
 Every configuration is a real ``python -m hpc_seaice train CONFIG`` launched by torchrun on a
 small synthetic data set made by ``python -m hpc_seaice data synth``. Throughput is the
@@ -440,6 +442,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--slurm" in argv:
+        from benchmarks.scaling_slurm import main as slurm_main
+
+        return slurm_main([a for a in argv if a != "--slurm"])
     from benchmarks.speed import load_average, write_report
 
     args = parse_args(argv)

@@ -143,7 +143,7 @@ class Cluster:
     def state(self, job_id: str) -> str:
         """The job's state from sacct ("" until accounting knows it)."""
         proc = self.run("sacct", "-X", "-n", "-P", "-o", "State", "-j", str(job_id), check=False, timeout=30)
-        lines = [line for line in proc.stdout.split() if line.strip()]
+        lines = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]  # "CANCELLED by 0"
         return lines[-1].upper() if lines else ""
 
     def reason(self, job_id: str) -> str:
