@@ -36,7 +36,7 @@ from benchmarks.allreduce_probe import ENTRY, allreduce_span
 from benchmarks.common import REPO_ROOT
 from benchmarks.scaling import RunSpec, child_env, make_dataset, read_windows, summarise_run, train_config
 from benchmarks.scaling_slurm_report import finish_rows, write_outputs
-from benchmarks.slurm import BenchJob, Outcome, run_jobs
+from benchmarks.slurm import BenchJob, Outcome, cluster_name, run_jobs
 from hpc_seaice.cluster.resources import Resources
 from hpc_seaice.config import config_from_dict, with_absolute_paths
 from hpc_seaice.data.shards import MANIFEST_NAME, read_manifest
@@ -117,19 +117,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.steps // args.log_every <= args.skip:
         p.error(f"--steps {args.steps} / --log-every {args.log_every} leaves no window after --skip {args.skip}")
     return args
-
-
-def cluster_name() -> str:
-    """SLURM's ClusterName, or "" where scontrol does not answer."""
-    try:
-        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    for line in out.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "ClusterName":
-            return value.strip()
-    return ""
 
 
 def _run(command: list[str], what: str) -> None:

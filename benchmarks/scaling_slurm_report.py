@@ -196,6 +196,7 @@ def write_outputs(
         "settings": settings,
         "work": str(work),
         "wall_s": wall_s,
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "results": rows,
         "latent_over_data": ratios,
     }
@@ -219,7 +220,8 @@ def write_outputs(
         "",
         f"One SLURM job per configuration (`hpc-seaice submit`'s code), {args.steps} steps, {args.log_every} steps per "
         f"logged window, {args.skip} warm-up window(s) not counted; per-rank batch {args.batch} (weak), global batch "
-        f"{args.global_batch} (strong); {'QUICK run: tiny networks' if args.quick else 'demo-size networks'}.",
+        f"{args.global_batch} (strong); {'QUICK run: tiny networks' if args.quick else 'demo-size networks'}. "
+        f"1-minute load average of the submitting host when written: {record['load_average_1min_at_end']}.",
         "",
         markdown_table(table(rows)),
         "",

@@ -69,6 +69,19 @@ def _repo_on_pythonpath() -> Iterator[None]:
             os.environ["PYTHONPATH"] = old
 
 
+def cluster_name() -> str:
+    """SLURM's ClusterName, or "" where scontrol does not answer."""
+    try:
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "ClusterName":
+            return value.strip()
+    return ""
+
+
 def submit_job(job: BenchJob) -> Submitted | Outcome:
     """Submit one configuration; an :class:`Outcome` instead when sbatch refused it."""
     from submitit.core.utils import FailedJobError

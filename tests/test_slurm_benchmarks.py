@@ -1,12 +1,15 @@
-"""The cluster scaling benchmark without a cluster: its plan, efficiencies, report and all-reduce probe.
+"""The cluster benchmarks: the scaling benchmark's plan, efficiencies, report and all-reduce probe
+without a cluster; the speed comparison as a job on the single-node cluster (marked ``slurm``).
 
-The real runs (jobs on the two-host cluster) are in tests/test_multinode.py.
+The real scaling runs (jobs on the two-host cluster) are in tests/test_multinode.py.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -109,3 +112,19 @@ def test_probe_times_each_step_and_keeps_ddp_gradients(tmp_path, monkeypatch):
         "steps": 3,
         "buckets_per_step": 2.0,
     }
+
+
+@pytest.mark.slurm
+def test_speed_comparison_runs_as_a_job_on_a_compute_node(slurm_cluster, tmp_path):
+    out = tmp_path / "results"
+    command = ("-m", "benchmarks.speed_slurm", "--gpus-per-node", "0", "--work", str(tmp_path / "work"), "--time", "10")
+    speed_args = ("--", "--quick", "--device", "cpu", "--repeats", "1", "--no-plot", "--out", str(out))
+    proc = slurm_cluster.run(sys.executable, *command, *speed_args, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"results in {out}" in proc.stdout
+    record = json.loads((out / "speed.json").read_text())
+    assert record["environment"]["hostname"] == slurm_cluster.hosts[0]
+    (job_folder,) = (tmp_path / "work").iterdir()  # hpc-seaice submit's records: status can follow it
+    (submitted,) = [json.loads(line) for line in (job_folder / "slurm" / "submitted.jsonl").read_text().splitlines()]
+    assert slurm_cluster.state(submitted["job_id"]) == "COMPLETED"
+    assert "benchmarks.speed --quick" in Path(submitted["stdout"]).read_text()
