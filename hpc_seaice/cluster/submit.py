@@ -107,7 +107,7 @@ def dry_run_text(configs: list[ExperimentConfig], res: Resources, max_requeues: 
         lines.append(sbatch_script(folder, params))
     total = res.nodes * res.ntasks_per_node
     lines.append(
-        f"# {total} task(s) = {res.nodes} node(s) x {res.ntasks_per_node}, each running hpc_seaice.cluster.submit."
+        f"# {total} task(s) = {res.nodes} node(s) x {res.ntasks_per_node}, each running hpc_seaice.cluster.job."
         f"TrainingJob; up to {max_requeues} automatic requeue(s) on USR2 ({res.signal_delay_s} s before the "
         "time limit) or SIGTERM"
     )
