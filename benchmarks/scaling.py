@@ -3,6 +3,8 @@
     python -m benchmarks.scaling                 # CPU: torchrun --standalone, gloo, 1 thread per rank
     python -m benchmarks.scaling --quick         # tiny grid and network, few steps (CI smoke test)
     python -m benchmarks.scaling --device cuda   # one GPU: the 1-process runs only (DDP engine, DeepSpeed)
+    python -m benchmarks.scaling --slurm --nodes 1,2,4 --gpus-per-node 4 ...  # a SLURM cluster, one job
+                                                 # per configuration (benchmarks/scaling_slurm.py)
 
 Every configuration is a real ``python -m hpc_seaice train CONFIG`` launched by torchrun on a
 small synthetic data set made by ``python -m hpc_seaice data synth``. Throughput is the
@@ -31,61 +33,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from benchmarks.common import REPO_ROOT, markdown_table, results_dir
+from benchmarks.scaling_spec import DATA_WAIT_TARGET, WEAK_TARGET, RunSpec, cpu_runs, gpu_runs
+from benchmarks.scaling_tables import efficiencies, summary_rows, table_rows
 
-WEAK_TARGET = 0.90
-DATA_WAIT_TARGET = 0.05
-
-
-@dataclass
-class RunSpec:
-    name: str
-    ranks: int
-    threads: int  # OMP threads per rank
-    global_batch: int
-    engine: str = "ddp"  # ddp | deepspeed
-    zero_stage: int = 0
-
-    @property
-    def per_rank_batch(self) -> int:
-        return self.global_batch // self.ranks
-
-    @property
-    def engine_label(self) -> str:
-        return f"DeepSpeed ZeRO-{self.zero_stage}" if self.engine == "deepspeed" else "DDP"
-
-
-def cpu_runs(batch: int, weak_batches: Sequence[int] = ()) -> list[RunSpec]:
-    """The CPU matrix at per-rank batch ``batch``: weak, strong and engine comparisons; then a
-    1-vs-2-rank pair at each of ``weak_batches`` (how the weak-scaling efficiency depends on the
-    work per step)."""
-    runs = [
-        RunSpec("1r-b1x-t1", 1, 1, batch),  # weak baseline: one rank, one thread
-        RunSpec("2r-ddp", 2, 1, 2 * batch),  # 2 ranks x 1 thread: weak (same per-rank batch) and strong
-        RunSpec("1r-b2x-t1", 1, 1, 2 * batch),  # strong baseline: same global batch, one thread
-        RunSpec("1r-b2x-t2", 1, 2, 2 * batch),  # same global batch on the same 2 cores, via threads
-        RunSpec("2r-zero1", 2, 1, 2 * batch, "deepspeed", 1),
-        RunSpec("2r-zero2", 2, 1, 2 * batch, "deepspeed", 2),
-    ]
-    for b in weak_batches:
-        if b != batch:
-            runs += [RunSpec(f"weak-pb{b}-1r", 1, 1, b), RunSpec(f"weak-pb{b}-2r", 2, 1, 2 * b)]
-    return runs
-
-
-def gpu_runs(batch: int) -> list[RunSpec]:
-    """One GPU: no multi-process scaling; the trainer's throughput and data wait, DDP vs DeepSpeed engine."""
-    return [
-        RunSpec("1gpu-ddp", 1, 4, batch),
-        RunSpec("1gpu-zero1", 1, 4, batch, "deepspeed", 1),
-    ]
+__all__ = ["RunSpec", "cpu_runs", "efficiencies", "gpu_runs", "main", "summarise_run", "summary_rows", "table_rows"]
 
 
 def log(text: str) -> None:
@@ -268,122 +226,6 @@ def run_one(spec: RunSpec, args: argparse.Namespace, data: Path, work: Path) -> 
     return best
 
 
-def efficiencies(results: dict[str, dict[str, Any]], device: str) -> dict[str, Any]:
-    """Weak and strong scaling efficiencies and engine ratios from the runs that succeeded."""
-
-    def thr(name: str) -> float | None:
-        r = results.get(name)
-        return r.get("samples_per_s") if r and "error" not in r else None
-
-    out: dict[str, Any] = {}
-    if device == "cuda":
-        ddp, zero1 = thr("1gpu-ddp"), thr("1gpu-zero1")
-        out["deepspeed_zero1_over_ddp_1gpu"] = zero1 / ddp if ddp and zero1 else None
-        return out
-    one, two = thr("1r-b1x-t1"), thr("2r-ddp")
-    out["weak_efficiency"] = two / (2 * one) if one and two else None
-    one_b, one_b_t2 = thr("1r-b2x-t1"), thr("1r-b2x-t2")
-    out["strong_speedup_vs_1rank_1thread"] = two / one_b if two and one_b else None
-    out["strong_efficiency"] = two / (2 * one_b) if two and one_b else None
-    out["two_ranks_over_one_rank_two_threads"] = two / one_b_t2 if two and one_b_t2 else None
-    for stage in (1, 2):
-        z = thr(f"2r-zero{stage}")
-        out[f"deepspeed_zero{stage}_over_ddp"] = z / two if z and two else None
-    by_batch: dict[int, float] = {}
-    if one and two:
-        by_batch[RunSpec(**results["1r-b1x-t1"]["spec"]).per_rank_batch] = two / (2 * one)
-    for name, r in results.items():
-        if name.startswith("weak-pb") and name.endswith("-1r"):
-            pair = (thr(name), thr(name[:-3] + "-2r"))
-            if pair[0] and pair[1]:
-                by_batch[RunSpec(**r["spec"]).per_rank_batch] = pair[1] / (2 * pair[0])
-    out["weak_efficiency_by_per_rank_batch"] = dict(sorted(by_batch.items()))
-    waits = [r["data_wait_fraction"] for r in results.values() if "data_wait_fraction" in r]
-    out["max_median_data_wait_fraction"] = max(waits) if waits else None
-    return out
-
-
-def table_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
-    for name, r in results.items():
-        spec = RunSpec(**r["spec"])
-        rows.append(
-            {
-                "run": name,
-                "ranks x threads": f"{spec.ranks} x {spec.threads}",
-                "engine": spec.engine_label,
-                "global batch": spec.global_batch,
-                "per-rank batch": spec.per_rank_batch,
-                "samples/s": r.get("samples_per_s", float("nan")),
-                "step time (s)": r.get("step_time_s", float("nan")),
-                "data wait": f"{100 * r['data_wait_fraction']:.1f}%" if "data_wait_fraction" in r else "-",
-                "other load": f"{100 * r['other_load']:.0f}%" if r.get("other_load") is not None else "-",
-                "attempts": len(r.get("attempts", [])) or 1,
-                "windows (steps)": f"{r['windows_used']} ({r['steps_timed']})" if "windows_used" in r else "-",
-                "status": r.get("error", "ok"),
-            }
-        )
-    return rows
-
-
-def summary_rows(eff: dict[str, Any], device: str) -> list[dict[str, str]]:
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{100 * v:.1f}%"
-
-    def x(v: float | None) -> str:
-        return "-" if v is None else f"{v:.2f}x"
-
-    if device == "cuda":
-        return [
-            {
-                "measure": "DeepSpeed ZeRO-1 / DDP engine, 1 GPU",
-                "value": x(eff.get("deepspeed_zero1_over_ddp_1gpu")),
-                "definition": "throughput ratio; one process, so no partitioning: engine overhead only",
-            }
-        ]
-    wait = eff.get("max_median_data_wait_fraction")
-    return [
-        {
-            "measure": "weak-scaling efficiency (2 ranks)",
-            "value": pct(eff["weak_efficiency"]),
-            "definition": "thr(2r-ddp) / (2 x thr(1r-b1x-t1)); fixed per-rank batch, 1 thread per rank both sides; "
-            f"target >= {100 * WEAK_TARGET:.0f}%",
-        },
-        {
-            "measure": "weak-scaling efficiency by per-rank batch",
-            "value": ", ".join(f"{b}: {pct(v)}" for b, v in eff.get("weak_efficiency_by_per_rank_batch", {}).items())
-            or "-",
-            "definition": "same ratio with more work per step (runs weak-pb<b>-1r / -2r): the 2-rank per-step "
-            "overhead is amortised",
-        },
-        {
-            "measure": "strong scaling: speed-up, efficiency",
-            "value": f"{x(eff['strong_speedup_vs_1rank_1thread'])}, {pct(eff['strong_efficiency'])}",
-            "definition": "fixed global batch: thr(2r-ddp) / thr(1r-b2x-t1), / 2 (1 thread per rank both sides)",
-        },
-        {
-            "measure": "2 ranks x 1 thread vs 1 rank x 2 threads",
-            "value": x(eff["two_ranks_over_one_rank_two_threads"]),
-            "definition": "thr(2r-ddp) / thr(1r-b2x-t2): same 2 cores, same global batch",
-        },
-        {
-            "measure": "DeepSpeed ZeRO-1 / DDP",
-            "value": x(eff["deepspeed_zero1_over_ddp"]),
-            "definition": "2 ranks, same global batch",
-        },
-        {
-            "measure": "DeepSpeed ZeRO-2 / DDP",
-            "value": x(eff["deepspeed_zero2_over_ddp"]),
-            "definition": "2 ranks, same global batch",
-        },
-        {
-            "measure": "data wait (worst run, median over windows)",
-            "value": pct(wait),
-            "definition": f"trainer's data_wait_fraction; target < {100 * DATA_WAIT_TARGET:.0f}%",
-        },
-    ]
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="grid 32, tiny-unet, 6 steps (CI smoke test)")
@@ -440,6 +282,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--slurm" in argv:
+        from benchmarks.scaling_slurm import main as slurm_main
+
+        return slurm_main([a for a in argv if a != "--slurm"])
     from benchmarks.speed import load_average, write_report
 
     args = parse_args(argv)

@@ -35,12 +35,15 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, child_env
 
+from hpc_seaice.cluster.pending import cannot_start
+
 SCRIPTS = ROOT / "tests" / "slurm"
 REQUIRE = {"local": "HPC_SEAICE_REQUIRE_SLURM", "two": "HPC_SEAICE_REQUIRE_MULTINODE"}
 SCRIPT = {"local": ("local_cluster.sh", "start", "stop"), "two": ("two_nodes.sh", "up", "down")}
 N1 = ("nsenter", "--net=/var/run/netns/hs-n1")
 LOCK_PATH = Path("/run/hpc-seaice-test-slurm.lock")
 LOCK_TIMEOUT_S = 1800.0
+CANNOT_START_GRACE_S = 10.0
 TERMINAL_STATES = {
     "COMPLETED",
     "FAILED",
@@ -140,17 +143,33 @@ class Cluster:
     def state(self, job_id: str) -> str:
         """The job's state from sacct ("" until accounting knows it)."""
         proc = self.run("sacct", "-X", "-n", "-P", "-o", "State", "-j", str(job_id), check=False, timeout=30)
-        lines = [line for line in proc.stdout.split() if line.strip()]
+        lines = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]  # "CANCELLED by 0"
         return lines[-1].upper() if lines else ""
 
-    def wait_job(self, job_id: str, timeout: float = 120.0) -> str:
-        """Poll until the job is in a final state; return it."""
+    def reason(self, job_id: str) -> str:
+        """squeue's reason for a queued job ("" once it has left the queue)."""
+        proc = self.run("squeue", "-h", "-o", "%r", "-j", str(job_id), check=False, timeout=30)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    def wait_job(self, job_id: str, timeout: float = 120.0, grace_s: float = CANNOT_START_GRACE_S) -> str:
+        """Poll until the job is in a final state; return it. A job that cannot start (a reason such
+        as PartitionConfig for ``grace_s``) fails the test at once with the reason, not after ``timeout``."""
         deadline = time.time() + timeout
-        state = ""
+        state, blocked_since = "", None
         while time.time() < deadline:
             state = self.state(job_id)
             if state in TERMINAL_STATES:
                 return state
+            reason = self.reason(job_id) if state == "PENDING" else ""
+            if cannot_start(reason):
+                blocked_since = blocked_since or time.time()
+                if time.time() - blocked_since >= grace_s:
+                    raise AssertionError(
+                        f"job {job_id} cannot start: PENDING ({reason}): {cannot_start(reason)}\n"
+                        + self.run("sinfo", "-N", "-o", "%N %c %T", check=False, timeout=30).stdout
+                    )
+            else:
+                blocked_since = None
             time.sleep(1.0)
         raise AssertionError(f"job {job_id} still {state or 'unknown'} after {timeout:.0f} s")
 
@@ -169,6 +188,13 @@ class Cluster:
     def active_jobs(self) -> set[str]:
         proc = self.run("squeue", "-h", "-o", "%A", check=False, timeout=30)
         return set(proc.stdout.split()) if proc.returncode == 0 else set()
+
+
+def _nodes_below(cluster: Cluster, cpus: int) -> dict[str, int]:
+    """Nodes that SLURM knows with fewer than ``cpus`` CPUs (the tests need 2 per node)."""
+    proc = cluster.run("sinfo", "-h", "-N", "-o", "%N %c", check=False, timeout=30)
+    nodes = dict(line.split() for line in proc.stdout.splitlines() if len(line.split()) == 2)
+    return {name: int(n) for name, n in nodes.items() if n.isdigit() and int(n) < cpus}
 
 
 class ClusterManager:
@@ -227,6 +253,15 @@ class ClusterManager:
                 pytest.skip(self.failures[kind])
             self.current = kind
             print(f"[{SCRIPT[kind][0]} {SCRIPT[kind][1]}: {time.time() - t0:.1f} s]", file=sys.stderr)
+            cluster = self._cluster(kind)
+            small = _nodes_below(cluster, 2)
+            if small:  # every 2-task job would pend forever with reason PartitionConfig
+                self.failures[kind] = f"SLURM node(s) declared with fewer than 2 CPUs: {small}"
+                pytest.fail(self.failures[kind], pytrace=False)
+        return self._cluster(kind)
+
+    @staticmethod
+    def _cluster(kind: str) -> Cluster:
         if kind == "local":
             return Cluster("local", hosts=(os.uname().nodename.split(".")[0],))
         return Cluster("two", prefix=N1, extra_env={"GLOO_SOCKET_IFNAME": "hsnet0"}, hosts=("n1", "n2"))

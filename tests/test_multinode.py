@@ -5,6 +5,8 @@ network namespaces, one slurmd each, gloo pinned to ``hsnet0``; see tests/confte
   DeepSpeed ZeRO-2 across both hosts with a checkpoint and a resume;
 - ``launch/slurm/multinode_torchrun.sbatch``: one torchrun per host, c10d rendezvous on n1;
 - ``hpc-seaice encode`` and ``hpc-seaice sample`` under ``srun -N 2``: every shard / sample once;
+- ``python -m benchmarks.scaling --slurm``: one job per configuration, the 2-node jobs on n1 and
+  n2, a table with efficiencies; a re-run skips what is done; a job that cannot start is reported;
 - faults: the link to n2 cut mid-run (every rank fails within ``engine.timeout_s`` naming the lost
   host, the checkpoint survives, the same command resumes); the worker on n2 killed under
   ``torchrun --max-restarts=1`` (both hosts restart from the last checkpoint).
@@ -466,3 +468,87 @@ def test_killed_worker_on_n2_restarts_both_hosts_from_the_last_checkpoint(two_no
     assert steps(run_dir) == list(range(1, max_steps + 1))  # every step logged once
     assert latest_checkpoint(run_dir).name == f"step_{max_steps:08d}"
     print(f"worker on n2 killed after checkpoint {killed_after}, restarted from {resumed[0]}: {time.time() - t0:.1f} s")
+
+
+# --------------------------------------------------------------------------------------------
+# the scaling benchmark as SLURM jobs
+
+BENCH_QUICK = ("--quick", "--gpus-per-node", "0", "--tasks-per-node", "2", "--max-concurrent", "1")
+
+
+def scaling_benchmark(cluster, out: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    command = (sys.executable, "-m", "benchmarks.scaling", "--slurm", *BENCH_QUICK, "--out", str(out))
+    command = (*command, "--work", str(out.parent / "work"), *args)
+    return cluster.run(*command, timeout=timeout, check=False)
+
+
+def test_scaling_benchmark_runs_one_job_per_configuration_across_both_hosts(two_node_cluster, tmp_path):
+    out = tmp_path / "results"
+    t0 = time.time()
+    proc = scaling_benchmark(two_node_cluster, out, "--nodes", "1,2")
+    seconds = time.time() - t0
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((out / "scaling_slurm.json").read_text())
+    rows = {r["name"]: r for r in record["results"]}
+    assert sorted(rows) == sorted(f"{s}-{m}" for s in ("data", "latent") for m in ("base-1n", "weak-2n", "strong-2n"))
+    assert len({r["job_id"] for r in rows.values()}) == 6  # one SLURM job each
+    for name, r in rows.items():
+        assert r["status"] == "ok" and r["state"] == "COMPLETED", (name, r)
+        assert r["samples_per_s"] > 0 and r["step_time_s"] > 0 and 0 <= r["data_wait_fraction"] <= 1, r
+        assert r["hosts"] == (["n1", "n2"] if r["nodes"] == 2 else r["hosts"][:1]) and len(r["hosts"]) == r["nodes"]
+        assert r["ranks"] == 2 * r["nodes"]
+        # submitted by hpc-seaice submit's code: its records, its log files
+        run_dir = Path(record["work"]) / name
+        (submitted,) = read_jsonl(run_dir / "slurm" / "submitted.jsonl")
+        assert submitted["job_id"] == r["job_id"] and Path(r["log"]).is_file()
+        (start,) = read_jsonl(run_dir / "jobs.jsonl")
+        assert start["world_size"] == r["ranks"]
+        if r["nodes"] == 2:  # DDP across hosts: the probe timed the gradient all-reduce
+            assert 0 < r["allreduce_share"] <= 1, r
+    for space in ("data", "latent"):
+        base, weak, strong = (rows[f"{space}-{m}"] for m in ("base-1n", "weak-2n", "strong-2n"))
+        assert base["weak_efficiency"] == base["strong_efficiency"] == 1.0
+        assert weak["global_batch"] == 2 * base["global_batch"] and strong["global_batch"] == base["global_batch"]
+        assert weak["weak_efficiency"] == pytest.approx(weak["samples_per_s"] / (2 * base["samples_per_s"]))
+        assert strong["strong_efficiency"] == pytest.approx(strong["samples_per_s"] / (2 * base["samples_per_s"]))
+    ratios = {r["nodes"]: r for r in record["latent_over_data"]}
+    assert sorted(ratios) == [1, 2]
+    assert ratios[2]["weak"] == pytest.approx(
+        rows["latent-weak-2n"]["samples_per_s"] / rows["data-weak-2n"]["samples_per_s"]
+    )
+    md = (out / "scaling_slurm.md").read_text()
+    assert md.count("| ok |") == 6 and "weak eff." in md and "latent / data" in md, md
+    assert (out / "scaling_slurm.png").stat().st_size > 0
+    print(f"scaling benchmark, 6 jobs on 2 hosts: {seconds:.1f} s")
+
+    # a re-run submits nothing: every configuration has its result
+    before = two_node_cluster.run("sacct", "-X", "-n", "-P", "-o", "JobID").stdout.split()
+    again = scaling_benchmark(two_node_cluster, out, "--nodes", "1,2", timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("result exists") == 6, again.stdout
+    assert two_node_cluster.run("sacct", "-X", "-n", "-P", "-o", "JobID").stdout.split() == before
+    assert {r["job_id"] for r in json.loads((out / "scaling_slurm.json").read_text())["results"]} == {
+        r["job_id"] for r in rows.values()
+    }
+
+
+def test_scaling_benchmark_reports_a_job_that_cannot_start_and_does_not_wait_for_it(two_node_cluster, tmp_path):
+    two_node_cluster.run("scontrol", "update", "nodename=n2", "state=drain", "reason=scaling-test")
+    try:
+        out = tmp_path / "results"
+        t0 = time.time()
+        proc = scaling_benchmark(two_node_cluster, out, "--nodes", "2", "--space", "data", timeout=300)
+        seconds = time.time() - t0
+    finally:
+        two_node_cluster.resume_nodes()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rows = json.loads((out / "scaling_slurm.json").read_text())["results"]
+    assert [r["name"] for r in rows] == ["data-base-2n"]
+    (row,) = rows
+    assert row["state"] == "PENDING" and row["status"].startswith(f"job {row['job_id']}: cannot start: PENDING ("), row
+    assert "a node it needs is down, drained or reserved" in row["status"], row
+    assert row["log"].endswith(f"{row['job_id']}_0_log.out")
+    assert seconds < 120, seconds  # the grace period, not a time-out
+    assert two_node_cluster.wait_job(row["job_id"], timeout=60) == "CANCELLED"  # not left in the queue
+    md = (out / "scaling_slurm.md").read_text()
+    assert "**job " in md and "cannot start" in md and row["log"] in md, md

@@ -10,14 +10,16 @@ in the run folder, not only exit codes.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import losses, read_metrics, tiny_diffusion_config, write_config
+from helpers import ROOT, losses, read_metrics, tiny_diffusion_config, write_config
 
 pytestmark = pytest.mark.slurm
 
@@ -181,3 +183,42 @@ def test_job_array_runs_each_element_in_its_own_run_folder(slurm_cluster, tiny_d
     assert not (tmp_path / "unused").exists()
     status = slurm_cluster.hpc_seaice("status", str(runs[1]), timeout=60).stdout
     assert re.search(rf"^\s+{jobs[1]}\s+COMPLETED\s", status, re.MULTILINE), status
+
+
+def test_submit_wait_and_status_say_when_a_job_cannot_start(slurm_cluster, tiny_dataset, tmp_path):
+    cpus = int(slurm_cluster.run("sinfo", "-h", "-N", "-o", "%c").stdout.split()[0])
+    config, run_dir = two_task_config(tiny_dataset, tmp_path, "too-big")
+    too_many = ("--nodes", "1", "--gpus-per-node", "0", "--tasks-per-node", str(cpus + 1), "--time", "00:10:00")
+    t0 = time.time()
+    proc = slurm_cluster.hpc_seaice("submit", str(config), *too_many, "--wait", timeout=120, check=False)
+    seconds = time.time() - t0
+    (job,) = job_ids(proc.stdout)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (line,) = [line for line in proc.stdout.splitlines() if "cannot start" in line]
+    assert line == (
+        f"job {job}: cannot start: PENDING (PartitionConfig): asks for more than the partition allows (nodes, "
+        f"CPUs or GPUs per node, tasks, time); it stays queued (scancel {job} removes it)"
+    )
+    assert seconds < 60, seconds  # the grace period (15 s) and start-up, not a time-out
+    status = slurm_cluster.hpc_seaice("status", str(run_dir)).stdout
+    assert "PENDING" in status and "not started (cannot start: PartitionConfig: asks for more" in status, status
+    # the test clusters' own waiting fails fast with the reason too
+    t0 = time.time()
+    with pytest.raises(AssertionError, match=r"cannot start: PENDING \(PartitionConfig\)"):
+        slurm_cluster.wait_job(job, timeout=300)
+    assert time.time() - t0 < 60
+    slurm_cluster.run("scancel", job)
+
+
+def test_cluster_started_under_omp_num_threads_1_gets_every_cpu(slurm_cluster, tmp_path):
+    script = str(ROOT / "tests" / "slurm" / "local_cluster.sh")
+    subprocess.run(["bash", script, "stop"], check=True, capture_output=True, timeout=120)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # what torchrun sets for its workers, and many profiles
+    subprocess.run(["bash", script, "start"], env=env, check=True, capture_output=True, timeout=180)
+    (cpus,) = slurm_cluster.run("sinfo", "-h", "-N", "-o", "%c").stdout.split()
+    assert int(cpus) == len(os.sched_getaffinity(0))
+    log = tmp_path / "two.out"
+    sbatch = ("sbatch", "--parsable", "-n", "2", f"--output={log}", "--wrap", "srun hostname")
+    job = slurm_cluster.run(*sbatch).stdout.strip()
+    assert slurm_cluster.wait_job(job, timeout=120) == "COMPLETED"
+    assert len(log.read_text().split()) == 2

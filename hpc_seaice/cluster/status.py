@@ -3,7 +3,9 @@
 Job ids come from the run folder itself (``slurm/submitted.jsonl`` written at submission,
 ``jobs.jsonl`` written by the trainer at every start), so a run is understood from its folder alone,
 wherever and however it was launched. States come from ``sacct`` (``squeue`` as a fallback); without
-a reachable SLURM they are shown as "unknown" and the rest still works.
+a reachable SLURM they are shown as "unknown" and the rest still works. A pending job shows
+``squeue``'s reason, and says so when that reason means it cannot start as submitted
+(``PartitionConfig``, ``ReqNodeNotAvail``, ``BadConstraints``, ...).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hpc_seaice.cluster.environment import JOBS, REQUEUES, SUBMITTED, read_records, slurm_folder
+from hpc_seaice.cluster.pending import cannot_start, queue_reasons
 from hpc_seaice.errors import UserError
 
 SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "Start", "End", "Elapsed", "NodeList")
@@ -32,6 +35,7 @@ class JobStatus:
     nodes: str = ""
     starts: int = 0  # trainer starts recorded in jobs.jsonl
     requeues: int = 0  # automatic requeues recorded in slurm/requeues.jsonl
+    reason: str = ""  # squeue's reason while it is pending
     raw_ids: set[str] = field(default_factory=set)
 
 
@@ -125,6 +129,10 @@ def collect(run_dir: Path) -> tuple[list[JobStatus], str]:
                 row["Elapsed"],
                 row["NodeList"],
             )
+    waiting = [job.job_id for job in jobs.values() if job.state == "PENDING"]
+    reasons = queue_reasons(waiting) if waiting else {}
+    for job_id in waiting:
+        jobs[job_id].reason = reasons.get(job_id, ("", ""))[1]
     for status in jobs.values():
         status.starts = sum(1 for r in starts if str(r.get("slurm_job_id")) in status.raw_ids)
         status.requeues = sum(1 for r in requeues if str(r.get("job_id")) in status.raw_ids)
@@ -146,6 +154,9 @@ def format_status(run_dir: Path) -> str:
         lines.append(f"jobs{note}:")
         for job in jobs:
             when = f"started {job.start}" if job.start and job.start != "Unknown" else "not started"
+            if job.reason and job.reason != "None":
+                meaning = cannot_start(job.reason)
+                when += f" (cannot start: {job.reason}: {meaning})" if meaning else f" (waiting: {job.reason})"
             if job.end and job.end != "Unknown":
                 when += f", ended {job.end}"
             extra = f", {job.elapsed}" if job.elapsed else ""

@@ -47,6 +47,23 @@ require_installed() {
   fi
 }
 
+# node_cpus: the processors this machine has online, whatever OMP_NUM_THREADS says. `nproc` obeys
+# OMP_NUM_THREADS (and OMP_THREAD_LIMIT): started from a shell with OMP_NUM_THREADS=1, as torchrun
+# sets for its workers and many cluster profiles do, it prints 1, the node is declared with CPUs=1
+# and every 2-task job pends forever with reason PartitionConfig. Without them nproc still counts
+# the CPUs this process may run on (affinity, cgroup cpusets).
+node_cpus() {
+  local cpus
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)
+  case "$cpus" in
+  '' | *[!0-9]* | 0)
+    echo "cannot count this machine's processors (nproc printed '$cpus')" >&2
+    return 1
+    ;;
+  esac
+  echo "$cpus"
+}
+
 pid_alive() {  # pid_alive PIDFILE: the process named in PIDFILE runs
   [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
 }

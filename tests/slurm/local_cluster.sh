@@ -31,7 +31,7 @@ is_up() {
 write_slurm_conf() {
   local host cpus mem_mb
   host=$(hostname -s)
-  cpus=$(nproc)
+  cpus=$(node_cpus)
   mem_mb=$(($(awk '/MemTotal/{print $2}' /proc/meminfo) / 1024 - 1024))
   {
     slurm_conf_common "$CLUSTER" "$STATE" "$RUN" "$host" 127.0.0.1

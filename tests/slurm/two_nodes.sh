@@ -72,7 +72,7 @@ make_hosts() {
 
 write_slurm_conf() {
   local cpus
-  cpus=$(nproc)
+  cpus=$(node_cpus)
   {
     slurm_conf_common "$CLUSTER" "$STATE" "$RUN" n1 10.77.0.1
     cat <<CONF
