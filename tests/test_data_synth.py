@@ -10,7 +10,8 @@ import pytest
 from hpc_seaice.cli import main
 from hpc_seaice.data.dataset import ShardedDataset
 from hpc_seaice.data.shards import read_manifest, read_static, verify_dataset
-from hpc_seaice.data.synth import SyntheticArctic, arctic_mask, generate, polar_lat_lon, summarize, synth_times
+from hpc_seaice.data.synth import generate, summarize, synth_times
+from hpc_seaice.data.synth_model import SyntheticArctic
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_bounds_plateaus_and_land(all_samples):
 
 def test_seasonal_cycle_march_extent_exceeds_september():
     times = synth_times("2009-01-01", "2010-12-31", "7D")
-    model = SyntheticArctic(48, seed=3, dt_days=7.0)
+    model = SyntheticArctic(64, seed=3, dt_days=7.0)
     states = np.concatenate([model.states(times[i : i + 16]) for i in range(0, len(times), 16)])
     ocean = model.geometry.ocean
     extent = (states[:, 1][:, ocean] >= 0.15).mean(axis=1)
@@ -56,31 +57,18 @@ def test_seasonal_cycle_march_extent_exceeds_september():
 
 def test_consecutive_steps_are_correlated():
     times = synth_times("2009-01-01", "2009-01-10", "6h")
-    model = SyntheticArctic(48, seed=0, dt_days=0.25)
+    model = SyntheticArctic(64, seed=0, dt_days=0.25)
     x = model.states(times)
     ocean = model.geometry.ocean
-    u = x[:, 3][:, ocean]
-    near = np.corrcoef(u[0], u[1])[0, 1]
-    far = np.corrcoef(u[0], u[-1])[0, 1]
-    assert near > 0.8
-    assert near > far
-
-
-def test_mask_is_arctic_like_and_resolution_consistent():
-    masks = {g: arctic_mask(g, np.random.default_rng(0)) for g in (64, 256)}
-    for m in masks.values():
-        assert 0.4 < m.mean() < 0.6
-        g = m.shape[0]
-        assert m[g // 2, g // 2], "the pole is ocean"
-        assert not m[0, 0] or not m[-1, 0], "continents ring the basin"
-    coarse = masks[256].reshape(64, 4, 64, 4).mean(axis=(1, 3)) > 0.5
-    assert (coarse == masks[64]).mean() > 0.9
-    lat, lon = polar_lat_lon(64)
-    assert lat.max() > 88 and 38 < lat.min() < 45 and np.isfinite(lon).all()
+    for k in (3, 2):  # siu, damage
+        f = x[:, k][:, ocean]
+        near = np.mean([np.corrcoef(f[i], f[i + 1])[0, 1] for i in range(len(f) - 1)])
+        far = np.corrcoef(f[0], f[-1])[0, 1]
+        assert near > 0.7 and near > far + 0.2, (k, near, far)
 
 
 def test_deterministic_from_seed(tmp_path):
-    kwargs = dict(grid=24, start="2009-01-01", end="2018-12-31", freq="120D", shard_size=16, progress=False)
+    kwargs = dict(grid=32, start="2009-01-01", end="2018-12-31", freq="120D", shard_size=16, progress=False)
     a = generate(tmp_path / "a", seed=5, **kwargs)
     b = generate(tmp_path / "b", seed=5, **kwargs)
     c = generate(tmp_path / "c", seed=6, **kwargs)
@@ -102,17 +90,17 @@ def test_generated_set_verifies_and_summarizes(tiny_dataset):
 
 def test_cli_synth(tmp_path, capsys):
     out = tmp_path / "s"
-    rc = main(["data", "synth", "--out", str(out), "--grid", "24", "--freq", "90D", "--shard-size", "10"])
+    rc = main(["data", "synth", "--out", str(out), "--grid", "32", "--freq", "90D", "--shard-size", "10"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "samples per split" in printed and "ocean fraction" in printed
     verify_dataset(out)
     # refuses to overwrite without --overwrite, one line naming the folder
-    rc = main(["data", "synth", "--out", str(out), "--grid", "24", "--freq", "90D"])
+    rc = main(["data", "synth", "--out", str(out), "--grid", "32", "--freq", "90D"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and str(out) in err[0] and "--overwrite" in err[0]
     (out / "notes-keep.h5").write_text("a user's file")
-    rc = main(["data", "synth", "--out", str(out), "--grid", "24", "--freq", "120D", "--overwrite"])
+    rc = main(["data", "synth", "--out", str(out), "--grid", "32", "--freq", "120D", "--overwrite"])
     assert rc == 0 and (out / "notes-keep.h5").exists()
     assert read_manifest(out).num_samples == 31 and len(list(out.glob("shard-*.h5"))) == 1
 
@@ -123,10 +111,11 @@ def test_cli_synth(tmp_path, capsys):
         (["--start", "2017-01-01"], "split train"),
         (["--freq", "soon"], "--freq"),
         (["--grid", "8"], "--grid"),
+        (["--grid", "48"], "--grid"),
     ],
 )
 def test_cli_synth_bad_arguments(tmp_path, capsys, args, needle):
-    rc = main(["data", "synth", "--out", str(tmp_path / "x"), "--grid", "24", "--freq", "30D", *args])
+    rc = main(["data", "synth", "--out", str(tmp_path / "x"), "--grid", "32", "--freq", "30D", *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0]
     assert not (tmp_path / "x" / "manifest.json").exists()

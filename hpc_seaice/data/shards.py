@@ -561,6 +561,10 @@ class Static:
     std: np.ndarray | None = None
     summary: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
+    # True cell sizes [H, W] (m^2, m, m) when the data set knows its grid; None otherwise.
+    cell_area: np.ndarray | None = None
+    dx: np.ndarray | None = None
+    dy: np.ndarray | None = None
 
 
 def static_path(path: str | os.PathLike) -> Path:
@@ -578,8 +582,14 @@ def write_static(
     *,
     summary: dict[str, np.ndarray] | None = None,
     attrs: dict[str, Any] | None = None,
+    cell_area: np.ndarray | None = None,
+    dx: np.ndarray | None = None,
+    dy: np.ndarray | None = None,
 ) -> Path:
-    """Write ``static.h5`` (``path`` = folder or file) atomically; mask 1 = ocean."""
+    """Write ``static.h5`` (``path`` = folder or file) atomically; mask 1 = ocean.
+
+    ``cell_area`` (m^2), ``dx``, ``dy`` (m), given with the mask's shape, are the true cell sizes.
+    """
     spath = static_path(path)
     mask = np.asarray(mask)
     if mask.ndim != 2:
@@ -600,6 +610,11 @@ def write_static(
             g = f.create_group("summary")
             for k, v in summary.items():
                 g.create_dataset(k, data=np.asarray(v))
+        for key, arr in (("cell_area", cell_area), ("dx", dx), ("dy", dy)):
+            if arr is not None:
+                if np.shape(arr) != mask.shape:
+                    raise ValueError(f"{key} must have the mask's shape")
+                f.create_dataset(key, data=np.asarray(arr, dtype=np.float64))
         for k, v in (attrs or {}).items():
             f.attrs[k] = v
         f.attrs["format_version"] = FORMAT_VERSION
@@ -624,9 +639,10 @@ def read_static(path: str | os.PathLike) -> Static:
             std = f["std"][()].astype(np.float64) if "std" in f else None
             summary = {k: f["summary"][k][()] for k in f["summary"]} if "summary" in f else {}
             attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            sizes = {k: f[k][()].astype(np.float64) if k in f else None for k in ("cell_area", "dx", "dy")}
         except OSError as exc:
             raise UserError(f"{spath}: cannot read ({str(exc).splitlines()[0]})") from None
-    return Static(mask=mask, lat=lat, lon=lon, mean=mean, std=std, summary=summary, attrs=attrs)
+    return Static(mask=mask, lat=lat, lon=lon, mean=mean, std=std, summary=summary, attrs=attrs, **sizes)
 
 
 # --------------------------------------------------------------------------------------------

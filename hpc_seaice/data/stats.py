@@ -135,6 +135,9 @@ def store_stats(root: str | os.PathLike, stats: RunningStats, split: str, *, std
         std,
         summary=stats.summary(),
         attrs={**static.attrs, "stats_split": split},
+        cell_area=static.cell_area,
+        dx=static.dx,
+        dy=static.dy,
     )
 
 
