@@ -119,3 +119,33 @@ def test_cli_synth_bad_arguments(tmp_path, capsys, args, needle):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0]
     assert not (tmp_path / "x" / "manifest.json").exists()
+
+
+def test_static_has_true_cell_sizes_and_the_grid(tiny_dataset, tiny_dataset_64, tiny_dataset_copy):
+    from hpc_seaice.data.grid import Grid, grid_from_attrs
+    from hpc_seaice.data.stats import compute_stats
+
+    areas = {}
+    for root, n in ((tiny_dataset, 32), (tiny_dataset_64, 64)):
+        static = read_static(root)
+        dx, dy, area = Grid(n).spacing()
+        assert np.allclose(static.dx, dx) and np.allclose(static.dy, dy) and np.allclose(static.cell_area, area)
+        assert 0.9 * 12e3 * 512 / n < static.dx.mean() < 1.1 * 12e3 * 512 / n  # 192 km and 96 km cells
+        x, y = grid_from_attrs(static.attrs, static.mask.shape)
+        assert np.allclose(x, Grid(n).x)
+        areas[n] = float((static.cell_area * static.mask).sum())
+    # the same domain at both resolutions: ocean areas agree within the coastline's coarsening
+    assert abs(areas[32] / areas[64] - 1.0) < 0.1
+    # recomputing the statistics keeps the cell sizes
+    compute_stats(tiny_dataset_copy, progress=False)
+    assert read_static(tiny_dataset_copy).cell_area is not None
+
+
+def test_static_without_cell_sizes_reads_none(tmp_path):
+    from hpc_seaice.data.shards import write_static
+
+    write_static(tmp_path, np.ones((4, 4)), np.zeros((4, 4)), np.zeros((4, 4)))
+    s = read_static(tmp_path)
+    assert s.cell_area is None and s.dx is None and s.dy is None
+    with pytest.raises(ValueError, match="cell_area"):
+        write_static(tmp_path, np.ones((4, 4)), np.zeros((4, 4)), np.zeros((4, 4)), cell_area=np.ones((3, 3)))

@@ -38,6 +38,11 @@ def deformation(
     return div, shear, np.hypot(div, shear)
 
 
+def divergence(u: np.ndarray, v: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """du/dx + dv/dy (1/s) alone: the generator needs only the opening and closing of LKFs."""
+    return np.gradient(u, axis=-1) / dx + np.gradient(v, axis=-2) / dy
+
+
 def lkf_lines(f1: np.ndarray, f2: np.ndarray, gate: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Active LKFs of one state: a crack mask (bool) and an intensity in [0, 1].
 

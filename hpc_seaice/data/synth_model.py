@@ -36,7 +36,7 @@ from hpc_seaice.data.synth_climate import (
     thickness_cycle,
     winter_weight,
 )
-from hpc_seaice.data.synth_dynamics import advect, deformation, fill_from_neighbours, lkf_lines, rigid_plates
+from hpc_seaice.data.synth_dynamics import advect, divergence, fill_from_neighbours, lkf_lines, rigid_plates
 from hpc_seaice.data.synth_fields import SpectralAR1, anisotropic, power_law, unit_spectrum, wavenumbers
 
 DAY_S = 86400.0
@@ -89,7 +89,7 @@ class SyntheticArctic:
         self.tau_damage = 10.0 + 20.0 * g.multiyear  # relaxation time, days
         ocean = g.ocean
         self.ocean_area_km2 = g.area[ocean] / 1e6
-        self.last_deformation: np.ndarray | None = None
+        self.damage_decay = np.exp(-dt_days / self.tau_damage)
 
     # ----------------------------------------------------------------------------------------
 
@@ -169,9 +169,7 @@ class SyntheticArctic:
         v[fast] = 0.0
 
         # Leads and ridges on the LKFs, from the velocity jump across them.
-        div, _, total = deformation(u, v, g.dx, g.dy)
-        self.last_deformation = total
-        jump = div * g.dx
+        jump = divergence(u, v, g.dx, g.dy) * g.dx
         near_crack = crack | (ndimage.binary_dilation(crack, structure=np.ones((3, 3), bool)) & ice)
         lead = np.where(near_crack, np.clip(jump / JUMP_REF, 0.0, 1.0), 0.0)
         ridge = np.where(near_crack, np.clip(-jump / JUMP_REF, 0.0, 1.0), 0.0)
@@ -189,7 +187,7 @@ class SyntheticArctic:
         if self.damage is None:
             self.damage = np.zeros_like(sic)
         else:
-            self.damage = advect(self.damage, u, v, dt_s, g.dx, g.dy) * np.exp(-self.dt_days / self.tau_damage)
+            self.damage = advect(self.damage, u, v, dt_s, g.dx, g.dy) * self.damage_decay
         self.damage = np.maximum(self.damage, lkf * ice)
         background = 0.1 + 0.6 * (1.0 - sic) + 0.25 * summer
         damage = np.where(ice, np.clip(np.maximum(self.damage, background), 0.0, 1.0), 0.0)
