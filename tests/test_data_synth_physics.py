@@ -284,3 +284,16 @@ def test_bounds_and_plateaus_all_year(year128):
     none = sic == 0
     assert (sit[none] == 0).all() and (damage[none] == 0).all() and (siu[none] == 0).all() and (siv[none] == 0).all()
     assert (sit[sic > 0] > 0).all()
+
+
+def test_lkfs_have_many_lengths(year128):
+    """LKF cores (damage exactly 1) are thin features from about 100 km to thousands of km long."""
+    model, times, x = year128
+    lengths = []
+    for s in x[np.isin(months(times), (1, 2, 3))]:
+        labels, _ = ndimage.label(s[2] >= 1.0, np.ones((3, 3), bool))
+        cells = np.bincount(labels.ravel())[1:]
+        lengths.extend(cells[cells >= 2] * model.cell_km)  # a one-cell-wide line: cells ~ length
+    lengths = np.asarray(lengths)
+    p10, p90 = np.percentile(lengths, [10, 90])
+    assert p90 > 5 * p10 and lengths.max() > 1500.0 and p10 < 300.0
