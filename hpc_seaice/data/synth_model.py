@@ -83,7 +83,8 @@ class SyntheticArctic:
         # rms |grad psi| per cell of the unit stream function, to scale the wind drift to m/s.
         w = np.where((kx == 0) | (kx == grid // 2), 1.0, 2.0)
         grad_rms = math.sqrt(float((w * spectra[5] ** 2 * k**2).sum())) * 2.0 * math.pi / grid
-        self.wind_scale = WIND_SPEED / max(grad_rms, 1e-12)
+        # m/s per unit gradient, slowed near the coasts like the mean drift
+        self.wind_coast = WIND_SPEED / max(grad_rms, 1e-12) * (1.0 - np.exp(-np.maximum(g.coast_km, 0.0) / 120.0))
         self.interannual = 0.0
         self.damage: np.ndarray | None = None  # the memory field
         self.tau_damage = 10.0 + 20.0 * g.multiyear  # relaxation time, days
@@ -155,8 +156,8 @@ class SyntheticArctic:
 
         # Drift: climatology + synoptic wind, rigid between active LKFs, zero in fast ice.
         psi_y, psi_x = np.gradient(psi)
-        u_s = g.u_mean + self.wind_scale * psi_y
-        v_s = g.v_mean - self.wind_scale * psi_x
+        u_s = g.u_mean + self.wind_coast * psi_y
+        v_s = g.v_mean - self.wind_coast * psi_x
         crack, lkf = lkf_lines(f1, f2, gate, LKF_GATE)
         crack &= ice
         fast = ice & (sic >= 1.0) & (g.coast_km < winter * g.fast_width_km)
