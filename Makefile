@@ -7,7 +7,7 @@ export DS_BUILD_OPS := 0
 export DS_ACCELERATOR ?= cpu
 export HDF5_USE_FILE_LOCKING := FALSE
 
-.PHONY: install demo demo-clean test lint format bench clean
+.PHONY: install demo demo-clean test lint format bench clean coastline
 
 # torch is pinned in the same pip command as deepspeed: on its own deepspeed resolves a
 # multi-GB CUDA torch. On a GPU cluster, see README "Install on a GPU cluster".
@@ -23,6 +23,12 @@ $(STAMP): setup.py Makefile
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Rebuild the committed coastline (hpc_seaice/data/coastline.npz) from the GLOBE land mask; the
+# optional extra is needed only here (its import loads about 0.9 GB), never by tests or the demo.
+coastline: install
+	$(PY) -m pip install -q global-land-mask
+	$(PY) -m hpc_seaice.data.coastline --regenerate
 
 demo: install
 	$(PY) -m hpc_seaice.demo

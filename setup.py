@@ -7,6 +7,8 @@ setup(
     version="0.1.0",
     description="Distributed data-space and latent diffusion models of Arctic-wide sea ice",
     packages=find_packages(include=["hpc_seaice", "hpc_seaice.*"]),
+    # the real coastline on the model grid, made by `make coastline` (see hpc_seaice/data/coastline.py)
+    package_data={"hpc_seaice.data": ["coastline.npz"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
@@ -28,6 +30,8 @@ setup(
     extras_require={
         # netCDF4: the tests read the NetCDF we write with a second library
         "dev": ["pytest>=7", "ruff>=0.5", "netCDF4>=1.6"],
+        # only to regenerate hpc_seaice/data/coastline.npz; importing it loads about 0.9 GB
+        "coastline": ["global-land-mask>=1.0"],
     },
     entry_points={"console_scripts": ["hpc-seaice=hpc_seaice.cli:main"]},
 )

@@ -127,7 +127,7 @@ def test_stats_rewrite_keeps_grid_geometry_and_add_pc1_std(tiny_dataset_copy):
     static = read_static(tiny_dataset_copy)
     shape = static.mask.shape
     geometry = {"cell_area": np.full(shape, 144e6), "dx": np.full(shape, 12e3), "dy": np.full(shape, 11e3)}
-    write_static(tiny_dataset_copy, static.mask, static.lat, static.lon, static.mean, static.std, extra=geometry)
+    write_static(tiny_dataset_copy, static.mask, static.lat, static.lon, static.mean, static.std, **geometry)
     assert read_static(tiny_dataset_copy).pc1_std is None
     pc1 = add_pc1_std(tiny_dataset_copy)
     again = read_static(tiny_dataset_copy)

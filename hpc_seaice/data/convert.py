@@ -304,7 +304,7 @@ def _convert_items(
 
 
 def _default_lat_lon(grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    from hpc_seaice.data.synth import polar_lat_lon
+    from hpc_seaice.data.grid import polar_lat_lon
 
     return polar_lat_lon(grid[0], grid[1])
 

@@ -54,12 +54,13 @@ def write_static(
     *,
     summary: dict[str, np.ndarray] | None = None,
     attrs: dict[str, Any] | None = None,
-    extra: dict[str, np.ndarray] | None = None,
+    cell_area: np.ndarray | None = None,
+    dx: np.ndarray | None = None,
+    dy: np.ndarray | None = None,
 ) -> Path:
     """Write ``static.h5`` (``path`` = folder or file) atomically; mask 1 = ocean.
 
-    ``extra``: further ``[H, W]`` datasets kept as they are (the grid geometry ``cell_area``,
-    ``dx``, ``dy``), so rewriting the statistics does not drop them.
+    ``cell_area`` (m^2), ``dx``, ``dy`` (m), given with the mask's shape, are the true cell sizes.
     """
     spath = static_path(path)
     mask = np.asarray(mask)
@@ -80,8 +81,11 @@ def write_static(
             g = f.create_group("summary")
             for k, v in summary.items():
                 g.create_dataset(k, data=np.asarray(v))
-        for k, v in (extra or {}).items():
-            f.create_dataset(k, data=np.asarray(v, dtype=np.float64))
+        for key, arr in zip(GEOMETRY_KEYS, (cell_area, dx, dy)):
+            if arr is not None:
+                if np.shape(arr) != mask.shape:
+                    raise ValueError(f"{key} must have the mask's shape")
+                f.create_dataset(key, data=np.asarray(arr, dtype=np.float64))
         for k, v in (attrs or {}).items():
             f.attrs[k] = v
         f.attrs["format_version"] = FORMAT_VERSION

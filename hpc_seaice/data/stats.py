@@ -134,7 +134,6 @@ def store_stats(
     attrs = {**static.attrs, "stats_split": split}
     if pc1_std is not None and np.isfinite(pc1_std):
         attrs["pc1_std"] = float(pc1_std)
-    extra = stored_geometry(static)
     write_static(
         root,
         static.mask,
@@ -144,7 +143,7 @@ def store_stats(
         std,
         summary=stats.summary(),
         attrs=attrs,
-        extra=extra,
+        **stored_geometry(static),
     )
 
 
@@ -159,7 +158,6 @@ def add_pc1_std(root: str | os.PathLike, split: str = "train") -> float:
         raise UserError(f"{static_path(root)}: no normalisation statistics; run hpc-seaice data stats {root}")
     pc1 = leading_pc_std(root, split, static.mean, static.std)
     attrs = {**static.attrs, "pc1_std": float(pc1)} if np.isfinite(pc1) else static.attrs
-    extra = stored_geometry(static)
     write_static(
         root,
         static.mask,
@@ -169,7 +167,7 @@ def add_pc1_std(root: str | os.PathLike, split: str = "train") -> float:
         static.std,
         summary=static.summary,
         attrs=attrs,
-        extra=extra,
+        **stored_geometry(static),
     )
     return pc1
 

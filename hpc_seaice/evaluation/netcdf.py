@@ -9,6 +9,12 @@ to the physical bounds, from which ``evaluate`` measures how often a model leave
 
 Land cells keep the values they were given (the sampler writes 0 there); ``mask`` says which
 cells are ocean.
+
+When lat/lon are the cell centres of a regular grid of the project's polar stereographic
+projection (EPSG:3413 parameters, :mod:`hpc_seaice.data.grid`), the file also carries the
+projected ``x``, ``y`` coordinates in metres and a CF ``grid_mapping`` variable
+(``polar_stereographic``), so that xarray/cartopy users can plot the fields on a map as they
+are. Other grids keep lat/lon only.
 """
 
 from __future__ import annotations
@@ -24,6 +30,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from hpc_seaice.data.grid import (
+    CENTRAL_MERIDIAN,
+    INVERSE_FLATTENING,
+    LAT_TRUE_SCALE,
+    SEMI_MAJOR_M,
+    forward,
+)
 from hpc_seaice.data.variables import BOUNDS, LONG_NAMES, UNITS, VARIABLES
 from hpc_seaice.errors import UserError
 
@@ -35,6 +48,47 @@ STANDARD_NAMES = {
     "siu": "sea_ice_x_velocity",
     "siv": "sea_ice_y_velocity",
 }
+
+
+GRID_MAPPING = "polar_stereographic"
+GRID_MAPPING_ATTRS: dict[str, Any] = {
+    "grid_mapping_name": "polar_stereographic",
+    "latitude_of_projection_origin": 90.0,
+    "standard_parallel": LAT_TRUE_SCALE,
+    "straight_vertical_longitude_from_pole": CENTRAL_MERIDIAN,
+    "false_easting": 0.0,
+    "false_northing": 0.0,
+    "semi_major_axis": SEMI_MAJOR_M,
+    "inverse_flattening": INVERSE_FLATTENING,
+    "comment": "WGS84 north polar stereographic, true scale at 70 N, like EPSG:3413",
+}
+
+
+def projected_axes(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Cell-centre x [W], y [H] (metres) if lat/lon form a regular grid of the projection.
+
+    Regular: every row projects to one y, every column to one x, equally spaced, within 1 % of
+    a cell. Anything else (a curvilinear model grid, made-up coordinates) gives None.
+    """
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    if lat.ndim != 2 or min(lat.shape) < 2 or not (np.isfinite(lat).all() and np.isfinite(lon).all()):
+        return None
+    if lat.min() < 0.0:
+        return None
+    x, y = forward(lat, lon)
+    xs, ys = x.mean(axis=0), y.mean(axis=1)
+    cell = float(np.mean(np.diff(xs)))
+    if cell <= 0:
+        return None
+    tol = 0.01 * cell
+    regular = (
+        np.abs(np.diff(xs) - cell).max() < tol
+        and np.abs(np.diff(ys) - cell).max() < tol
+        and np.abs(x - xs[None, :]).max() < tol
+        and np.abs(y - ys[:, None]).max() < tol
+    )
+    return (xs, ys) if regular else None
 
 
 def _attr_value(value: Any) -> Any:
@@ -136,6 +190,14 @@ def write_samples(
             {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"},
         ),
     }
+    axes = projected_axes(lat, lon)
+    if axes is not None:
+        coords["x"] = ("x", axes[0], {"units": "m", "standard_name": "projection_x_coordinate", "axis": "X"})
+        coords["y"] = ("y", axes[1], {"units": "m", "standard_name": "projection_y_coordinate", "axis": "Y"})
+        data_vars[GRID_MAPPING] = ((), np.int32(0), dict(GRID_MAPPING_ATTRS))
+        for var in data_vars.values():
+            if var[0] in (dims, ("y", "x")):
+                var[2]["grid_mapping"] = GRID_MAPPING
     global_attrs: dict[str, Any] = {
         "Conventions": "CF-1.8",
         "title": "hpc-seaice generated sea-ice states",
