@@ -25,21 +25,15 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from hpc_seaice.atomic import atomic_write
+from hpc_seaice.demo_report import Stage, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 DECODER_NAMES = {"censored": "censored-Gaussian", "gaussian": "Gaussian"}
-
-
-@dataclass
-class Stage:
-    name: str
-    done: bool
-    seconds: float | None = None  # wall time when it ran (None: skipped, and no earlier time on record)
-    outputs: list[str] = field(default_factory=list)
 
 
 def _env() -> dict[str, str]:
@@ -119,9 +113,7 @@ class Demo:
         print(f"[{number}/{self.total}] {title}: done in {seconds:.0f} s -> {', '.join(outputs)}", flush=True)
         self.stages.append(Stage(title, False, seconds, outputs))
         self.times[title] = seconds
-        tmp = self.times_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.times, indent=1))
-        tmp.replace(self.times_file)
+        atomic_write(self.times_file, json.dumps(self.times, indent=1))
 
     def run(self) -> None:
         out = self.out
@@ -251,70 +243,6 @@ class Demo:
             f"  logs:         {self.logs}",
             flush=True,
         )
-
-
-def _benchmark_table(path: Path) -> str:
-    """A benchmark's markdown table, its title demoted under the report's own headings."""
-    markdown = path.with_suffix(".md")
-    if not markdown.is_file():
-        return f"(no {markdown.name})"
-    lines = markdown.read_text().splitlines()
-    return "\n".join("#### " + line[2:] if line.startswith("# ") else line for line in lines)
-
-
-def write_report(out: Path, stages: list[Stage], diffusion_runs: dict, vae_runs: dict, seconds: float) -> None:
-    """``demo/report.md``: what ran, the model comparison, figures and measured speed ratios."""
-    evaluation = out / "evaluation"
-    lines = [
-        "# hpc-seaice demo report",
-        "",
-        "Everything below was produced by `make demo` on this machine: synthetic neXtSIM-like data "
-        "(not real neXtSIM output), CPU only, 2 processes. The models are trained for minutes, so the "
-        "scores compare the pipelines, not converged models.",
-        "",
-        "## Pipeline",
-        "",
-        "| # | stage | time | output |",
-        "|---|---|---|---|",
-    ]
-    for i, stage in enumerate(stages, 1):
-        if not stage.done:
-            took = f"{stage.seconds:.0f} s"
-        elif stage.seconds is not None:
-            took = f"{stage.seconds:.0f} s (an earlier run; skipped in this one)"
-        else:
-            took = "skipped (already done)"
-        shown = [str(Path(o).relative_to(out)) if Path(o).is_relative_to(out) else o for o in stage.outputs]
-        lines.append(f"| {i} | {stage.name} | {took} | {', '.join(f'`{o}`' for o in shown)} |")
-    lines += ["", f"Total wall time of this run: {seconds:.0f} s.", ""]
-    lines += ["## Training runs", "", "| run | steps | last loss | samples/s (last log) |", "|---|---|---|---|"]
-    for name, run_dir in {**{f"vae-{k}": v for k, v in vae_runs.items()}, **diffusion_runs}.items():
-        records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
-        if records:
-            last = records[-1]
-            lines.append(f"| {name} | {last['step']} | {last['loss']:.4g} | {last['samples_per_s']:.3g} |")
-    lines += ["", "## Evaluation against the test split", ""]
-    report = evaluation / "report.md"
-    if report.is_file():
-        text = report.read_text().split("\n", 1)[1]  # drop its title
-        for figure in sorted(evaluation.glob("*.png")):
-            text = text.replace(f"]({figure.name})", f"](evaluation/{figure.name})")
-        text = text.replace(f"{out}/", "")  # paths relative to the report
-        lines.append(text.replace("\n## ", "\n### "))
-        lines += [
-            "",
-            "How to read OOB % for the latent models: it counts the decoder's location mu before "
-            "clipping. A censored decoder is *meant* to put mu beyond a bound where the truth sits on "
-            "it (open water, full pack), so a high OOB % there is the mechanism that makes exact 0/1 "
-            "plateaus after clipping, not an error; for the Gaussian decoder and data space it measures "
-            "real bound violations.",
-        ]
-    lines += ["", "## Measured speed (quick benchmark: demo presets, not the paper geometry)", ""]
-    lines.append(_benchmark_table(out / "benchmarks" / "speed.json"))
-    lines += ["", "## Data loading", "", _benchmark_table(out / "benchmarks" / "dataloader.json")]
-    if (out / "benchmarks" / "speed_ratios.png").is_file():
-        lines += ["", "![speed ratios](benchmarks/speed_ratios.png)"]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
