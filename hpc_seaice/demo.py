@@ -28,12 +28,16 @@ import time
 from pathlib import Path
 
 from hpc_seaice.atomic import atomic_write
+from hpc_seaice.demo_compute import checkpoint_at_cost, total_training_seconds
 from hpc_seaice.demo_report import Stage, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 DECODER_NAMES = {"censored": "censored-Gaussian", "gaussian": "Gaussian"}
+EQUAL_COST_MODEL = "data-space at LDM cost"
+# The data-space run keeps a checkpoint every tenth of its steps, so the one at the LDMs' cost exists.
+EQUAL_COST_CHECKPOINTS = ["run.keep_checkpoints=11"]
 
 
 def _env() -> dict[str, str]:
@@ -90,7 +94,7 @@ class Demo:
         self.out = out
         self.logs = out / "logs"
         self.stages: list[Stage] = []
-        self.total = 13
+        self.total = 15
         self.times_file = out / "stage_times.json"  # stage title -> seconds, kept across re-runs
         self.times: dict[str, float] = {}
         if self.times_file.is_file():
@@ -114,6 +118,11 @@ class Demo:
         self.stages.append(Stage(title, False, seconds, outputs))
         self.times[title] = seconds
         atomic_write(self.times_file, json.dumps(self.times, indent=1))
+
+    def latent_cost(self, vae_run: Path, decoder: str, ldm_run: Path) -> float:
+        """Training seconds of a latent model, its VAE and the encoding of the data set included."""
+        encode = self.times.get(f"encode every split with the {decoder} VAE (2 ranks)", 0.0)
+        return total_training_seconds(vae_run) + encode + total_training_seconds(ldm_run)
 
     def run(self) -> None:
         out = self.out
@@ -166,7 +175,7 @@ class Demo:
                 ["engine.name=deepspeed", "engine.zero_stage=2"],
                 "DeepSpeed ZeRO-2",
             ),
-            ("data-space", "diffusion-data.yaml", data, ["engine.name=ddp"], "DDP"),
+            ("data-space", "diffusion-data.yaml", data, ["engine.name=ddp", *EQUAL_COST_CHECKPOINTS], "DDP"),
         ]
         for name, config_name, path, engine, engine_name in plans:
             run_dir = out / "runs" / f"diffusion-{name}"
@@ -180,6 +189,16 @@ class Demo:
             )
             diffusion_runs[name] = run_dir
         samples = []
+        self.costs = {
+            "ldm-censored": self.latent_cost(vae_runs["censored"], "censored", diffusion_runs["ldm-censored"]),
+            "ldm-gaussian": self.latent_cost(vae_runs["gaussian"], "gaussian", diffusion_runs["ldm-gaussian"]),
+            "data-space": total_training_seconds(diffusion_runs["data-space"]),
+        }
+        self.equal_cost = None
+        if self.costs["data-space"] > self.costs["ldm-censored"]:
+            found = checkpoint_at_cost(diffusion_runs["data-space"], self.costs["ldm-censored"])
+            if found is not None:
+                self.equal_cost = (EQUAL_COST_MODEL, *found)
         for name, run_dir in diffusion_runs.items():
             target = out / "samples" / f"{name}.nc"
             samples.append(target)
@@ -191,6 +210,32 @@ class Demo:
                         "sample",
                         "--run-dir",
                         str(run_dir),
+                        "--num-samples",
+                        "16",
+                        "--out",
+                        str(target),
+                        "--batch-size",
+                        "4",
+                    )
+                ],
+                [str(target)],
+            )
+        if self.equal_cost is not None:
+            _, step, _ = self.equal_cost
+            target = out / "samples" / "data-space-at-ldm-cost.nc"
+            samples.append(target)
+            self.stage(
+                f"sample 16 states from data-space at the censored LDM's cost (step {step}, 2 ranks)",
+                target.is_file(),
+                [
+                    _torchrun(
+                        "sample",
+                        "--run-dir",
+                        str(diffusion_runs["data-space"]),
+                        "--checkpoint",
+                        str(step),
+                        "--name",
+                        EQUAL_COST_MODEL,
                         "--num-samples",
                         "16",
                         "--out",
@@ -232,7 +277,9 @@ class Demo:
             ],
             [str(bench)],
         )
-        write_report(out, self.stages, diffusion_runs, vae_runs, time.perf_counter() - start)
+        write_report(
+            out, self.stages, diffusion_runs, vae_runs, time.perf_counter() - start, self.costs, self.equal_cost
+        )
         print(
             f"\nDemo finished in {time.perf_counter() - start:.0f} s.\n"
             f"  report:       {out / 'report.md'}\n"

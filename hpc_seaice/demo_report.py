@@ -6,6 +6,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hpc_seaice.data.variables import VARIABLES
+from hpc_seaice.evaluation.findings import Roles, finest_band, fmt, paper_findings, render_findings
+
 
 @dataclass
 class Stage:
@@ -24,7 +27,24 @@ def _benchmark_table(path: Path) -> str:
     return "\n".join("#### " + line[2:] if line.startswith("# ") else line for line in lines)
 
 
-def write_report(out: Path, stages: list[Stage], diffusion_runs: dict, vae_runs: dict, seconds: float) -> None:
+ROLES = Roles(
+    data_space="diffusion-data-space",
+    ldm_censored="diffusion-ldm-censored",
+    ldm_gaussian="diffusion-ldm-gaussian",
+    vae_censored="vae-censored (reconstruction)",
+    vae_gaussian="vae-gaussian (reconstruction)",
+)
+
+
+def write_report(
+    out: Path,
+    stages: list[Stage],
+    diffusion_runs: dict,
+    vae_runs: dict,
+    seconds: float,
+    costs: dict[str, float],
+    equal_cost: tuple[str, int, float] | None,
+) -> None:
     """``demo/report.md``: what ran, the model comparison, figures and measured speed ratios."""
     evaluation = out / "evaluation"
     lines = [
@@ -55,6 +75,10 @@ def write_report(out: Path, stages: list[Stage], diffusion_runs: dict, vae_runs:
         if records:
             last = records[-1]
             lines.append(f"| {name} | {last['step']} | {last['loss']:.4g} | {last['samples_per_s']:.3g} |")
+    metrics_file = evaluation / "metrics.json"
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        lines += ["", *findings_section(metrics, ROLES), "", *compute_section(metrics, costs, ROLES, equal_cost)]
     lines += ["", "## Evaluation against the test split", ""]
     report = evaluation / "report.md"
     if report.is_file():
@@ -77,3 +101,58 @@ def write_report(out: Path, stages: list[Stage], diffusion_runs: dict, vae_runs:
     if (out / "benchmarks" / "speed_ratios.png").is_file():
         lines += ["", "![speed ratios](benchmarks/speed_ratios.png)"]
     (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def findings_section(metrics: dict, roles: Roles) -> list[str]:
+    """The study's three findings as measured in this run."""
+    lines = [
+        "## The study's three findings, measured in this run",
+        "",
+        "Each finding is checked against a criterion written down before the run "
+        "(`hpc_seaice/evaluation/findings.py`); the verdict is what the numbers say.",
+        "",
+    ]
+    return lines + render_findings(paper_findings(metrics, roles))
+
+
+def _scores(entry: dict) -> str:
+    crps = ", ".join(f"{var} {fmt(entry['variables'][var]['crps'], '.3g')}" for var in VARIABLES)
+    bands = entry["psd_sit_band_log10_ratio"]
+    band = finest_band(bands)
+    psd = f"{band} {fmt(bands[band], '+.2f')}" if band else "n/a"
+    calibration = fmt(entry["cover_calibration"]["error"], ".3f")
+    return f"CRPS {crps}; thickness PSD log10-ratio {psd}; calibration error {calibration}"
+
+
+def compute_section(
+    metrics: dict, costs: dict[str, float], roles: Roles, equal_cost: tuple[str, int, float] | None
+) -> list[str]:
+    """Equal steps and equal compute: each model's training cost and the data-space model at the LDMs' cost."""
+    lines = [
+        "## Cost: equal steps and equal compute",
+        "",
+        "Training wall seconds on 2 ranks (1 thread each), summed from each run's `metrics.jsonl`; a latent "
+        "model's cost includes its VAE and the encoding of the data set. CPU seconds = 2 x wall seconds.",
+        "",
+        "| model | training wall s | CPU s |",
+        "|---|---|---|",
+    ]
+    for name, seconds in costs.items():
+        lines.append(f"| {name} | {seconds:.0f} | {2 * seconds:.0f} |")
+    models = metrics["models"]
+    lines += ["", "**Equal steps** (each model as configured):", ""]
+    for name in (roles.ldm_censored, roles.ldm_gaussian, roles.data_space):
+        lines.append(f"- {name}: {_scores(models[name])}")
+    lines += ["", "**Equal compute** (the data-space model at the censored LDM's total cost):", ""]
+    if equal_cost is None:
+        lines.append(
+            f"- {roles.data_space} trained for less than the censored LDM's cost: its final scores above are "
+            "already the equal-compute view."
+        )
+    else:
+        name, step, seconds = equal_cost
+        if name in models:
+            lines.append(f"- {name} (checkpoint of step {step}, {seconds:.0f} s of training): {_scores(models[name])}")
+        else:
+            lines.append(f"- no samples of {name} were evaluated")
+    return lines

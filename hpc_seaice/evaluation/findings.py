@@ -56,7 +56,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def _fmt(value: Any, spec: str) -> str:
+def fmt(value: Any, spec: str) -> str:
     return format(value, spec) if _finite(value) else "n/a"
 
 
@@ -79,7 +79,7 @@ def crps_similarity(metrics: dict[str, Any], roles: Roles) -> Finding:
         for var in VARIABLES:
             ldm_crps, data_crps = models[ldm]["variables"][var]["crps"], reference[var]["crps"]
             ratio = ldm_crps / data_crps if _finite(ldm_crps) and _finite(data_crps) and data_crps > 0 else math.nan
-            ratios.append(f"{var} {_fmt(ratio, '.2f')}")
+            ratios.append(f"{var} {fmt(ratio, '.2f')}")
             holds &= 1 / SIMILAR_FACTOR <= ratio <= SIMILAR_FACTOR
         lines.append(f"CRPS of {ldm} / CRPS of {roles.data_space}: " + ", ".join(ratios))
     title = f"The LDMs reach scores similar to data space (every CRPS ratio within x{SIMILAR_FACTOR})"
@@ -104,7 +104,7 @@ def smoothing(metrics: dict[str, Any], roles: Roles) -> Finding:
         rec = recs.get(vae, {}).get("psd_sit_band_log10_ratio", {}).get(band) if vae else None
         holds &= _finite(value) and value < SMOOTH_LOG10 and value < data_value
         holds &= _finite(rec) and rec < SMOOTH_LOG10
-        lines.append(f"{ldm} {_fmt(value, '+.2f')}; reconstructions of its VAE ({vae or 'none'}) {_fmt(rec, '+.2f')}")
+        lines.append(f"{ldm} {fmt(value, '+.2f')}; reconstructions of its VAE ({vae or 'none'}) {fmt(rec, '+.2f')}")
     return Finding(title, holds, lines)
 
 
@@ -114,13 +114,13 @@ def censoring_and_miz(metrics: dict[str, Any], roles: Roles) -> Finding:
     lines, holds = [], True
     for key, label in (("error", "calibration error (cell-weighted)"), ("partial_error", "error where 0 < p_test < 1")):
         a, b = cens["cover_calibration"].get(key), gauss["cover_calibration"].get(key)
-        lines.append(f"{label}: censored {_fmt(a, '.3f')}, Gaussian {_fmt(b, '.3f')}")
+        lines.append(f"{label}: censored {fmt(a, '.3f')}, Gaussian {fmt(b, '.3f')}")
         if key == "error":
             holds &= _finite(a) and _finite(b) and a < b
     a, b = cens["miz_area_wasserstein_km2"], gauss["miz_area_wasserstein_km2"]
     lines.append(
-        f"MIZ-area distance to the test set (Wasserstein-1): censored {_fmt(a, '.4g')} km^2, "
-        f"Gaussian {_fmt(b, '.4g')} km^2"
+        f"MIZ-area distance to the test set (Wasserstein-1): censored {fmt(a, '.4g')} km^2, "
+        f"Gaussian {fmt(b, '.4g')} km^2"
     )
     holds &= _finite(a) and _finite(b) and a < b
     title = "Censoring improves the marginal ice zone (lower calibration error and MIZ-area distance)"
