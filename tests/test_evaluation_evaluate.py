@@ -22,6 +22,7 @@ from hpc_seaice.data.variables import BOUNDS, UNITS, VARIABLES
 from hpc_seaice.evaluation.evaluate import select_states
 from hpc_seaice.evaluation.metrics import crps_ensemble, masked_mean, rmse
 from hpc_seaice.evaluation.netcdf import write_samples
+from hpc_seaice.evaluation.spectra import isotropic_psd, log_ratio
 
 GRID = 24
 SPACING_M = 300_000.0  # polar stereographic grid spacing (true at the pole): cell areas vary by 30 %
@@ -280,61 +281,6 @@ def test_step_sweep_samples_one_run_at_10_20_40_steps_with_the_same_noise(refere
     assert main([*argv, "--sweep-samples", "1"]) == 2
 
 
-def test_evaluate_reconstruction(reference, tmp_path, monkeypatch):
-    """--reconstruct: scored through the load_inference_model contract (a blurring stand-in VAE)."""
-    import torch
-
-    from hpc_seaice.runtime import checkpoint
-
-    root, mask, _, _ = reference
-    lower = torch.tensor([BOUNDS[v][0] for v in VARIABLES]).view(1, -1, 1, 1)
-    upper = torch.tensor([BOUNDS[v][1] for v in VARIABLES]).view(1, -1, 1, 1)
-
-    class BlurVAE(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.scale = torch.nn.Parameter(torch.tensor(2.0))
-
-        def normalize(self, x):
-            return x * self.scale
-
-        def encode(self, x):
-            z = torch.nn.functional.avg_pool2d(x, 2)
-            return z, torch.zeros_like(z)
-
-        def decode(self, z, mask=None, sample=False, generator=None):
-            x = torch.nn.functional.interpolate(z, scale_factor=2, mode="nearest") / self.scale
-            x = torch.maximum(torch.minimum(x, upper), lower)
-            return x * mask if mask is not None else x
-
-    class Loaded:
-        vae = None
-        model = BlurVAE()
-        step = 42
-        data_manifest = type("M", (), {"grid": [GRID, GRID]})()
-
-    run_dir = tmp_path / "runs" / "ae"
-    run_dir.mkdir(parents=True)
-    monkeypatch.setattr(checkpoint, "load_inference_model", lambda run: Loaded())
-    out = tmp_path / "eval"
-    assert main(["evaluate", "--reconstruct", str(run_dir), "--data", str(root), "--out", str(out)]) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    rec = metrics["reconstructions"]["ae (reconstruction)"]
-    assert rec["step"] == 42
-    states = _test_states(root)
-    with torch.no_grad():
-        m = torch.from_numpy(mask)
-        vae = BlurVAE()
-        x = torch.from_numpy(states.astype(np.float32))
-        pred = vae.decode(vae.encode(vae.normalize(x) * m)[0], mask=m).numpy().astype(np.float64)
-    for c, var in enumerate(VARIABLES):
-        expect = np.sqrt(np.mean(masked_mean((pred[:, c] - states[:, c]) ** 2, mask)))
-        assert rec["variables"][var]["rmse"] == pytest.approx(expect, rel=1e-5)
-    assert rec["psd_sit_log10_ratio"] < 0
-    assert (out / "maps.png").is_file() and (out / "spectra_sit.png").is_file()
-    assert "Autoencoder reconstructions" in (out / "report.md").read_text()
-
-
 def _one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
@@ -381,29 +327,106 @@ def test_bad_inputs(reference, samples, tmp_path, capsys):
     err = _one_line_error(capsys)
     assert "static.h5" in err and "cell_area" in err
 
+    # bad values that used to end in a traceback
+    a = str(samples[0])
+    assert main(["evaluate", "--samples", a, "--data", str(root), "--out", out, "--dx-km", "inf"]) == 2
+    assert "--dx-km must be positive and finite" in _one_line_error(capsys)
+    assert main(["evaluate", "--samples", a, "--data", str(root), "--out", out, "--max-states", "-1"]) == 2
+    assert "--max-states must be >= 0" in _one_line_error(capsys)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    assert main(["evaluate", "--samples", a, "--data", str(root), "--out", str(a_file)]) == 2
+    assert "is a file" in _one_line_error(capsys)
 
-def test_evaluate_reconstruction_of_a_trained_autoencoder(reference, tmp_path):
-    """--reconstruct with a real (two-step) autoencoder run through load_inference_model."""
-    import torch
+
+@pytest.mark.parametrize("where", ["nowhere", "border"])
+def test_no_ocean_in_the_spectrum_box_is_a_one_line_error(reference, tmp_path, capsys, where):
+    """An all-land grid, or ocean only along the border (no centred box is mostly ocean)."""
+    import shutil
+
+    from hpc_seaice.data.static import read_static
+
+    root, _, lat, lon = reference
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    st = read_static(data)
+    mask = np.zeros_like(st.mask)
+    if where == "border":
+        mask[:3] = 1
+    write_static(data, mask, st.lat, st.lon, st.mean, st.std)
+    path = write_samples(tmp_path / "s.nc", np.zeros((2, 5, GRID, GRID), np.float32), mask, lat, lon, {})
+    assert main(["evaluate", "--samples", str(path), "--data", str(data), "--out", str(tmp_path / "eval")]) == 2
+    err = _one_line_error(capsys)
+    assert "static.h5" in err and ("no ocean cell" in err)
+    if where == "border":
+        assert "spectrum box (y 6:18, x 6:18)" in err
+
+
+def test_a_box_that_is_not_mostly_ocean_is_a_one_line_warning(reference, tmp_path, capsys):
+    import shutil
+
+    from hpc_seaice.data.static import read_static
+
+    root, mask, lat, lon = reference
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    st = read_static(data)
+    holes = mask.copy()
+    holes[::2, ::2] = 0  # a quarter of every square is land: no centred box is 90 % ocean
+    write_static(data, holes, st.lat, st.lon, st.mean, st.std)
+    states = _states(np.random.default_rng(5), 2, holes)
+    path = write_samples(tmp_path / "s.nc", states, holes, lat, lon, {})
+    assert main(["evaluate", "--samples", str(path), "--data", str(data), "--out", str(tmp_path / "e")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "no centred square is 90% ocean" in warnings[0], warnings
+
+
+@pytest.fixture(scope="module")
+def autoencoder_run(reference, tmp_path_factory) -> Path:
+    """A real autoencoder run: two training steps of the tiny VAE on the reference data set."""
     from helpers import tiny_autoencoder_config
 
     from hpc_seaice.config import config_from_dict
-    from hpc_seaice.runtime.checkpoint import load_inference_model
     from hpc_seaice.train.trainer import run_training
 
-    root, mask, _, _ = reference
-    run_dir = tmp_path / "vae"
-    config = tiny_autoencoder_config(root, run_dir, train={"max_steps": 2, "checkpoint_every": 2, "batch_size": 2})
-    assert run_training(config_from_dict(config)) == 0
-    out = tmp_path / "eval"
-    assert (
-        main(["evaluate", "--reconstruct", str(run_dir), "--data", str(root), "--out", str(out), "--max-states", "4"])
-        == 0
+    run_dir = tmp_path_factory.mktemp("runs") / "vae"
+    config = tiny_autoencoder_config(
+        reference[0], run_dir, train={"max_steps": 2, "checkpoint_every": 2, "batch_size": 2}
     )
+    assert run_training(config_from_dict(config)) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def diffusion_run(reference, tmp_path_factory) -> Path:
+    """A real data-space diffusion run (one training step of the tiny U-Net)."""
+    from helpers import tiny_diffusion_config
+
+    from hpc_seaice.config import config_from_dict
+    from hpc_seaice.train.trainer import run_training
+
+    run_dir = tmp_path_factory.mktemp("runs") / "ddm"
+    config = tiny_diffusion_config(
+        reference[0], run_dir, train={"max_steps": 1, "checkpoint_every": 1, "batch_size": 2}
+    )
+    assert run_training(config_from_dict(config)) == 0
+    return run_dir
+
+
+def test_evaluate_reconstruction_of_a_trained_autoencoder(reference, autoencoder_run, tmp_path):
+    """--reconstruct with a real (two-step) autoencoder run, scored against an independent decode."""
+    import torch
+
+    from hpc_seaice.runtime.checkpoint import load_inference_model
+
+    root, mask, _, _ = reference
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--reconstruct", str(autoencoder_run), "--data", str(root), "--out", str(out)]
+    assert main([*argv, "--max-states", "4"]) == 0
     rec = json.loads((out / "metrics.json").read_text())["reconstructions"]["vae (reconstruction)"]
     assert rec["step"] == 2
 
-    vae = load_inference_model(run_dir).model
+    vae = load_inference_model(autoencoder_run).model
     states = _test_states(root)[select_states(12, 4)]
     m = torch.from_numpy(mask)
     with torch.no_grad():
@@ -412,4 +435,30 @@ def test_evaluate_reconstruction_of_a_trained_autoencoder(reference, tmp_path):
     for c, var in enumerate(VARIABLES):
         expect = np.sqrt(np.mean(masked_mean((pred[:, c] - states[:, c]) ** 2, mask)))
         assert rec["variables"][var]["rmse"] == pytest.approx(expect, rel=1e-4)
-    assert rec["psd_sit_log10_ratio"] is not None
+        assert rec["variables"][var]["bias"] == pytest.approx(
+            np.mean(masked_mean(pred[:, c] - states[:, c], mask)), rel=1e-4, abs=1e-7
+        )
+    ref_psd = isotropic_psd(states[:, 0], mask=mask, box=_box(metrics_of(out)), dx_km=metrics_of(out)["dx_km"])
+    rec_psd = isotropic_psd(pred[:, 0], mask=mask, box=_box(metrics_of(out)), dx_km=metrics_of(out)["dx_km"])
+    assert rec["psd_sit"] == pytest.approx(rec_psd.psd.tolist(), rel=1e-4)
+    assert rec["psd_sit_log10_ratio"] == pytest.approx(log_ratio(rec_psd.psd, ref_psd.psd), abs=1e-4)
+    assert (out / "maps.png").is_file() and (out / "spectra_sit.png").is_file()
+    assert "Autoencoder reconstructions" in (out / "report.md").read_text()
+
+
+def metrics_of(out: Path) -> dict:
+    return json.loads((out / "metrics.json").read_text())
+
+
+def _box(metrics: dict) -> tuple[slice, slice]:
+    b = metrics["spectrum"]["box"]
+    return slice(b["y0"], b["y1"]), slice(b["x0"], b["x1"])
+
+
+def test_runs_of_the_wrong_kind_are_one_line_errors(reference, autoencoder_run, diffusion_run, tmp_path, capsys):
+    root = str(reference[0])
+    out = str(tmp_path / "eval")
+    assert main(["evaluate", "--reconstruct", str(diffusion_run), "--data", root, "--out", out]) == 2
+    assert "has no autoencoder" in _one_line_error(capsys)
+    assert main(["evaluate", "--step-sweep", str(autoencoder_run), "--data", root, "--out", out]) == 2
+    assert "sample needs a diffusion run" in _one_line_error(capsys)

@@ -60,12 +60,19 @@ def sweep_table(models: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, A
     """Group scored models by (run, checkpoint step); keep groups with two or more step counts.
 
     Returns ``{run name @ step: [row per step count, ascending]}`` with the main scores per row.
+    Runs are told apart by their full path; the key shows the folder name, or the full path when
+    two runs of one folder name are lined up.
     """
-    groups: dict[str, dict[int, dict[str, Any]]] = {}
+    groups: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
     for name, model in models.items():
         attrs = model.get("attrs", {})
         if "run" not in attrs or "steps" not in attrs:
             continue
-        key = f"{Path(str(attrs['run'])).name} @ step {attrs.get('checkpoint_step', '?')}"
+        key = (str(attrs["run"]), str(attrs.get("checkpoint_step", "?")))
         groups.setdefault(key, {}).setdefault(int(attrs["steps"]), _row(name, model))
-    return {key: [rows[s] for s in sorted(rows)] for key, rows in groups.items() if len(rows) > 1}
+    groups = {key: rows for key, rows in groups.items() if len(rows) > 1}
+    names = [Path(run).name for run, _ in groups]
+    return {
+        f"{run if names.count(Path(run).name) > 1 else Path(run).name} @ step {step}": [rows[s] for s in sorted(rows)]
+        for (run, step), rows in groups.items()
+    }
