@@ -66,18 +66,24 @@ def _states(rng: np.random.Generator, num: int, mask: np.ndarray) -> np.ndarray:
     return out * mask
 
 
+TIMES = np.concatenate(
+    [
+        np.arange("2016-12-31T00", "2017-01-01T00", 6, dtype="datetime64[h]"),  # train: 4
+        np.arange("2018-01-01T00", "2018-01-04T00", 6, dtype="datetime64[h]"),  # test: 12
+    ]
+).astype("datetime64[s]")
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     root = tmp_path_factory.mktemp("ref") / "data"
-    rng = np.random.default_rng(0)
     mask = _mask()
-    times = np.concatenate(
-        [
-            np.arange("2016-12-31T00", "2017-01-01T00", 6, dtype="datetime64[h]"),  # train
-            np.arange("2018-01-01T00", "2018-01-04T00", 6, dtype="datetime64[h]"),  # test: 12
-        ]
-    ).astype("datetime64[s]")
-    fields = _states(rng, len(times), mask)
+    fields = _states(np.random.default_rng(0), len(TIMES), mask)
+    lat, lon = _write_reference(root, fields, mask)
+    return root, mask, lat, lon
+
+
+def _write_reference(root: Path, fields: np.ndarray, mask: np.ndarray, times: np.ndarray = TIMES):
     writer = ShardWriter(
         root,
         kind="fields",
@@ -93,7 +99,7 @@ def reference(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     write_manifest(root, writer.build_manifest())
     lat, lon, _ = _polar_stereographic()
     write_static(root, mask, lat, lon, mean=fields.mean(axis=(0, 2, 3)), std=fields.std(axis=(0, 2, 3)) + 0.1)
-    return root, mask, lat, lon
+    return lat, lon
 
 
 def _test_states(root: Path) -> np.ndarray:
@@ -279,6 +285,35 @@ def test_step_sweep_samples_one_run_at_10_20_40_steps_with_the_same_noise(refere
     assert [r["model"] for r in rows] == ["ddm (10 steps)", "ddm (20 steps)", "ddm (40 steps)"]
     assert sorted((out / "step_sweep").glob("*.nc")) and "Heun-step sweep" in (out / "report.md").read_text()
     assert main([*argv, "--sweep-samples", "1"]) == 2
+
+
+def test_thresholds_treat_reference_and_samples_alike(tmp_path):
+    """Samples that are the test states themselves, with sic exactly at the MIZ and cover bounds.
+
+    float32(0.8) is 0.80000001 in float64: the reference (read as float64) and the samples
+    (float32) must still count it the same way, so the two distributions are identical.
+    """
+    mask = _mask()
+    fields = _states(np.random.default_rng(7), len(TIMES), mask)
+    sic = fields[:, 1]
+    sic[:, ::3, ::2] = np.float32(0.8)
+    sic[:, 1::3, ::2] = np.float32(0.15)
+    fields[:, 1] = sic * mask
+    lat, lon = _write_reference(tmp_path / "data", fields, mask)
+    test = fields[-12:]
+    path = write_samples(tmp_path / "same.nc", test, mask, lat, lon, {})
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--samples", str(path), "--data", str(tmp_path / "data"), "--out", str(out)]) == 0
+    metrics = metrics_of(out)
+    model = metrics["models"]["same"]
+    assert model["miz_area_km2_values"] == pytest.approx(metrics["reference"]["miz_area_km2_values"], rel=1e-12)
+    assert model["miz_area_wasserstein_km2"] == pytest.approx(0.0, abs=1e-6)
+    assert model["cover_calibration"]["error"] == 0.0
+    # the bound itself is inside the MIZ: every 0.8 and 0.15 cell of the first state counts
+    area_km2 = _polar_stereographic()[2] / 1e6
+    s0 = test[0, 1].astype(np.float64)
+    inside = ((s0 >= 0.15 - 1e-6) & (s0 <= 0.8 + 1e-6) & (mask > 0.5)) * area_km2
+    assert model["miz_area_km2_values"][0] == pytest.approx(inside.sum(), rel=5e-3)
 
 
 def _one_line_error(capsys) -> str:

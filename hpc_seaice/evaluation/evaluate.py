@@ -52,7 +52,7 @@ from hpc_seaice.data.variables import ICE_COVER_THRESHOLD, VARIABLES
 from hpc_seaice.errors import UserError
 from hpc_seaice.evaluation import metrics as M
 from hpc_seaice.evaluation import report
-from hpc_seaice.evaluation.calibration import cover_calibration
+from hpc_seaice.evaluation.calibration import cover_calibration, ice_covered
 from hpc_seaice.evaluation.figures import write_figures
 from hpc_seaice.evaluation.generated import CH, load_generated
 from hpc_seaice.evaluation.plateaus import plateau_counts, shares_from_counts
@@ -236,7 +236,7 @@ def evaluate(
         if ref_example is None:
             ref_example = state.copy()
         moments.update(state)
-        cover_count += state[CH["sic"]] >= ICE_COVER_THRESHOLD
+        cover_count += ice_covered(state[CH["sic"]])
         ref_miz.append(float(M.miz_area(state[CH["sic"]], mask, cell_area)))
         ref_plateaus += plateau_counts(state, mask)
         psd = psd_of(state[CH["sit"]])
