@@ -257,34 +257,30 @@ def test_censored_out_of_bounds_is_na_and_step_sweep_lines_up_steps(reference, t
     ]
 
 
-def test_step_sweep_samples_one_run_at_10_20_40_steps_with_the_same_noise(reference, tmp_path, monkeypatch):
-    """--step-sweep goes through sample_run (replaced by a stand-in whose blur shrinks with the steps)."""
-    from hpc_seaice.inference import sample as sample_module
+def test_step_sweep_samples_one_run_at_10_20_40_steps_with_the_same_noise(reference, diffusion_run, tmp_path):
+    """--step-sweep on a real (one-step) data-space diffusion run."""
+    import xarray as xr
 
-    root, mask, lat, lon = reference
-    calls = []
-
-    def fake_sample_run(args, env):
-        calls.append((args.steps, args.seed, args.num, env.world_size))
-        fields = _states(np.random.default_rng(args.seed), args.num, mask)
-        attrs = {"run": str(Path(args.run).resolve()), "checkpoint_step": 5, "steps": args.steps}
-        attrs.update(network_evaluations_per_sample=2 * args.steps - 1, model=Path(args.run).name)
-        write_samples(Path(args.out), fields, mask, lat, lon, attrs)
-        return 0
-
-    monkeypatch.setattr(sample_module, "sample_run", fake_sample_run)
-    run = tmp_path / "runs" / "ddm"
-    run.mkdir(parents=True)
+    root = reference[0]
     out = tmp_path / "eval"
-    argv = ["evaluate", "--step-sweep", str(run), "--sweep-samples", "3", "--data", str(root), "--out", str(out)]
-    assert main([*argv, "--max-states", "3"]) == 0
-    assert calls == [(10, 0, 3, 1), (20, 0, 3, 1), (40, 0, 3, 1)]
-    metrics = json.loads((out / "metrics.json").read_text())
-    rows = metrics["step_sweep"]["ddm @ step 5"]
+    argv = ["evaluate", "--step-sweep", str(diffusion_run), "--sweep-samples", "2", "--data", str(root)]
+    assert main([*argv, "--out", str(out), "--max-states", "3"]) == 0
+    files = sorted((out / "step_sweep").glob("*.nc"))
+    assert [f.name for f in files] == ["ddm-steps010.nc", "ddm-steps020.nc", "ddm-steps040.nc"]
+    fields = []
+    for f in files:
+        with xr.open_dataset(f, engine="h5netcdf") as ds:
+            assert ds.attrs["seed"] == 0 and ds.sizes["sample"] == 2
+            fields.append(ds["sit_raw"].values.astype(np.float64))
+    # the same noise: more steps converge to one solution (40 is closer to 20 than 20 to 10)
+    assert np.abs(fields[2] - fields[1]).max() < np.abs(fields[1] - fields[0]).max()
+    metrics = metrics_of(out)
+    rows = metrics["step_sweep"]["ddm @ step 1"]
     assert [r["steps"] for r in rows] == [10, 20, 40] and [r["network_evaluations"] for r in rows] == [19, 39, 79]
     assert [r["model"] for r in rows] == ["ddm (10 steps)", "ddm (20 steps)", "ddm (40 steps)"]
-    assert sorted((out / "step_sweep").glob("*.nc")) and "Heun-step sweep" in (out / "report.md").read_text()
-    assert main([*argv, "--sweep-samples", "1"]) == 2
+    assert rows[1]["crps"]["sit"] == pytest.approx(metrics["models"]["ddm (20 steps)"]["variables"]["sit"]["crps"])
+    assert "Heun-step sweep" in (out / "report.md").read_text()
+    assert main([*argv, "--out", str(out), "--sweep-samples", "1"]) == 2
 
 
 def test_thresholds_treat_reference_and_samples_alike(tmp_path):

@@ -159,7 +159,7 @@ def evaluate(
         if sweep_samples < 2:
             raise UserError(f"--sweep-samples must be at least 2, got {sweep_samples}")
     if not samples and not reconstruct and step_sweep is None:
-        raise UserError("nothing to evaluate: give --samples FILE.nc ... and/or --reconstruct RUN_DIR")
+        raise UserError("nothing to evaluate: give --samples FILE.nc ..., --reconstruct RUN or --step-sweep RUN")
     sample_paths = [Path(p) for p in samples]
     for path in sample_paths:
         if not path.is_file():

@@ -67,11 +67,16 @@ class Reconstruction:
         }
 
 
+def evaluation_device() -> torch.device:
+    """The current GPU when there is one (a year of 512 x 512 states is slow to encode on CPU), else CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
 def load_reconstruction(run_dir: Path, name: str, grid: tuple[int, int]) -> Reconstruction:
     """Load an autoencoder (its EMA weights) for scoring; user errors for a wrong run or grid."""
     if not run_dir.is_dir():
         raise UserError(f"--reconstruct: run folder {run_dir} does not exist")
-    loaded = load_inference_model(run_dir)
+    loaded = load_inference_model(run_dir, device=evaluation_device())
     if loaded.is_latent:
         loaded = loaded.vae_run  # a latent diffusion run: score the autoencoder it was trained on
     elif loaded.config.stage != "autoencoder":

@@ -14,6 +14,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from hpc_seaice.evaluation.reconstruction import evaluation_device
+from hpc_seaice.inference import sample
+from hpc_seaice.runtime.distributed import DistEnv
+
 SWEEP_STEPS: tuple[int, ...] = (10, 20, 40)
 DEFAULT_SWEEP_SAMPLES = 8
 
@@ -22,21 +26,14 @@ def generate_sweep(
     run: str, out_dir: Path, num: int = DEFAULT_SWEEP_SAMPLES, steps: tuple[int, ...] = SWEEP_STEPS, seed: int = 0
 ) -> list[Path]:
     """Sample ``num`` states from ``run`` with each step count (same noise); the written files."""
-    # Imported here: an evaluation without --step-sweep needs neither torch nor the sampler.
-    import torch
-
-    from hpc_seaice.inference.sample import sample_run
-    from hpc_seaice.runtime.distributed import DistEnv
-
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    env = DistEnv(device=device)
+    env = DistEnv(device=evaluation_device())
     paths = []
     for n in steps:
         path = Path(out_dir) / f"{Path(run).name}-steps{n:03d}.nc"
         args = argparse.Namespace(
             run=str(run), num=num, out=str(path), steps=n, seed=seed, batch_size=4, checkpoint="latest"
         )
-        sample_run(args, env)
+        sample.sample_run(args, env)
         paths.append(path)
     return paths
 
