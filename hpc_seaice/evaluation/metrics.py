@@ -1,6 +1,6 @@
-"""Scores that compare generated sea-ice states with reference states (PAPER_NOTES section 4).
+"""Scores that compare generated sea-ice states with reference states.
 
-Every spatial average is a *masked* mean over ocean cells (DESIGN section 1): land cells carry no
+Every spatial average is a *masked* mean over ocean cells: land cells carry no
 information and would otherwise dilute every score by about half. Functions take numpy arrays
 with the grid in the last two axes ``[..., H, W]`` and a mask ``[H, W]`` (1 = ocean);
 :func:`crps_ensemble` also accepts torch tensors.
