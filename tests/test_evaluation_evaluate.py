@@ -341,6 +341,11 @@ def test_bad_inputs(reference, samples, tmp_path, capsys):
     assert main(["evaluate", "--samples", str(wrong), "--data", str(root), "--out", out]) == 2
     assert "land mask mismatch" in _one_line_error(capsys)
 
+    shifted = write_samples(tmp_path / "shifted.nc", np.zeros((2, 5, GRID, GRID), np.float32), mask, lat - 1, lon, {})
+    assert main(["evaluate", "--samples", str(shifted), "--data", str(root), "--out", out]) == 2
+    err = _one_line_error(capsys)
+    assert "lat/lon mismatch" in err and "111 km" in err
+
     assert main(["evaluate", "--data", str(root), "--out", out]) == 2
     assert "nothing to evaluate" in _one_line_error(capsys)
     assert main(["evaluate", "--samples", str(samples[0]), "--data", str(tmp_path / "nodata"), "--out", out]) == 2

@@ -200,7 +200,10 @@ def evaluate(
         sample_paths += generate_sweep(str(step_sweep), sweep_dir, num=sweep_samples)
 
     names = _unique_names([p.stem for p in sample_paths])
-    models = [load_generated(p, n, data_desc, grid, mask, psd_of, cell_area) for p, n in zip(sample_paths, names)]
+    lat_lon = (np.asarray(ref.static.lat), np.asarray(ref.static.lon))
+    models = [
+        load_generated(p, n, data_desc, grid, mask, psd_of, cell_area, lat_lon) for p, n in zip(sample_paths, names)
+    ]
     names = [m.name for m in models]
     # Files of one run at different step counts (a step sweep): name them by their steps.
     names = [

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from hpc_seaice.data.cell_geometry import great_circle_m
 from hpc_seaice.data.variables import BOUNDS, VARIABLES
 from hpc_seaice.errors import UserError
 from hpc_seaice.evaluation import metrics as M
@@ -23,6 +24,7 @@ from hpc_seaice.evaluation.netcdf import RAW_SUFFIX, read_samples, sample_arrays
 from hpc_seaice.evaluation.plateaus import out_of_bounds_applies, plateau_shares
 
 CH = {name: i for i, name in enumerate(VARIABLES)}
+LAT_LON_TOLERANCE_M = 100.0  # cell centres further apart than this: another grid (float32 lat/lon ~ 1 m)
 
 
 @dataclass
@@ -56,6 +58,7 @@ def load_generated(
     mask: np.ndarray,
     psd: Callable[[np.ndarray], Any],
     cell_area_km2: np.ndarray,
+    lat_lon: tuple[np.ndarray, np.ndarray],
 ) -> GeneratedModel:
     """Read a samples file and compute its ensemble-only scores; user errors for another grid or mask.
 
@@ -77,6 +80,14 @@ def load_generated(
             raise UserError(
                 f"land mask mismatch: samples file {path} differs from data set {data_desc} in {differ} cells"
             )
+        if "lat" in ds.variables and "lon" in ds.variables:
+            # Same shape and mask is not the same grid (e.g. another crop of an all-ocean region).
+            apart = great_circle_m(ds["lat"].values, ds["lon"].values, *lat_lon)
+            if not apart.max() <= LAT_LON_TOLERANCE_M:
+                raise UserError(
+                    f"lat/lon mismatch: samples file {path} is up to {apart.max() / 1e3:.3g} km away from "
+                    f"the cells of data set {data_desc}"
+                )
         fields, _, _ = sample_arrays(ds, with_raw=False)
         attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ds.attrs.items()}
         # Bounds before clipping where the file keeps them, one variable at a time (memory).
