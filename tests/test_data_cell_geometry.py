@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
 from hpc_seaice.data.cell_geometry import EARTH_RADIUS_M as R
 from hpc_seaice.data.cell_geometry import geometry_from_lat_lon, grid_geometry
+from hpc_seaice.data.static import Static
 
 
 def test_regular_lat_lon_grid():
@@ -55,19 +54,19 @@ def test_polar_stereographic_grid_scale_factor():
 def test_stored_geometry_wins_and_degenerate_lat_lon_falls_back():
     lat, lon = np.meshgrid(np.linspace(70, 71, 4), np.linspace(0, 3, 5), indexing="ij")
     mask = np.ones((4, 5))
-    stored = SimpleNamespace(mask=mask, lat=lat, lon=lon, cell_area=np.full((4, 5), 7.0), dx=None, dy=None)
+    stored = Static(mask=mask, lat=lat, lon=lon, cell_area=np.full((4, 5), 7.0))
     g = grid_geometry(stored)
     assert g.source == "static"
     np.testing.assert_array_equal(g.cell_area, 7.0)
     np.testing.assert_allclose(g.dy, geometry_from_lat_lon(lat, lon).dy)  # completed from lat/lon
     # every cell at one point: no usable spacing
-    flat = SimpleNamespace(mask=mask, lat=np.full((4, 5), 80.0), lon=np.zeros((4, 5)))
+    flat = Static(mask=mask, lat=np.full((4, 5), 80.0), lon=np.zeros((4, 5)))
     with pytest.raises(ValueError):
         grid_geometry(flat)
     g = grid_geometry(flat, fallback_spacing_m=12e3)
     assert g.source.startswith("nominal")
     np.testing.assert_array_equal(g.cell_area, 144e6)
     # a stored array of the wrong shape is an error even with a fallback
-    wrong = SimpleNamespace(mask=mask, lat=lat, lon=lon, cell_area=np.ones((3, 5)), dx=None, dy=None)
+    wrong = Static(mask=mask, lat=lat, lon=lon, cell_area=np.ones((3, 5)))
     with pytest.raises(ValueError, match="cell_area has shape"):
         grid_geometry(wrong, fallback_spacing_m=12e3)

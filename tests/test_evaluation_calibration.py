@@ -39,6 +39,13 @@ def test_sea_ice_cover_probability_and_calibration():
     np.testing.assert_allclose(cal.bin_centers[:2], [0.025, 0.075])
 
 
+def test_ice_cover_threshold_is_applied_at_the_stored_precision():
+    """float32(0.7) is 0.69999999 in float64: a stored value at the threshold is covered either way."""
+    stored = np.array([[[0.7, np.nextafter(np.float32(0.7), np.float32(0))]]], dtype=np.float32)
+    for sic in (stored, stored.astype(np.float64)):
+        np.testing.assert_array_equal(sea_ice_cover_probability(sic, threshold=0.7), [[1.0, 0.0]])
+
+
 def test_unweighted_calibration_is_not_dominated_by_certain_cells():
     """Many perfectly forecast always-ice / never-ice cells hide a bad ice edge in the weighted error only."""
     rng = np.random.default_rng(0)

@@ -22,6 +22,7 @@ from hpc_seaice.data.variables import BOUNDS, UNITS, VARIABLES
 from hpc_seaice.evaluation.evaluate import select_states
 from hpc_seaice.evaluation.metrics import crps_ensemble, masked_mean, rmse
 from hpc_seaice.evaluation.netcdf import write_samples
+from hpc_seaice.evaluation.spectra import isotropic_psd, log_ratio
 
 GRID = 24
 SPACING_M = 300_000.0  # polar stereographic grid spacing (true at the pole): cell areas vary by 30 %
@@ -65,18 +66,24 @@ def _states(rng: np.random.Generator, num: int, mask: np.ndarray) -> np.ndarray:
     return out * mask
 
 
+TIMES = np.concatenate(
+    [
+        np.arange("2016-12-31T00", "2017-01-01T00", 6, dtype="datetime64[h]"),  # train: 4
+        np.arange("2018-01-01T00", "2018-01-04T00", 6, dtype="datetime64[h]"),  # test: 12
+    ]
+).astype("datetime64[s]")
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     root = tmp_path_factory.mktemp("ref") / "data"
-    rng = np.random.default_rng(0)
     mask = _mask()
-    times = np.concatenate(
-        [
-            np.arange("2016-12-31T00", "2017-01-01T00", 6, dtype="datetime64[h]"),  # train
-            np.arange("2018-01-01T00", "2018-01-04T00", 6, dtype="datetime64[h]"),  # test: 12
-        ]
-    ).astype("datetime64[s]")
-    fields = _states(rng, len(times), mask)
+    fields = _states(np.random.default_rng(0), len(TIMES), mask)
+    lat, lon = _write_reference(root, fields, mask)
+    return root, mask, lat, lon
+
+
+def _write_reference(root: Path, fields: np.ndarray, mask: np.ndarray, times: np.ndarray = TIMES):
     writer = ShardWriter(
         root,
         kind="fields",
@@ -92,7 +99,7 @@ def reference(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     write_manifest(root, writer.build_manifest())
     lat, lon, _ = _polar_stereographic()
     write_static(root, mask, lat, lon, mean=fields.mean(axis=(0, 2, 3)), std=fields.std(axis=(0, 2, 3)) + 0.1)
-    return root, mask, lat, lon
+    return lat, lon
 
 
 def _test_states(root: Path) -> np.ndarray:
@@ -250,89 +257,59 @@ def test_censored_out_of_bounds_is_na_and_step_sweep_lines_up_steps(reference, t
     ]
 
 
-def test_step_sweep_samples_one_run_at_10_20_40_steps_with_the_same_noise(reference, tmp_path, monkeypatch):
-    """--step-sweep goes through sample_run (replaced by a stand-in whose blur shrinks with the steps)."""
-    from hpc_seaice.inference import sample as sample_module
+def test_step_sweep_samples_one_run_at_10_20_40_steps_with_the_same_noise(reference, diffusion_run, tmp_path):
+    """--step-sweep on a real (one-step) data-space diffusion run."""
+    import xarray as xr
 
-    root, mask, lat, lon = reference
-    calls = []
-
-    def fake_sample_run(args, env):
-        calls.append((args.steps, args.seed, args.num, env.world_size))
-        fields = _states(np.random.default_rng(args.seed), args.num, mask)
-        attrs = {"run": str(Path(args.run).resolve()), "checkpoint_step": 5, "steps": args.steps}
-        attrs.update(network_evaluations_per_sample=2 * args.steps - 1, model=Path(args.run).name)
-        write_samples(Path(args.out), fields, mask, lat, lon, attrs)
-        return 0
-
-    monkeypatch.setattr(sample_module, "sample_run", fake_sample_run)
-    run = tmp_path / "runs" / "ddm"
-    run.mkdir(parents=True)
+    root = reference[0]
     out = tmp_path / "eval"
-    argv = ["evaluate", "--step-sweep", str(run), "--sweep-samples", "3", "--data", str(root), "--out", str(out)]
-    assert main([*argv, "--max-states", "3"]) == 0
-    assert calls == [(10, 0, 3, 1), (20, 0, 3, 1), (40, 0, 3, 1)]
-    metrics = json.loads((out / "metrics.json").read_text())
-    rows = metrics["step_sweep"]["ddm @ step 5"]
+    argv = ["evaluate", "--step-sweep", str(diffusion_run), "--sweep-samples", "2", "--data", str(root)]
+    assert main([*argv, "--out", str(out), "--max-states", "3"]) == 0
+    files = sorted((out / "step_sweep").glob("*.nc"))
+    assert [f.name for f in files] == ["ddm-steps010.nc", "ddm-steps020.nc", "ddm-steps040.nc"]
+    fields = []
+    for f in files:
+        with xr.open_dataset(f, engine="h5netcdf") as ds:
+            assert ds.attrs["seed"] == 0 and ds.sizes["sample"] == 2
+            fields.append(ds["sit_raw"].values.astype(np.float64))
+    # the same noise: more steps converge to one solution (40 is closer to 20 than 20 to 10)
+    assert np.abs(fields[2] - fields[1]).max() < np.abs(fields[1] - fields[0]).max()
+    metrics = metrics_of(out)
+    rows = metrics["step_sweep"]["ddm @ step 1"]
     assert [r["steps"] for r in rows] == [10, 20, 40] and [r["network_evaluations"] for r in rows] == [19, 39, 79]
     assert [r["model"] for r in rows] == ["ddm (10 steps)", "ddm (20 steps)", "ddm (40 steps)"]
-    assert sorted((out / "step_sweep").glob("*.nc")) and "Heun-step sweep" in (out / "report.md").read_text()
-    assert main([*argv, "--sweep-samples", "1"]) == 2
+    assert rows[1]["crps"]["sit"] == pytest.approx(metrics["models"]["ddm (20 steps)"]["variables"]["sit"]["crps"])
+    assert "Heun-step sweep" in (out / "report.md").read_text()
+    assert main([*argv, "--out", str(out), "--sweep-samples", "1"]) == 2
 
 
-def test_evaluate_reconstruction(reference, tmp_path, monkeypatch):
-    """--reconstruct: scored through the load_inference_model contract (a blurring stand-in VAE)."""
-    import torch
+def test_thresholds_treat_reference_and_samples_alike(tmp_path):
+    """Samples that are the test states themselves, with sic exactly at the MIZ and cover bounds.
 
-    from hpc_seaice.runtime import checkpoint
-
-    root, mask, _, _ = reference
-    lower = torch.tensor([BOUNDS[v][0] for v in VARIABLES]).view(1, -1, 1, 1)
-    upper = torch.tensor([BOUNDS[v][1] for v in VARIABLES]).view(1, -1, 1, 1)
-
-    class BlurVAE(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.scale = torch.nn.Parameter(torch.tensor(2.0))
-
-        def normalize(self, x):
-            return x * self.scale
-
-        def encode(self, x):
-            z = torch.nn.functional.avg_pool2d(x, 2)
-            return z, torch.zeros_like(z)
-
-        def decode(self, z, mask=None, sample=False, generator=None):
-            x = torch.nn.functional.interpolate(z, scale_factor=2, mode="nearest") / self.scale
-            x = torch.maximum(torch.minimum(x, upper), lower)
-            return x * mask if mask is not None else x
-
-    class Loaded:
-        vae = None
-        model = BlurVAE()
-        step = 42
-        data_manifest = type("M", (), {"grid": [GRID, GRID]})()
-
-    run_dir = tmp_path / "runs" / "ae"
-    run_dir.mkdir(parents=True)
-    monkeypatch.setattr(checkpoint, "load_inference_model", lambda run: Loaded())
+    float32(0.8) is 0.80000001 in float64: the reference (read as float64) and the samples
+    (float32) must still count it the same way, so the two distributions are identical.
+    """
+    mask = _mask()
+    fields = _states(np.random.default_rng(7), len(TIMES), mask)
+    sic = fields[:, 1]
+    sic[:, ::3, ::2] = np.float32(0.8)
+    sic[:, 1::3, ::2] = np.float32(0.15)
+    fields[:, 1] = sic * mask
+    lat, lon = _write_reference(tmp_path / "data", fields, mask)
+    test = fields[-12:]
+    path = write_samples(tmp_path / "same.nc", test, mask, lat, lon, {})
     out = tmp_path / "eval"
-    assert main(["evaluate", "--reconstruct", str(run_dir), "--data", str(root), "--out", str(out)]) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    rec = metrics["reconstructions"]["ae (reconstruction)"]
-    assert rec["step"] == 42
-    states = _test_states(root)
-    with torch.no_grad():
-        m = torch.from_numpy(mask)
-        vae = BlurVAE()
-        x = torch.from_numpy(states.astype(np.float32))
-        pred = vae.decode(vae.encode(vae.normalize(x) * m)[0], mask=m).numpy().astype(np.float64)
-    for c, var in enumerate(VARIABLES):
-        expect = np.sqrt(np.mean(masked_mean((pred[:, c] - states[:, c]) ** 2, mask)))
-        assert rec["variables"][var]["rmse"] == pytest.approx(expect, rel=1e-5)
-    assert rec["psd_sit_log10_ratio"] < 0
-    assert (out / "maps.png").is_file() and (out / "spectra_sit.png").is_file()
-    assert "Autoencoder reconstructions" in (out / "report.md").read_text()
+    assert main(["evaluate", "--samples", str(path), "--data", str(tmp_path / "data"), "--out", str(out)]) == 0
+    metrics = metrics_of(out)
+    model = metrics["models"]["same"]
+    assert model["miz_area_km2_values"] == pytest.approx(metrics["reference"]["miz_area_km2_values"], rel=1e-12)
+    assert model["miz_area_wasserstein_km2"] == pytest.approx(0.0, abs=1e-6)
+    assert model["cover_calibration"]["error"] == 0.0
+    # the bound itself is inside the MIZ: every 0.8 and 0.15 cell of the first state counts
+    area_km2 = _polar_stereographic()[2] / 1e6
+    s0 = test[0, 1].astype(np.float64)
+    inside = ((s0 >= 0.15 - 1e-6) & (s0 <= 0.8 + 1e-6) & (mask > 0.5)) * area_km2
+    assert model["miz_area_km2_values"][0] == pytest.approx(inside.sum(), rel=5e-3)
 
 
 def _one_line_error(capsys) -> str:
@@ -364,6 +341,11 @@ def test_bad_inputs(reference, samples, tmp_path, capsys):
     assert main(["evaluate", "--samples", str(wrong), "--data", str(root), "--out", out]) == 2
     assert "land mask mismatch" in _one_line_error(capsys)
 
+    shifted = write_samples(tmp_path / "shifted.nc", np.zeros((2, 5, GRID, GRID), np.float32), mask, lat - 1, lon, {})
+    assert main(["evaluate", "--samples", str(shifted), "--data", str(root), "--out", out]) == 2
+    err = _one_line_error(capsys)
+    assert "lat/lon mismatch" in err and "111 km" in err
+
     assert main(["evaluate", "--data", str(root), "--out", out]) == 2
     assert "nothing to evaluate" in _one_line_error(capsys)
     assert main(["evaluate", "--samples", str(samples[0]), "--data", str(tmp_path / "nodata"), "--out", out]) == 2
@@ -381,29 +363,106 @@ def test_bad_inputs(reference, samples, tmp_path, capsys):
     err = _one_line_error(capsys)
     assert "static.h5" in err and "cell_area" in err
 
+    # bad values that used to end in a traceback
+    a = str(samples[0])
+    assert main(["evaluate", "--samples", a, "--data", str(root), "--out", out, "--dx-km", "inf"]) == 2
+    assert "--dx-km must be positive and finite" in _one_line_error(capsys)
+    assert main(["evaluate", "--samples", a, "--data", str(root), "--out", out, "--max-states", "-1"]) == 2
+    assert "--max-states must be >= 0" in _one_line_error(capsys)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    assert main(["evaluate", "--samples", a, "--data", str(root), "--out", str(a_file)]) == 2
+    assert "is a file" in _one_line_error(capsys)
 
-def test_evaluate_reconstruction_of_a_trained_autoencoder(reference, tmp_path):
-    """--reconstruct with a real (two-step) autoencoder run through load_inference_model."""
-    import torch
+
+@pytest.mark.parametrize("where", ["nowhere", "border"])
+def test_no_ocean_in_the_spectrum_box_is_a_one_line_error(reference, tmp_path, capsys, where):
+    """An all-land grid, or ocean only along the border (no centred box is mostly ocean)."""
+    import shutil
+
+    from hpc_seaice.data.static import read_static
+
+    root, _, lat, lon = reference
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    st = read_static(data)
+    mask = np.zeros_like(st.mask)
+    if where == "border":
+        mask[:3] = 1
+    write_static(data, mask, st.lat, st.lon, st.mean, st.std)
+    path = write_samples(tmp_path / "s.nc", np.zeros((2, 5, GRID, GRID), np.float32), mask, lat, lon, {})
+    assert main(["evaluate", "--samples", str(path), "--data", str(data), "--out", str(tmp_path / "eval")]) == 2
+    err = _one_line_error(capsys)
+    assert "static.h5" in err and ("no ocean cell" in err)
+    if where == "border":
+        assert "spectrum box (y 6:18, x 6:18)" in err
+
+
+def test_a_box_that_is_not_mostly_ocean_is_a_one_line_warning(reference, tmp_path, capsys):
+    import shutil
+
+    from hpc_seaice.data.static import read_static
+
+    root, mask, lat, lon = reference
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    st = read_static(data)
+    holes = mask.copy()
+    holes[::2, ::2] = 0  # a quarter of every square is land: no centred box is 90 % ocean
+    write_static(data, holes, st.lat, st.lon, st.mean, st.std)
+    states = _states(np.random.default_rng(5), 2, holes)
+    path = write_samples(tmp_path / "s.nc", states, holes, lat, lon, {})
+    assert main(["evaluate", "--samples", str(path), "--data", str(data), "--out", str(tmp_path / "e")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "no centred square is 90% ocean" in warnings[0], warnings
+
+
+@pytest.fixture(scope="module")
+def autoencoder_run(reference, tmp_path_factory) -> Path:
+    """A real autoencoder run: two training steps of the tiny VAE on the reference data set."""
     from helpers import tiny_autoencoder_config
 
     from hpc_seaice.config import config_from_dict
-    from hpc_seaice.runtime.checkpoint import load_inference_model
     from hpc_seaice.train.trainer import run_training
 
-    root, mask, _, _ = reference
-    run_dir = tmp_path / "vae"
-    config = tiny_autoencoder_config(root, run_dir, train={"max_steps": 2, "checkpoint_every": 2, "batch_size": 2})
-    assert run_training(config_from_dict(config)) == 0
-    out = tmp_path / "eval"
-    assert (
-        main(["evaluate", "--reconstruct", str(run_dir), "--data", str(root), "--out", str(out), "--max-states", "4"])
-        == 0
+    run_dir = tmp_path_factory.mktemp("runs") / "vae"
+    config = tiny_autoencoder_config(
+        reference[0], run_dir, train={"max_steps": 2, "checkpoint_every": 2, "batch_size": 2}
     )
+    assert run_training(config_from_dict(config)) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def diffusion_run(reference, tmp_path_factory) -> Path:
+    """A real data-space diffusion run (one training step of the tiny U-Net)."""
+    from helpers import tiny_diffusion_config
+
+    from hpc_seaice.config import config_from_dict
+    from hpc_seaice.train.trainer import run_training
+
+    run_dir = tmp_path_factory.mktemp("runs") / "ddm"
+    config = tiny_diffusion_config(
+        reference[0], run_dir, train={"max_steps": 1, "checkpoint_every": 1, "batch_size": 2}
+    )
+    assert run_training(config_from_dict(config)) == 0
+    return run_dir
+
+
+def test_evaluate_reconstruction_of_a_trained_autoencoder(reference, autoencoder_run, tmp_path):
+    """--reconstruct with a real (two-step) autoencoder run, scored against an independent decode."""
+    import torch
+
+    from hpc_seaice.runtime.checkpoint import load_inference_model
+
+    root, mask, _, _ = reference
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--reconstruct", str(autoencoder_run), "--data", str(root), "--out", str(out)]
+    assert main([*argv, "--max-states", "4"]) == 0
     rec = json.loads((out / "metrics.json").read_text())["reconstructions"]["vae (reconstruction)"]
     assert rec["step"] == 2
 
-    vae = load_inference_model(run_dir).model
+    vae = load_inference_model(autoencoder_run).model
     states = _test_states(root)[select_states(12, 4)]
     m = torch.from_numpy(mask)
     with torch.no_grad():
@@ -412,4 +471,30 @@ def test_evaluate_reconstruction_of_a_trained_autoencoder(reference, tmp_path):
     for c, var in enumerate(VARIABLES):
         expect = np.sqrt(np.mean(masked_mean((pred[:, c] - states[:, c]) ** 2, mask)))
         assert rec["variables"][var]["rmse"] == pytest.approx(expect, rel=1e-4)
-    assert rec["psd_sit_log10_ratio"] is not None
+        assert rec["variables"][var]["bias"] == pytest.approx(
+            np.mean(masked_mean(pred[:, c] - states[:, c], mask)), rel=1e-4, abs=1e-7
+        )
+    ref_psd = isotropic_psd(states[:, 0], mask=mask, box=_box(metrics_of(out)), dx_km=metrics_of(out)["dx_km"])
+    rec_psd = isotropic_psd(pred[:, 0], mask=mask, box=_box(metrics_of(out)), dx_km=metrics_of(out)["dx_km"])
+    assert rec["psd_sit"] == pytest.approx(rec_psd.psd.tolist(), rel=1e-4)
+    assert rec["psd_sit_log10_ratio"] == pytest.approx(log_ratio(rec_psd.psd, ref_psd.psd), abs=1e-4)
+    assert (out / "maps.png").is_file() and (out / "spectra_sit.png").is_file()
+    assert "Autoencoder reconstructions" in (out / "report.md").read_text()
+
+
+def metrics_of(out: Path) -> dict:
+    return json.loads((out / "metrics.json").read_text())
+
+
+def _box(metrics: dict) -> tuple[slice, slice]:
+    b = metrics["spectrum"]["box"]
+    return slice(b["y0"], b["y1"]), slice(b["x0"], b["x1"])
+
+
+def test_runs_of_the_wrong_kind_are_one_line_errors(reference, autoencoder_run, diffusion_run, tmp_path, capsys):
+    root = str(reference[0])
+    out = str(tmp_path / "eval")
+    assert main(["evaluate", "--reconstruct", str(diffusion_run), "--data", root, "--out", out]) == 2
+    assert "has no autoencoder" in _one_line_error(capsys)
+    assert main(["evaluate", "--step-sweep", str(autoencoder_run), "--data", root, "--out", out]) == 2
+    assert "sample needs a diffusion run" in _one_line_error(capsys)

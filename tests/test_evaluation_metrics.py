@@ -105,3 +105,6 @@ def test_miz_area():
     np.testing.assert_allclose(M.miz_area(sic, mask, 144.0), [3 * 144.0, 3 * 144.0])
     area = np.arange(6, dtype=float).reshape(2, 3)
     np.testing.assert_allclose(M.miz_area(sic[0], mask, area), 0 + 1 + 4)
+    # a stored float32 value at a bound counts the same whether it is read as float32 or float64
+    stored = np.array([[0.8, 0.15, 0.81]], dtype=np.float32)
+    assert M.miz_area(stored.astype(np.float64), np.ones((1, 3)), 1.0) == M.miz_area(stored, np.ones((1, 3)), 1.0) == 2

@@ -16,9 +16,10 @@ divisor of the centred/one-sided index difference of ``np.gradient``. ``cell_are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+
+from hpc_seaice.data.static import Static
 
 EARTH_RADIUS_M = 6_371_000.0  # mean Earth radius (the sphere the distances are taken on)
 
@@ -79,7 +80,7 @@ def nominal_geometry(shape: tuple[int, int], spacing_m: float) -> CellGeometry:
     return CellGeometry(dx=dx, dy=dx.copy(), cell_area=dx * dx, source=f"nominal {spacing_m / 1000:g} km")
 
 
-def grid_geometry(static: Any, fallback_spacing_m: float | None = None) -> CellGeometry:
+def grid_geometry(static: Static, fallback_spacing_m: float | None = None) -> CellGeometry:
     """The data set's stored ``dx``, ``dy``, ``cell_area`` when present, else derived from lat/lon.
 
     A stored ``cell_area`` without spacings (or the other way round) is completed from lat/lon.
@@ -87,8 +88,7 @@ def grid_geometry(static: Any, fallback_spacing_m: float | None = None) -> CellG
     raise ``ValueError``, or give :func:`nominal_geometry` when ``fallback_spacing_m`` is set.
     """
     geometry = _stored_or_derived(static)  # a stored array of the wrong shape is an error, not a fallback
-    for name in ("dx", "dy", "cell_area"):
-        value = getattr(geometry, name)
+    for name, value in (("dx", geometry.dx), ("dy", geometry.dy), ("cell_area", geometry.cell_area)):
         if not (np.isfinite(value).all() and (value > 0).all()):
             if fallback_spacing_m is None:
                 raise ValueError(f"{geometry.source} {name} is not finite and positive everywhere")
@@ -96,8 +96,8 @@ def grid_geometry(static: Any, fallback_spacing_m: float | None = None) -> CellG
     return geometry
 
 
-def _stored_or_derived(static: Any) -> CellGeometry:
-    stored = {k: getattr(static, k, None) for k in ("dx", "dy", "cell_area")}
+def _stored_or_derived(static: Static) -> CellGeometry:
+    stored = {"dx": static.dx, "dy": static.dy, "cell_area": static.cell_area}
     if all(v is None for v in stored.values()):
         return geometry_from_lat_lon(static.lat, static.lon)
     derived = None

@@ -23,9 +23,18 @@ import numpy as np
 from hpc_seaice.data.variables import ICE_COVER_THRESHOLD
 
 
+def ice_covered(sic: np.ndarray, threshold: float = ICE_COVER_THRESHOLD) -> np.ndarray:
+    """``sic >= threshold``, compared in float32 (the stored precision; see :func:`metrics.miz_area`).
+
+    Why: a reference state read as float64 and a sample read as float32 must put one stored value
+    on the same side of the threshold.
+    """
+    return np.asarray(sic, dtype=np.float32) >= np.float32(threshold)
+
+
 def sea_ice_cover_probability(sic: np.ndarray, threshold: float = ICE_COVER_THRESHOLD) -> np.ndarray:
     """Per-cell probability of being ice-covered (``sic >= threshold``): ``[N, H, W] -> [H, W]``."""
-    return (np.asarray(sic) >= threshold).mean(axis=0)
+    return ice_covered(sic, threshold).mean(axis=0)
 
 
 def _nan_to_none(x: np.ndarray) -> list[float | None]:

@@ -37,8 +37,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +46,17 @@ from scipy.stats import wasserstein_distance
 from tqdm import tqdm
 
 from hpc_seaice.data.cell_geometry import grid_geometry
+from hpc_seaice.data.dataset import ShardedDataset
 from hpc_seaice.data.pca import evenly_spaced
-from hpc_seaice.data.variables import BOUNDS, ICE_COVER_THRESHOLD, VARIABLES
+from hpc_seaice.data.variables import ICE_COVER_THRESHOLD, VARIABLES
 from hpc_seaice.errors import UserError
 from hpc_seaice.evaluation import metrics as M
-from hpc_seaice.evaluation.calibration import cover_calibration, sea_ice_cover_probability
-from hpc_seaice.evaluation.netcdf import RAW_SUFFIX, read_samples, sample_arrays
-from hpc_seaice.evaluation.plateaus import out_of_bounds_applies, plateau_counts, plateau_shares, shares_from_counts
-from hpc_seaice.evaluation.reconstruction import load_reconstruction, reconstruct_states
+from hpc_seaice.evaluation import report
+from hpc_seaice.evaluation.calibration import cover_calibration, ice_covered
+from hpc_seaice.evaluation.figures import write_figures
+from hpc_seaice.evaluation.generated import CH, load_generated
+from hpc_seaice.evaluation.plateaus import plateau_counts, shares_from_counts
+from hpc_seaice.evaluation.reconstruction import load_reconstruction
 from hpc_seaice.evaluation.spectra import (
     BANDS_KM,
     DEFAULT_DX_KM,
@@ -68,36 +70,12 @@ from hpc_seaice.evaluation.spectra import (
 )
 from hpc_seaice.evaluation.step_sweep import DEFAULT_SWEEP_SAMPLES, generate_sweep, sweep_table
 
-CH = {name: i for i, name in enumerate(VARIABLES)}
 RECONSTRUCT_BATCH = 4
 
 
 # --------------------------------------------------------------------------------------------
 # Sources being scored
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class GeneratedModel:
-    """One samples file: its ensemble and the scores accumulated over the reference states."""
-
-    name: str
-    path: Path
-    attrs: dict[str, Any]
-    num_samples: int
-    ocean_members: list[np.ndarray]  # per channel [N, P] float32 (ocean cells only)
-    spread: np.ndarray  # [C] cell mean of 0.5 E|X - X'| (standard estimator)
-    spread_fair: np.ndarray  # [C] the same with 1/(m(m-1))
-    mean_field: np.ndarray  # [C, H, W]
-    std_field: np.ndarray  # [C, H, W]
-    cover_probability: np.ndarray  # [H, W]
-    miz_km2: np.ndarray  # [N]
-    psd_sit: np.ndarray  # [K]
-    out_of_bounds: np.ndarray  # [C], NaN where it does not apply (censored decoder)
-    out_of_bounds_source: str  # "raw" (before clipping), "stored" (as written) or "n/a (censored decoder)"
-    plateau_shares: dict[str, float]
-    example: np.ndarray  # [C, H, W] the first sample, for the maps
-    abs_error_sum: np.ndarray = field(default_factory=lambda: np.zeros(len(VARIABLES)))
 
 
 class RunningMoments:
@@ -133,87 +111,17 @@ def select_states(num_states: int, max_states: int) -> np.ndarray:
     return evenly_spaced(num_states, max_states)
 
 
-def _load_model(
-    path: Path,
-    name: str,
-    data_desc: str,
-    grid: tuple[int, int],
-    mask: np.ndarray,
-    psd: Callable[[np.ndarray], Any],
-    cell_area_km2: np.ndarray,
-) -> GeneratedModel:
-    ds = read_samples(path)
-    try:
-        shape = (ds.sizes["y"], ds.sizes["x"])
-        if shape != tuple(grid):
-            raise UserError(
-                f"grid mismatch: samples file {path} is {shape[0]}x{shape[1]}, "
-                f"data set {data_desc} is {grid[0]}x{grid[1]}"
-            )
-        if ds.sizes["sample"] < 1:
-            raise UserError(f"samples file {path} holds no sample")
-        sample_mask = ds["mask"].values > 0.5
-        differ = int((sample_mask != (mask > 0.5)).sum())
-        if differ:
-            raise UserError(
-                f"land mask mismatch: samples file {path} differs from data set {data_desc} in {differ} cells"
-            )
-        fields, _, _ = sample_arrays(ds, with_raw=False)
-        attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ds.attrs.items()}
-        # Bounds before clipping where the file keeps them, one variable at a time (memory).
-        oob = np.zeros(len(VARIABLES)) if out_of_bounds_applies(attrs) else np.full(len(VARIABLES), np.nan)
-        raw_found = False
-        for c, var in enumerate(VARIABLES if out_of_bounds_applies(attrs) else ()):
-            lower, upper = BOUNDS[var]
-            if var + RAW_SUFFIX in ds.variables:
-                values = ds[var + RAW_SUFFIX].values[:, None]
-                raw_found = True
-            else:
-                values = fields[:, c : c + 1]
-            oob[c] = M.fraction_out_of_bounds(values, [lower], [upper], mask)[0]
-    finally:
-        ds.close()
-    ocean = mask > 0.5
-    name = str(attrs.get("model") or name)
-    n = fields.shape[0]
-    ocean_members = [np.ascontiguousarray(fields[:, c][:, ocean]) for c in range(len(VARIABLES))]
-    # The spread term does not depend on the observation: once per model, not once per state.
-    spread = np.array([M.ensemble_spread_term(m.astype(np.float64), axis=0).mean() for m in ocean_members])
-    spread_fair = spread * n / (n - 1) if n > 1 else np.full(len(VARIABLES), np.nan)
-    oob_source = "raw" if raw_found else "stored"
-    return GeneratedModel(
-        name=name,
-        path=path,
-        attrs=attrs,
-        num_samples=n,
-        ocean_members=ocean_members,
-        spread=spread,
-        spread_fair=spread_fair,
-        mean_field=fields.mean(axis=0, dtype=np.float64),
-        std_field=fields.std(axis=0, dtype=np.float64),
-        cover_probability=sea_ice_cover_probability(fields[:, CH["sic"]]),
-        miz_km2=M.miz_area(fields[:, CH["sic"]], mask, cell_area_km2),
-        psd_sit=psd(fields[:, CH["sit"]]).psd,
-        out_of_bounds=oob,
-        out_of_bounds_source=oob_source if out_of_bounds_applies(attrs) else "n/a (censored decoder)",
-        plateau_shares=plateau_shares(fields, mask),
-        example=fields[0].copy(),
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # The pass over the reference states
 # --------------------------------------------------------------------------------------------
 
 
-def _open_reference(data: str, split: str) -> Any:
-    from hpc_seaice.data.dataset import ShardedDataset
-
+def _open_reference(data: str, split: str) -> ShardedDataset:
     if not Path(data).is_dir():
         raise UserError(f"data set folder {data} does not exist")
     ds = ShardedDataset(data, split, normalize=False)
     manifest = ds.manifest
-    if getattr(manifest, "kind", "fields") != "fields":
+    if manifest.kind != "fields":
         raise UserError(f"{data} is a {manifest.kind} data set; evaluate needs the field data set")
     if list(manifest.variables) != list(VARIABLES):
         raise UserError(f"{data}: variables {list(manifest.variables)}, expected {list(VARIABLES)}")
@@ -243,9 +151,6 @@ def evaluate(
     Returns:
         The metrics dictionary written to ``out/metrics.json``.
     """
-    from hpc_seaice.evaluation import report
-    from hpc_seaice.evaluation.figures import write_figures
-
     if spectrum not in ESTIMATORS:
         raise UserError(f"--spectrum {spectrum!r}: expected one of {', '.join(ESTIMATORS)}")
     if step_sweep is not None:
@@ -254,19 +159,24 @@ def evaluate(
         if sweep_samples < 2:
             raise UserError(f"--sweep-samples must be at least 2, got {sweep_samples}")
     if not samples and not reconstruct and step_sweep is None:
-        raise UserError("nothing to evaluate: give --samples FILE.nc ... and/or --reconstruct RUN_DIR")
+        raise UserError("nothing to evaluate: give --samples FILE.nc ..., --reconstruct RUN or --step-sweep RUN")
     sample_paths = [Path(p) for p in samples]
     for path in sample_paths:
         if not path.is_file():
             raise UserError(f"samples file {path} does not exist")
-    if dx_km is not None and not dx_km > 0:
-        raise UserError(f"--dx-km must be positive, got {dx_km}")
+    if dx_km is not None and not (math.isfinite(dx_km) and dx_km > 0):
+        raise UserError(f"--dx-km must be positive and finite, got {dx_km}")
+    if max_states < 0:
+        raise UserError(f"--max-states must be >= 0 (0 = all states), got {max_states}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
 
     ref = _open_reference(data, split)
     mask = (np.asarray(ref.static.mask) > 0.5).astype(np.float32)
     ocean = mask > 0.5
     grid = (int(mask.shape[0]), int(mask.shape[1]))
-    box = central_arctic_box(mask)
+    box = _spectrum_box(mask, data)
     data_desc = str(data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a repeated lat/lon point: zero spacing
@@ -285,12 +195,15 @@ def evaluate(
     dx_km = dx_km or geometry.mean_spacing_km(box)
     psd_of = functools.partial(isotropic_psd, mask=mask, box=box, dx_km=dx_km, estimator=spectrum)
     if step_sweep is not None:
-        sweep_dir = Path(out) / "step_sweep"
+        sweep_dir = out / "step_sweep"
         sweep_dir.mkdir(parents=True, exist_ok=True)
         sample_paths += generate_sweep(str(step_sweep), sweep_dir, num=sweep_samples)
 
     names = _unique_names([p.stem for p in sample_paths])
-    models = [_load_model(p, n, data_desc, grid, mask, psd_of, cell_area) for p, n in zip(sample_paths, names)]
+    lat_lon = (np.asarray(ref.static.lat), np.asarray(ref.static.lon))
+    models = [
+        load_generated(p, n, data_desc, grid, mask, psd_of, cell_area, lat_lon) for p, n in zip(sample_paths, names)
+    ]
     names = [m.name for m in models]
     # Files of one run at different step counts (a step sweep): name them by their steps.
     names = [
@@ -317,15 +230,7 @@ def evaluate(
             return
         batch = np.stack(pending)
         for rec in recs:
-            pred = reconstruct_states(rec, batch.astype(np.float32), mask)
-            err = pred - batch
-            rec.sq_error_sum += M.masked_mean(err**2, mask).sum(axis=0)
-            rec.error_sum += M.masked_mean(err, mask).sum(axis=0)
-            psd = psd_of(pred[:, CH["sit"]]).psd * len(batch)
-            rec.psd_sum = psd if rec.psd_sum is None else rec.psd_sum + psd
-            rec.count += len(batch)
-            if rec.example is None:
-                rec.example = pred[0]
+            rec.add(batch, mask, lambda sit: psd_of(sit).psd)
         pending.clear()
 
     for i in tqdm(indices, desc="evaluate", unit="state", disable=not progress):
@@ -334,7 +239,7 @@ def evaluate(
         if ref_example is None:
             ref_example = state.copy()
         moments.update(state)
-        cover_count += state[CH["sic"]] >= ICE_COVER_THRESHOLD
+        cover_count += ice_covered(state[CH["sic"]])
         ref_miz.append(float(M.miz_area(state[CH["sic"]], mask, cell_area)))
         ref_plateaus += plateau_counts(state, mask)
         psd = psd_of(state[CH["sit"]])
@@ -418,24 +323,9 @@ def evaluate(
             "miz_area_wasserstein_km2": float(wasserstein_distance(model.miz_km2, ref_miz_arr)),
         }
     for rec in recs:
-        rec_psd = rec.psd_sum / rec.count
-        result["reconstructions"][rec.name] = {
-            "run": str(rec.run_dir),
-            "step": rec.step,
-            "variables": {
-                var: {
-                    "rmse": math.sqrt(rec.sq_error_sum[c] / rec.count),
-                    "bias": rec.error_sum[c] / rec.count,
-                }
-                for c, var in enumerate(VARIABLES)
-            },
-            "psd_sit": rec_psd.tolist(),
-            "psd_sit_log10_ratio": log_ratio(rec_psd, ref_psd),
-            "psd_sit_band_log10_ratio": band_log_ratios(rec_psd, ref_psd, wavelength),
-        }
+        result["reconstructions"][rec.name] = rec.scores(ref_psd, wavelength)
     result["step_sweep"] = sweep_table(result["models"])
 
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result["figures"] = write_figures(
         out, result, models, recs, ref_example, mask, geometry, CH, _reference_label(ref, indices)
@@ -448,11 +338,23 @@ def evaluate(
     return result
 
 
-def _reference_label(ref: Any, indices: np.ndarray) -> str:
-    times = getattr(ref, "times", None)
-    if times is not None and len(times) > int(indices[0]):
-        return f"test {np.datetime_as_string(np.asarray(times)[int(indices[0])], unit='h')}"
-    return "test"
+def _spectrum_box(mask: np.ndarray, data: str) -> tuple[slice, slice]:
+    """The central-Arctic box of the spectra; user errors for a grid without ocean there."""
+    if not (mask > 0.5).any():
+        raise UserError(f"{data}/static.h5: the land mask has no ocean cell")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        box = central_arctic_box(mask)
+    where = f"y {box[0].start}:{box[0].stop}, x {box[1].start}:{box[1].stop}"
+    if not (mask[box[0], box[1]] > 0.5).any():
+        raise UserError(f"{data}/static.h5: the spectrum box ({where}) holds no ocean cell")
+    for warning in caught:
+        print(f"evaluate: warning: {data}: {warning.message} ({where})", file=sys.stderr, flush=True)
+    return box
+
+
+def _reference_label(ref: ShardedDataset, indices: np.ndarray) -> str:
+    return f"test {np.datetime_as_string(np.asarray(ref.times)[int(indices[0])], unit='h')}"
 
 
 def _summary(values: np.ndarray) -> dict[str, float]:
@@ -484,10 +386,10 @@ def cli_evaluate(args: Any) -> int:
         split=args.split,
         reconstruct=args.reconstruct,
         max_states=args.max_states,
-        dx_km=getattr(args, "dx_km", None),
-        spectrum=getattr(args, "spectrum", "tapered"),
-        step_sweep=getattr(args, "step_sweep", None),
-        sweep_samples=getattr(args, "sweep_samples", DEFAULT_SWEEP_SAMPLES),
+        dx_km=args.dx_km,
+        spectrum=args.spectrum,
+        step_sweep=args.step_sweep,
+        sweep_samples=args.sweep_samples,
     )
     out = Path(args.out)
     print(

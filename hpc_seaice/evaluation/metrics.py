@@ -1,6 +1,6 @@
-"""Scores that compare generated sea-ice states with reference states (PAPER_NOTES section 4).
+"""Scores that compare generated sea-ice states with reference states.
 
-Every spatial average is a *masked* mean over ocean cells (DESIGN section 1): land cells carry no
+Every spatial average is a *masked* mean over ocean cells: land cells carry no
 information and would otherwise dilute every score by about half. Functions take numpy arrays
 with the grid in the last two axes ``[..., H, W]`` and a mask ``[H, W]`` (1 = ocean);
 :func:`crps_ensemble` also accepts torch tensors.
@@ -170,6 +170,10 @@ def miz_area(
 ) -> np.ndarray:
     """Marginal-ice-zone area per state: ocean cells with ``0.15 <= sic <= 0.8``.
 
+    The bounds are applied in float32, the precision the data are stored in: a value stored as
+    ``float32(0.8)`` is 0.80000001 in float64, so a reference read as float64 and a sample read as
+    float32 would otherwise put the same stored value on different sides of the bound.
+
     Args:
         sic: ``[..., H, W]`` concentration (fraction).
         mask: ``[H, W]``, 1 = ocean.
@@ -180,7 +184,7 @@ def miz_area(
         ``[...]`` areas.
     """
     lo, hi = miz_range
-    x = np.asarray(sic)
-    inside = (x >= lo) & (x <= hi) & ocean_mask(mask)
+    x = np.asarray(sic, dtype=np.float32)
+    inside = (x >= np.float32(lo)) & (x <= np.float32(hi)) & ocean_mask(mask)
     area = np.broadcast_to(np.asarray(cell_area, dtype=np.float64), x.shape[-2:])
     return (inside * area).sum(axis=(-2, -1))

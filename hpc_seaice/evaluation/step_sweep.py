@@ -14,6 +14,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from hpc_seaice.evaluation.reconstruction import evaluation_device
+from hpc_seaice.inference import sample
+from hpc_seaice.runtime.distributed import DistEnv
+
 SWEEP_STEPS: tuple[int, ...] = (10, 20, 40)
 DEFAULT_SWEEP_SAMPLES = 8
 
@@ -22,21 +26,14 @@ def generate_sweep(
     run: str, out_dir: Path, num: int = DEFAULT_SWEEP_SAMPLES, steps: tuple[int, ...] = SWEEP_STEPS, seed: int = 0
 ) -> list[Path]:
     """Sample ``num`` states from ``run`` with each step count (same noise); the written files."""
-    # Imported here: an evaluation without --step-sweep needs neither torch nor the sampler.
-    import torch
-
-    from hpc_seaice.inference.sample import sample_run
-    from hpc_seaice.runtime.distributed import DistEnv
-
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    env = DistEnv(device=device)
+    env = DistEnv(device=evaluation_device())
     paths = []
     for n in steps:
         path = Path(out_dir) / f"{Path(run).name}-steps{n:03d}.nc"
         args = argparse.Namespace(
             run=str(run), num=num, out=str(path), steps=n, seed=seed, batch_size=4, checkpoint="latest"
         )
-        sample_run(args, env)
+        sample.sample_run(args, env)
         paths.append(path)
     return paths
 
@@ -60,12 +57,19 @@ def sweep_table(models: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, A
     """Group scored models by (run, checkpoint step); keep groups with two or more step counts.
 
     Returns ``{run name @ step: [row per step count, ascending]}`` with the main scores per row.
+    Runs are told apart by their full path; the key shows the folder name, or the full path when
+    two runs of one folder name are lined up.
     """
-    groups: dict[str, dict[int, dict[str, Any]]] = {}
+    groups: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
     for name, model in models.items():
         attrs = model.get("attrs", {})
         if "run" not in attrs or "steps" not in attrs:
             continue
-        key = f"{Path(str(attrs['run'])).name} @ step {attrs.get('checkpoint_step', '?')}"
+        key = (str(attrs["run"]), str(attrs.get("checkpoint_step", "?")))
         groups.setdefault(key, {}).setdefault(int(attrs["steps"]), _row(name, model))
-    return {key: [rows[s] for s in sorted(rows)] for key, rows in groups.items() if len(rows) > 1}
+    groups = {key: rows for key, rows in groups.items() if len(rows) > 1}
+    names = [Path(run).name for run, _ in groups]
+    return {
+        f"{run if names.count(Path(run).name) > 1 else Path(run).name} @ step {step}": [rows[s] for s in sorted(rows)]
+        for (run, step), rows in groups.items()
+    }
