@@ -32,6 +32,9 @@ CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
 class RunConfig:
     dir: str = "runs/default"
     keep_checkpoints: int = 3  # keep the latest k checkpoints
+    # when `latest` is missing or fails its checks: "" = refuse (one line naming the candidates),
+    # "auto" = the newest earlier checkpoint that passes them, or a step (300 or step_00000300)
+    fallback_checkpoint: str = ""
 
 
 @dataclass
@@ -41,6 +44,7 @@ class DataConfig:
     val_split: str = "validation"
     num_workers: int = 2
     prefetch_factor: int = 2
+    verify_hashes: bool = False  # train/encode start: also check every shard's sha256 (reads all data)
 
 
 @dataclass

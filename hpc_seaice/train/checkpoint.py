@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,9 +33,11 @@ from torch import nn
 
 from hpc_seaice.errors import UserError
 from hpc_seaice.train import distributed as hdist
+from hpc_seaice.train.integrity import file_hashes, read_meta, verify_files
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
+PINS = "pins"  # <checkpoint>/pins/*.txt: data sets that were made with this checkpoint
 
 
 def step_name(step: int) -> str:
@@ -62,15 +65,42 @@ def _write_text_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None for a fresh run."""
-    root = Path(run_dir) / CHECKPOINTS
+STEP_NAME = re.compile(r"step_\d{8}")
+
+
+def read_pointer(root: Path) -> str | None:
+    """The checkpoint name in ``root/latest`` (None when absent); it must name a folder of ``root``."""
     pointer = root / LATEST
-    if not pointer.is_file():
+    if not pointer.exists() and not pointer.is_symlink():
         return None
-    folder = root / pointer.read_text().strip()
+    if not pointer.is_file():
+        raise UserError(f"{pointer}: not a text file naming the newest checkpoint (a folder or link?); remove it")
+    try:
+        name = pointer.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{pointer}: unreadable ({exc})") from None
+    if not STEP_NAME.fullmatch(name):
+        raise UserError(f"{pointer}: names {name[:80]!r}, not a checkpoint folder step_NNNNNNNN of {root}")
+    return name
+
+
+def complete_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Checkpoint folders of a run that were completely written (renamed from their temporary), oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if STEP_NAME.fullmatch(p.name) and (p / "meta.json").is_file())
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint ``latest`` names, or None when there is no ``latest``."""
+    root = Path(run_dir) / CHECKPOINTS
+    name = read_pointer(root)
+    if name is None:
+        return None
+    folder = root / name
     if not (folder / "model.pt").is_file():
-        raise UserError(f"{pointer} names {folder.name}, which is missing or incomplete")
+        raise UserError(f"{root / LATEST} names {folder.name}, which is missing or incomplete")
     return folder
 
 
@@ -119,7 +149,9 @@ def save_checkpoint(
     if main:
         torch.save(model_state, tmp / "model.pt")
         torch.save(trainer_state, tmp / "trainer_state.pt")
-        (tmp / "meta.json").write_text(json.dumps({**meta, "step": step, "time": time.time()}, indent=1))
+        files = file_hashes(tmp)  # every rank's files are written (barrier above); meta.json last
+        record = {**meta, "step": step, "time": time.time(), "files": files}
+        (tmp / "meta.json").write_text(json.dumps(record, indent=1))
         _fsync_tree(tmp)
         if final.exists():
             shutil.rmtree(final)
@@ -140,9 +172,27 @@ def _prune(root: Path, final: Path, keep: int) -> None:
     folders = sorted(p for p in root.glob("step_*") if p.is_dir() and p.name <= final.name)
     doomed = folders[: max(len(folders) - max(keep, 1), 0)]
     doomed += [p for p in root.glob("step_*") if p.is_dir() and p.name > final.name]
+    doomed = [p for p in doomed if not is_pinned(p)]  # a latent data set was encoded with it
     doomed += [p for p in root.glob(".tmp-step_*") if p.is_dir()]
     for old in doomed:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def is_pinned(folder: Path) -> bool:
+    """Whether a data set recorded that it needs this checkpoint (see :func:`pin_checkpoint`)."""
+    pins = folder / PINS
+    return pins.is_dir() and any(pins.iterdir())
+
+
+def pin_checkpoint(folder: Path, user: str | Path) -> Path:
+    """Keep ``folder`` from pruning because ``user`` (e.g. a latent data set) depends on it."""
+    import hashlib
+
+    key = hashlib.sha256(str(Path(user).resolve()).encode()).hexdigest()[:16]
+    (folder / PINS).mkdir(exist_ok=True)
+    path = folder / PINS / f"{key}.txt"
+    _write_text_atomic(path, f"{Path(user).resolve()}\n")
+    return path
 
 
 def check_resumable(folder: Path, engine_name: str, world_size: int) -> bool:
@@ -152,10 +202,7 @@ def check_resumable(folder: Path, engine_name: str, world_size: int) -> bool:
     the same on every rank, so any world size resumes it, as does DeepSpeed without ZeRO. ZeRO state
     is partitioned per rank: a different world size goes through :func:`universal_checkpoint`.
     """
-    meta_path = folder / "meta.json"
-    if not meta_path.is_file():
-        raise UserError(f"{folder}: incomplete checkpoint (meta.json missing)")
-    meta = json.loads(meta_path.read_text())
+    meta = read_meta(folder)
     if meta.get("engine") != engine_name:
         raise UserError(
             f"{folder}: written by engine.name={meta.get('engine')}, the config says engine.name={engine_name}"
@@ -198,14 +245,24 @@ def universal_checkpoint(folder: Path, device: torch.device) -> Path:
 
 
 def load_states(folder: Path, device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(model_state, trainer_state) of a checkpoint folder, loaded without pickle."""
-    try:
-        model_state = torch.load(folder / "model.pt", map_location=device, weights_only=True)
-        trainer_state = torch.load(folder / "trainer_state.pt", map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise UserError(f"{folder}: incomplete checkpoint ({Path(exc.filename).name} missing)") from None
-    except RuntimeError as exc:
-        raise UserError(f"{folder}: unreadable checkpoint ({str(exc).splitlines()[0]})") from None
+    """(model_state, trainer_state) of a checkpoint folder, loaded without pickle; any damage is one line."""
+    states = []
+    for name, where in (("model.pt", device), ("trainer_state.pt", "cpu")):
+        path = folder / name
+        if not path.is_file():
+            raise UserError(f"{folder}: incomplete checkpoint ({name} missing)")
+        try:
+            states.append(torch.load(path, map_location=where, weights_only=True))
+        except Exception as exc:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError, ... of a damaged file
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"{path}: unreadable ({type(exc).__name__}: {first[:200]})") from None
+    model_state, trainer_state = states
+    if not (isinstance(model_state, dict) and isinstance(model_state.get("ema"), dict)):
+        raise UserError(f"{folder / 'model.pt'}: not a checkpoint of this trainer (no 'model' and 'ema' weights)")
+    if "model" not in model_state or not isinstance(model_state["ema"].get("module"), dict):
+        raise UserError(f"{folder / 'model.pt'}: not a checkpoint of this trainer (no 'model' and 'ema' weights)")
+    if not (isinstance(trainer_state, dict) and isinstance(trainer_state.get("step"), int)):
+        raise UserError(f"{folder / 'trainer_state.pt'}: not a checkpoint of this trainer (no step)")
     return model_state, trainer_state
 
 
@@ -242,6 +299,7 @@ def load_inference_model(
     """Load a run's EMA weights (and for latent diffusion the VAE it was trained on)."""
     from hpc_seaice.config import load_config
     from hpc_seaice.data.shards import read_manifest, read_static
+    from hpc_seaice.train.identity import check_identity
     from hpc_seaice.train.tasks import build_task_model
 
     run_dir = Path(run_dir)
@@ -249,9 +307,11 @@ def load_inference_model(
         raise UserError(f"{run_dir}: not a run folder (no config.yaml)")
     cfg = load_config(run_dir / "config.yaml")
     folder = find_checkpoint(run_dir, step)
+    verify_files(folder)
     device = torch.device(device)
     manifest = read_manifest(cfg.data.path)
     static = read_static(cfg.data.path)
+    check_identity(run_dir, cfg.data.path, manifest, static)
     model = build_task_model(cfg, manifest, static)
     model_state, trainer_state = load_states(folder, device)
     load_module_state(model, model_state["ema"]["module"], str(folder))

@@ -311,3 +311,26 @@ def run_command(name: str, body: Callable[[DistEnv], int], timeout_s: float = 60
     if is_initialized():
         finalize_and_exit(code)
     return code
+
+
+def decided_by_main(decide: Callable[[], object]) -> object:
+    """Run ``decide`` on rank 0 and hand its result, or its one-line UserError, to every rank.
+
+    For start-up checks that only rank 0 can make once (the run lock, the checkpoint to resume
+    from): every rank then raises the same UserError, or none does, so no rank waits for a peer
+    that has already given up.
+    """
+    from hpc_seaice.errors import UserError
+
+    outcome: list[object] = [None]
+    if rank() == 0:
+        try:
+            outcome = [("ok", decide())]
+        except UserError as exc:
+            outcome = [("error", str(exc))]
+    if is_initialized() and world_size() > 1:
+        dist.broadcast_object_list(outcome, src=0)
+    status, value = outcome[0]  # type: ignore[misc]
+    if status == "error":
+        raise UserError(str(value))
+    return value
