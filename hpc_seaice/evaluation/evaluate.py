@@ -51,6 +51,7 @@ from hpc_seaice.evaluation.spectra import (
     isotropic_psd,
     wavenumbers,
 )
+from hpc_seaice.outputs import check_output_dir
 
 CH = {name: i for i, name in enumerate(VARIABLES)}
 RECONSTRUCT_BATCH = 4
@@ -525,6 +526,7 @@ def _jsonable(x: Any) -> Any:
 
 def cli_evaluate(args: Any) -> int:
     """Handler of ``hpc-seaice evaluate``."""
+    check_output_dir(args.out, "--out")
     result = evaluate(
         samples=args.samples,
         data=args.data,

@@ -179,9 +179,18 @@ def _prune(root: Path, final: Path, keep: int) -> None:
 
 
 def is_pinned(folder: Path) -> bool:
-    """Whether a data set recorded that it needs this checkpoint (see :func:`pin_checkpoint`)."""
+    """Whether a data set that still exists recorded that it needs this checkpoint (:func:`pin_checkpoint`)."""
     pins = folder / PINS
-    return pins.is_dir() and any(pins.iterdir())
+    if not pins.is_dir():
+        return False
+    for pin in pins.glob("*.txt"):
+        try:
+            user = pin.read_text().strip()
+        except OSError:
+            return True  # unreadable: keep the checkpoint to be safe
+        if not user or Path(user).exists():
+            return True
+    return False
 
 
 def pin_checkpoint(folder: Path, user: str | Path) -> Path:
