@@ -33,7 +33,7 @@ class RunConfig:
     dir: str = "runs/default"
     keep_checkpoints: int = 3  # keep the latest k checkpoints
     # when `latest` is missing or fails its checks: "" = refuse (one line naming the candidates),
-    # "auto" = the newest earlier checkpoint that passes them, or a step (300 or step_00000300)
+    # "auto" = the newest earlier checkpoint that passes them, or a checkpoint (step_300, step_00000300)
     fallback_checkpoint: str = ""
 
 

@@ -106,10 +106,16 @@ def _usable(folder: Path) -> None:
     if not folder.is_dir():
         raise UserError(f"{folder}: missing")
     meta = verify_files(folder)
-    if "files" not in meta:  # written before hashes were recorded: read it once to be sure
+    if "files" not in meta:  # written before hashes were recorded: read our files once to be sure
         import torch
 
         load_states(folder, torch.device("cpu"))
+        optimizer = folder / "optimizer.pt"
+        if optimizer.is_file():
+            try:
+                torch.load(optimizer, map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - any damage of the file
+                raise UserError(f"{optimizer}: unreadable ({type(exc).__name__})") from None
 
 
 def _earlier_usable(run_dir: Path, newer_than: str = "~") -> Path | None:
