@@ -358,3 +358,29 @@ def test_a_training_killed_with_sigkill_leaves_a_stale_lock_that_the_next_start_
     )
     assert done.returncode == 0, done.stderr
     assert not (run_dir / LOCK_NAME).exists()
+
+
+@pytest.mark.distributed
+def test_deepspeed_checkpoint_with_another_zero_stage_or_a_damaged_file_is_one_line(tiny_dataset, tmp_path):
+    run_dir = tmp_path / "ds"
+    config = tiny_diffusion_config(
+        tiny_dataset, run_dir, engine={"name": "deepspeed", "zero_stage": 1}, train={"max_steps": 3}
+    )
+    path = write_config(tmp_path / "c.yaml", config)
+
+    def train(*overrides: str) -> tuple[int, list[str]]:
+        command = [sys.executable, "-m", "hpc_seaice", "train", str(path), "train.max_steps=6", *overrides]
+        proc = subprocess.run(command, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=300)
+        return proc.returncode, [line for line in proc.stderr.strip().splitlines() if line.strip()]
+
+    first = subprocess.run(
+        [sys.executable, "-m", "hpc_seaice", "train", str(path)], cwd=ROOT, env=child_env(), capture_output=True
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    folder = latest_checkpoint(run_dir)
+    _one_line(*train("engine.zero_stage=2"), "config key 'engine.zero_stage' is 2", "written with 1")
+    optim = next(folder.glob("*optim_states.pt"))
+    _corrupt(optim, "truncated")
+    _one_line(*train(), f"{optim}: changed or damaged since it was written")
+    _drop_hashes(folder)  # as written before hashes: DeepSpeed's own error, in one line
+    _one_line(*train(), f"{folder}: cannot resume from it")

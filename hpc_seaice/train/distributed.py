@@ -348,14 +348,22 @@ def decided_by_main(decide: Callable[[], object]) -> object:
     from hpc_seaice.errors import UserError
 
     outcome: list[object] = [None]
+    failure: BaseException | None = None
     if rank() == 0:
         try:
             outcome = [("ok", decide())]
         except UserError as exc:
             outcome = [("error", str(exc))]
+        except BaseException as exc:  # a bug or Ctrl-C: the others must not wait for rank 0
+            failure = exc
+            outcome = [("crash", f"rank 0 failed at start: {type(exc).__name__}: {exc}")]
     if is_initialized() and world_size() > 1:
         dist.broadcast_object_list(outcome, src=0)
     status, value = outcome[0]  # type: ignore[misc]
+    if failure is not None:
+        raise failure
     if status == "error":
         raise UserError(str(value))
+    if status == "crash":
+        raise RuntimeError(str(value))
     return value

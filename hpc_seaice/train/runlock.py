@@ -103,7 +103,11 @@ class RunLock:
             os.rename(self.path, aside)
         except FileNotFoundError:
             return
-        if aside.read_text() != seen:  # we moved a fresh lock of someone else: put it back
+        try:
+            moved = aside.read_text()
+        except OSError:
+            moved = seen
+        if moved != seen:  # we moved a fresh lock of someone else: put it back
             try:
                 os.link(aside, self.path)
             except FileExistsError:
@@ -117,6 +121,8 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
+                if self.path.is_dir() or self.path.is_symlink():
+                    raise UserError(f"{self.path}: not a lock file (a folder or link); remove it") from None
                 holder = self._read()
                 if holder == {}:
                     continue  # removed meanwhile

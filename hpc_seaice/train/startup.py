@@ -268,8 +268,13 @@ def restore(start: RunStart, cfg: Any, env: Any, task: Any, ema: Any, engine: An
                 raise
             raise UserError(f"{folder}: cannot resume from it ({type(exc).__name__}: {text[:200]})") from None
     except UserError as exc:
+        hdist.all_reduce_max(1, env.device)  # the other ranks must not go on without this one
         hint = fallback_hint(Path(cfg.run.dir), folder.name) if env.is_main else ""
         raise UserError(f"{exc}{hint}") from None
+    if hdist.all_reduce_max(0, env.device):
+        raise UserError(
+            f"{folder}: another rank could not load its part of this checkpoint (damaged DeepSpeed partition file?)"
+        )
     step = int(trainer_state["step"])
     samples = int(trainer_state.get("samples_seen", step * cfg.train.batch_size))
     saved_batch = int(trainer_state.get("batch_size", cfg.train.batch_size))
