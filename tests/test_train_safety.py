@@ -384,3 +384,14 @@ def test_deepspeed_checkpoint_with_another_zero_stage_or_a_damaged_file_is_one_l
     _one_line(*train(), f"{optim}: changed or damaged since it was written")
     _drop_hashes(folder)  # as written before hashes: DeepSpeed's own error, in one line
     _one_line(*train(), f"{folder}: cannot resume from it")
+
+
+def test_sample_from_a_damaged_checkpoint_names_the_earlier_one(run, capsys, tmp_path):
+    run_dir, _ = run
+    _corrupt(run_dir / "checkpoints" / STEP6 / "model.pt", "truncated")
+    argv = ["sample", "--run", str(run_dir), "--num", "1", "--steps", "2", "--out", str(tmp_path / "s.nc")]
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    _one_line(code, err, "model.pt: changed or damaged", f"--checkpoint {STEP3}")
+    assert main([*argv, "--checkpoint", STEP3]) == 0 and (tmp_path / "s.nc").is_file()

@@ -316,13 +316,20 @@ def load_inference_model(
         raise UserError(f"{run_dir}: not a run folder (no config.yaml)")
     cfg = load_config(run_dir / "config.yaml")
     folder = find_checkpoint(run_dir, step)
-    verify_files(folder)
     device = torch.device(device)
+    try:
+        verify_files(folder)
+        model_state, trainer_state = load_states(folder, device)
+    except UserError as exc:
+        from hpc_seaice.train.startup import earlier_usable  # startup imports this module
+
+        earlier = earlier_usable(run_dir, folder.name)
+        hint = f"; the earlier checkpoint {earlier.name} can be used: --checkpoint {earlier.name}" if earlier else ""
+        raise UserError(f"{exc}{hint}") from None
     manifest = read_manifest(cfg.data.path)
     static = read_static(cfg.data.path)
     check_identity(run_dir, cfg.data.path, manifest, static)
     model = build_task_model(cfg, manifest, static)
-    model_state, trainer_state = load_states(folder, device)
     load_module_state(model, model_state["ema"]["module"], str(folder))
     model.to(device).eval().requires_grad_(False)
     loaded = LoadedRun(run_dir, cfg, int(trainer_state["step"]), model, manifest, static)

@@ -118,7 +118,8 @@ def _usable(folder: Path) -> None:
                 raise UserError(f"{optimizer}: unreadable ({type(exc).__name__})") from None
 
 
-def _earlier_usable(run_dir: Path, newer_than: str = "~") -> Path | None:
+def earlier_usable(run_dir: Path, newer_than: str = "~") -> Path | None:
+    """The newest complete checkpoint before ``newer_than`` that passes the checks, if any."""
     for folder in reversed(complete_checkpoints(run_dir)):
         if folder.name < newer_than:
             try:
@@ -131,7 +132,7 @@ def _earlier_usable(run_dir: Path, newer_than: str = "~") -> Path | None:
 
 def fallback_hint(run_dir: Path, failed: str = "~") -> str:
     """Where to go from an unusable checkpoint: the newest earlier one that passes the checks."""
-    earlier = _earlier_usable(run_dir, failed)
+    earlier = earlier_usable(run_dir, failed)
     if earlier is None:
         return "; no earlier complete checkpoint passes its checks"
     return (
@@ -179,7 +180,7 @@ def select_checkpoint(run_dir: Path, fallback: str) -> Path | None:
     if not fallback:
         raise UserError(problem + fallback_hint(run_dir, failed))
     if fallback == "auto":
-        earlier = _earlier_usable(run_dir, failed)
+        earlier = earlier_usable(run_dir, failed)
         if earlier is None:
             raise UserError(
                 problem + "; run.fallback_checkpoint=auto: no earlier complete checkpoint passes its checks"
