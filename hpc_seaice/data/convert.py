@@ -9,7 +9,9 @@ the target grid, e.g. ``91:603,8:520`` gives the paper's 512 x 512 from the 603 
 Inputs are opened one by one with ``xarray.open_dataset`` (h5netcdf for NetCDF, zarr for zarr
 stores) and read in time blocks of about 64 MB, so memory is bounded whatever the archive size.
 ``open_mfdataset`` would give the same concatenation but needs dask, which this project does not
-depend on; files are ordered by their first time stamp and must not overlap.
+depend on; files are ordered by their first time stamp and must not overlap. Dimensions, lat/lon
+and calendars are mapped by :mod:`hpc_seaice.data.layout`; the set is written beside ``--out``
+and swapped in only when complete and checked (:mod:`hpc_seaice.data.replace`).
 """
 
 from __future__ import annotations
