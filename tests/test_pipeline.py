@@ -156,6 +156,8 @@ def test_sample_and_evaluate_output_arguments_are_one_line(trained, tmp_path, ca
     evaluate = ["evaluate", "--samples", str(existing), "--data", str(trained["data"]), "--max-states", "2"]
     _one_line([*evaluate, "--out", str(tmp_path / "a-file")], capsys, "is a file; give a folder")
     _one_line([*evaluate, "--out", str(tmp_path / "a-file" / "report")], capsys, "is a file, not a folder")
+    encode = ["encode", "--autoencoder", str(trained["vae"]), "--data", str(trained["data"])]
+    _one_line([*encode, "--out", str(tmp_path / "a-file" / "latents")], capsys, "is a file, not a folder")
 
 
 def test_encode_pins_the_vae_checkpoint_against_pruning(tiny_dataset, tmp_path):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from hpc_seaice.errors import UserError
+from hpc_seaice.outputs import check_output_dir
 from hpc_seaice.train import distributed as hdist
 
 
@@ -33,6 +34,7 @@ def _check_and_pin(autoencoder_run: str, data: str, out_dir: Path, overwrite: bo
     from hpc_seaice.data.shards import prepare_output_dir, verify_dataset
     from hpc_seaice.train.checkpoint import find_checkpoint, pin_checkpoint
 
+    check_output_dir(out_dir, "--out")
     if not Path(data).is_dir():
         raise UserError(f"--data {data}: no such data set folder")
     verify_dataset(data, progress=False, hashes=False, max_shards=3, samples_per_shard=4)
