@@ -197,6 +197,9 @@ def test_read_only_checkpoint_folder_is_found_at_start(run, tmp_path):
     train = [sys.executable, "-m", "hpc_seaice", "train", str(path)]
     if os.geteuid() == 0:  # root writes through permissions: a read-only bind mount instead
         script = f'mount --bind -o ro "{root}" "{root}" && exec "$@"'
+        probe = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", "true"], capture_output=True)
+        if probe.returncode != 0:
+            pytest.skip(f"root without mount namespaces: {probe.stderr.decode().strip()[:200]}")
         command = ["unshare", "-m", "sh", "-c", script, "sh", *train]
     else:
         root.chmod(0o555)
