@@ -398,3 +398,23 @@ def test_sample_from_a_damaged_checkpoint_names_the_earlier_one(run, capsys, tmp
     err = capsys.readouterr().err.strip().splitlines()
     _one_line(code, err, "model.pt: changed or damaged", f"--checkpoint {STEP3}")
     assert main([*argv, "--checkpoint", STEP3]) == 0 and (tmp_path / "s.nc").is_file()
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_nothing_half_written(tiny_dataset, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = tiny_diffusion_config(tiny_dataset, run_dir, train={"max_steps": 6})
+    path = write_config(tmp_path / "c.yaml", config)
+    # The small file system exists only inside the child's mount namespace: list what is left there.
+    script = (
+        f'mount -t tmpfs -o size=256k tmpfs "{run_dir}" || exit 9; '
+        f'"$@"; rc=$?; echo LEFT; ls -A "{run_dir}/checkpoints"; exit $rc'
+    )
+    command = ["unshare", "-m", "sh", "-c", script, "sh", sys.executable, "-m", "hpc_seaice", "train", str(path)]
+    if os.geteuid() != 0 or subprocess.run([*command[:5], "sh", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs root with mount namespaces for a small file system")
+    proc = subprocess.run(command, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr[-2000:]
+    assert "cannot write checkpoint" in err[0] and "MB free there" in err[0], err
+    assert proc.stdout.split("LEFT")[-1].split() == []  # no half-written checkpoint, no latest

@@ -139,27 +139,62 @@ def save_checkpoint(
     final = root / step_name(step)
     tmp = root / f".tmp-{step_name(step)}"
     main = hdist.rank() == 0
+    failure = ""
     if main:
-        root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-    hdist.barrier()
-    engine.save(tmp)
-    hdist.barrier()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+        except OSError as exc:
+            failure = f"{exc.filename or tmp}: {exc.strerror}"
+    _agree(failure, final)
+    try:
+        engine.save(tmp)
+    except (OSError, RuntimeError) as exc:
+        failure = _write_failure(exc, tmp)
+    _agree(failure, final)
     if main:
-        torch.save(model_state, tmp / "model.pt")
-        torch.save(trainer_state, tmp / "trainer_state.pt")
-        files = file_hashes(tmp)  # every rank's files are written (barrier above); meta.json last
-        record = {**meta, "step": step, "time": time.time(), "files": files}
-        (tmp / "meta.json").write_text(json.dumps(record, indent=1))
-        _fsync_tree(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.replace(final)
-        _write_text_atomic(root / LATEST, final.name + "\n")
-        _prune(root, final, keep)
-    hdist.barrier()
+        try:
+            torch.save(model_state, tmp / "model.pt")
+            torch.save(trainer_state, tmp / "trainer_state.pt")
+            files = file_hashes(tmp)  # every rank's files are written (barrier above); meta.json last
+            record = {**meta, "step": step, "time": time.time(), "files": files}
+            (tmp / "meta.json").write_text(json.dumps(record, indent=1))
+            _fsync_tree(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.replace(final)
+            _write_text_atomic(root / LATEST, final.name + "\n")
+            _prune(root, final, keep)
+        except (OSError, RuntimeError) as exc:  # a full disk, a folder made read-only during the run, ...
+            failure = _write_failure(exc, tmp)
+    _agree(failure, final)
     return final
+
+
+def _write_failure(exc: BaseException, tmp: Path) -> str:
+    """What went wrong writing a checkpoint, with the free space there; collective failures pass on."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, RuntimeError) and any(w in text.lower() for w in ("gloo", "nccl", "collective", "timed out")):
+        raise exc
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename or tmp}: {exc.strerror}"
+    try:
+        text += f"; {shutil.disk_usage(tmp.parent).free / 1e6:.3g} MB free there"
+    except OSError:
+        pass
+    shutil.rmtree(tmp, ignore_errors=True)
+    return text
+
+
+def _agree(failure: str, final: Path) -> None:
+    """Every rank learns that rank 0 could not write the checkpoint; one line, the last one kept."""
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    if hdist.all_reduce_max(int(bool(failure)), device):
+        raise UserError(
+            f"cannot write checkpoint {final} ({failure or 'on rank 0'}); the last complete checkpoint "
+            f"({final.parent / LATEST}) is intact: free space or fix the folder, then re-run to resume"
+        )
 
 
 def _prune(root: Path, final: Path, keep: int) -> None:
