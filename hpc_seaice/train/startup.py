@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from hpc_seaice.errors import UserError
 from hpc_seaice.train import distributed as hdist
 from hpc_seaice.train.checkpoint import (
@@ -107,8 +109,6 @@ def _usable(folder: Path) -> None:
         raise UserError(f"{folder}: missing")
     meta = verify_files(folder)
     if "files" not in meta:  # written before hashes were recorded: read our files once to be sure
-        import torch
-
         load_states(folder, torch.device("cpu"))
         optimizer = folder / "optimizer.pt"
         if optimizer.is_file():
