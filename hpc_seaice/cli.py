@@ -117,6 +117,7 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     sample.add_argument("--batch-size", type=int, default=4, help="samples per batch and rank")
     sample.add_argument("--checkpoint", default="latest", help="checkpoint step or 'latest'")
+    sample.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
     evaluate = sub.add_parser(
         "evaluate",

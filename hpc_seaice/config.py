@@ -59,6 +59,9 @@ class Section(BaseModel):
 class RunConfig(Section):
     dir: str = "runs/default"
     keep_checkpoints: int = Field(3, ge=1)  # keep the latest k checkpoints
+    # when `latest` is missing or fails its checks: "" = refuse (one line naming the candidates),
+    # "auto" = the newest earlier checkpoint that passes them, or a checkpoint (step_300, step_00000300)
+    fallback_checkpoint: str = ""
 
 
 class DataConfig(Section):
@@ -67,6 +70,7 @@ class DataConfig(Section):
     val_split: str = "validation"
     num_workers: int = Field(2, ge=0)
     prefetch_factor: int = Field(2, ge=1)
+    verify_hashes: bool = False  # train/encode start: also check every shard's sha256 (reads all data)
 
 
 def _load_preset(section: str, name: Any) -> dict[str, Any]:

@@ -208,3 +208,85 @@ def test_parsers():
         parse_splits("train=2016-01-01..2017-06-30,validation=2017-01-01..2017-12-31")
     with pytest.raises(UserError, match="overlap"):  # an inclusive end day overlaps the next start
         parse_splits("train=2009-01-01..2009-06-30,test=2009-06-30..2009-12-31")
+
+
+NAMES = ["sit", "siconc", "sid", "vxsi", "vysi"]
+
+
+def test_dimensions_are_mapped_by_name_and_cf_axis_not_by_position(source, tmp_path, capsys):
+    """(time, x, y) converts to the same fields and keeps the file's own lat/lon; odd names need CF axes."""
+    xds, x, ds = source
+    transposed = tmp_path / "transposed.nc"
+    xds.transpose("time", "x", "y").to_netcdf(transposed, engine="h5netcdf")
+    convert([str(transposed)], tmp_path / "t", NAMES, CROP, 16, progress=False)
+    _check_converted(tmp_path / "t", x, ds)
+
+    renamed = xds.rename({"time": "when", "y": "row", "x": "col"})
+    no_axes = tmp_path / "no_axes.nc"
+    renamed.to_netcdf(no_axes, engine="h5netcdf")
+    rc, err = _run(
+        capsys, "data", "convert", str(no_axes), "--out", str(tmp_path / "n"), "--variables", ",".join(NAMES)
+    )
+    assert rc == 2 and len(err) == 1 and "cannot tell which is y and x" in err[0] and "CF axis" in err[0], err
+
+    axes = renamed.assign_coords(
+        row=("row", np.arange(renamed.sizes["row"]), {"axis": "Y"}),
+        col=("col", np.arange(renamed.sizes["col"]), {"axis": "X"}),
+    ).transpose("when", "col", "row")
+    with_axes = tmp_path / "axes.nc"
+    axes.to_netcdf(with_axes, engine="h5netcdf")
+    convert([str(with_axes)], tmp_path / "a", NAMES, CROP, 16, progress=False)
+    _check_converted(tmp_path / "a", x, ds)
+
+
+def _with_calendar(xds, date_type):
+    from datetime import timedelta
+
+    dates = [date_type(2009, 1, 1) + timedelta(days=73 * i) for i in range(xds.sizes["time"])]
+    return xds.assign_coords(time=dates), dates
+
+
+def test_noleap_calendar_converts_and_360_day_is_refused(source, tmp_path, capsys):
+    cftime = pytest.importorskip("cftime")
+    xds, _, _ = source
+    noleap, dates = _with_calendar(xds, cftime.DatetimeNoLeap)
+    path = tmp_path / "noleap.nc"
+    noleap.to_netcdf(path, engine="h5netcdf")
+    convert([str(path)], tmp_path / "o", NAMES, CROP, 16, progress=False)
+    expected = np.array([f"{d.year:04d}-{d.month:02d}-{d.day:02d}" for d in dates], dtype="datetime64[s]")
+    assert np.array_equal(ShardedDataset(tmp_path / "o", split=None, normalize=False).times, expected)
+    verify_dataset(tmp_path / "o")
+
+    days360, _ = _with_calendar(xds, cftime.Datetime360Day)
+    path = tmp_path / "360.nc"
+    days360.to_netcdf(path, engine="h5netcdf")
+    rc, err = _run(capsys, "data", "convert", str(path), "--out", str(tmp_path / "x"), "--variables", ",".join(NAMES))
+    assert rc == 2 and len(err) == 1 and "'360_day' calendar" in err[0] and "noleap" in err[0], err
+
+
+def test_overwrite_keeps_the_old_data_set_until_the_new_one_is_complete(source, tmp_path, capsys):
+    xds, x, ds = source
+    good = tmp_path / "good.nc"
+    xds.to_netcdf(good, engine="h5netcdf")
+    out = tmp_path / "out"
+    convert([str(good)], out, NAMES, CROP, 16, progress=False)
+    (out / "NOTES.txt").write_text("mine")
+    before = (out / "manifest.json").read_text()
+
+    bad = xds.copy(deep=True)
+    iy, ix = np.argwhere(ds.static.mask > 0.5)[0]
+    bad["vxsi"][-1, iy + PAD_Y[0], ix + PAD_X[0]] = np.nan  # found only at the very last time step
+    bad_path = tmp_path / "bad.nc"
+    bad.to_netcdf(bad_path, engine="h5netcdf")
+    argv = ["data", "convert", str(bad_path), "--out", str(out), "--variables", ",".join(NAMES), "--crop", CROP]
+    rc, err = _run(capsys, *argv, "--overwrite")
+    assert rc == 2 and len(err) == 1 and "NaN in ocean cells of 'vxsi'" in err[0]
+    assert (out / "manifest.json").read_text() == before
+    _check_converted(out, x, ds)  # the old set, complete and intact
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporaries left
+
+    # A good replacement swaps in, and leaves the user's own file alone.
+    rc, err = _run(capsys, *argv[:2], str(good), *argv[3:], "--shard-size", "32", "--overwrite")
+    assert rc == 0, err
+    assert read_manifest(out).shards[0].count == 32 and (out / "NOTES.txt").read_text() == "mine"
+    _check_converted(out, x, ds)

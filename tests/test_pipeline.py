@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -122,3 +124,57 @@ def test_data_space_sampling_clips_and_records_raw_values(tiny_dataset, tmp_path
         assert ds.attrs["space"] == "fields"
         raw, clipped = torch.as_tensor(ds["sic_raw"].values), torch.as_tensor(ds["sic"].values)
         np.testing.assert_allclose(clipped.numpy(), raw.clamp(0, 1).numpy(), atol=1e-6)
+
+
+def _one_line(argv: list[str], capsys, needle: str) -> None:
+    from hpc_seaice.cli import main
+
+    capsys.readouterr()
+    code = main(argv)
+    lines = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and needle in lines[0], lines
+
+
+def test_sample_and_evaluate_output_arguments_are_one_line(trained, tmp_path, capsys):
+    run = ["sample", "--run", str(trained["ldm"]), "--steps", "2"]
+    (tmp_path / "a-file").write_text("x")
+    existing = tmp_path / "existing.nc"
+    existing.write_text("earlier samples")
+    _one_line([*run, "--num", "1", "--out", str(tmp_path)], capsys, "expected a .nc file")
+    (tmp_path / "folder.nc").mkdir()
+    _one_line([*run, "--num", "1", "--out", str(tmp_path / "folder.nc")], capsys, "is a folder; give a file name")
+    _one_line(
+        [*run, "--num", "1", "--out", str(tmp_path / "a-file" / "x.nc")], capsys, "a-file is a file, not a folder"
+    )
+    _one_line([*run, "--num", "1", "--out", str(existing)], capsys, "exists; pass --overwrite to replace it")
+    assert existing.read_text() == "earlier samples"
+    _one_line([*run, "--num", "1000000000", "--out", str(tmp_path / "big.nc")], capsys, "1000000000 samples need about")
+    assert not (tmp_path / "big.nc.parts").exists()
+    hpc_seaice(*run, "--num", "1", "--out", str(existing), "--overwrite")
+    with xr.open_dataset(existing, engine="h5netcdf") as ds:
+        assert ds.sizes["sample"] == 1
+
+    evaluate = ["evaluate", "--samples", str(existing), "--data", str(trained["data"]), "--max-states", "2"]
+    _one_line([*evaluate, "--out", str(tmp_path / "a-file")], capsys, "is a file; give a folder")
+    _one_line([*evaluate, "--out", str(tmp_path / "a-file" / "report")], capsys, "is a file, not a folder")
+    encode = ["encode", "--autoencoder", str(trained["vae"]), "--data", str(trained["data"])]
+    _one_line([*encode, "--out", str(tmp_path / "a-file" / "latents")], capsys, "is a file, not a folder")
+
+
+def test_encode_pins_the_vae_checkpoint_against_pruning(tiny_dataset, tmp_path):
+    """Continuing to train a VAE keeps the checkpoint a latent data set was encoded with."""
+    vae = tmp_path / "vae"
+    config = tiny_autoencoder_config(tiny_dataset, vae, run={"keep_checkpoints": 1}, train={"max_steps": 3})
+    assert run_training(config_from_dict(config)) == 0
+    latents = tmp_path / "latents"
+    hpc_seaice("encode", "--autoencoder", str(vae), "--data", str(tiny_dataset), "--out", str(latents))
+    assert read_manifest(latents).source["autoencoder_step"] == 3
+    config["train"]["max_steps"] = 9
+    assert run_training(config_from_dict(config)) == 0
+    kept = sorted(p.name for p in (vae / "checkpoints").glob("step_*"))
+    assert kept == ["step_00000003", "step_00000009"]  # keep_checkpoints=1, plus the pinned one
+    # Once the latent set is gone, its pin no longer holds the checkpoint.
+    shutil.rmtree(latents)
+    config["train"]["max_steps"] = 12
+    assert run_training(config_from_dict(config)) == 0
+    assert sorted(p.name for p in (vae / "checkpoints").glob("step_*")) == ["step_00000012"]

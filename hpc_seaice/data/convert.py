@@ -9,7 +9,9 @@ the target grid, e.g. ``91:603,8:520`` gives the paper's 512 x 512 from the 603 
 Inputs are opened one by one with ``xarray.open_dataset`` (h5netcdf for NetCDF, zarr for zarr
 stores) and read in time blocks of about 64 MB, so memory is bounded whatever the archive size.
 ``open_mfdataset`` would give the same concatenation but needs dask, which this project does not
-depend on; files are ordered by their first time stamp and must not overlap.
+depend on; files are ordered by their first time stamp and must not overlap. Dimensions, lat/lon
+and calendars are mapped by :mod:`hpc_seaice.data.layout`; the set is written beside ``--out``
+and swapped in only when complete and checked (:mod:`hpc_seaice.data.replace`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Sequence
@@ -26,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from hpc_seaice.data.layout import coordinate, decode_times, map_dims
 from hpc_seaice.data.manifest import DEFAULT_SPLITS, Manifest, in_split, split_bounds, to_iso, write_manifest
-from hpc_seaice.data.shards import fields_writer, prepare_output_dir
+from hpc_seaice.data.replace import check_target, staging_dir, swap_in
+from hpc_seaice.data.shards import fields_writer
 from hpc_seaice.data.static import write_static
 from hpc_seaice.data.stats import RunningStats, safe_std
 from hpc_seaice.data.variables import BOUNDS, VARIABLES
@@ -96,19 +101,11 @@ def _describe_input(path: str, ds: Any, names: Sequence[str]) -> _Input:
     if missing:
         have = ", ".join(sorted(str(v) for v in ds.data_vars))
         raise UserError(f"{path}: variable {missing[0]!r} not found (has: {have}); map source names with --variables")
-    dims = ds[names[0]].dims
-    if len(dims) != 3:
-        raise UserError(f"{path}: variable {names[0]!r} has dims {dims}, expected (time, y, x)")
+    t_dim, y_dim, x_dim = map_dims(path, ds, names[0])  # by name and CF attributes, never by position
     for n in names[1:]:
-        if ds[n].dims != dims:
-            raise UserError(f"{path}: variable {n!r} has dims {ds[n].dims}, expected {dims} like {names[0]!r}")
-    t_dim, y_dim, x_dim = (str(d) for d in dims)
-    if t_dim not in ds.coords and t_dim not in ds.variables:
-        raise UserError(f"{path}: no coordinate for the time dimension {t_dim!r}")
-    times = np.asarray(ds[t_dim].values)
-    if not np.issubdtype(times.dtype, np.datetime64):
-        raise UserError(f"{path}: time coordinate {t_dim!r} is not decodable to dates (dtype {times.dtype})")
-    times = times.astype("datetime64[s]")
+        if set(ds[n].dims) != {t_dim, y_dim, x_dim}:
+            raise UserError(f"{path}: variable {n!r} has dims {ds[n].dims}, expected {t_dim, y_dim, x_dim}")
+    times = decode_times(path, ds, t_dim)
     if len(times) == 0:
         raise UserError(f"{path}: no time steps")
     if np.any(np.diff(times.astype(np.int64)) <= 0):
@@ -156,26 +153,13 @@ def parse_splits(text: str | None) -> dict[str, list[str]]:
     return splits
 
 
-def _coordinate(ds: Any, names: Sequence[str], y_dim: str, x_dim: str, shape: tuple[int, int]) -> np.ndarray | None:
-    for n in names:
-        if n not in ds.variables:
-            continue
-        v = ds[n]
-        if v.dims == (y_dim, x_dim):
-            return np.asarray(v.values, dtype=np.float64)
-        if v.ndim == 1 and v.dims[0] == y_dim:
-            return np.broadcast_to(np.asarray(v.values, np.float64)[:, None], shape).copy()
-        if v.ndim == 1 and v.dims[0] == x_dim:
-            return np.broadcast_to(np.asarray(v.values, np.float64)[None, :], shape).copy()
-    return None
-
-
 def _read_block(inp: _Input, names: Sequence[str], tsl: slice, ysl: slice, xsl: slice) -> np.ndarray:
     sel = {inp.time_dim: tsl, inp.y_dim: ysl, inp.x_dim: xsl}
     out = []
     for k, n in enumerate(names):  # ``names`` is a prefix of the full mapping, in VARIABLES order
         try:
-            values = np.asarray(inp.ds[n].isel(sel).values, dtype=np.float32)
+            part = inp.ds[n].isel(sel).transpose(inp.time_dim, inp.y_dim, inp.x_dim)
+            values = np.asarray(part.values, dtype=np.float32)
         except Exception as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UserError(f"{inp.path}: cannot read variable {n!r} ({reason})") from None
@@ -205,6 +189,7 @@ def convert(
     if len(names) != len(VARIABLES):
         raise UserError(f"--variables: give {len(VARIABLES)} names for {','.join(VARIABLES)}, got {len(names)}")
     splits = splits or {k: list(v) for k, v in DEFAULT_SPLITS.items()}
+    check_target(out, overwrite)  # before any work; the old set is replaced only at the very end
     items: list[_Input] = []
     try:
         for path in expand_inputs(inputs):
@@ -214,7 +199,7 @@ def convert(
             except UserError:
                 ds.close()
                 raise
-        return _convert_items(items, out, names, crop, shard_size, overwrite, splits, progress)
+        return _convert_items(items, out, names, crop, shard_size, splits, progress)
     finally:
         for it in items:
             it.ds.close()
@@ -226,7 +211,6 @@ def _convert_items(
     names: list[str],
     crop: str | None,
     shard_size: int,
-    overwrite: bool,
     splits: dict[str, list[str]],
     progress: bool | None,
 ) -> Manifest:
@@ -236,9 +220,9 @@ def _convert_items(
     for a, b in zip(items, items[1:]):
         if b.times[0] <= a.times[-1]:
             raise UserError(f"{b.path}: time steps overlap those of {a.path}")
-    full = tuple(int(n) for n in items[0].ds[names[0]].shape[1:])
+    full = _grid_shape(items[0])
     for it in items[1:]:
-        shape = tuple(int(n) for n in it.ds[names[0]].shape[1:])
+        shape = _grid_shape(it)
         if shape != full:
             raise UserError(f"{it.path}: grid {shape} differs from {full} of {items[0].path}")
     ysl, xsl = parse_crop(crop, full)
@@ -250,8 +234,6 @@ def _convert_items(
                 f"{items[0].path}: inputs cover {to_iso(times[0])}..{to_iso(times[-1])}, split {name} "
                 f"({span[0]}..{span[1]}) would be empty; set the splits with --splits"
             )
-    c = len(VARIABLES)
-    sample_bytes = c * grid[0] * grid[1] * 4
     disable = None if progress is None else not progress
 
     # Pass 1: the mask, from sit alone.
@@ -264,12 +246,47 @@ def _convert_items(
         raise UserError(f"{items[0].path}: {names[0]!r} is NaN everywhere at some time; no ocean cell")
 
     default_lat, default_lon = _default_lat_lon(grid)
-    lat = _coordinate(items[0].ds, LAT_NAMES, items[0].y_dim, items[0].x_dim, full)
-    lon = _coordinate(items[0].ds, LON_NAMES, items[0].y_dim, items[0].x_dim, full)
+    lat = coordinate(items[0].path, items[0].ds, LAT_NAMES, items[0].y_dim, items[0].x_dim, full)
+    lon = coordinate(items[0].path, items[0].ds, LON_NAMES, items[0].y_dim, items[0].x_dim, full)
     lat = default_lat if lat is None else np.where(np.isfinite(lat[ysl, xsl]), lat[ysl, xsl], default_lat)
     lon = default_lon if lon is None else np.where(np.isfinite(lon[ysl, xsl]), lon[ysl, xsl], default_lon)
 
-    out = prepare_output_dir(out, overwrite)
+    target = Path(out)
+    out = staging_dir(target)  # the old data set stays until the new one is complete and checked
+    try:
+        static = (ocean, lat, lon)
+        manifest = _write(items, out, names, crop, splits, static, (ysl, xsl), times, shard_size, disable)
+        swap_in(out, target)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _grid_shape(inp: _Input) -> tuple[int, int]:
+    return int(inp.ds.sizes[inp.y_dim]), int(inp.ds.sizes[inp.x_dim])
+
+
+def _write(
+    items: list[_Input],
+    out: Path,
+    names: list[str],
+    crop: str | None,
+    splits: dict[str, list[str]],
+    static: tuple[np.ndarray, np.ndarray, np.ndarray],
+    window: tuple[slice, slice],
+    times: np.ndarray,
+    shard_size: int,
+    disable: bool | None,
+) -> Manifest:
+    """Pass 2: write the shards, statistics, static file (mask, lat, lon) and manifest into ``out``."""
+    from tqdm import tqdm
+
+    ocean, lat, lon = static
+    ysl, xsl = window
+    grid = ocean.shape
+    c = len(VARIABLES)
+    sample_bytes = c * grid[0] * grid[1] * 4
     lower = np.array([BOUNDS[v][0] for v in VARIABLES])
     upper = np.array([BOUNDS[v][1] for v in VARIABLES])
     stats = RunningStats(lower, upper)

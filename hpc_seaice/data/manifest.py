@@ -139,6 +139,9 @@ def manifest_from_dict(d: dict[str, Any], where: str = "manifest") -> Manifest:
             shards.append(ShardInfo(**s))
         except TypeError as exc:
             raise UserError(f"{where}: shard entry {i} is malformed ({exc})") from None
+        name = shards[-1].file
+        if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise UserError(f"{where}: shard entry {i} file {name!r} is not a file inside the data set folder")
     splits = d.get("splits", DEFAULT_SPLITS)
     for name, span in splits.items():
         if not (isinstance(span, list) and len(span) == 2):

@@ -69,6 +69,7 @@ from hpc_seaice.evaluation.spectra import (
     wavenumbers,
 )
 from hpc_seaice.evaluation.step_sweep import DEFAULT_SWEEP_SAMPLES, generate_sweep, sweep_table
+from hpc_seaice.outputs import check_output_dir
 
 RECONSTRUCT_BATCH = 4
 
@@ -379,6 +380,7 @@ def _jsonable(x: Any) -> Any:
 
 def cli_evaluate(args: Any) -> int:
     """Handler of ``hpc-seaice evaluate``."""
+    check_output_dir(args.out, "--out")
     result = evaluate(
         samples=args.samples,
         data=args.data,

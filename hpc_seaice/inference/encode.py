@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from hpc_seaice.errors import UserError
+from hpc_seaice.outputs import check_output_dir
 from hpc_seaice.runtime import distributed as hdist
 
 
@@ -29,19 +30,43 @@ def _coarsen(values: np.ndarray, factor: int) -> np.ndarray:
     return values.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
 
 
+def _check_and_pin(autoencoder_run: str, data: str, out_dir: Path, overwrite: bool) -> int:
+    """Rank 0, before any work: the cheap data checks, the output folder, and the VAE checkpoint
+    pinned for the latent set (its run may go on training and prune it); returns its step."""
+    from hpc_seaice.data.shards import prepare_output_dir
+    from hpc_seaice.data.verify import verify_dataset
+    from hpc_seaice.runtime.checkpoint import find_checkpoint, pin_checkpoint
+
+    check_output_dir(out_dir, "--out")
+    if not Path(data).is_dir():
+        raise UserError(f"--data {data}: no such data set folder")
+    verify_dataset(data, progress=False, hashes=False, max_shards=3, samples_per_shard=4)
+    if not (Path(autoencoder_run) / "config.yaml").is_file():
+        raise UserError(f"--autoencoder {autoencoder_run}: not a run folder (no config.yaml)")
+    folder = find_checkpoint(autoencoder_run, "latest")
+    prepare_output_dir(out_dir, overwrite)
+    try:
+        pin_checkpoint(folder, out_dir)
+    except OSError as exc:
+        print(f"hpc-seaice encode: warning: cannot pin {folder} ({exc.strerror}): keep it", file=sys.stderr)
+    return int(folder.name.removeprefix("step_"))
+
+
 def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, overwrite: bool, env: Any) -> Path:
     from tqdm import tqdm
 
     from hpc_seaice.data.dataset import ShardedDataset, partition
     from hpc_seaice.data.manifest import merge_manifests, read_manifest, write_manifest
-    from hpc_seaice.data.shards import ShardWriter, prepare_output_dir
+    from hpc_seaice.data.shards import ShardWriter
     from hpc_seaice.data.static import read_static, write_static
     from hpc_seaice.data.stats import compute_stats
     from hpc_seaice.runtime.checkpoint import load_inference_model
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    loaded = load_inference_model(autoencoder_run, device=env.device)
+    out_dir = Path(out)
+    step = hdist.decided_by_main(lambda: _check_and_pin(autoencoder_run, data, out_dir, overwrite))
+    loaded = load_inference_model(autoencoder_run, step, device=env.device)
     if loaded.config.stage != "autoencoder":
         raise UserError(f"--autoencoder {autoencoder_run}: a {loaded.config.stage} run, not an autoencoder run")
     vae = loaded.model
@@ -54,10 +79,6 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
     latent_shape = tuple(vae.latent_shape(*fields.grid))
     channels = latent_shape[0]
     factor = fields.grid[0] // latent_shape[1]
-    out_dir = Path(out)
-    if env.is_main:
-        prepare_output_dir(out_dir, overwrite)
-    hdist.barrier()
 
     names = [f"z{i:02d}" for i in range(channels)]
     manifests = []

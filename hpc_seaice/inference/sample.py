@@ -8,6 +8,7 @@ number of ranks and the batch size (up to float differences between batch sizes)
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -19,6 +20,7 @@ import torch
 
 from hpc_seaice.diffusion.sampler import noise_range_warning, sampler_sigma_range
 from hpc_seaice.errors import UserError
+from hpc_seaice.outputs import check_free_space, check_output_file
 from hpc_seaice.runtime import distributed as hdist
 
 SALT_SAMPLE = 11  # keeps sampling noise apart from training noise streams
@@ -36,6 +38,23 @@ def _check_args(args: Any) -> None:
     out = Path(args.out)
     if out.suffix != ".nc":
         raise UserError(f"--out {out}: expected a .nc file")
+    check_output_file(out, "--out", getattr(args, "overwrite", False))
+
+
+def _check_size(args: Any, field_shape: tuple[int, ...]) -> None:
+    """The samples must fit in rank 0's memory (it assembles the file) and on disk: say so before generating."""
+    per_sample = 2 * 4 * int(np.prod(field_shape))  # float32 fields and their values before clipping
+    needed = args.num * per_sample
+    check_free_space(args.out, needed, "--out", f"{args.num} samples")
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return
+    if 2 * needed > memory:
+        raise UserError(
+            f"--num {args.num}: rank 0 assembles the samples in memory, about {2 * needed / 1e9:.3g} GB, "
+            f"more than this machine's {memory / 1e9:.3g} GB; write several files with fewer samples"
+        )
 
 
 def sample_run(args: Any, env: Any) -> int:
@@ -62,6 +81,7 @@ def sample_run(args: Any, env: Any) -> int:
     shape = (len(manifest.variables), *manifest.grid)
     model_mask = torch.as_tensor(static.mask, dtype=torch.float32, device=env.device)
     decode = decoder_for(manifest, static, loaded.vae, field_static.mask, env.device)
+    _check_size(args, (5, *field_static.mask.shape))
 
     out = Path(args.out)
     parts = out.with_name(out.name + ".parts")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,9 +33,11 @@ from torch import nn
 
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime import distributed as hdist
+from hpc_seaice.train.integrity import file_hashes, read_meta, verify_files
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
+PINS = "pins"  # <checkpoint>/pins/*.txt: data sets that were made with this checkpoint
 
 
 def step_name(step: int) -> str:
@@ -62,15 +65,42 @@ def _write_text_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None for a fresh run."""
-    root = Path(run_dir) / CHECKPOINTS
+STEP_NAME = re.compile(r"step_\d{8}")
+
+
+def read_pointer(root: Path) -> str | None:
+    """The checkpoint name in ``root/latest`` (None when absent); it must name a folder of ``root``."""
     pointer = root / LATEST
-    if not pointer.is_file():
+    if not pointer.exists() and not pointer.is_symlink():
         return None
-    folder = root / pointer.read_text().strip()
+    if not pointer.is_file():
+        raise UserError(f"{pointer}: not a text file naming the newest checkpoint (a folder or link?); remove it")
+    try:
+        name = pointer.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{pointer}: unreadable ({exc})") from None
+    if not STEP_NAME.fullmatch(name):
+        raise UserError(f"{pointer}: names {name[:80]!r}, not a checkpoint folder step_NNNNNNNN of {root}")
+    return name
+
+
+def complete_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Checkpoint folders of a run that were completely written (renamed from their temporary), oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if STEP_NAME.fullmatch(p.name) and (p / "meta.json").is_file())
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint ``latest`` names, or None when there is no ``latest``."""
+    root = Path(run_dir) / CHECKPOINTS
+    name = read_pointer(root)
+    if name is None:
+        return None
+    folder = root / name
     if not (folder / "model.pt").is_file():
-        raise UserError(f"{pointer} names {folder.name}, which is missing or incomplete")
+        raise UserError(f"{root / LATEST} names {folder.name}, which is missing or incomplete")
     return folder
 
 
@@ -109,25 +139,62 @@ def save_checkpoint(
     final = root / step_name(step)
     tmp = root / f".tmp-{step_name(step)}"
     main = hdist.rank() == 0
+    failure = ""
     if main:
-        root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-    hdist.barrier()
-    engine.save(tmp)
-    hdist.barrier()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+        except OSError as exc:
+            failure = f"{exc.filename or tmp}: {exc.strerror}"
+    _agree(failure, final)
+    try:
+        engine.save(tmp)
+    except (OSError, RuntimeError) as exc:
+        failure = _write_failure(exc, tmp)
+    _agree(failure, final)
     if main:
-        torch.save(model_state, tmp / "model.pt")
-        torch.save(trainer_state, tmp / "trainer_state.pt")
-        (tmp / "meta.json").write_text(json.dumps({**meta, "step": step, "time": time.time()}, indent=1))
-        _fsync_tree(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.replace(final)
-        _write_text_atomic(root / LATEST, final.name + "\n")
-        _prune(root, final, keep)
-    hdist.barrier()
+        try:
+            torch.save(model_state, tmp / "model.pt")
+            torch.save(trainer_state, tmp / "trainer_state.pt")
+            files = file_hashes(tmp)  # every rank's files are written (barrier above); meta.json last
+            record = {**meta, "step": step, "time": time.time(), "files": files}
+            (tmp / "meta.json").write_text(json.dumps(record, indent=1))
+            _fsync_tree(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.replace(final)
+            _write_text_atomic(root / LATEST, final.name + "\n")
+            _prune(root, final, keep)
+        except (OSError, RuntimeError) as exc:  # a full disk, a folder made read-only during the run, ...
+            failure = _write_failure(exc, tmp)
+    _agree(failure, final)
     return final
+
+
+def _write_failure(exc: BaseException, tmp: Path) -> str:
+    """What went wrong writing a checkpoint, with the free space there; collective failures pass on."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, RuntimeError) and any(w in text.lower() for w in ("gloo", "nccl", "collective", "timed out")):
+        raise exc
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename or tmp}: {exc.strerror}"
+    try:
+        text += f"; {shutil.disk_usage(tmp.parent).free / 1e6:.3g} MB free there"
+    except OSError:
+        pass
+    shutil.rmtree(tmp, ignore_errors=True)
+    return text
+
+
+def _agree(failure: str, final: Path) -> None:
+    """Every rank learns that rank 0 could not write the checkpoint; one line, the last one kept."""
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    if hdist.all_reduce_max(int(bool(failure)), device):
+        raise UserError(
+            f"cannot write checkpoint {final} ({failure or 'on rank 0'}); the last complete checkpoint "
+            f"({final.parent / LATEST}) is intact: free space or fix the folder, then re-run to resume"
+        )
 
 
 def _prune(root: Path, final: Path, keep: int) -> None:
@@ -140,9 +207,36 @@ def _prune(root: Path, final: Path, keep: int) -> None:
     folders = sorted(p for p in root.glob("step_*") if p.is_dir() and p.name <= final.name)
     doomed = folders[: max(len(folders) - max(keep, 1), 0)]
     doomed += [p for p in root.glob("step_*") if p.is_dir() and p.name > final.name]
+    doomed = [p for p in doomed if not is_pinned(p)]  # a latent data set was encoded with it
     doomed += [p for p in root.glob(".tmp-step_*") if p.is_dir()]
     for old in doomed:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def is_pinned(folder: Path) -> bool:
+    """Whether a data set that still exists recorded that it needs this checkpoint (:func:`pin_checkpoint`)."""
+    pins = folder / PINS
+    if not pins.is_dir():
+        return False
+    for pin in pins.glob("*.txt"):
+        try:
+            user = pin.read_text().strip()
+        except OSError:
+            return True  # unreadable: keep the checkpoint to be safe
+        if not user or Path(user).exists():
+            return True
+    return False
+
+
+def pin_checkpoint(folder: Path, user: str | Path) -> Path:
+    """Keep ``folder`` from pruning because ``user`` (e.g. a latent data set) depends on it."""
+    import hashlib
+
+    key = hashlib.sha256(str(Path(user).resolve()).encode()).hexdigest()[:16]
+    (folder / PINS).mkdir(exist_ok=True)
+    path = folder / PINS / f"{key}.txt"
+    _write_text_atomic(path, f"{Path(user).resolve()}\n")
+    return path
 
 
 def check_resumable(folder: Path, engine_name: str, world_size: int) -> bool:
@@ -152,10 +246,7 @@ def check_resumable(folder: Path, engine_name: str, world_size: int) -> bool:
     the same on every rank, so any world size resumes it, as does DeepSpeed without ZeRO. ZeRO state
     is partitioned per rank: a different world size goes through :func:`universal_checkpoint`.
     """
-    meta_path = folder / "meta.json"
-    if not meta_path.is_file():
-        raise UserError(f"{folder}: incomplete checkpoint (meta.json missing)")
-    meta = json.loads(meta_path.read_text())
+    meta = read_meta(folder)
     if meta.get("engine") != engine_name:
         raise UserError(
             f"{folder}: written by engine.name={meta.get('engine')}, the config says engine.name={engine_name}"
@@ -198,14 +289,24 @@ def universal_checkpoint(folder: Path, device: torch.device) -> Path:
 
 
 def load_states(folder: Path, device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(model_state, trainer_state) of a checkpoint folder, loaded without pickle."""
-    try:
-        model_state = torch.load(folder / "model.pt", map_location=device, weights_only=True)
-        trainer_state = torch.load(folder / "trainer_state.pt", map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise UserError(f"{folder}: incomplete checkpoint ({Path(exc.filename).name} missing)") from None
-    except RuntimeError as exc:
-        raise UserError(f"{folder}: unreadable checkpoint ({str(exc).splitlines()[0]})") from None
+    """(model_state, trainer_state) of a checkpoint folder, loaded without pickle; any damage is one line."""
+    states = []
+    for name, where in (("model.pt", device), ("trainer_state.pt", "cpu")):
+        path = folder / name
+        if not path.is_file():
+            raise UserError(f"{folder}: incomplete checkpoint ({name} missing)")
+        try:
+            states.append(torch.load(path, map_location=where, weights_only=True))
+        except Exception as exc:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError, ... of a damaged file
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"{path}: unreadable ({type(exc).__name__}: {first[:200]})") from None
+    model_state, trainer_state = states
+    if not (isinstance(model_state, dict) and isinstance(model_state.get("ema"), dict)):
+        raise UserError(f"{folder / 'model.pt'}: not a checkpoint of this trainer (no 'model' and 'ema' weights)")
+    if "model" not in model_state or not isinstance(model_state["ema"].get("module"), dict):
+        raise UserError(f"{folder / 'model.pt'}: not a checkpoint of this trainer (no 'model' and 'ema' weights)")
+    if not (isinstance(trainer_state, dict) and isinstance(trainer_state.get("step"), int)):
+        raise UserError(f"{folder / 'trainer_state.pt'}: not a checkpoint of this trainer (no step)")
     return model_state, trainer_state
 
 
@@ -243,6 +344,7 @@ def load_inference_model(
     from hpc_seaice.config import load_config
     from hpc_seaice.data.manifest import read_manifest
     from hpc_seaice.data.static import read_static
+    from hpc_seaice.train.identity import check_identity
     from hpc_seaice.train.tasks import build_task_model
 
     run_dir = Path(run_dir)
@@ -251,10 +353,19 @@ def load_inference_model(
     cfg = load_config(run_dir / "config.yaml")
     folder = find_checkpoint(run_dir, step)
     device = torch.device(device)
+    try:
+        verify_files(folder)
+        model_state, trainer_state = load_states(folder, device)
+    except UserError as exc:
+        from hpc_seaice.train.startup import earlier_usable  # startup imports this module
+
+        earlier = earlier_usable(run_dir, folder.name)
+        hint = f"; the earlier checkpoint {earlier.name} can be used: --checkpoint {earlier.name}" if earlier else ""
+        raise UserError(f"{exc}{hint}") from None
     manifest = read_manifest(cfg.data.path)
     static = read_static(cfg.data.path)
+    check_identity(run_dir, cfg.data.path, manifest, static)
     model = build_task_model(cfg, manifest, static)
-    model_state, trainer_state = load_states(folder, device)
     load_module_state(model, model_state["ema"]["module"], str(folder))
     model.to(device).eval().requires_grad_(False)
     loaded = LoadedRun(run_dir, cfg, int(trainer_state["step"]), model, manifest, static)

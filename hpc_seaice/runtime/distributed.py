@@ -191,29 +191,54 @@ def init_distributed(timeout_s: float = 600.0, force_process_group: bool = False
         info.hosts = _gather_hosts(info)
         return info
     if info.world_size > 1 or force_process_group:
-        dist.init_process_group(
-            backend="nccl" if info.device.type == "cuda" else "gloo",
-            init_method=f"tcp://{info.master_addr}:{info.master_port}",
-            rank=info.rank,
-            world_size=info.world_size,
-            timeout=datetime.timedelta(seconds=timeout_s),
-        )
+        backend = "nccl" if info.device.type == "cuda" else "gloo"
+        timeout = datetime.timedelta(seconds=timeout_s)
+        store = _round_store(info, timeout)
+        if store is not None:
+            dist.init_process_group(backend, store=store, rank=info.rank, world_size=info.world_size, timeout=timeout)
+        else:
+            dist.init_process_group(
+                backend=backend,
+                init_method=f"tcp://{info.master_addr}:{info.master_port}",
+                rank=info.rank,
+                world_size=info.world_size,
+                timeout=timeout,
+            )
     info.hosts = _gather_hosts(info)
     return info
 
 
+def _round_store(info: DistEnv, timeout: datetime.timedelta) -> dist.Store | None:
+    """Under torchrun with the agent's store shared across restarts (torch's default), the
+    process group's keys of this restart round, apart from those of earlier rounds.
+
+    torch names the keys the same in every round, and the agent keeps its store across restarts,
+    so a restarted worker can read the addresses of the previous round's dead workers and fail
+    with "Gloo connectFullMesh failed ... Connection refused" (pytorch/pytorch#135712). A prefix
+    keyed by ``TORCHELASTIC_RESTART_COUNT`` gives each round its own keys. None elsewhere.
+    """
+    if info.launcher != "torchrun" or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    run_round = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    client = dist.TCPStore(
+        info.master_addr, info.master_port, world_size=info.world_size, is_master=False, timeout=timeout
+    )
+    return dist.PrefixStore(f"hpc_seaice/round{run_round}/default_pg", client)
+
+
 def _warn_shared_store_restarts(info: DistEnv) -> None:
-    """torchrun restarts with the rendezvous store shared across rounds (torch's default) can hand
-    restarted workers the previous round's addresses (pytorch/pytorch#135712): say how to avoid it."""
+    """On several nodes, torchrun restarts the other nodes' workers without counting a restart,
+    so the per-round prefix of :func:`_round_store` can differ between nodes: say how to avoid it."""
     if (
         info.is_main
         and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
         and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) > 0
+        and int(os.environ.get("GROUP_WORLD_SIZE", "1") or 1) > 1
     ):
         print(
-            "hpc-seaice: warning: torchrun --max-restarts with the rendezvous store shared across restarts: "
-            "a restarted worker may read stale addresses and fail to connect; set "
-            "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (launch/torchrun.sh and launch/slurm/multinode_torchrun.sbatch do)",
+            "hpc-seaice: warning: torchrun --max-restarts on several nodes with the rendezvous store shared "
+            "across restarts: set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (launch/slurm/multinode_torchrun.sbatch "
+            "does) so that every node's restarted workers meet in a fresh store",
             file=sys.stderr,
             flush=True,
         )
@@ -311,3 +336,34 @@ def run_command(name: str, body: Callable[[DistEnv], int], timeout_s: float = 60
     if is_initialized():
         finalize_and_exit(code)
     return code
+
+
+def decided_by_main(decide: Callable[[], object]) -> object:
+    """Run ``decide`` on rank 0 and hand its result, or its one-line UserError, to every rank.
+
+    For start-up checks that only rank 0 can make once (the run lock, the checkpoint to resume
+    from): every rank then raises the same UserError, or none does, so no rank waits for a peer
+    that has already given up.
+    """
+    from hpc_seaice.errors import UserError
+
+    outcome: list[object] = [None]
+    failure: BaseException | None = None
+    if rank() == 0:
+        try:
+            outcome = [("ok", decide())]
+        except UserError as exc:
+            outcome = [("error", str(exc))]
+        except BaseException as exc:  # a bug or Ctrl-C: the others must not wait for rank 0
+            failure = exc
+            outcome = [("crash", f"rank 0 failed at start: {type(exc).__name__}: {exc}")]
+    if is_initialized() and world_size() > 1:
+        dist.broadcast_object_list(outcome, src=0)
+    status, value = outcome[0]  # type: ignore[misc]
+    if failure is not None:
+        raise failure
+    if status == "error":
+        raise UserError(str(value))
+    if status == "crash":
+        raise RuntimeError(str(value))
+    return value

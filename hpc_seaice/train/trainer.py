@@ -14,9 +14,7 @@ dropout off; dropout masks depend on the rank), and a resumed run continues the 
 from __future__ import annotations
 
 import os
-import re
 import signal
-import socket
 import sys
 import time
 import traceback
@@ -29,16 +27,11 @@ from torch.utils.data import DataLoader
 from hpc_seaice.config import ExperimentConfig, dump_config, load_config, with_absolute_paths
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime import distributed as hdist
-from hpc_seaice.runtime.checkpoint import (
-    all_finite,
-    check_resumable,
-    latest_checkpoint,
-    load_module_state,
-    load_states,
-    save_checkpoint,
-)
+from hpc_seaice.runtime.checkpoint import all_finite, latest_checkpoint, save_checkpoint
 from hpc_seaice.train.engines import build_engine
+from hpc_seaice.train.failures import describe_collective_failure, record_job
 from hpc_seaice.train.monitor import build_monitor, peak_memory_mb
+from hpc_seaice.train.startup import prepare_run, restore, resume_keys
 from hpc_seaice.train.tasks import build_task, mix_seed
 
 VALIDATION_STEP = -1  # a fixed noise/log-SNR draw, so validation losses are comparable over time
@@ -99,10 +92,6 @@ def batch_geometry(cfg: ExperimentConfig, world: int) -> int:
 def _open_datasets(cfg: ExperimentConfig) -> tuple[Any, Any]:
     from hpc_seaice.data.dataset import ShardedDataset
 
-    if not cfg.data.path:
-        raise UserError("config key 'data.path' is empty: set data.path=DIR")
-    if not Path(cfg.data.path).is_dir():
-        raise UserError(f"config key 'data.path': no such data set folder: {cfg.data.path}")
     train = ShardedDataset(cfg.data.path, split=cfg.data.train_split)
     try:
         val = ShardedDataset(cfg.data.path, split=cfg.data.val_split) if cfg.train.val_every > 0 else None
@@ -138,9 +127,9 @@ def _ignore_stop_signals(worker_id: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def _positions(step: int, rank: int, world: int, micro_index: int, micro: int, batch: int) -> torch.Tensor:
-    """Global stream positions of one micro-batch (see GlobalBatchSampler)."""
-    start = step * batch + rank * (batch // world) + micro_index * micro
+def _positions(base: int, rank: int, world: int, micro_index: int, micro: int, batch: int) -> torch.Tensor:
+    """Global stream positions of one micro-batch of the global batch starting at ``base`` (GlobalBatchSampler)."""
+    start = base + rank * (batch // world) + micro_index * micro
     return torch.arange(start, start + micro, dtype=torch.int64)
 
 
@@ -160,40 +149,30 @@ def _banner(cfg, env, engine, micro, params: int, start_step: int, has_val: bool
 
 def run_training(cfg: ExperimentConfig) -> int:
     """Train one run to ``train.max_steps`` (resuming from ``latest``); returns an exit code."""
-    from hpc_seaice.data.dataset import GlobalBatchSampler
-    from hpc_seaice.diffusion.ema import EMA
-
     cfg = with_absolute_paths(cfg)  # the run folder's config.yaml must work from any directory
     env = hdist.init_distributed(cfg.engine.timeout_s, force_process_group=cfg.engine.name == "deepspeed")
     global _CURRENT_ENV
     _CURRENT_ENV = env
     micro = batch_geometry(cfg, env.world_size)
+    start = prepare_run(cfg, env)  # run lock (rank 0), data checks, the checkpoint to resume from
+    try:
+        return _train(cfg, env, micro, start)
+    finally:
+        start.lock.release()
+
+
+def _train(cfg: ExperimentConfig, env: Any, micro: int, start: Any) -> int:
+    from hpc_seaice.data.dataset import GlobalBatchSampler
+    from hpc_seaice.diffusion.ema import EMA
+
     run_dir = Path(cfg.run.dir)
     train_set, val_set = _open_datasets(cfg)
-    if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     task = build_task(cfg, train_set.manifest, train_set.static, env.device)
     task.net.to(env.device)
     ema = EMA(task.net, cfg.optim.ema_decay)  # a full copy, made before ZeRO-3 can partition
-    folder = latest_checkpoint(run_dir)
-    reshard = folder is not None and check_resumable(folder, cfg.engine.name, env.world_size)
-    engine = build_engine(task.loss_module, cfg.optim, cfg.train, cfg.engine, env, micro, load_universal=reshard)
-
-    start_step = 0
-    nonfinite_total = 0
-    if folder is not None:
-        model_state, trainer_state = load_states(folder, env.device)
-        load_module_state(ema.module, model_state["ema"]["module"], str(folder))
-        if trainer_state.get("stage") != cfg.stage:
-            raise UserError(f"{folder}: checkpoint of stage {trainer_state.get('stage')}, config says {cfg.stage}")
-        if engine.name == "ddp":
-            load_module_state(task.net, model_state["model"], str(folder))
-        engine.load(folder)
-        ema.load_state_dict(model_state["ema"])
-        task.load_state_dict(trainer_state["task"])
-        start_step = int(trainer_state["step"])
-        nonfinite_total = int(trainer_state.get("nonfinite_total", 0))
+    engine = build_engine(task.loss_module, cfg.optim, cfg.train, cfg.engine, env, micro, load_universal=start.reshard)
+    start_step, start_sample, nonfinite_total = restore(start, cfg, env, task, ema, engine)
     if env.is_main:  # only now: a config that does not match the checkpoint must not replace the run's
         dump_config(cfg, run_dir / "config.yaml")
 
@@ -203,14 +182,14 @@ def run_training(cfg: ExperimentConfig) -> int:
         rank=env.rank,
         world_size=env.world_size,
         seed=cfg.train.seed,
-        start_sample=start_step * cfg.train.batch_size,
+        start_sample=start_sample,  # exact in samples, also when train.batch_size changed
     )
     batches = iter(_loader(train_set, sampler, micro, cfg, env.device))
     params = sum(p.numel() for p in ema.module.parameters())
     monitor = build_monitor(env.is_main, run_dir, start_step, cfg.train.max_steps, cfg.train.progress)
     monitor.message(_banner(cfg, env, engine, micro, params, start_step, val_set is not None, train_set.manifest.kind))
     if env.is_main:
-        _record_job(run_dir, env, start_step)
+        record_job(run_dir, env, start_step)
 
     stop = StopRequest()
     stop.install()
@@ -225,14 +204,15 @@ def run_training(cfg: ExperimentConfig) -> int:
             model_state = {"model": task.net.state_dict(), "ema": ema.state_dict()}
         trainer_state = {
             "step": at_step,
-            "samples_seen": at_step * cfg.train.batch_size,
+            "samples_seen": start_sample + (at_step - start_step) * cfg.train.batch_size,
+            "batch_size": cfg.train.batch_size,
             "stage": cfg.stage,
             "task": task.state_dict(),
             "nonfinite_total": nonfinite_total,
             "world_size": env.world_size,
             "rng_cpu": torch.get_rng_state(),
         }
-        meta = {"stage": cfg.stage, "engine": engine.name, "world_size": env.world_size}
+        meta = {"stage": cfg.stage, "engine": engine.name, "world_size": env.world_size, "config": resume_keys(cfg)}
         save_checkpoint(run_dir, at_step, engine, model_state, trainer_state, meta, cfg.run.keep_checkpoints)
 
     try:
@@ -246,7 +226,8 @@ def run_training(cfg: ExperimentConfig) -> int:
 
             def compute_loss(module, i: int, _step: int = step, _micro=micro_batches, _stats=stats):
                 x = _micro[i].to(env.device, non_blocking=True)
-                positions = _positions(_step, env.rank, env.world_size, i, micro, cfg.train.batch_size)
+                base = start_sample + (_step - start_step) * cfg.train.batch_size
+                positions = _positions(base, env.rank, env.world_size, i, micro, cfg.train.batch_size)
                 loss, sample_stats = task.micro_loss(module, x, positions, _step, cfg.train.batch_size)
                 if _step in cfg.train.debug_nan_steps:
                     loss = loss * float("nan")  # fault injection (tests): a non-finite step
@@ -350,87 +331,6 @@ def _validate(cfg, env, task, ema, val_set, micro, step, monitor) -> dict[str, f
     return {"val_loss": float(total[0] / total[1])} if total[1] > 0 else {}
 
 
-def _record_job(run_dir: Path, env, start_step: int) -> None:
-    """Append who worked on this run folder (job ids across requeues, hosts, start step)."""
-    import json
-
-    record = {
-        "time": time.time(),
-        "start_step": start_step,
-        "launcher": env.launcher,
-        "world_size": env.world_size,
-        "hosts": sorted(set(env.hosts)),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "slurm_array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID"),
-    }
-    with open(run_dir / "jobs.jsonl", "a") as handle:
-        handle.write(json.dumps(record) + "\n")
-
-
-PROBE_PORTS = (6818, 22)  # slurmd and sshd: a reachable cluster host answers on one of them, if only to refuse
-PROBE_TIMEOUT_S = 2.0
-
-
-def _host_answers(address: str, ports: tuple[int, ...]) -> bool:
-    """Whether a host answers a TCP connection attempt on one of ``ports`` (a refusal is an answer)."""
-    for port in ports:
-        try:
-            with socket.create_connection((address, port), timeout=PROBE_TIMEOUT_S):
-                return True
-        except ConnectionRefusedError:
-            return True
-        except OSError:  # timed out, host or network unreachable
-            continue
-    return False
-
-
-def describe_collective_failure(exc: BaseException, env: Any, timeout_s: float) -> str:
-    """Explain a failed collective in terms of hosts: which peer was lost, if we can tell.
-
-    A peer named in the backend's message (an address or host name of another rank) is the lost
-    one. gloo's time-outs name none (``Timed out waiting 15000ms for recv operation``): then every
-    other host of the run is probed with a short TCP connection attempt (master port, slurmd,
-    sshd; a refusal counts as an answer), and the hosts that do not answer are named.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    ranks: dict[str, list[int]] = {}
-    for rank, host in enumerate(getattr(env, "hosts", ()) or ()):
-        ranks.setdefault(host, []).append(rank)
-    addresses = {}
-    for host in sorted(ranks):
-        if host == env.hostname:
-            continue
-        try:
-            addresses[host] = socket.gethostbyname(host)
-        except OSError:
-            continue
-
-    def named(token: str) -> bool:  # a whole host name or address, not a part of a longer one
-        return re.search(rf"(?<![\w.-]){re.escape(token)}(?![\w-]|\.\d)", text) is not None
-
-    lost = [host for host, address in addresses.items() if named(address) or named(host)]
-    peer = ""
-    if not lost and addresses:
-        ports = tuple(dict.fromkeys((int(getattr(env, "master_port", 0)) or PROBE_PORTS[0], *PROBE_PORTS)))
-        with ThreadPoolExecutor(max_workers=min(32, len(addresses))) as pool:
-            answers = dict(zip(addresses, pool.map(lambda a: _host_answers(a, ports), addresses.values())))
-        lost = [host for host, answered in answers.items() if not answered]
-        peer = f" (no answer from {env.hostname})" if lost else f"every peer host answers {env.hostname}; "
-    if lost:
-        hosts = ", ".join(
-            f"{host} ({addresses[host]}) with rank{'s' if len(ranks[host]) > 1 else ''} "
-            f"{', '.join(map(str, ranks[host]))}"
-            for host in lost
-        )
-        peer = f"lost peer: {hosts}{peer}; "
-    return (
-        f"rank {env.rank} on {env.hostname}: a collective failed or timed out "
-        f"(engine.timeout_s={timeout_s:g}); {peer}{text}"
-    )
-
-
 def cli_train(args: Any) -> int:
     cfg = load_config(args.config, args.overrides)
     env = None
@@ -448,11 +348,11 @@ def cli_train(args: Any) -> int:
             print(f"hpc-seaice train: error: {message}", file=sys.stderr, flush=True)
         else:
             traceback.print_exc()
-        print(
-            f"hpc-seaice train: last checkpoint: {latest_checkpoint(cfg.run.dir)}",
-            file=sys.stderr,
-            flush=True,
-        )
+        try:
+            last = latest_checkpoint(cfg.run.dir)
+        except UserError as exc:
+            last = f"unknown ({exc})"
+        print(f"hpc-seaice train: last checkpoint: {last}", file=sys.stderr, flush=True)
         code = 1
     if hdist.is_initialized() or (_CURRENT_ENV is not None and _CURRENT_ENV.launcher != "single"):
         hdist.finalize_and_exit(code)

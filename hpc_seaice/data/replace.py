@@ -1,0 +1,75 @@
+"""Replacing a data set only once its successor is complete and checked.
+
+A new data set is written into a temporary folder beside the target (same file system, so every
+move is a rename). Only when it is complete and passes the checks of ``data verify`` are the old
+set's files moved aside and the new ones moved in, the manifest last; then the old files go. A
+failure at any earlier moment (bad input found late, a full disk, Ctrl-C) leaves the old data set
+as it was; what else a user keeps in the target folder is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from hpc_seaice.data.manifest import MANIFEST_NAME
+from hpc_seaice.data.shards import _is_dataset_file
+from hpc_seaice.data.verify import verify_dataset
+from hpc_seaice.errors import UserError
+
+STAGING = ".tmp-convert-"
+
+
+def check_target(out: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse a target that is a file, or holds a data set without ``overwrite`` (before any work)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(_is_dataset_file(p.name) for p in out.iterdir()) and not overwrite:
+        raise UserError(f"{out}: already holds a data set; pass --overwrite to replace it")
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def staging_dir(out: Path) -> Path:
+    """A fresh temporary folder beside ``out``; those of earlier conversions that died are removed."""
+    parent = out.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot create its folder ({exc.strerror})") from None
+    prefix = f".{out.name}{STAGING}"
+    for old in parent.glob(f"{prefix}*"):
+        pid = old.name.removeprefix(prefix)
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    tmp = parent / f"{prefix}{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp
+
+
+def swap_in(tmp: Path, out: Path) -> None:
+    """Check the complete set in ``tmp``, then make it the data set at ``out``."""
+    verify_dataset(tmp, progress=False, hashes=True, samples_per_shard=4)
+    out.mkdir(parents=True, exist_ok=True)
+    old = [p for p in out.iterdir() if _is_dataset_file(p.name)]
+    backup = tmp.parent / f".{out.name}.old-{os.getpid()}"
+    if old:
+        backup.mkdir(exist_ok=True)
+        for path in old:
+            os.replace(path, backup / path.name)
+    for path in sorted(tmp.iterdir(), key=lambda p: p.name == MANIFEST_NAME):  # the manifest last
+        os.replace(path, out / path.name)
+    shutil.rmtree(backup, ignore_errors=True)
+    tmp.rmdir()

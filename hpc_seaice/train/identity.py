@@ -1,0 +1,91 @@
+"""The identity of the data set a run trains on, recorded in the run and checked on every use.
+
+``<run.dir>/data_identity.json`` holds what makes a data set "the same" for a trained model: its
+kind, variables, grid, a hash of the land mask and the normalisation statistics. The path is
+not part of it, so a data set that was moved or copied still matches. A run records it when it
+starts from scratch; resuming, ``sample``, ``encode`` and ``evaluate --reconstruct`` compare the
+data set now at ``data.path`` with it and refuse a different one in one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpc_seaice.errors import UserError
+
+IDENTITY_NAME = "data_identity.json"
+STATS_RTOL = 1e-9  # statistics are float64 written once; recomputing them gives the same numbers
+
+
+def data_identity(manifest: Any, static: Any) -> dict[str, Any]:
+    """The identity record of an open data set (manifest + static file)."""
+    mask = np.ascontiguousarray(np.asarray(static.mask) > 0.5, dtype=np.uint8)
+    stats = {
+        key: None if getattr(static, key) is None else [float(v) for v in np.asarray(getattr(static, key)).ravel()]
+        for key in ("mean", "std")
+    }
+    return {
+        "kind": manifest.kind,
+        "variables": list(manifest.variables),
+        "grid": [int(g) for g in manifest.grid],
+        "mask_sha256": hashlib.sha256(mask.tobytes() + str(mask.shape).encode()).hexdigest(),
+        "ocean_cells": int(mask.sum()),
+        **stats,
+    }
+
+
+def record_identity(run_dir: str | os.PathLike, identity: dict[str, Any]) -> None:
+    """Write the run's identity record (atomically)."""
+    path = Path(run_dir) / IDENTITY_NAME
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(identity, indent=1))
+    tmp.replace(path)
+
+
+def read_identity(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The recorded identity, or None for runs made before it was recorded."""
+    path = Path(run_dir) / IDENTITY_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return data
+
+
+def _differs(key: str, recorded: Any, found: Any) -> bool:
+    if key in ("mean", "std") and recorded is not None and found is not None:
+        a, b = np.asarray(recorded, dtype=np.float64), np.asarray(found, dtype=np.float64)
+        return a.shape != b.shape or not np.allclose(a, b, rtol=STATS_RTOL, atol=0.0)
+    return recorded != found
+
+
+def compare_identity(recorded: dict[str, Any], found: dict[str, Any], run_dir: Any, data_path: Any) -> None:
+    """One line naming the first difference between a run's recorded data and the data found."""
+    names = {"mask_sha256": "land mask", "ocean_cells": "ocean cell count", "mean": "normalisation mean"}
+    for key in ("kind", "variables", "grid", "ocean_cells", "mask_sha256", "mean", "std"):
+        if key in recorded and _differs(key, recorded[key], found.get(key)):
+            what = names.get(key, "normalisation std" if key == "std" else key)
+            detail = (
+                "" if key in ("mask_sha256", "mean", "std") else f": {found.get(key)} here, {recorded[key]} recorded"
+            )
+            raise UserError(
+                f"{data_path}: not the data set run {run_dir} was trained on ({what} differs{detail}; "
+                f"see {Path(run_dir) / IDENTITY_NAME})"
+            )
+
+
+def check_identity(run_dir: str | os.PathLike, data_path: Any, manifest: Any, static: Any) -> None:
+    """Refuse a data set that differs from the one the run recorded (no record: nothing to check)."""
+    recorded = read_identity(run_dir)
+    if recorded is not None:
+        compare_identity(recorded, data_identity(manifest, static), run_dir, data_path)

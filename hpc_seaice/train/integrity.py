@@ -1,0 +1,61 @@
+"""Checkpoint integrity: the sha256 of every file of a checkpoint, recorded and checked.
+
+``meta.json`` is the last file written into a checkpoint and lists every other file with its
+sha256, DeepSpeed's own partition files included. Before anything is loaded, the list is checked:
+a missing, truncated or altered file is refused in one line, before torch or DeepSpeed (which
+loads its files with pickle) opens it. What is made beside a checkpoint later (DeepSpeed's
+universal form, pins of latent data sets) is not part of it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hpc_seaice.data.h5files import sha256_file
+from hpc_seaice.errors import UserError
+
+META_NAME = "meta.json"
+NOT_HASHED = (META_NAME, "universal", "universal.log", ".universal-tmp", "pins")
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file of a checkpoint folder but its meta.json."""
+    hashes = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and relative.parts[0] not in NOT_HASHED:
+            hashes[relative.as_posix()] = sha256_file(path)
+    return hashes
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """A checkpoint's ``meta.json``, or a one-line UserError."""
+    path = folder / META_NAME
+    if not path.is_file():
+        raise UserError(f"{folder}: incomplete checkpoint ({META_NAME} missing)")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("files", {}), dict):
+        raise UserError(f"{path}: not a checkpoint's metadata (expected an object with a 'files' table)")
+    return meta
+
+
+def verify_files(folder: Path) -> dict[str, Any]:
+    """Check every file ``meta.json`` lists against its sha256; return the metadata.
+
+    Checkpoints written before hashes were recorded have no ``files`` table and pass unchecked.
+    """
+    meta = read_meta(folder)
+    for name, digest in meta.get("files", {}).items():
+        path = folder / name
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise UserError(f"{folder / META_NAME}: lists {name!r}, outside the checkpoint")
+        if not path.is_file():
+            raise UserError(f"{path}: missing from the checkpoint")
+        if sha256_file(path) != digest:
+            raise UserError(f"{path}: changed or damaged since it was written (sha256 mismatch)")
+    return meta
