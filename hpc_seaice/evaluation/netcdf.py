@@ -1,4 +1,4 @@
-"""Generated samples as CF-style NetCDF (DESIGN section 3), written and read through xarray.
+"""Generated samples as CF-style NetCDF, written and read through xarray.
 
 One file holds one model's ensemble: dims ``(sample, y, x)``, the five variables of
 :mod:`hpc_seaice.data.variables` in physical units with ``units``, ``long_name`` and
