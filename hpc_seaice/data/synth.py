@@ -49,7 +49,7 @@ def parse_freq(freq: str) -> np.timedelta64:
         raise UserError(f"--freq: {freq!r} is not a time step such as 6h, 1D or 5D") from None
     seconds = int(step.total_seconds())
     if seconds <= 0:
-        raise UserError(f"--freq: {freq!r} must be positive")
+        raise UserError(f"--freq: {freq!r} must be at least 1 s")
     return np.timedelta64(seconds, "s")
 
 
@@ -111,7 +111,10 @@ def generate(
     splits = {k: list(v) for k, v in (splits or DEFAULT_SPLITS).items()}
     times = synth_times(start, end, freq)
     _check_splits(times, splits, start, end)
-    out = prepare_output_dir(out, overwrite)
+    try:
+        out = prepare_output_dir(out, overwrite)
+    except OSError as exc:  # a parent is a file, no permission, a read-only file system
+        raise UserError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
     sample_bytes = len(VARIABLES) * grid * grid * 4
     _check_disk(out, sample_bytes * len(times))
 
