@@ -183,3 +183,21 @@ def test_trajectory_does_not_depend_on_how_it_is_cut_into_calls():
     assert np.allclose(whole, parts, rtol=0, atol=1e-6)
     other = SyntheticArctic(32, seed=2, dt_days=1.0).states(times)
     assert not np.allclose(whole, other, atol=1e-3)
+
+
+def test_a_set_too_large_for_the_disk_is_refused_before_its_time_axis_is_built(tmp_path):
+    """A step of seconds over ten years: one line about the disk, without allocating the 16 M
+    time stamps (and their split masks) first, and without creating the folder."""
+    import tracemalloc
+
+    from hpc_seaice.errors import UserError
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserError, match="GB"):
+            generate(tmp_path / "big", grid=512, freq="20s", progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50e6, peak
+    assert not (tmp_path / "big").exists()
