@@ -184,3 +184,13 @@ def test_coarse_grids_keep_the_ocean_area_and_the_marginal_seas(n):
         assert ocean_or_outside(coarse, 65.5, 38.0), (n, "White Sea")
     # one body of water (cells touching at a corner are joined)
     assert ndimage.label(coarse, np.ones((3, 3), bool))[1] == 1
+
+
+@pytest.mark.parametrize("content", [None, b"not an npz"])
+def test_cli_names_a_missing_or_broken_file_in_one_line(tmp_path, capsys, content):
+    path = tmp_path / "coast.npz"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["--out", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0]

@@ -100,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(COASTLINE_FILE), help="file to write (default: the package's)")
     args = p.parse_args(argv)
     if not args.regenerate:
-        counts = _load_counts(str(args.out))
+        try:
+            counts = _load_counts(str(args.out))
+        except (OSError, ValueError, KeyError) as exc:  # missing, not an npz, no land_counts
+            print(f"coastline: {args.out}: not a coastline file ({type(exc).__name__})", file=sys.stderr)
+            return 2
         for n in (512, 256, 128, 64, 32):
             print(f"{n:4d} x {n:<4d} ocean fraction {ocean_from_counts(counts, n).mean():.3f}")
         return 0
