@@ -36,8 +36,9 @@ from hpc_seaice.data.synth_climate import (
     thickness_cycle,
     winter_weight,
 )
-from hpc_seaice.data.synth_dynamics import advect, divergence, fill_from_neighbours, lkf_lines, rigid_plates
+from hpc_seaice.data.synth_dynamics import advect, fill_from_neighbours, lkf_lines, rigid_plates
 from hpc_seaice.data.synth_fields import SpectralAR1, anisotropic, power_law, unit_spectrum, wavenumbers
+from hpc_seaice.evaluation.deformation import divergence
 
 DAY_S = 86400.0
 LKF_CROSSING_DEG = 40.0  # angle between the two LKF families
