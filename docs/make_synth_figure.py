@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hpc_seaice.data.synth import synth_times  # noqa: E402
-from hpc_seaice.data.synth_dynamics import deformation  # noqa: E402
 from hpc_seaice.data.synth_model import SyntheticArctic  # noqa: E402
+from hpc_seaice.evaluation.deformation import total_deformation  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
     land = np.where(g.ocean, np.nan, 1.0)
     for row, (label, s) in enumerate(picked.items()):
         ice = s[1] > 0
-        _, _, total = deformation(s[3].astype(np.float64), s[4].astype(np.float64), g.dx, g.dy)
+        total = total_deformation(s[3], s[4], g.dx, g.dy)
         panels = [
             ("thickness sit (m)", np.where(ice, s[0], np.nan), dict(cmap="viridis", vmin=0, vmax=5)),
             ("concentration sic", np.where(g.ocean, s[1], np.nan), dict(cmap="Blues_r", vmin=0, vmax=1)),

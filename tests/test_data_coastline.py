@@ -114,3 +114,83 @@ def test_cli_prints_fractions(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
     assert "512 x 512" in out and "ocean fraction" in out
+
+
+def ocean_or_outside(ocean: np.ndarray, lat: float, lon: float) -> bool:
+    """Is the place ocean on this grid? False when it lies outside the domain."""
+    g = Grid(ocean.shape[0])
+    x, y = forward(np.array(lat), np.array(lon))
+    col = int(np.floor((float(x) - (g.x[0] - g.cell_m / 2)) / g.cell_m))
+    row = int(np.floor((float(y) - (g.y[0] - g.cell_m / 2)) / g.cell_m))
+    inside = 0 <= row < g.n and 0 <= col < g.n
+    return bool(inside and ocean[row, col])
+
+
+@pytest.mark.parametrize(
+    "place, lat, lon",
+    [
+        ("Iceland", 64.9, -18.5),
+        ("Novaya Zemlya, northern island", 75.5, 60.0),
+        ("Great Bear Lake", 66.0, -121.0),
+        ("Great Slave Lake", 61.7, -114.0),
+        ("Lake Superior", 47.5, -87.5),
+        ("Lake Inari", 69.0, 27.7),
+        ("Gulf of Bothnia (its link to the ocean is outside the domain)", 63.0, 20.0),
+        ("Caspian Sea", 46.0, 51.0),
+        ("Black Sea", 43.5, 34.0),
+    ],
+)
+def test_land_lakes_and_isolated_seas_are_not_ocean(ocean512, place, lat, lon):
+    assert not ocean_or_outside(ocean512, lat, lon), place
+
+
+@pytest.mark.parametrize(
+    "passage, a, b, box",
+    [
+        ("Kara Gate (Barents to Kara Sea)", (70.0, 55.0), (70.0, 61.0), (69.3, 71.5, 54.0, 62.0)),
+        ("Hudson Strait (Hudson Bay to Labrador Sea)", (60.0, -80.0), (61.0, -64.0), (58.0, 65.0, -82.0, -62.0)),
+        ("Denmark Strait", (68.0, -23.0), (65.0, -30.0), (63.0, 69.5, -35.0, -18.0)),
+        ("Barents Sea opening", (72.0, 20.0), (74.0, 35.0), (70.0, 76.0, 15.0, 40.0)),
+    ],
+)
+def test_more_passages_are_open_at_512(ocean512, passage, a, b, box):
+    assert connected_within(ocean512, a, b, box), passage
+
+
+def test_file_coordinates_are_the_grid():
+    with np.load(COASTLINE_FILE) as f:
+        assert f["land_counts"].shape == (512, 512) and int(f["land_counts"].max()) <= 16
+        assert np.allclose(f["x_m"], Grid(512).x) and np.allclose(f["y_m"], Grid(512).y)
+
+
+@pytest.mark.parametrize("n", [256, 128, 64, 32])
+def test_coarse_grids_keep_the_ocean_area_and_the_marginal_seas(n):
+    """Same domain, same sea: the ocean area (true cell areas) agrees with 512 x 512 within 2 %,
+    and seas joined to the Arctic by straits narrower than a coarse cell stay ocean."""
+    fine = ocean_mask(512)
+    coarse = ocean_mask(n)
+    area_fine = (Grid(512).spacing()[2] * fine).sum()
+    area_coarse = (Grid(n).spacing()[2] * coarse).sum()
+    assert abs(area_coarse / area_fine - 1.0) < 0.02, (n, area_coarse / area_fine)
+    for place, lat, lon in [
+        ("Hudson Bay", 60.0, -85.0),
+        ("Baffin Bay", 73.0, -65.0),
+        ("Barents Sea", 74.0, 35.0),
+        ("Norwegian Sea", 68.0, 2.0),
+        ("Beaufort Sea", 73.0, -145.0),
+    ]:
+        assert ocean_or_outside(coarse, lat, lon), (n, place)
+    if n >= 64:
+        assert ocean_or_outside(coarse, 65.5, 38.0), (n, "White Sea")
+    # one body of water (cells touching at a corner are joined)
+    assert ndimage.label(coarse, np.ones((3, 3), bool))[1] == 1
+
+
+@pytest.mark.parametrize("content", [None, b"not an npz"])
+def test_cli_names_a_missing_or_broken_file_in_one_line(tmp_path, capsys, content):
+    path = tmp_path / "coast.npz"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["--out", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0]

@@ -114,6 +114,14 @@ def test_cli_synth(tmp_path, capsys):
         (["--freq", "soon"], "--freq"),
         (["--grid", "8"], "--grid"),
         (["--grid", "48"], "--grid"),
+        (["--grid", "0"], "--grid"),
+        (["--grid", "100"], "--grid"),
+        (["--grid", "1024"], "--grid"),
+        (["--start", "2018-01-01", "--end", "2009-12-31"], "before --start"),
+        (["--start", "2009-02-30"], "ISO dates"),
+        (["--freq", "0h"], "--freq"),
+        (["--freq", "1ms"], "at least 1 s"),
+        (["--seed", "-1"], "--seed"),
     ],
 )
 def test_cli_synth_bad_arguments(tmp_path, capsys, args, needle):
@@ -151,3 +159,45 @@ def test_static_without_cell_sizes_reads_none(tmp_path):
     assert s.cell_area is None and s.dx is None and s.dy is None
     with pytest.raises(ValueError, match="cell_area"):
         write_static(tmp_path, np.ones((4, 4)), np.zeros((4, 4)), np.zeros((4, 4)), cell_area=np.ones((3, 3)))
+
+
+@pytest.mark.parametrize("where", ["file", "under-file"])
+def test_cli_synth_output_that_cannot_be_a_folder(tmp_path, capsys, where):
+    """An --out that is a file, or lies below a file: one line naming it, exit 2, no traceback."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a user's file")
+    out = blocker if where == "file" else blocker / "set"
+    rc = main(["data", "synth", "--out", str(out), "--grid", "32", "--freq", "90D"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and str(out) in err[0], err
+    assert blocker.read_text() == "a user's file"
+
+
+def test_trajectory_does_not_depend_on_how_it_is_cut_into_calls():
+    """Same seed, same states, whether drawn as one block or as several (the writer's block
+    length depends on the grid; tests and tools call with other lengths)."""
+    times = synth_times("2009-01-01", "2009-01-08", "1D")
+    whole = SyntheticArctic(32, seed=1, dt_days=1.0).states(times)
+    model = SyntheticArctic(32, seed=1, dt_days=1.0)
+    parts = np.concatenate([model.states(times[:3]), model.states(times[3:4]), model.states(times[4:])])
+    assert np.allclose(whole, parts, rtol=0, atol=1e-6)
+    other = SyntheticArctic(32, seed=2, dt_days=1.0).states(times)
+    assert not np.allclose(whole, other, atol=1e-3)
+
+
+def test_a_set_too_large_for_the_disk_is_refused_before_its_time_axis_is_built(tmp_path):
+    """A step of seconds over ten years: one line about the disk, without allocating the 16 M
+    time stamps (and their split masks) first, and without creating the folder."""
+    import tracemalloc
+
+    from hpc_seaice.errors import UserError
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserError, match="GB"):
+            generate(tmp_path / "big", grid=512, freq="20s", progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50e6, peak
+    assert not (tmp_path / "big").exists()

@@ -297,3 +297,28 @@ def test_lkfs_have_many_lengths(year128):
     lengths = np.asarray(lengths)
     p10, p90 = np.percentile(lengths, [10, 90])
     assert p90 > 5 * p10 and lengths.max() > 1500.0 and p10 < 300.0
+
+
+def test_most_deformation_is_in_the_most_deformed_tenth_of_all_ice(year128):
+    """The issue's number over every ice cell with a clean ocean stencil (edges and coasts
+    included), with spacings measured here from lat/lon (haversine, not the grid's scale factor)."""
+    model, times, x = year128
+    g = model.geometry
+    lat, lon = np.radians(g.lat), np.radians(g.lon)
+
+    def haversine(a, b):
+        h = np.sin((lat[b] - lat[a]) / 2) ** 2 + np.cos(lat[a]) * np.cos(lat[b]) * np.sin((lon[b] - lon[a]) / 2) ** 2
+        return 2 * 6371e3 * np.arcsin(np.sqrt(h))
+
+    dx = np.empty_like(lat)
+    dy = np.empty_like(lat)
+    dx[:, 1:-1] = haversine((slice(None), slice(0, -2)), (slice(None), slice(2, None))) / 2
+    dy[1:-1, :] = haversine((slice(0, -2), slice(None)), (slice(2, None), slice(None))) / 2
+    inner = ndimage.binary_erosion(g.ocean, np.ones((3, 3), bool), border_value=0)
+    assert np.abs(dx[inner] / g.dx[inner] - 1).max() < 0.01  # the sphere vs the ellipsoid
+    shares = []
+    for s in x[np.isin(months(times), (1, 2, 3, 4))]:
+        total = total_deformation(s[3].astype(np.float64), s[4].astype(np.float64), dx, dy)
+        d = np.sort(total[inner & (s[1] > 0)])[::-1]
+        shares.append(d[: d.size // 10].sum() / d.sum())
+    assert np.mean(shares) > 0.55 and np.min(shares) > 0.5, (np.mean(shares), np.min(shares))

@@ -49,12 +49,12 @@ def parse_freq(freq: str) -> np.timedelta64:
         raise UserError(f"--freq: {freq!r} is not a time step such as 6h, 1D or 5D") from None
     seconds = int(step.total_seconds())
     if seconds <= 0:
-        raise UserError(f"--freq: {freq!r} must be positive")
+        raise UserError(f"--freq: {freq!r} must be at least 1 s")
     return np.timedelta64(seconds, "s")
 
 
-def synth_times(start: str, end: str, freq: str) -> np.ndarray:
-    """Time stamps from ``start`` to ``end`` inclusive (a bare end date includes its whole day)."""
+def _time_axis(start: str, end: str, freq: str) -> tuple[np.datetime64, np.timedelta64, int]:
+    """First time stamp, step and number of steps (checked, nothing allocated)."""
     try:
         t0 = np.datetime64(start, "s")
         t1 = np.datetime64(end, "s")
@@ -65,7 +65,12 @@ def synth_times(start: str, end: str, freq: str) -> np.ndarray:
     if t1 < t0:
         raise UserError(f"--end {end} is before --start {start}")
     step = parse_freq(freq)
-    n = int((t1 - t0) // step) + 1
+    return t0, step, int((t1 - t0) // step) + 1
+
+
+def synth_times(start: str, end: str, freq: str) -> np.ndarray:
+    """Time stamps from ``start`` to ``end`` inclusive (a bare end date includes its whole day)."""
+    t0, step, n = _time_axis(start, end, freq)
     return t0 + step * np.arange(n)
 
 
@@ -84,7 +89,11 @@ def _check_splits(times: np.ndarray, splits: dict[str, list[str]], start: str, e
 
 
 def _check_disk(out: Path, nbytes: int) -> None:
-    free = shutil.disk_usage(out).free
+    """Refuse a set the disk cannot hold; ``out`` need not exist yet (its first existing parent)."""
+    where = out.absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
     if nbytes > 0.95 * free:
         raise UserError(f"{out}: the data set needs about {nbytes / 1e9:.1f} GB, only {free / 1e9:.1f} GB free")
 
@@ -109,11 +118,14 @@ def generate(
     if seed < 0:
         raise UserError(f"--seed: {seed} must be >= 0")
     splits = {k: list(v) for k, v in (splits or DEFAULT_SPLITS).items()}
+    # The size first: a step of seconds over ten years would build a time axis of gigabytes.
+    _check_disk(Path(out), len(VARIABLES) * grid * grid * 4 * _time_axis(start, end, freq)[2])
     times = synth_times(start, end, freq)
     _check_splits(times, splits, start, end)
-    out = prepare_output_dir(out, overwrite)
-    sample_bytes = len(VARIABLES) * grid * grid * 4
-    _check_disk(out, sample_bytes * len(times))
+    try:
+        out = prepare_output_dir(out, overwrite)
+    except OSError as exc:  # a parent is a file, no permission, a read-only file system
+        raise UserError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
 
     dt_days = float(parse_freq(freq).astype(np.float64)) / DAY_S
     model = SyntheticArctic(grid, seed, dt_days)

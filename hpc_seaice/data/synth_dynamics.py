@@ -10,8 +10,8 @@ pieces of ice between active LKFs are plates; each plate moves with the best rig
 plates and live on the LKFs. Damage is a memory field: advected with the ice, relaxing over
 10-30 days, renewed on the active LKFs.
 
-Deformation uses the true cell sizes: divergence du/dx + dv/dy, shear
-sqrt((du/dx - dv/dy)^2 + (du/dy + dv/dx)^2), total sqrt(divergence^2 + shear^2).
+The opening and closing of LKFs use the divergence of :mod:`hpc_seaice.evaluation.deformation`
+(true cell sizes), the same definition the metrics use.
 """
 
 from __future__ import annotations
@@ -20,27 +20,6 @@ import numpy as np
 from scipy import ndimage
 
 CRACK_HALF_WIDTH = 0.5  # cells: |F| / |grad F| below this is on the zero contour
-
-
-def deformation(
-    u: np.ndarray, v: np.ndarray, dx: np.ndarray, dy: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Divergence, shear and total deformation (1/s) of velocities [..., H, W] on cells dx, dy (m).
-
-    Rows run along +y and columns along +x; central differences inside, one-sided at edges.
-    """
-    du_dy, du_dx = np.gradient(u, axis=(-2, -1))
-    dv_dy, dv_dx = np.gradient(v, axis=(-2, -1))
-    du_dx, dv_dx = du_dx / dx, dv_dx / dx
-    du_dy, dv_dy = du_dy / dy, dv_dy / dy
-    div = du_dx + dv_dy
-    shear = np.hypot(du_dx - dv_dy, du_dy + dv_dx)
-    return div, shear, np.hypot(div, shear)
-
-
-def divergence(u: np.ndarray, v: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """du/dx + dv/dy (1/s) alone: the generator needs only the opening and closing of LKFs."""
-    return np.gradient(u, axis=-1) / dx + np.gradient(v, axis=-2) / dy
 
 
 def lkf_lines(f1: np.ndarray, f2: np.ndarray, gate: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:

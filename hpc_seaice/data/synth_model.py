@@ -36,8 +36,9 @@ from hpc_seaice.data.synth_climate import (
     thickness_cycle,
     winter_weight,
 )
-from hpc_seaice.data.synth_dynamics import advect, divergence, fill_from_neighbours, lkf_lines, rigid_plates
+from hpc_seaice.data.synth_dynamics import advect, fill_from_neighbours, lkf_lines, rigid_plates
 from hpc_seaice.data.synth_fields import SpectralAR1, anisotropic, power_law, unit_spectrum, wavenumbers
+from hpc_seaice.evaluation.deformation import divergence
 
 DAY_S = 86400.0
 LKF_CROSSING_DEG = 40.0  # angle between the two LKF families
@@ -50,7 +51,8 @@ LKF_GATE = -0.8  # LKFs are active where the (unit-variance) gate field exceeds 
 class SyntheticArctic:
     """The generator: ``states(times)`` gives samples [T, 5, n, n] float32.
 
-    Successive calls continue the same trajectory; time steps are assumed ``dt_days`` apart.
+    Successive calls continue the same trajectory, whatever the number of steps per call; time
+    steps are assumed ``dt_days`` apart.
     """
 
     def __init__(self, grid: int, seed: int, dt_days: float) -> None:
@@ -58,6 +60,9 @@ class SyntheticArctic:
         self.grid = grid
         self.dt_days = dt_days
         self.rng = np.random.default_rng(seed)
+        # The extent anomaly has its own stream: drawing it from the fields' generator would
+        # interleave the two by block, so a trajectory would depend on how it is cut into calls.
+        self.rng_extent = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
         self.ocean_f32 = g.ocean.astype(np.float32)
         self.x, self.y = g.grid.xy()
         self.cell_km = g.grid.cell_m / 1e3
@@ -99,7 +104,7 @@ class SyntheticArctic:
         rho = math.exp(-self.dt_days / YEAR_DAYS)
         base = extent_climatology(times)
         out = np.empty(len(times))
-        for i, z in enumerate(self.rng.standard_normal(len(times))):
+        for i, z in enumerate(self.rng_extent.standard_normal(len(times))):
             self.interannual = rho * self.interannual + math.sqrt(1.0 - rho**2) * 0.25 * float(z)
             out[i] = base[i] + self.interannual
         return out
