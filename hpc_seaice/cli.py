@@ -36,7 +36,9 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
     synth = dsub.add_parser("synth", help="generate a synthetic neXtSIM-like data set")
     synth.add_argument("--out", required=True, help="output folder (created)")
-    synth.add_argument("--grid", type=int, default=512, help="grid side in cells, a divisor of 512 (default 512)")
+    synth.add_argument(
+        "--grid", type=int, default=512, help="grid side in cells, a divisor of 512 and at least 16 (default 512)"
+    )
     synth.add_argument("--start", default="2009-01-01", help="first time stamp (default 2009-01-01)")
     synth.add_argument("--end", default="2018-12-31", help="last time stamp (default 2018-12-31)")
     synth.add_argument("--freq", default="6h", help="time step, e.g. 6h, 1D, 5D (default 6h)")
@@ -134,7 +136,9 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--data", required=True, help="field data set folder")
     evaluate.add_argument("--split", default="test", help="reference split (default test)")
     evaluate.add_argument("--out", required=True, help="output folder (created)")
-    evaluate.add_argument("--reconstruct", nargs="*", default=[], help="autoencoder run folders")
+    evaluate.add_argument(
+        "--reconstruct", nargs="*", default=[], help="autoencoder run folders (or latent diffusion runs: their VAE)"
+    )
     evaluate.add_argument("--max-states", type=int, default=0, help="cap on reference states (0 = all)")
     evaluate.add_argument(
         "--dx-km",

@@ -187,5 +187,8 @@ def test_noise_range_warning():
     msg = noise_range_warning(math.exp(5.0), 290.0)
     assert msg is not None and "\n" not in msg and "290" in msg and "sampler_gamma_min" in msg
     # the suggested gamma_min gives at least (and about) 3 x the std
-    gamma = float(msg.rsplit("<= ", 1)[1].rstrip(")"))
+    gamma = float(msg.split("sampler_gamma_min <= ", 1)[1].split()[0])
     assert 3 * 290.0 <= math.exp(-gamma / 2) < 1.06 * 3 * 290.0
+    # and the steps that keep the step density on the wider range
+    steps = int(msg.split("sampler_steps >= ", 1)[1].rstrip(")"))
+    assert steps == steps_for_density(math.exp(-7.5), math.exp(-gamma / 2))

@@ -70,10 +70,12 @@ def leading_pc_std(
     mean = np.asarray(mean, dtype=np.float64)[:, None]
     std = np.asarray(std, dtype=np.float64)[:, None]
     rows = []
-    for i in evenly_spaced(len(ds), max_states):
-        x = ds.raw(int(i))[:, ocean].astype(np.float64)
-        rows.append(((x - mean) / std).astype(np.float32).ravel())
-    ds.close()
+    try:
+        for i in evenly_spaced(len(ds), max_states):
+            x = ds.raw(int(i))[:, ocean].astype(np.float64)
+            rows.append(((x - mean) / std).astype(np.float32).ravel())
+    finally:
+        ds.close()
     if len(rows) < 2:
         return float("nan")
     return leading_pc_std_of(np.stack(rows))

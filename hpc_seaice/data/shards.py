@@ -223,7 +223,10 @@ def prepare_output_dir(out: str | os.PathLike, overwrite: bool) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent that is a file, no permission, a read-only file system
+        raise UserError(f"{out}: cannot create the folder ({exc.strerror or exc})") from None
     ours = [p for p in out.iterdir() if _is_dataset_file(p.name)]
     if ours and not overwrite:
         raise UserError(f"{out}: already holds a data set; pass --overwrite to replace it")

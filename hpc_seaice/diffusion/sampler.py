@@ -125,15 +125,21 @@ def steps_for_density(sigma_min: float, sigma_max: float, rho: float = 7.0) -> i
     return 1 + math.ceil((sigma_max ** (1 / rho) - sigma_min ** (1 / rho)) / step - 1e-9)
 
 
-def noise_range_warning(sigma_max: float, pc1_std: float | None) -> str | None:
-    """One line if ``sigma_max`` is below ``PC_STD_FACTOR`` x the data's leading-PC std, else None."""
+def noise_range_warning(
+    sigma_max: float, pc1_std: float | None, sigma_min: float = math.exp(-7.5), rho: float = 7.0
+) -> str | None:
+    """One line if ``sigma_max`` is below ``PC_STD_FACTOR`` x the data's leading-PC std, else None.
+
+    The advice names both keys: a wider range at the same step count would thin the steps.
+    """
     if pc1_std is None or not math.isfinite(pc1_std) or sigma_max >= PC_STD_FACTOR * pc1_std:
         return None
     gamma = math.floor(-20.0 * math.log(PC_STD_FACTOR * pc1_std)) / 10  # rounded down: enough noise
+    steps = steps_for_density(sigma_min, math.exp(-gamma / 2), rho)
     return (
         f"warning: sampler sigma_max {sigma_max:.4g} is below {PC_STD_FACTOR:g} x the data set's leading "
         f"principal-component std {pc1_std:.4g}; samples will be too narrow along it (set "
-        f"diffusion.sampler_gamma_min <= {gamma:g})"
+        f"diffusion.sampler_gamma_min <= {gamma:g} and diffusion.sampler_steps >= {steps})"
     )
 
 

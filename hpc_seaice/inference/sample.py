@@ -74,7 +74,8 @@ def sample_run(args: Any, env: Any) -> int:
     manifest, static = loaded.data_manifest, loaded.data_static
     if args.steps is None:
         args.steps = cfg.diffusion.sampler_steps
-    warning = noise_range_warning(sampler_sigma_range(cfg.diffusion)[1], getattr(static, "pc1_std", None))
+    sigma_min, sigma_max = sampler_sigma_range(cfg.diffusion)
+    warning = noise_range_warning(sigma_max, static.pc1_std, sigma_min, cfg.diffusion.sampler_rho)
     if warning and env.is_main:
         print(f"hpc-seaice sample: {warning}", file=sys.stderr, flush=True)
     field_static = loaded.vae_run.data_static if loaded.is_latent else static
