@@ -21,7 +21,7 @@ from hpc_seaice.data.static import write_static
 from hpc_seaice.data.variables import BOUNDS, UNITS, VARIABLES
 from hpc_seaice.evaluation.evaluate import select_states
 from hpc_seaice.evaluation.metrics import crps_ensemble, masked_mean, rmse
-from hpc_seaice.evaluation.netcdf import write_samples
+from hpc_seaice.data.samples_file import write_samples
 from hpc_seaice.evaluation.spectra import isotropic_psd, log_ratio
 
 GRID = 24

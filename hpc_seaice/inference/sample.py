@@ -61,7 +61,7 @@ def sample_run(args: Any, env: Any) -> int:
     from tqdm import tqdm
 
     from hpc_seaice.data.dataset import partition
-    from hpc_seaice.evaluation.netcdf import write_samples
+    from hpc_seaice.data.samples_file import write_samples
     from hpc_seaice.inference.generate import decoder_for, generate
     from hpc_seaice.runtime.checkpoint import load_inference_model
     from hpc_seaice.train.tasks import per_sample_normal

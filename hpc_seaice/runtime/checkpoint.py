@@ -33,7 +33,7 @@ from torch import nn
 
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime import distributed as hdist
-from hpc_seaice.train.integrity import file_hashes, read_meta, verify_files
+from hpc_seaice.runtime.integrity import file_hashes, read_meta, verify_files
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -344,7 +344,7 @@ def load_inference_model(
     from hpc_seaice.config import load_config
     from hpc_seaice.data.manifest import read_manifest
     from hpc_seaice.data.static import read_static
-    from hpc_seaice.train.identity import check_identity
+    from hpc_seaice.runtime.identity import check_identity
     from hpc_seaice.train.tasks import build_task_model
 
     run_dir = Path(run_dir)
@@ -357,7 +357,7 @@ def load_inference_model(
         verify_files(folder)
         model_state, trainer_state = load_states(folder, device)
     except UserError as exc:
-        from hpc_seaice.train.startup import earlier_usable  # startup imports this module
+        from hpc_seaice.runtime.startup import earlier_usable  # startup imports this module
 
         earlier = earlier_usable(run_dir, folder.name)
         hint = f"; the earlier checkpoint {earlier.name} can be used: --checkpoint {earlier.name}" if earlier else ""

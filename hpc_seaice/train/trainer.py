@@ -31,7 +31,7 @@ from hpc_seaice.runtime.checkpoint import all_finite, latest_checkpoint, save_ch
 from hpc_seaice.train.engines import build_engine
 from hpc_seaice.train.failures import describe_collective_failure, record_job
 from hpc_seaice.train.monitor import build_monitor, peak_memory_mb
-from hpc_seaice.train.startup import prepare_run, restore, resume_keys
+from hpc_seaice.runtime.startup import prepare_run, restore, resume_keys
 from hpc_seaice.train.tasks import build_task, mix_seed
 
 VALIDATION_STEP = -1  # a fixed noise/log-SNR draw, so validation losses are comparable over time

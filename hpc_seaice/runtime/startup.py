@@ -3,13 +3,13 @@
 Rank 0 decides, every rank learns the outcome (:func:`~hpc_seaice.runtime.distributed.decided_by_main`):
 
 1. the run folder is a folder and writable, checkpoints included (found now, not after training);
-2. the run lock is taken (:mod:`hpc_seaice.train.runlock`): a second training of the same folder
+2. the run lock is taken (:mod:`hpc_seaice.runtime.runlock`): a second training of the same folder
    is refused before it touches anything;
 3. the data set passes the cheap checks of ``data verify`` (layout, variables, statistics, at
    least one ocean cell, bounds on a few samples of a few shards; hashes with ``data.verify_hashes``);
 4. the checkpoint to resume from is chosen and checked (:func:`select_checkpoint`): never a fresh
    start over existing checkpoints;
-5. the data set is the one the run recorded (:mod:`hpc_seaice.train.identity`), and the config
+5. the data set is the one the run recorded (:mod:`hpc_seaice.runtime.identity`), and the config
    keys a checkpoint cannot follow a change of are unchanged.
 """
 
@@ -35,9 +35,9 @@ from hpc_seaice.runtime.checkpoint import (
     load_states,
     read_pointer,
 )
-from hpc_seaice.train.identity import data_identity, read_identity, record_identity
-from hpc_seaice.train.integrity import read_meta, verify_files
-from hpc_seaice.train.runlock import RunLock
+from hpc_seaice.runtime.identity import data_identity, read_identity, record_identity
+from hpc_seaice.runtime.integrity import read_meta, verify_files
+from hpc_seaice.runtime.runlock import RunLock
 
 QUICK_SHARDS = 3  # shards whose first samples are read at start
 QUICK_SAMPLES = 4
@@ -221,7 +221,7 @@ def prepare_run(cfg: Any, env: Any) -> RunStart:
                 return None, False
             recorded = read_identity(run_dir)
             if recorded is not None:
-                from hpc_seaice.train.identity import compare_identity
+                from hpc_seaice.runtime.identity import compare_identity
 
                 compare_identity(recorded, identity, run_dir, cfg.data.path)
             _check_resume_keys(folder, cfg)
