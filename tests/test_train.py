@@ -24,7 +24,8 @@ from helpers import (
 )
 
 from hpc_seaice.config import config_from_dict
-from hpc_seaice.runtime.checkpoint import latest_checkpoint, load_inference_model
+from hpc_seaice.inference.loading import load_inference_model
+from hpc_seaice.runtime.checkpoint import latest_checkpoint
 from hpc_seaice.train.engines import decay_groups, lr_multiplier
 from hpc_seaice.train.trainer import EXIT_INTERRUPTED, EXIT_NONFINITE, run_training
 

@@ -23,6 +23,9 @@ from typing import Any
 
 import torch
 
+from hpc_seaice.data.manifest import read_manifest
+from hpc_seaice.data.static import read_static
+from hpc_seaice.data.verify import verify_dataset
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import (
@@ -32,10 +35,11 @@ from hpc_seaice.runtime.checkpoint import (
     check_resumable,
     complete_checkpoints,
     find_checkpoint,
+    load_module_state,
     load_states,
     read_pointer,
 )
-from hpc_seaice.runtime.identity import data_identity, read_identity, record_identity
+from hpc_seaice.runtime.identity import compare_identity, data_identity, read_identity, record_identity
 from hpc_seaice.runtime.integrity import read_meta, verify_files
 from hpc_seaice.runtime.runlock import RunLock
 
@@ -86,10 +90,6 @@ def _check_writable(root: Path) -> None:
 
 
 def _check_data(cfg: Any) -> dict[str, Any]:
-    from hpc_seaice.data.manifest import read_manifest
-    from hpc_seaice.data.static import read_static
-    from hpc_seaice.data.verify import verify_dataset
-
     if not cfg.data.path:
         raise UserError("config key 'data.path' is empty: set data.path=DIR")
     if not Path(cfg.data.path).is_dir():
@@ -221,8 +221,6 @@ def prepare_run(cfg: Any, env: Any) -> RunStart:
                 return None, False
             recorded = read_identity(run_dir)
             if recorded is not None:
-                from hpc_seaice.runtime.identity import compare_identity
-
                 compare_identity(recorded, identity, run_dir, cfg.data.path)
             _check_resume_keys(folder, cfg)
             if read_meta(folder).get("stage", cfg.stage) != cfg.stage:
@@ -249,8 +247,6 @@ def restore(start: RunStart, cfg: Any, env: Any, task: Any, ema: Any, engine: An
     Damage that the hashes cannot catch (old checkpoints, a checkpoint of another model) is one line
     naming the file, with the earlier checkpoint that can be used instead.
     """
-    from hpc_seaice.runtime.checkpoint import load_module_state
-
     folder = start.folder
     if folder is None:
         return 0, 0, 0

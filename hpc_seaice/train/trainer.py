@@ -25,14 +25,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from hpc_seaice.config import ExperimentConfig, dump_config, load_config, with_absolute_paths
+from hpc_seaice.diffusion.noise import mix_seed
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import all_finite, latest_checkpoint, save_checkpoint
+from hpc_seaice.runtime.startup import prepare_run, restore, resume_keys
 from hpc_seaice.train.engines import build_engine
 from hpc_seaice.train.failures import describe_collective_failure, record_job
 from hpc_seaice.train.monitor import build_monitor, peak_memory_mb
-from hpc_seaice.runtime.startup import prepare_run, restore, resume_keys
-from hpc_seaice.train.tasks import build_task, mix_seed
+from hpc_seaice.train.tasks import build_task
 
 VALIDATION_STEP = -1  # a fixed noise/log-SNR draw, so validation losses are comparable over time
 EXIT_OK = 0
