@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from hpc_seaice.data.dataset import ShardedDataset, partition
-from hpc_seaice.data.manifest import merge_manifests, read_manifest, write_manifest
+from hpc_seaice.data.manifest import in_split, merge_manifests, read_manifest, write_manifest
 from hpc_seaice.data.shards import ShardWriter, prepare_output_dir
 from hpc_seaice.data.static import read_static, write_static
 from hpc_seaice.data.stats import compute_stats
@@ -78,13 +78,11 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
 
     names = [f"z{i:02d}" for i in range(channels)]
     manifests = []
-    for split in fields.splits:
-        try:
-            dataset = ShardedDataset(data, split=split)
-        except UserError as exc:
-            if "no samples" in str(exc) or "empty" in str(exc):
-                continue  # an empty split has nothing to encode
-            raise
+    everything = ShardedDataset(data, split=None)  # the time of every sample: which splits have any
+    for split, span in fields.splits.items():
+        if not in_split(everything.times, span).any():
+            continue  # an empty split has nothing to encode
+        dataset = ShardedDataset(data, split=split)
         mine = list(partition(len(dataset), env.rank, env.world_size))
         if not mine:
             continue
@@ -149,8 +147,7 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
 
 
 def cli_encode(args: Any) -> int:
-    def body(env: Any) -> int:
-        encode_dataset(args.autoencoder, args.data, args.out, args.batch_size, args.overwrite, env)
-        return 0
-
-    return hdist.run_command("encode", body)
+    """``hpc-seaice encode``, on every rank of whatever launcher started it."""
+    env = hdist.init_distributed()
+    encode_dataset(args.autoencoder, args.data, args.out, args.batch_size, args.overwrite, env)
+    return 0

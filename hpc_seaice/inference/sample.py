@@ -146,4 +146,5 @@ def sample_run(args: Any, env: Any) -> int:
 
 
 def cli_sample(args: Any) -> int:
-    return hdist.run_command("sample", lambda env: sample_run(args, env))
+    """``hpc-seaice sample``, on every rank of whatever launcher started it."""
+    return sample_run(args, hdist.init_distributed())

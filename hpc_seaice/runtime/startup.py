@@ -39,6 +39,7 @@ from hpc_seaice.runtime.checkpoint import (
     load_states,
     read_pointer,
 )
+from hpc_seaice.runtime.command import PeerLost
 from hpc_seaice.runtime.identity import compare_identity, data_identity, read_identity, record_identity
 from hpc_seaice.runtime.integrity import read_meta, verify_files
 from hpc_seaice.runtime.runlock import RunLock
@@ -259,12 +260,10 @@ def restore(start: RunStart, cfg: Any, env: Any, task: Any, ema: Any, engine: An
             engine.load(folder)
             ema.load_state_dict(model_state["ema"])
             task.load_state_dict(trainer_state["task"])
-        except UserError:
+        except (UserError, PeerLost):
             raise
-        except Exception as exc:  # noqa: BLE001 - a damaged or mismatched engine/optimizer/schedule state
+        except Exception as exc:  # noqa: BLE001 - a damaged or mismatched engine/optimizer state
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if any(word in text.lower() for word in ("gloo", "nccl", "collective", "timed out")):
-                raise
             raise UserError(f"{folder}: cannot resume from it ({type(exc).__name__}: {text[:200]})") from None
     except UserError as exc:
         hdist.all_reduce_max(1, env.device)  # the other ranks must not go on without this one
