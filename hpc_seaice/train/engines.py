@@ -258,6 +258,7 @@ class DeepSpeedEngine(Engine):
         _skip_shm_build_if_asked()
         import deepspeed  # here, not at the top: seconds to import, and only this engine needs it
 
+        self.deepspeed = deepspeed
         deepspeed.init_distributed(dist_backend="nccl" if env.device.type == "cuda" else "gloo")
         self.device = env.device
         self.precision = resolve_precision(engine, env.device)
@@ -298,9 +299,7 @@ class DeepSpeedEngine(Engine):
     def gathered_parameters(self) -> contextlib.AbstractContextManager:
         if self.zero_stage < 3:
             return contextlib.nullcontext()
-        import deepspeed  # imported already by __init__; kept local like there
-
-        return deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None)
+        return self.deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None)
 
     def save(self, folder: Path) -> None:
         # Every rank writes its partition; the tag is the (temporary) checkpoint folder.

@@ -119,7 +119,7 @@ def run_training(cfg: ExperimentConfig) -> int:
     start = prepare_run(cfg, env)  # run lock (rank 0), data checks, the checkpoint to resume from
     try:
         return _train(cfg, env, micro, start)
-    except PeerLost as exc:  # the message says which host was lost, if we can tell
+    except (PeerLost, torch.distributed.DistError) as exc:  # the message names the lost host, if we can tell
         _say_last_checkpoint(cfg)
         raise PeerLost(describe_collective_failure(exc, env, cfg.engine.timeout_s)) from exc
     except (UserError, KeyboardInterrupt):
