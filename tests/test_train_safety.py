@@ -24,7 +24,7 @@ from hpc_seaice.cli import main
 from hpc_seaice.data.static import read_static, write_static
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime.checkpoint import latest_checkpoint
-from hpc_seaice.train.runlock import LOCK_NAME, RunLock
+from hpc_seaice.runtime.runlock import LOCK_NAME, RunLock
 
 STEP3, STEP6 = "step_00000003", "step_00000006"
 
