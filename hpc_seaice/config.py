@@ -62,6 +62,9 @@ class UNetConfig:
     dropout: float = 0.0
     channels_last: bool = False
     compile: bool = False
+    mask_channel: bool = True  # land-sea mask (ocean fraction on a latent grid) as an extra input channel
+    upsample: str = "nearest"  # nearest (x2, then a separable 3x3 conv) | transposed (2x2 stride 2: checkerboards)
+    position: str = "sincos"  # position features at the bottleneck: sincos | none
 
 
 @dataclass
@@ -78,6 +81,7 @@ class VAEConfig:
     sigma_init: float = 0.5  # initial decoder scale per variable, in normalised units
     channels_last: bool = False
     compile: bool = False
+    mask_channel: bool = True  # encoder and decoder see the land-sea mask as an extra input channel
 
 
 @dataclass
@@ -91,6 +95,7 @@ class DiffusionConfig:
     sampler_gamma_min: float = -10.0  # sampling log-SNR range: sigma_ve = exp(-gamma / 2)
     sampler_gamma_max: float = 15.0
     sampler_rho: float = 7.0
+    latent_posterior: str = "sample"  # latent runs train on z = mu + sigma * eps (sample) or on mu (mean)
 
 
 @dataclass
@@ -149,6 +154,9 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "vae.block": ("resnet", "convnext"),
     "vae.decoder": ("censored", "gaussian"),
     "diffusion.schedule": ("adaptive", "cosine"),
+    "diffusion.latent_posterior": ("sample", "mean"),
+    "unet.upsample": ("nearest", "transposed"),
+    "unet.position": ("sincos", "none"),
     "engine.name": ("ddp", "deepspeed"),
     "engine.zero_stage": (0, 1, 2, 3),
     "engine.precision": ("auto", "fp32", "bf16"),
@@ -205,9 +213,46 @@ def _load_preset(section: str, name: str) -> dict[str, Any]:
     return data
 
 
+# Network sections written out in full by runs made before the layout keys existed: every key
+# these sections had then, and the values that rebuild the networks those runs trained.
+LEGACY_LAYOUT: dict[type, tuple[frozenset[str], dict[str, Any]]] = {
+    UNetConfig: (
+        frozenset(
+            "in_channels base_channels channel_mult blocks_per_level bottleneck_blocks attention_max_side "
+            "heads embedding_dim dropout channels_last compile".split()
+        ),
+        {"mask_channel": False, "upsample": "transposed", "position": "none"},
+    ),
+    VAEConfig: (
+        frozenset(
+            "in_channels latent_channels base_channels channel_mult blocks_per_level decoder beta "
+            "channels_last compile".split()
+        ),
+        {"mask_channel": False},
+    ),
+}
+
+
+def _with_legacy_layout(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """A network section of an old run's resolved config.yaml keeps the layout that run trained.
+
+    A run writes its config with every key; one that holds every key of the first release but
+    none of the layout keys was written before they existed, so its checkpoints have no mask
+    channel and transposed-convolution up-sampling. New configs (a preset plus a few keys) get
+    the current defaults.
+    """
+    if cls not in LEGACY_LAYOUT:
+        return data
+    old_keys, legacy = LEGACY_LAYOUT[cls]
+    if old_keys <= set(data) and not set(legacy) & set(data):
+        return {**data, **legacy}
+    return data
+
+
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     if not isinstance(data, dict):
         raise UserError(f"config key '{prefix.rstrip('.')}': expected a mapping, got {data!r}")
+    data = _with_legacy_layout(cls, data)
     if cls in (UNetConfig, VAEConfig) and data.get("preset"):
         data = {**_load_preset(prefix.rstrip("."), data["preset"]), **data}
     hints = typing.get_type_hints(cls)

@@ -25,6 +25,7 @@ from hpc_seaice.errors import UserError
 SALT_TRAIN_NOISE = 1
 SALT_TRAIN_GAMMA = 2
 SALT_VAL = 3
+SALT_POSTERIOR = 4
 
 
 def mix_seed(*parts: int) -> int:
@@ -69,6 +70,8 @@ def build_task_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.Mo
             vae.latent_shape(*manifest.grid)
         except ValueError as exc:
             raise UserError(f"{cfg.data.path} (grid {manifest.grid}) does not fit the vae config: {exc}") from None
+        if cfg.vae.mask_channel:
+            vae.set_ocean_mask(torch.as_tensor(static.mask, dtype=torch.float32))
         return vae
     from hpc_seaice.models.build import build_unet
 
@@ -82,6 +85,11 @@ def build_task_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.Mo
         net.check_input(torch.empty(1, channels, *manifest.grid, device="meta"))
     except ValueError as exc:
         raise UserError(f"{cfg.data.path} (grid {manifest.grid}) does not fit the unet config: {exc}") from None
+    if cfg.unet.mask_channel:
+        from hpc_seaice.train.latent import latent_ocean_fraction
+
+        ocean = static.mask if manifest.kind == "fields" else latent_ocean_fraction(cfg.data.path, manifest)
+        net.set_ocean_fraction(torch.as_tensor(ocean, dtype=torch.float32))
     return net
 
 
@@ -130,7 +138,11 @@ class Task:
     def micro_loss(
         self, module: nn.Module, x: torch.Tensor, positions: torch.Tensor, step: int, global_batch: int
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Mean loss of one micro-batch and per-sample statistics to gather across ranks."""
+        """Mean loss of one micro-batch and per-sample statistics to gather across ranks.
+
+        ``positions`` are the samples' global stream positions; a negative ``step`` is a
+        validation pass, where they are indices into the validation split.
+        """
         raise NotImplementedError
 
     def after_step(self, gathered: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -175,6 +187,11 @@ class DiffusionTask(Task):
         self.schedule = build_schedule(cfg.diffusion)
         self.loss_module = self.make_loss_module(self.net)
         self.sample_shape = (len(manifest.variables), *manifest.grid)
+        self.posterior = None  # latent runs on posterior samples: sigma of each training sample
+        if manifest.kind == "latent" and cfg.diffusion.latent_posterior == "sample":
+            from hpc_seaice.train.latent import PosteriorNoise
+
+            self.posterior = PosteriorNoise(cfg.data.path, cfg.data.train_split, cfg.train.batch_size, cfg.train.seed)
 
     def make_loss_module(self, net):
         return DiffusionLoss(net, self.schedule)
@@ -186,6 +203,9 @@ class DiffusionTask(Task):
         u = stratified_uniform(mix_seed(seed, SALT_TRAIN_GAMMA, step), positions % global_batch, global_batch)
         gamma = self.schedule.gamma(u).to(self.device, torch.float32)
         eps = per_sample_normal(positions, self.sample_shape, seed, SALT_TRAIN_NOISE, self.device)
+        if self.posterior is not None and step >= 0:  # validation scores the means
+            z_eps = per_sample_normal(positions, self.sample_shape, seed, SALT_POSTERIOR, self.device)
+            x = x + self.posterior.sigma(positions).to(x.device, x.dtype) * z_eps
         loss, per_sample = module(x, self.mask, gamma, eps)
         return loss, {"gamma": gamma.detach().float(), "weighted": per_sample.detach().float()}
 
