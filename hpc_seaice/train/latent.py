@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset
+from hpc_seaice.data.shards import read_static
 from hpc_seaice.errors import UserError
 
 
@@ -32,8 +34,6 @@ def block_mean(values: np.ndarray, factor: int) -> np.ndarray:
 
 def latent_ocean_fraction(data_path: str, manifest: Any) -> np.ndarray:
     """Ocean fraction [h, w] of each latent cell, from the mask of the fields the latents encode."""
-    from hpc_seaice.data.shards import read_static
-
     fields = (manifest.source or {}).get("fields_dataset")
     if not fields or not Path(fields).is_dir():
         raise UserError(
@@ -56,8 +56,6 @@ class PosteriorNoise:
     """
 
     def __init__(self, data_path: str, split: str, global_batch: int, seed: int) -> None:
-        from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset
-
         self.dataset = ShardedDataset(data_path, split=split)
         if self.dataset.manifest.kind != "latent":
             raise ValueError("posterior samples exist only for latent data sets")

@@ -20,6 +20,7 @@ from torch import nn
 
 from hpc_seaice.config import ExperimentConfig
 from hpc_seaice.errors import UserError
+from hpc_seaice.train.latent import PosteriorNoise, latent_ocean_fraction
 
 # Salts keep the streams of different uses of randomness apart.
 SALT_TRAIN_NOISE = 1
@@ -86,8 +87,6 @@ def build_task_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.Mo
     except ValueError as exc:
         raise UserError(f"{cfg.data.path} (grid {manifest.grid}) does not fit the unet config: {exc}") from None
     if cfg.unet.mask_channel:
-        from hpc_seaice.train.latent import latent_ocean_fraction
-
         ocean = static.mask if manifest.kind == "fields" else latent_ocean_fraction(cfg.data.path, manifest)
         net.set_ocean_fraction(torch.as_tensor(ocean, dtype=torch.float32))
     return net
@@ -189,8 +188,6 @@ class DiffusionTask(Task):
         self.sample_shape = (len(manifest.variables), *manifest.grid)
         self.posterior = None  # latent runs on posterior samples: sigma of each training sample
         if manifest.kind == "latent" and cfg.diffusion.latent_posterior == "sample":
-            from hpc_seaice.train.latent import PosteriorNoise
-
             self.posterior = PosteriorNoise(cfg.data.path, cfg.data.train_split, cfg.train.batch_size, cfg.train.seed)
 
     def make_loss_module(self, net):
