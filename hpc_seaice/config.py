@@ -19,7 +19,7 @@ import copy
 import math
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -84,13 +84,36 @@ def _load_preset(section: str, name: Any) -> dict[str, Any]:
     return data
 
 
+def _with_legacy_layout(data: dict[str, Any], old_keys: frozenset[str], legacy: dict[str, Any]) -> dict[str, Any]:
+    """A network section of an old run's resolved config.yaml keeps the layout that run trained.
+
+    A run writes its config with every key; one that holds every key of the first release but
+    none of the layout keys was written before they existed, so its checkpoints have no mask
+    channel and transposed-convolution up-sampling. New configs (a preset plus a few keys) get
+    the current defaults.
+    """
+    if old_keys <= set(data) and not set(legacy) & set(data):
+        return {**data, **legacy}
+    return data
+
+
 class PresetSection(Section):
-    """A network section whose ``preset`` names a file of defaults under ``configs/models``."""
+    """A network section whose ``preset`` names a file of defaults under ``configs/models``.
+
+    ``_legacy_keys``/``_legacy_layout``: every key the section had in the first release, and the
+    layout values that rebuild the networks of runs written then (see :func:`_with_legacy_layout`).
+    """
+
+    _legacy_keys: ClassVar[frozenset[str]] = frozenset()
+    _legacy_layout: ClassVar[dict[str, Any]] = {}
 
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("preset"):
+        if not isinstance(data, dict):
+            return data
+        data = _with_legacy_layout(data, cls._legacy_keys, cls._legacy_layout)
+        if data.get("preset"):
             section = "unet" if cls is UNetConfig else "vae"
             return {**_load_preset(section, data["preset"]), **data}
         return data
@@ -114,6 +137,15 @@ class UNetConfig(PresetSection):
     dropout: Number = 0.0
     channels_last: bool = False
     compile: bool = False
+    mask_channel: bool = True  # land-sea mask (ocean fraction on a latent grid) as an extra input channel
+    upsample: Literal["nearest", "transposed"] = "nearest"  # x2 then a separable 3x3 conv | 2x2 stride 2
+    position: Literal["sincos", "none"] = "sincos"  # position features at the bottleneck
+
+    _legacy_keys = frozenset(
+        "in_channels base_channels channel_mult blocks_per_level bottleneck_blocks attention_max_side "
+        "heads embedding_dim dropout channels_last compile".split()
+    )
+    _legacy_layout = {"mask_channel": False, "upsample": "transposed", "position": "none"}
 
 
 class VAEConfig(PresetSection):
@@ -129,6 +161,13 @@ class VAEConfig(PresetSection):
     sigma_init: Number = 0.5  # initial decoder scale per variable, in normalised units
     channels_last: bool = False
     compile: bool = False
+    mask_channel: bool = True  # encoder and decoder see the land-sea mask as an extra input channel
+
+    _legacy_keys = frozenset(
+        "in_channels latent_channels base_channels channel_mult blocks_per_level decoder beta "
+        "channels_last compile".split()
+    )
+    _legacy_layout = {"mask_channel": False}
 
 
 class DiffusionConfig(Section):
@@ -141,6 +180,7 @@ class DiffusionConfig(Section):
     sampler_gamma_min: Number = -14.0  # sampling log-SNR range: sigma_ve = exp(-gamma / 2); e^7 >= 3 x PC1 std
     sampler_gamma_max: Number = 15.0
     sampler_rho: Number = 7.0
+    latent_posterior: Literal["sample", "mean"] = "sample"  # latent runs train on z = mu + sigma * eps, or on mu
 
 
 class OptimConfig(Section):

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from hpc_seaice.data.dataset import ShardedDataset, partition
+from hpc_seaice.data.latent_grid import block_mean
 from hpc_seaice.data.manifest import in_split, merge_manifests, read_manifest, write_manifest
 from hpc_seaice.data.shards import ShardWriter, prepare_output_dir
 from hpc_seaice.data.static import read_static, write_static
@@ -33,10 +34,18 @@ from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import find_checkpoint, pin_checkpoint
 
 
-def _coarsen(values: np.ndarray, factor: int) -> np.ndarray:
-    """Block means: the latent grid's lat/lon from the field grid's."""
-    h, w = values.shape
-    return values.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+def posterior_summary(latent_var: np.ndarray, posterior_var: np.ndarray) -> str:
+    """One line comparing the mean posterior variance with the variance of the latent means.
+
+    Training the latent model on posterior samples (diffusion.latent_posterior=sample) widens each
+    latent by the posterior variance; where it is a small fraction of the latent variance the choice
+    between samples and means hardly matters.
+    """
+    ratio = posterior_var / np.maximum(latent_var, 1e-30)
+    return (
+        f"mean posterior variance over train: {np.round(posterior_var, 4).tolist()}; "
+        f"as a fraction of the latent variance: mean {ratio.mean():.3g}, max {ratio.max():.3g}"
+    )
 
 
 def _check_and_pin(autoencoder_run: str, data: str, out_dir: Path, overwrite: bool) -> int:
@@ -78,6 +87,7 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
 
     names = [f"z{i:02d}" for i in range(channels)]
     manifests = []
+    posterior_var = np.zeros(channels + 1)  # train split: per-channel sums of sigma^2, then the count
     everything = ShardedDataset(data, split=None)  # the time of every sample: which splits have any
     for split, span in fields.splits.items():
         if not in_split(everything.times, span).any():
@@ -104,15 +114,19 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
                 x = torch.stack([dataset[i] for i in index]).to(env.device)
                 mean, logvar = vae.encode(x)
                 writer.write(mean.float().cpu().numpy(), dataset.times[index], logvar.float().cpu().numpy())
+                if split == "train":
+                    posterior_var[:-1] += logvar.float().exp().sum(dim=(0, 2, 3)).double().cpu().numpy()
+                    posterior_var[-1] += len(index) * latent_shape[1] * latent_shape[2]
                 bar.update(len(index))
         bar.close()
         manifests.append(writer.build_manifest(splits=fields.splits))
     gathered: list[Any] = [None] * env.world_size
     if hdist.is_initialized():
-        torch.distributed.all_gather_object(gathered, manifests)
+        torch.distributed.all_gather_object(gathered, (manifests, posterior_var))
     else:
-        gathered = [manifests]
-    parts = [m for rank_parts in gathered for m in rank_parts]
+        gathered = [(manifests, posterior_var)]
+    parts = [m for rank_parts, _ in gathered for m in rank_parts]
+    var_sums = np.sum([sums for _, sums in gathered], axis=0)
     if not parts:
         raise UserError(f"--data {data}: no samples in any split")
     failure: BaseException | None = None
@@ -126,7 +140,7 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
             }
             write_manifest(out_dir, manifest)
             ones = np.ones(latent_shape[1:], dtype=np.float32)
-            write_static(out_dir, ones, _coarsen(static.lat, factor), _coarsen(static.lon, factor))
+            write_static(out_dir, ones, block_mean(static.lat, factor), block_mean(static.lon, factor))
             _, std = compute_stats(out_dir, "train", progress=False)  # stored in the latent static.h5
             pc1 = read_static(out_dir).pc1_std or float("nan")  # leading-PC std of the latents, stored by compute_stats
             print(
@@ -135,6 +149,8 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
                 f"latent std over train: {np.round(std, 3).tolist()}; leading PC std {pc1:.4g}",
                 flush=True,
             )
+            if var_sums[-1] > 0:
+                print(posterior_summary(np.square(std), var_sums[:-1] / var_sums[-1]), flush=True)
         except Exception as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks
             failure = exc
     # Rank 0 finishes alone; the others must learn that it failed instead of waiting for it.

@@ -24,6 +24,7 @@ from hpc_seaice.config import (
     VAEConfig,
     config_from_dict,
 )
+from hpc_seaice.data.latent_grid import latent_ocean_fraction
 from hpc_seaice.errors import UserError
 from hpc_seaice.models.unet import UNet
 from hpc_seaice.models.vae import VAE
@@ -86,6 +87,8 @@ def build_stage_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.M
             vae.latent_shape(*manifest.grid)
         except ValueError as exc:
             raise UserError(f"{cfg.data.path} (grid {manifest.grid}) does not fit the vae config: {exc}") from None
+        if cfg.vae.mask_channel:
+            vae.set_ocean_mask(torch.as_tensor(static.mask, dtype=torch.float32))
         return vae
     if cfg.unet.in_channels != channels:
         raise UserError(
@@ -97,6 +100,9 @@ def build_stage_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.M
         net.check_input(torch.empty(1, channels, *manifest.grid, device="meta"))
     except ValueError as exc:
         raise UserError(f"{cfg.data.path} (grid {manifest.grid}) does not fit the unet config: {exc}") from None
+    if cfg.unet.mask_channel:
+        ocean = static.mask if manifest.kind == "fields" else latent_ocean_fraction(cfg.data.path, manifest)
+        net.set_ocean_fraction(torch.as_tensor(ocean, dtype=torch.float32))
     return net
 
 

@@ -2,17 +2,24 @@
 
 Layout (a UViT in the authors' style, PAPER_NOTES 2.3), with L = len(channel_mult) levels:
 
-    conv 3x3 in
+    conv 3x3 in (on the channels, plus the land-sea mask channel when ``mask_channel``)
     level i = 0..L-1 (resolution H/2^i, width base*mult[i]):
         blocks_per_level blocks (ConvNeXt or ResNet, FiLM from the noise embedding) -> skip
         2x2 stride-2 conv down to the next level
-    bottleneck at H/2^L, width base*mult[-1]: transformer blocks (self-attention + MLP)
-    level i = L-1..0: 2x2 transposed conv up, concat skip, 1x1 conv, blocks_per_level blocks
+    bottleneck at H/2^L, width base*mult[-1]: position features (``position``), then
+        transformer blocks (self-attention + MLP)
+    level i = L-1..0: up-sample x2 (nearest + conv 3x3, or the older 2x2 transposed conv),
+        concat skip, 1x1 conv, blocks_per_level blocks
     GroupNorm -> GELU -> conv 1x1 out (zero-initialised: the untrained net predicts v = 0)
 
 So the input side must be divisible by 2^L and self-attention only ever runs on the
 (H/2^L) x (W/2^L) bottleneck tokens, never on a large grid: the forward raises a ValueError
 when the bottleneck is wider than ``attention_max_side`` (add a level instead).
+
+Land: the inputs are 0 on land, which in normalised units reads as "average ice". With
+``mask_channel`` the network also gets the ocean fraction of each cell (the 0/1 land-sea mask in
+data space, its block mean on a latent grid), set once per data set with
+:meth:`UNet.set_ocean_fraction`; unset, the grid counts as all ocean.
 
 The noise level enters through the normalised log-SNR: (gamma - gamma_min)/(gamma_max -
 gamma_min) * 1000 -> sinusoidal features -> MLP -> FiLM scale/shift in every block.
@@ -25,7 +32,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hpc_seaice.config import UNetConfig
-from hpc_seaice.models.layers import BLOCKS, TransformerBlock, group_norm, sinusoidal_embedding
+from hpc_seaice.models.layers import (
+    BLOCKS,
+    GridPosition,
+    TransformerBlock,
+    group_norm,
+    sinusoidal_embedding,
+    upsample_layer,
+)
 
 
 class NoiseEmbedding(nn.Module):
@@ -68,8 +82,13 @@ class UNet(nn.Module):
                 cin, cout, embedding_dim=emb, mlp_ratio=cfg.mlp_ratio, dropout=cfg.dropout, kernel_size=cfg.kernel_size
             )
 
+        if cfg.position not in ("sincos", "none"):
+            raise ValueError(f"unet.position {cfg.position!r} is not one of ('sincos', 'none')")
         self.embedding = NoiseEmbedding(emb, gamma_min, gamma_max)
-        self.conv_in = nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)
+        self.conv_in = nn.Conv2d(cfg.in_channels + int(cfg.mask_channel), widths[0], 3, padding=1)
+        # The data set's ocean fraction [1, 1, H, W]: a property of the grid, not a weight, so it
+        # is not saved with the weights; the run sets it from its data set when it builds the net.
+        self.register_buffer("ocean_fraction", None, persistent=False)
 
         self.down_blocks = nn.ModuleList()
         self.downsample = nn.ModuleList()
@@ -78,6 +97,8 @@ class UNet(nn.Module):
             self.downsample.append(nn.Conv2d(width, widths[min(i + 1, self.levels - 1)], 2, stride=2))
 
         mid = widths[-1]
+        use_position = cfg.position == "sincos" and cfg.bottleneck_blocks > 0
+        self.position = GridPosition(mid) if use_position else None
         self.bottleneck = nn.ModuleList(
             TransformerBlock(mid, cfg.heads, emb, mlp_ratio=cfg.mlp_ratio, dropout=cfg.dropout)
             for _ in range(cfg.bottleneck_blocks)
@@ -87,7 +108,7 @@ class UNet(nn.Module):
         self.merge = nn.ModuleList()
         self.up_blocks = nn.ModuleList()
         for i, width in enumerate(widths):
-            self.upsample.append(nn.ConvTranspose2d(widths[min(i + 1, self.levels - 1)], width, 2, stride=2))
+            self.upsample.append(upsample_layer(widths[min(i + 1, self.levels - 1)], width, cfg.upsample))
             self.merge.append(nn.Conv2d(2 * width, width, 1))
             self.up_blocks.append(nn.ModuleList(make_block(width, width) for _ in range(cfg.blocks_per_level)))
 
@@ -95,6 +116,27 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(widths[0], cfg.in_channels, 1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+
+    def set_ocean_fraction(self, fraction: Tensor | None) -> None:
+        """The ocean fraction per cell of the grid this net runs on ([H, W], 1 = ocean; None = all ocean)."""
+        if fraction is not None:
+            fraction = torch.as_tensor(fraction, dtype=torch.float32)
+            if fraction.dim() != 2:
+                raise ValueError(f"ocean fraction must be [H, W], got {tuple(fraction.shape)}")
+            fraction = fraction[None, None].to(self.conv_in.weight.device)
+        self.ocean_fraction = fraction
+
+    def _mask_input(self, x: Tensor, ocean: Tensor | None) -> Tensor:
+        """``x`` with the ocean-fraction channel appended (``ocean`` overrides the stored one)."""
+        ocean = self.ocean_fraction if ocean is None else ocean
+        if ocean is None:
+            ocean = torch.ones(1, 1, *x.shape[-2:], dtype=x.dtype, device=x.device)
+        elif ocean.dim() == 2:
+            ocean = ocean[None, None]
+        if ocean.shape[-2:] != x.shape[-2:]:
+            raise ValueError(f"UNet ocean fraction {tuple(ocean.shape[-2:])} does not fit input {tuple(x.shape[-2:])}")
+        ocean = ocean.to(device=x.device, dtype=x.dtype).expand(x.shape[0], 1, *x.shape[-2:])
+        return torch.cat([x, ocean], dim=1)
 
     def check_input(self, x: Tensor) -> None:
         """Raise a ValueError naming the problem if ``x`` does not fit this network's geometry."""
@@ -111,10 +153,14 @@ class UNet(nn.Module):
                 f"unet.attention_max_side={self.cfg.attention_max_side}; add a level to channel_mult"
             )
 
-    def forward(self, x: Tensor, gamma: Tensor) -> Tensor:
+    def forward(self, x: Tensor, gamma: Tensor, ocean: Tensor | None = None) -> Tensor:
+        """v_hat for ``x`` at log-SNR ``gamma``; ``ocean`` ([H, W] or [B, 1, H, W]) overrides the
+        stored ocean fraction for this call."""
         self.check_input(x)
         if gamma.dim() == 0:
             gamma = gamma.expand(x.shape[0])
+        if self.cfg.mask_channel:
+            x = self._mask_input(x, ocean)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         emb = self.embedding(gamma)
@@ -130,6 +176,8 @@ class UNet(nn.Module):
         if len(self.bottleneck):
             b, c, hh, ww = h.shape
             tokens = h.flatten(2).transpose(1, 2)
+            if self.position is not None:
+                tokens = self.position(tokens, hh, ww)
             for blk in self.bottleneck:
                 tokens = blk(tokens, emb)
             h = tokens.transpose(1, 2).reshape(b, c, hh, ww)

@@ -44,13 +44,17 @@ def _buffer(values: ArrayLike, channels: int, name: str) -> Tensor:
 
 
 class Encoder(nn.Module):
-    """conv in -> per level: blocks, then a 2x2 stride-2 conv to the next level's width -> 2K channels."""
+    """conv in -> per level: blocks, then a 2x2 stride-2 conv to the next level's width -> 2K channels.
+
+    With ``mask_channel`` the land-sea mask is a further input channel (``forward`` gets the
+    fields with it appended).
+    """
 
     def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
         block = BLOCKS[cfg.block]
         widths = [cfg.base_channels * m for m in cfg.channel_mult]
-        self.conv_in = nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)
+        self.conv_in = nn.Conv2d(cfg.in_channels + int(cfg.mask_channel), widths[0], 3, padding=1)
         layers: list[nn.Module] = []
         for i, width in enumerate(widths):
             layers.extend(block(width, width) for _ in range(cfg.blocks_per_level))
@@ -66,13 +70,21 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """The mirror: conv in -> per level: blocks, then nearest x2 and a 3x3 conv -> C channels of mu."""
+    """The mirror: conv in -> per level: blocks, then nearest x2 and a 3x3 conv -> C channels of mu.
+
+    With ``mask_channel`` it sees the coast twice: the ocean fraction of each latent cell enters
+    with z, and the full-resolution mask enters the output convolution, so the coastline need not
+    be stored in the latent.
+    """
 
     def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
         block = BLOCKS[cfg.block]
         widths = [cfg.base_channels * m for m in cfg.channel_mult]
-        self.conv_in = nn.Conv2d(cfg.latent_channels, widths[-1], 3, padding=1)
+        self.mask_channel = cfg.mask_channel
+        self.downsampling = 2 ** (len(widths) - 1)
+        extra = int(cfg.mask_channel)
+        self.conv_in = nn.Conv2d(cfg.latent_channels + extra, widths[-1], 3, padding=1)
         layers: list[nn.Module] = []
         for i in reversed(range(len(widths))):
             layers.extend(block(widths[i], widths[i]) for _ in range(cfg.blocks_per_level))
@@ -81,11 +93,17 @@ class Decoder(nn.Module):
                 layers.append(nn.Conv2d(widths[i], widths[i - 1], 3, padding=1))
         self.body = nn.Sequential(*layers)
         self.norm_out = group_norm(widths[0])
-        self.conv_out = nn.Conv2d(widths[0], cfg.in_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(widths[0] + extra, cfg.in_channels, 3, padding=1)
 
-    def forward(self, z: Tensor) -> Tensor:
-        h = self.body(self.conv_in(z))
-        return self.conv_out(F.silu(self.norm_out(h)))
+    def forward(self, z: Tensor, ocean: Tensor | None = None) -> Tensor:
+        """mu for latent ``z``; ``ocean`` [B or 1, 1, H, W] is the full-resolution mask (mask_channel)."""
+        if not self.mask_channel:
+            return self.conv_out(F.silu(self.norm_out(self.body(self.conv_in(z)))))
+        assert ocean is not None, "a decoder with a mask channel needs the mask"
+        coarse = F.avg_pool2d(ocean, self.downsampling).expand(z.shape[0], 1, *z.shape[-2:])
+        h = self.body(self.conv_in(torch.cat([z, coarse.to(z.dtype)], dim=1)))
+        h = F.silu(self.norm_out(h))
+        return self.conv_out(torch.cat([h, ocean.to(h.dtype).expand(h.shape[0], 1, *h.shape[-2:])], dim=1))
 
 
 class VAE(nn.Module):
@@ -129,12 +147,34 @@ class VAE(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
         self.log_sigma = nn.Parameter(torch.full((c,), math.log(cfg.sigma_init)))
+        # The land-sea mask [1, 1, H, W] (1 = ocean) of the data set's grid, for mask_channel: a
+        # property of the data, not a weight, so not saved; the run sets it when it builds the VAE.
+        self.register_buffer("ocean_mask", None, persistent=False)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
         # Checkpoints written before 0.1.0's latent statistics moved into the latent data set.
         for legacy in ("latent_mean", "latent_std"):
             state_dict.pop(prefix + legacy, None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def set_ocean_mask(self, mask: Tensor | None) -> None:
+        """The land-sea mask [H, W] (1 = ocean) of the grid this VAE encodes (None: all ocean)."""
+        if mask is not None:
+            mask = torch.as_tensor(mask, dtype=torch.float32)
+            if mask.dim() != 2:
+                raise ValueError(f"VAE ocean mask must be [H, W], got {tuple(mask.shape)}")
+            self.latent_shape(*mask.shape)
+            mask = mask[None, None].to(self.log_sigma.device)
+        self.ocean_mask = mask
+
+    def _ocean(self, height: int, width: int, like: Tensor) -> Tensor:
+        """The stored mask for a height x width grid (all ocean if none is set), as ``like``'s dtype."""
+        mask = self.ocean_mask
+        if mask is None:
+            return torch.ones(1, 1, height, width, dtype=like.dtype, device=like.device)
+        if tuple(mask.shape[-2:]) != (height, width):
+            raise ValueError(f"VAE ocean mask is {tuple(mask.shape[-2:])}, the grid is {(height, width)}")
+        return mask.to(device=like.device, dtype=like.dtype)
 
     # --- geometry and units -------------------------------------------------------------------
 
@@ -167,6 +207,9 @@ class VAE(nn.Module):
         if x_norm.dim() != 4 or x_norm.shape[1] != self.cfg.in_channels:
             raise ValueError(f"VAE expects [B, {self.cfg.in_channels}, H, W], got {tuple(x_norm.shape)}")
         self.latent_shape(*x_norm.shape[-2:])
+        if self.cfg.mask_channel:
+            ocean = self._ocean(*x_norm.shape[-2:], like=x_norm).expand(x_norm.shape[0], 1, *x_norm.shape[-2:])
+            x_norm = torch.cat([x_norm, ocean], dim=1)
         if self.cfg.channels_last:
             x_norm = x_norm.contiguous(memory_format=torch.channels_last)
         mean, logvar = self.encoder(x_norm).chunk(2, dim=1)
@@ -178,7 +221,10 @@ class VAE(nn.Module):
             raise ValueError(f"VAE decoder expects [B, {self.cfg.latent_channels}, h, w], got {tuple(z.shape)}")
         if self.cfg.channels_last:
             z = z.contiguous(memory_format=torch.channels_last)
-        return self.decoder(z), self.log_sigma
+        if not self.cfg.mask_channel:
+            return self.decoder(z), self.log_sigma
+        f = self.downsampling
+        return self.decoder(z, self._ocean(z.shape[-2] * f, z.shape[-1] * f, like=z)), self.log_sigma
 
     # --- objective ------------------------------------------------------------------------------
 

@@ -22,11 +22,13 @@ from hpc_seaice.diffusion.loss import diffusion_loss
 from hpc_seaice.diffusion.noise import mix_seed, per_sample_normal
 from hpc_seaice.diffusion.schedule import build_schedule, stratified_uniform
 from hpc_seaice.models.build import build_stage_model
+from hpc_seaice.train.latent import PosteriorNoise
 
 # Salts keep the streams of different uses of randomness apart.
 SALT_TRAIN_NOISE = 1
 SALT_TRAIN_GAMMA = 2
 SALT_VAL = 3
+SALT_POSTERIOR = 4
 
 
 class VAELoss(nn.Module):
@@ -72,7 +74,11 @@ class Task:
     def micro_loss(
         self, module: nn.Module, x: torch.Tensor, positions: torch.Tensor, step: int, global_batch: int
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Mean loss of one micro-batch and per-sample statistics to gather across ranks."""
+        """Mean loss of one micro-batch and per-sample statistics to gather across ranks.
+
+        ``positions`` are the samples' global stream positions; a negative ``step`` is a
+        validation pass, where they are indices into the validation split.
+        """
         raise NotImplementedError
 
     def after_step(self, gathered: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -115,6 +121,9 @@ class DiffusionTask(Task):
         self.schedule = build_schedule(cfg.diffusion)
         self.loss_module = self.make_loss_module(self.net)
         self.sample_shape = (len(manifest.variables), *manifest.grid)
+        self.posterior = None  # latent runs on posterior samples: sigma of each training sample
+        if manifest.kind == "latent" and cfg.diffusion.latent_posterior == "sample":
+            self.posterior = PosteriorNoise(cfg.data.path, cfg.data.train_split, cfg.train.batch_size, cfg.train.seed)
 
     def make_loss_module(self, net):
         return DiffusionLoss(net, self.schedule)
@@ -124,6 +133,9 @@ class DiffusionTask(Task):
         u = stratified_uniform(mix_seed(seed, SALT_TRAIN_GAMMA, step), positions % global_batch, global_batch)
         gamma = self.schedule.gamma(u).to(self.device, torch.float32)
         eps = per_sample_normal(positions, self.sample_shape, seed, SALT_TRAIN_NOISE, self.device)
+        if self.posterior is not None and step >= 0:  # validation scores the means
+            z_eps = per_sample_normal(positions, self.sample_shape, seed, SALT_POSTERIOR, self.device)
+            x = x + self.posterior.sigma(positions).to(x.device, x.dtype) * z_eps
         loss, per_sample = module(x, self.mask, gamma, eps)
         return loss, {"gamma": gamma.detach().float(), "weighted": per_sample.detach().float()}
 
