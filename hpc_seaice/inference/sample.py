@@ -20,7 +20,7 @@ import torch
 
 from hpc_seaice.diffusion.sampler import noise_range_warning, sampler_sigma_range
 from hpc_seaice.errors import UserError
-from hpc_seaice.outputs import check_free_space, check_output_file
+from hpc_seaice.outputs import check_free_space, check_output_file, check_scratch_dir
 from hpc_seaice.runtime import distributed as hdist
 
 SALT_SAMPLE = 11  # keeps sampling noise apart from training noise streams
@@ -39,6 +39,7 @@ def _check_args(args: Any) -> None:
     if out.suffix != ".nc":
         raise UserError(f"--out {out}: expected a .nc file")
     check_output_file(out, "--out", getattr(args, "overwrite", False))
+    check_scratch_dir(out.with_name(out.name + ".parts"), "--out", "rank*.npz")  # emptied by sample_run
 
 
 def _check_size(args: Any, field_shape: tuple[int, ...]) -> None:
