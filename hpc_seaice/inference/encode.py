@@ -33,9 +33,12 @@ def _coarsen(values: np.ndarray, factor: int) -> np.ndarray:
 def _check_and_pin(autoencoder_run: str, data: str, out_dir: Path, overwrite: bool) -> int:
     """Rank 0, before any work: the cheap data checks, the output folder, and the VAE checkpoint
     pinned for the latent set (its run may go on training and prune it); returns its step."""
+    from hpc_seaice.data.manifest import read_manifest
     from hpc_seaice.data.shards import prepare_output_dir
+    from hpc_seaice.data.static import read_static
     from hpc_seaice.data.verify import verify_dataset
     from hpc_seaice.runtime.checkpoint import find_checkpoint, pin_checkpoint
+    from hpc_seaice.train.identity import check_identity
 
     check_output_dir(out_dir, "--out")
     if not Path(data).is_dir():
@@ -44,6 +47,9 @@ def _check_and_pin(autoencoder_run: str, data: str, out_dir: Path, overwrite: bo
     if not (Path(autoencoder_run) / "config.yaml").is_file():
         raise UserError(f"--autoencoder {autoencoder_run}: not a run folder (no config.yaml)")
     folder = find_checkpoint(autoencoder_run, "latest")
+    # The VAE learnt on one land mask and one normalisation: another data set of the same grid is
+    # refused before anything is written or pinned (a moved copy of the same set passes).
+    check_identity(autoencoder_run, f"--data {data}", read_manifest(data), read_static(data))
     prepare_output_dir(out_dir, overwrite)
     try:
         pin_checkpoint(folder, out_dir)
@@ -66,7 +72,7 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     out_dir = Path(out)
     step = hdist.decided_by_main(lambda: _check_and_pin(autoencoder_run, data, out_dir, overwrite))
-    loaded = load_inference_model(autoencoder_run, step, device=env.device)
+    loaded = load_inference_model(autoencoder_run, step, device=env.device, data_path=data)
     if loaded.config.stage != "autoencoder":
         raise UserError(f"--autoencoder {autoencoder_run}: a {loaded.config.stage} run, not an autoencoder run")
     vae = loaded.model

@@ -338,9 +338,16 @@ class LoadedRun:
 
 
 def load_inference_model(
-    run_dir: str | Path, step: str | int = "latest", device: torch.device | str = "cpu"
+    run_dir: str | Path,
+    step: str | int = "latest",
+    device: torch.device | str = "cpu",
+    data_path: str | Path | None = None,
 ) -> LoadedRun:
-    """Load a run's EMA weights (and for latent diffusion the VAE it was trained on)."""
+    """Load a run's EMA weights (and for latent diffusion the VAE it was trained on).
+
+    ``data_path`` replaces the run's ``data.path`` (e.g. ``encode --data``: a moved copy of the
+    set); either way the data set must match the identity the run recorded.
+    """
     from hpc_seaice.config import load_config
     from hpc_seaice.data.manifest import read_manifest
     from hpc_seaice.data.static import read_static
@@ -362,9 +369,15 @@ def load_inference_model(
         earlier = earlier_usable(run_dir, folder.name)
         hint = f"; the earlier checkpoint {earlier.name} can be used: --checkpoint {earlier.name}" if earlier else ""
         raise UserError(f"{exc}{hint}") from None
-    manifest = read_manifest(cfg.data.path)
-    static = read_static(cfg.data.path)
-    check_identity(run_dir, cfg.data.path, manifest, static)
+    data = str(data_path or cfg.data.path)
+    if not (Path(data) / "manifest.json").is_file() and data_path is None:
+        raise UserError(
+            f"{run_dir}: the data set it was trained on, {data}, is gone (moved?); set data.path in "
+            f"{run_dir / 'config.yaml'} to where it is now (checked against {run_dir / 'data_identity.json'})"
+        )
+    manifest = read_manifest(data)
+    static = read_static(data)
+    check_identity(run_dir, data, manifest, static)
     model = build_task_model(cfg, manifest, static)
     load_module_state(model, model_state["ema"]["module"], str(folder))
     model.to(device).eval().requires_grad_(False)
