@@ -150,6 +150,18 @@ def test_explicit_fallback_resumes_from_the_named_checkpoint(run, capsys, tmp_pa
 
 
 @pytest.mark.parametrize(
+    ("fallback", "needle"),
+    [("abc", "checkpoint 'abc': expected 'latest'"), ("step_99", "run: no checkpoint for step step_99 (available:")],
+)
+def test_a_bad_fallback_names_the_config_key_and_why_it_was_needed(run, capsys, tmp_path, fallback, needle):
+    run_dir, config = run
+    _corrupt(run_dir / "checkpoints" / STEP6 / "model.pt", "garbage")
+    code, err = _train(capsys, config, tmp_path, f"run.fallback_checkpoint={fallback}")
+    _one_line(code, err, "model.pt: changed or damaged", "config key 'run.fallback_checkpoint': ", needle)
+    assert len(read_metrics(run_dir)) == 6
+
+
+@pytest.mark.parametrize(
     ("setup", "needle"),
     [
         ("latest-folder", "latest: not a text file naming the newest checkpoint"),
