@@ -110,6 +110,7 @@ def _drop_hashes(folder) -> None:
         ("model.pt", "no-ema", False, "model.pt: not a checkpoint of this trainer"),
         ("optimizer.pt", "truncated", False, "optimizer.pt: unreadable"),
         ("meta.json", "garbage", True, "meta.json: not valid JSON"),
+        ("zero_pp_rank_1_mp_rank_00_optim_states.pt", "added", True, "optim_states.pt: not part of the checkpoint"),
     ],
 )
 def test_damaged_checkpoint_is_one_line_naming_the_file_and_the_earlier_checkpoint(
@@ -121,6 +122,8 @@ def test_damaged_checkpoint_is_one_line_naming_the_file_and_the_earlier_checkpoi
         _drop_hashes(folder)
     if kind == "missing":
         (folder / file).unlink()
+    elif kind == "added":  # a file DeepSpeed would find by its name and unpickle, never hashed
+        torch.save({"optimizer_state_dict": {}}, folder / file)
     elif kind == "no-ema":
         state = torch.load(folder / file, weights_only=True)
         torch.save({"model": state["model"]}, folder / file)
