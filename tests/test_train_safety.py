@@ -415,6 +415,30 @@ def test_sample_from_a_damaged_checkpoint_names_the_earlier_one(run, capsys, tmp
     assert main([*argv, "--checkpoint", STEP3]) == 0 and (tmp_path / "s.nc").is_file()
 
 
+@pytest.mark.parametrize(
+    ("setup", "needle", "usable"),
+    [
+        ("no-latest", "checkpoints/latest is missing;", STEP6),  # said "no checkpoint yet"
+        ("latest-gone", "latest names step_00000007, which is missing or incomplete", STEP6),
+        ("no-model", "latest names step_00000006, which is missing or incomplete", STEP3),
+    ],
+)
+def test_sample_with_a_broken_latest_names_a_checkpoint_that_works(run, capsys, tmp_path, setup, needle, usable):
+    run_dir, _ = run
+    root = run_dir / "checkpoints"
+    if setup == "no-latest":
+        (root / "latest").unlink()
+    elif setup == "latest-gone":
+        (root / "latest").write_text("step_00000007\n")
+    else:
+        (root / STEP6 / "model.pt").unlink()
+    argv = ["sample", "--run", str(run_dir), "--num", "1", "--steps", "2", "--out", str(tmp_path / "s.nc")]
+    capsys.readouterr()
+    code = main(argv)
+    _one_line(code, capsys.readouterr().err.strip().splitlines(), needle, f"can be used: --checkpoint {usable}")
+    assert main([*argv, "--checkpoint", usable]) == 0 and (tmp_path / "s.nc").is_file()
+
+
 def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_nothing_half_written(tiny_dataset, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -109,7 +109,8 @@ def find_checkpoint(run_dir: str | Path, step: str | int = "latest") -> Path:
     if str(step) == "latest":
         folder = latest_checkpoint(run_dir)
         if folder is None:
-            raise UserError(f"{run_dir}: no checkpoint yet (no {CHECKPOINTS}/{LATEST})")
+            found = "is missing" if complete_checkpoints(run_dir) else "is missing: no checkpoint yet"
+            raise UserError(f"{run_dir}: {CHECKPOINTS}/{LATEST} {found}")
         return folder
     text = str(step).removeprefix("step_")
     if not text.isdigit():
@@ -358,16 +359,19 @@ def load_inference_model(
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir}: not a run folder (no config.yaml)")
     cfg = load_config(run_dir / "config.yaml")
-    folder = find_checkpoint(run_dir, step)
     device = torch.device(device)
+    folder = None  # ``latest`` missing or naming a broken folder: the hint names a checkpoint that works
     try:
+        folder = find_checkpoint(run_dir, step)
         verify_files(folder)
         model_state, trainer_state = load_states(folder, device)
     except UserError as exc:
         from hpc_seaice.train.startup import earlier_usable  # startup imports this module
 
-        earlier = earlier_usable(run_dir, folder.name)
-        hint = f"; the earlier checkpoint {earlier.name} can be used: --checkpoint {earlier.name}" if earlier else ""
+        if folder is None and str(step) != "latest":
+            raise  # an explicit step that does not exist: the message lists those that do
+        earlier = earlier_usable(run_dir, folder.name if folder else "~")
+        hint = f"; the checkpoint {earlier.name} can be used: --checkpoint {earlier.name}" if earlier else ""
         raise UserError(f"{exc}{hint}") from None
     data = str(data_path or cfg.data.path)
     if not (Path(data) / "manifest.json").is_file() and data_path is None:
