@@ -350,7 +350,7 @@ def load_inference_model(
     set); either way the data set must match the identity the run recorded.
     """
     from hpc_seaice.config import load_config
-    from hpc_seaice.data.manifest import read_manifest
+    from hpc_seaice.data.manifest import manifest_path, read_manifest
     from hpc_seaice.data.static import read_static
     from hpc_seaice.train.identity import check_identity
     from hpc_seaice.train.tasks import build_task_model
@@ -374,7 +374,7 @@ def load_inference_model(
         hint = f"; the checkpoint {earlier.name} can be used: --checkpoint {earlier.name}" if earlier else ""
         raise UserError(f"{exc}{hint}") from None
     data = str(data_path or cfg.data.path)
-    if not (Path(data) / "manifest.json").is_file() and data_path is None:
+    if not manifest_path(data).is_file() and data_path is None:
         raise UserError(
             f"{run_dir}: the data set it was trained on, {data}, is gone (moved?); set data.path in "
             f"{run_dir / 'config.yaml'} to where it is now (checked against {run_dir / 'data_identity.json'})"
