@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 import xarray as xr
 
 from hpc_seaice.cli import main
+from hpc_seaice.data import replace
 from hpc_seaice.data.convert import convert, parse_crop, parse_splits
 from hpc_seaice.data.dataset import ShardedDataset
 from hpc_seaice.data.manifest import read_manifest
@@ -297,11 +300,6 @@ def test_overwrite_keeps_the_old_data_set_until_the_new_one_is_complete(source, 
 def test_a_failed_swap_puts_the_old_set_back_and_other_hosts_staging_is_kept(source, tmp_path, monkeypatch):
     """A rename failing half-way through the swap (or Ctrl-C there) leaves the old set as it was;
     a staging folder of a conversion on another node (its pid is meaningless here) is not removed."""
-    import os
-    import socket
-
-    from hpc_seaice.data import replace
-
     xds, x, ds = source
     good = tmp_path / "good.nc"
     xds.to_netcdf(good, engine="h5netcdf")
@@ -330,3 +328,13 @@ def test_a_failed_swap_puts_the_old_set_back_and_other_hosts_staging_is_kept(sou
     _check_converted(out, x, ds)
     assert elsewhere.is_dir() and not crashed_here.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [elsewhere.name]
+
+
+def test_a_temporary_folder_that_cannot_be_made_is_one_line(source, tmp_path, capsys):
+    xds, _, _ = source
+    good = tmp_path / "good.nc"
+    xds.to_netcdf(good, engine="h5netcdf")
+    blocker = tmp_path / f".out{replace.STAGING}{socket.gethostname()}-{os.getpid()}"
+    blocker.write_text("a file where the staging folder goes")  # read-only folders: root ignores them
+    rc, err = _run(capsys, "data", "convert", str(good), "--out", str(tmp_path / "out"), "--variables", ",".join(NAMES))
+    assert rc == 2 and len(err) == 1 and f"cannot create the temporary folder {blocker}" in err[0], err

@@ -20,6 +20,7 @@ from hpc_seaice.config import config_from_dict
 from hpc_seaice.data.manifest import read_manifest
 from hpc_seaice.data.static import read_static, write_static
 from hpc_seaice.train.runlock import LOCK_NAME, RunLock
+from hpc_seaice.train.trainer import run_training
 
 OLD = 60.0  # seconds: older than the grace a lock file being written gets
 
@@ -80,8 +81,6 @@ def test_encode_refuses_data_the_vae_was_not_trained_on_and_accepts_a_moved_copy
     """encode compared only grid and variables: a set with another normalisation (or land mask)
     was encoded with a VAE that learnt on other inputs. And a moved copy of the VAE's own set
     failed, because the run's config.yaml still named the old folder."""
-    from hpc_seaice.train.trainer import run_training
-
     data = tmp_path / "data"
     shutil.copytree(tiny_dataset, data)
     vae = tmp_path / "vae"

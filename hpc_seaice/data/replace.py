@@ -62,7 +62,10 @@ def staging_dir(out: Path) -> Path:
             shutil.rmtree(old, ignore_errors=True)
     tmp = parent / f"{prefix}{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as exc:  # a read-only parent folder, a file in the way
+        raise UserError(f"{out}: cannot create the temporary folder {tmp} beside it ({exc.strerror})") from None
     return tmp
 
 
