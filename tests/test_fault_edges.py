@@ -111,3 +111,26 @@ def test_encode_refuses_data_the_vae_was_not_trained_on_and_accepts_a_moved_copy
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(err) == 1, err
     assert f"the data set it was trained on, {data}, is gone (moved?); set data.path in {vae / 'config.yaml'}" in err[0]
+
+
+def test_commands_without_checkpoint_option_say_how_to_use_a_checkpoint_that_works(tiny_dataset, tmp_path, capsys):
+    """evaluate --reconstruct and encode have no --checkpoint: the hint used to name it anyway."""
+    vae = tmp_path / "vae"
+    assert run_training(config_from_dict(tiny_autoencoder_config(tiny_dataset, vae))) == 0
+    root = vae / "checkpoints"
+    (root / "step_00000006" / "model.pt").write_bytes(b"damaged")
+    commands = {
+        "evaluate": ["evaluate", "--data", str(tiny_dataset), "--out", str(tmp_path / "ev"), "--reconstruct", str(vae)],
+        "encode": ["encode", "--autoencoder", str(vae), "--data", str(tiny_dataset), "--out", str(tmp_path / "z")],
+    }
+    for argv in commands.values():
+        capsys.readouterr()
+        code = main(argv)
+        lines = capsys.readouterr().err.splitlines()
+        err = [line for line in lines if line.strip() and "%|" not in line and ": warning: " not in line]
+        assert code == 2 and len(err) == 1, err
+        assert "model.pt: changed or damaged" in err[0] and "--checkpoint" not in err[0], err[0]
+        assert f"step_00000003 can be used: write step_00000003 into {root / 'latest'}" in err[0], err[0]
+    (root / "latest").write_text("step_00000003\n")  # what the message says
+    assert main([*commands["encode"], "--overwrite"]) == 0
+    assert read_manifest(tmp_path / "z").source["autoencoder_step"] == 3

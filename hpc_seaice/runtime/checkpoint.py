@@ -343,11 +343,14 @@ def load_inference_model(
     step: str | int = "latest",
     device: torch.device | str = "cpu",
     data_path: str | Path | None = None,
+    option: str | None = "--checkpoint",
 ) -> LoadedRun:
     """Load a run's EMA weights (and for latent diffusion the VAE it was trained on).
 
     ``data_path`` replaces the run's ``data.path`` (e.g. ``encode --data``: a moved copy of the
-    set); either way the data set must match the identity the run recorded.
+    set); either way the data set must match the identity the run recorded. A damaged checkpoint
+    names one that works and how to choose it: the caller's ``option``, ``latest`` when it has
+    none (""), nothing when the step is fixed (None: a latent set's VAE).
     """
     from hpc_seaice.config import load_config
     from hpc_seaice.data.manifest import manifest_path, read_manifest
@@ -371,7 +374,8 @@ def load_inference_model(
         if folder is None and str(step) != "latest":
             raise  # an explicit step that does not exist: the message lists those that do
         earlier = earlier_usable(run_dir, folder.name if folder else "~")
-        hint = f"; the checkpoint {earlier.name} can be used: --checkpoint {earlier.name}" if earlier else ""
+        how = f"{option} {earlier.name}" if option else f"write {earlier.name} into {run_dir / CHECKPOINTS / LATEST}"
+        hint = f"; the checkpoint {earlier.name} can be used: {how}" if earlier and option is not None else ""
         raise UserError(f"{exc}{hint}") from None
     data = str(data_path or cfg.data.path)
     if not manifest_path(data).is_file() and data_path is None:
@@ -391,6 +395,6 @@ def load_inference_model(
         vae_dir = source.get("autoencoder_run")
         if not vae_dir:
             raise UserError(f"{cfg.data.path}: latent data set does not record its autoencoder_run")
-        loaded.vae_run = load_inference_model(vae_dir, source.get("autoencoder_step", "latest"), device)
+        loaded.vae_run = load_inference_model(vae_dir, source.get("autoencoder_step", "latest"), device, option=None)
         loaded.vae = loaded.vae_run.model
     return loaded
