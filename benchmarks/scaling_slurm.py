@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -245,19 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     items: dict[str, dict[str, Any]] = {}
     for item in plan(args):
         run_dir = work / item["name"]
-        res = Resources(
-            nodes=item["nodes"],
-            gpus_per_node=args.gpus_per_node,
-            tasks_per_node=args.tasks_per_node,
-            cpus_per_task=args.cpus_per_task,
-            mem=args.mem,
-            partition=args.partition,
-            time=args.time,
-            account=args.account,
-            qos=args.qos,
-            constraint=args.constraint,
-            job_name=f"bench-{item['name']}",
-        )
+        res = replace(Resources.from_args(args), nodes=item["nodes"], job_name=f"bench-{item['name']}")
         config = experiment(args, item, paths[item["space"]], run_dir)
         item["fingerprint"] = fingerprint(config, res)
         done = previous.get(item["name"])

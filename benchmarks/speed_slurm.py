@@ -18,6 +18,7 @@ import json
 import socket
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,19 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     out = speed_args[speed_args.index("--out") + 1]
     (run_dir / ARGS_FILE).write_text(json.dumps({"argv": speed_args}) + "\n")
     config = with_absolute_paths(config_from_dict({"run": {"dir": str(run_dir)}}))
-    res = Resources(
-        nodes=1,
-        gpus_per_node=args.gpus_per_node,
-        tasks_per_node=1,
-        cpus_per_task=args.cpus_per_task,
-        mem=args.mem,
-        partition=args.partition,
-        time=args.time,
-        account=args.account,
-        qos=args.qos,
-        constraint=args.constraint,
-        job_name="bench-speed",
-    )
+    res = replace(Resources.from_args(args), nodes=1, tasks_per_node=1, job_name="bench-speed")
     outcomes = run_jobs([BenchJob("speed", config, res, ENTRY)], max_wait_s=args.max_wait)
     outcome = outcomes["speed"]
     if not outcome.ok:

@@ -2,17 +2,17 @@
 
 Each sub-command's handler lives next to the code it drives and is imported only when that
 sub-command runs, so `--help` stays fast. Handlers take the parsed arguments and return an exit
-code; a :class:`~hpc_seaice.errors.UserError` becomes one line on stderr and exit code 2.
+code; :func:`~hpc_seaice.runtime.command.run_command` turns failures into exit codes (a
+:class:`~hpc_seaice.errors.UserError`: one line on stderr and exit code 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 
 from hpc_seaice import __version__
-from hpc_seaice.errors import UserError
+from hpc_seaice.runtime.command import run_command
 
 # sub-command -> "module:function"
 HANDLERS = {
@@ -243,12 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     name = args.command if args.command != "data" else f"data {args.data_command}"
     module_name, func_name = HANDLERS[name].split(":")
-    try:
+
+    def body() -> int:
         handler = getattr(importlib.import_module(module_name), func_name)
         return int(handler(args) or 0)
-    except UserError as exc:
-        print(f"hpc-seaice {name}: error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    except KeyboardInterrupt:
-        print(f"hpc-seaice {name}: interrupted", file=sys.stderr, flush=True)
-        return 130
+
+    return run_command(name, body)

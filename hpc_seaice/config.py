@@ -166,7 +166,6 @@ class TrainConfig(Section):
     image_every: int = Field(0, ge=0)  # 0 = with validation
     max_nonfinite_steps: int = Field(5, ge=1)  # stop after this many non-finite steps in a row
     progress: bool = True
-    debug_nan_steps: list[int] = Field(default_factory=list)  # fault injection for tests
 
 
 class EngineConfig(Section):

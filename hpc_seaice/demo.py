@@ -75,6 +75,13 @@ def _torchrun(*args: str) -> list[str]:
     return [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "hpc_seaice", *args]
 
 
+def _sample(run_dir: Path, target: Path, *extra: str) -> list[str]:
+    """16 samples in batches of 4 on 2 ranks (torchrun spellings of the sample options)."""
+    return _torchrun(
+        "sample", "--run-dir", str(run_dir), *extra, "--num-samples", "16", "--out", str(target), "--batch-size", "4"
+    )
+
+
 def _hpc(*args: str) -> list[str]:
     return [PYTHON, "-m", "hpc_seaice", *args]
 
@@ -205,19 +212,7 @@ class Demo:
             self.stage(
                 f"sample 16 states from {name} (Heun, the run's sampler_steps, 2 ranks)",
                 target.is_file(),
-                [
-                    _torchrun(
-                        "sample",
-                        "--run-dir",
-                        str(run_dir),
-                        "--num-samples",
-                        "16",
-                        "--out",
-                        str(target),
-                        "--batch-size",
-                        "4",
-                    )
-                ],
+                [_sample(run_dir, target)],
                 [str(target)],
             )
         if self.equal_cost is not None:
@@ -227,23 +222,7 @@ class Demo:
             self.stage(
                 f"sample 16 states from data-space at the censored LDM's cost (step {step}, 2 ranks)",
                 target.is_file(),
-                [
-                    _torchrun(
-                        "sample",
-                        "--run-dir",
-                        str(diffusion_runs["data-space"]),
-                        "--checkpoint",
-                        str(step),
-                        "--name",
-                        EQUAL_COST_MODEL,
-                        "--num-samples",
-                        "16",
-                        "--out",
-                        str(target),
-                        "--batch-size",
-                        "4",
-                    )
-                ],
+                [_sample(diffusion_runs["data-space"], target, "--checkpoint", str(step), "--name", EQUAL_COST_MODEL)],
                 [str(target)],
             )
         evaluation = out / "evaluation"

@@ -16,12 +16,12 @@ import pytest
 
 from hpc_seaice.cli import main
 from hpc_seaice.data.manifest import in_split, write_manifest
+from hpc_seaice.data.samples_file import write_samples
 from hpc_seaice.data.shards import ShardWriter
 from hpc_seaice.data.static import write_static
 from hpc_seaice.data.variables import BOUNDS, UNITS, VARIABLES
 from hpc_seaice.evaluation.evaluate import select_states
 from hpc_seaice.evaluation.metrics import crps_ensemble, masked_mean, rmse
-from hpc_seaice.evaluation.netcdf import write_samples
 from hpc_seaice.evaluation.spectra import isotropic_psd, log_ratio
 
 GRID = 24
@@ -453,7 +453,7 @@ def test_evaluate_reconstruction_of_a_trained_autoencoder(reference, autoencoder
     """--reconstruct with a real (two-step) autoencoder run, scored against an independent decode."""
     import torch
 
-    from hpc_seaice.runtime.checkpoint import load_inference_model
+    from hpc_seaice.inference.loading import load_inference_model
 
     root, mask, _, _ = reference
     out = tmp_path / "eval"

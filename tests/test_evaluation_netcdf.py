@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from hpc_seaice.data.samples_file import read_samples, sample_arrays, write_samples
 from hpc_seaice.data.variables import UNITS, VARIABLES
 from hpc_seaice.errors import UserError
-from hpc_seaice.evaluation.netcdf import read_samples, sample_arrays, write_samples
 
 
 def _fields(n=3, h=6, w=7, seed=0):

@@ -6,7 +6,7 @@ import netCDF4
 import numpy as np
 
 from hpc_seaice.data.grid import Grid, polar_lat_lon
-from hpc_seaice.evaluation.netcdf import projected_axes, read_samples, write_samples
+from hpc_seaice.data.samples_file import projected_axes, read_samples, write_samples
 
 
 def _fields(n: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from hpc_seaice.cli import main
 from hpc_seaice.config import config_from_dict
 from hpc_seaice.data.manifest import read_manifest
 from hpc_seaice.data.static import read_static, write_static
-from hpc_seaice.train.runlock import LOCK_NAME, RunLock
+from hpc_seaice.runtime.runlock import LOCK_NAME, RunLock
 from hpc_seaice.train.trainer import run_training
 
 OLD = 60.0  # seconds: older than the grace a lock file being written gets

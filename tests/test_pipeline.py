@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -53,6 +54,18 @@ def test_encode_covers_every_sample_once_and_two_ranks_agree(trained, tmp_path):
     values = np.stack([train.raw(i) for i in range(len(train))]).astype(np.float64)
     np.testing.assert_allclose(stats.mean, values.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(stats.std, values.std(axis=(0, 2, 3)), rtol=1e-3, atol=1e-5)
+
+
+def test_encode_skips_an_empty_split(trained, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(trained["data"], data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["splits"]["future"] = ["2199-01-01", "2199-12-31"]  # a split with no sample in it
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    hpc_seaice("encode", "--autoencoder", str(trained["vae"]), "--data", str(data), "--out", str(tmp_path / "z"))
+    latents = read_manifest(tmp_path / "z")
+    assert latents.num_samples == read_manifest(trained["data"]).num_samples
+    assert not any(s.file.startswith("future-") for s in latents.shards)
 
 
 def test_encoding_other_data_with_the_same_vae_changes_no_earlier_run(trained, tmp_path):

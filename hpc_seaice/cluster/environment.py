@@ -24,9 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Same value as hpc_seaice.train.trainer.EXIT_INTERRUPTED (sysexits EX_TEMPFAIL): a stop signal
-# arrived, every rank agreed, a checkpoint was written, and re-running the same config resumes.
-EXIT_INTERRUPTED = 75
+from hpc_seaice.runtime.command import EXIT_INTERRUPTED  # noqa: F401 - 75: a stop request; re-run to resume
 
 SLURM_FOLDER = "slurm"
 SUBMITTED = "submitted.jsonl"

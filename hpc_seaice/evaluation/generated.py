@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from hpc_seaice.data.cell_geometry import great_circle_m
+from hpc_seaice.data.samples_file import RAW_SUFFIX, read_samples, sample_arrays
 from hpc_seaice.data.variables import BOUNDS, VARIABLES
 from hpc_seaice.errors import UserError
 from hpc_seaice.evaluation import metrics as M
 from hpc_seaice.evaluation.calibration import sea_ice_cover_probability
-from hpc_seaice.evaluation.netcdf import RAW_SUFFIX, read_samples, sample_arrays
 from hpc_seaice.evaluation.plateaus import out_of_bounds_applies, plateau_shares
 
 CH = {name: i for i, name in enumerate(VARIABLES)}

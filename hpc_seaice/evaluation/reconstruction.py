@@ -21,8 +21,8 @@ from hpc_seaice.data.variables import VARIABLES
 from hpc_seaice.errors import UserError
 from hpc_seaice.evaluation.metrics import masked_mean
 from hpc_seaice.evaluation.spectra import band_log_ratios, log_ratio
+from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.models.vae import VAE
-from hpc_seaice.runtime.checkpoint import load_inference_model
 
 
 @dataclass

@@ -18,10 +18,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from hpc_seaice.data.dataset import ShardedDataset, partition
+from hpc_seaice.data.manifest import in_split, merge_manifests, read_manifest, write_manifest
+from hpc_seaice.data.shards import ShardWriter, prepare_output_dir
+from hpc_seaice.data.static import read_static, write_static
+from hpc_seaice.data.stats import compute_stats
+from hpc_seaice.data.verify import verify_dataset
 from hpc_seaice.errors import UserError
+from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.outputs import check_output_dir
 from hpc_seaice.runtime import distributed as hdist
+from hpc_seaice.runtime.checkpoint import find_checkpoint, pin_checkpoint
+from hpc_seaice.runtime.identity import check_identity
 
 
 def _coarsen(values: np.ndarray, factor: int) -> np.ndarray:
@@ -33,13 +43,6 @@ def _coarsen(values: np.ndarray, factor: int) -> np.ndarray:
 def _check_and_pin(autoencoder_run: str, data: str, out_dir: Path, overwrite: bool) -> int:
     """Rank 0, before any work: the cheap data checks, the output folder, and the VAE checkpoint
     pinned for the latent set (its run may go on training and prune it); returns its step."""
-    from hpc_seaice.data.manifest import read_manifest
-    from hpc_seaice.data.shards import prepare_output_dir
-    from hpc_seaice.data.static import read_static
-    from hpc_seaice.data.verify import verify_dataset
-    from hpc_seaice.runtime.checkpoint import find_checkpoint, pin_checkpoint
-    from hpc_seaice.train.identity import check_identity
-
     check_output_dir(out_dir, "--out")
     if not Path(data).is_dir():
         raise UserError(f"--data {data}: no such data set folder")
@@ -59,15 +62,6 @@ def _check_and_pin(autoencoder_run: str, data: str, out_dir: Path, overwrite: bo
 
 
 def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, overwrite: bool, env: Any) -> Path:
-    from tqdm import tqdm
-
-    from hpc_seaice.data.dataset import ShardedDataset, partition
-    from hpc_seaice.data.manifest import merge_manifests, read_manifest, write_manifest
-    from hpc_seaice.data.shards import ShardWriter
-    from hpc_seaice.data.static import read_static, write_static
-    from hpc_seaice.data.stats import compute_stats
-    from hpc_seaice.runtime.checkpoint import load_inference_model
-
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     out_dir = Path(out)
@@ -88,13 +82,11 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
 
     names = [f"z{i:02d}" for i in range(channels)]
     manifests = []
-    for split in fields.splits:
-        try:
-            dataset = ShardedDataset(data, split=split)
-        except UserError as exc:
-            if "no samples" in str(exc) or "empty" in str(exc):
-                continue  # an empty split has nothing to encode
-            raise
+    everything = ShardedDataset(data, split=None)  # the time of every sample: which splits have any
+    for split, span in fields.splits.items():
+        if not in_split(everything.times, span).any():
+            continue  # an empty split has nothing to encode
+        dataset = ShardedDataset(data, split=split)
         mine = list(partition(len(dataset), env.rank, env.world_size))
         if not mine:
             continue
@@ -159,8 +151,7 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
 
 
 def cli_encode(args: Any) -> int:
-    def body(env: Any) -> int:
-        encode_dataset(args.autoencoder, args.data, args.out, args.batch_size, args.overwrite, env)
-        return 0
-
-    return hdist.run_command("encode", body)
+    """``hpc-seaice encode``, on every rank of whatever launcher started it."""
+    env = hdist.init_distributed()
+    encode_dataset(args.autoencoder, args.data, args.out, args.batch_size, args.overwrite, env)
+    return 0

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from hpc_seaice.config import DiffusionConfig
+from hpc_seaice.diffusion.sampler import VDenoiser, heun_sample, sampler_sigma_range
 
 
 class FieldDecoder:
@@ -68,8 +69,6 @@ def generate(
     net: nn.Module, noise: torch.Tensor, mask: torch.Tensor | None, diffusion: DiffusionConfig, steps: int
 ) -> torch.Tensor:
     """Heun sampling (EDM discretisation) of the v-prediction network from standard-normal noise."""
-    from hpc_seaice.diffusion.sampler import VDenoiser, heun_sample, sampler_sigma_range
-
     sigma_min, sigma_max = sampler_sigma_range(diffusion)
     denoiser = VDenoiser(net, mask=mask)
     return heun_sample(

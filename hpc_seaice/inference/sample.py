@@ -17,9 +17,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from hpc_seaice.data.dataset import partition
+from hpc_seaice.data.samples_file import write_samples
+from hpc_seaice.diffusion.noise import per_sample_normal
 from hpc_seaice.diffusion.sampler import noise_range_warning, sampler_sigma_range
 from hpc_seaice.errors import UserError
+from hpc_seaice.inference.generate import decoder_for, generate
+from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.outputs import check_free_space, check_output_file, check_scratch_dir
 from hpc_seaice.runtime import distributed as hdist
 
@@ -59,14 +65,6 @@ def _check_size(args: Any, field_shape: tuple[int, ...]) -> None:
 
 
 def sample_run(args: Any, env: Any) -> int:
-    from tqdm import tqdm
-
-    from hpc_seaice.data.dataset import partition
-    from hpc_seaice.evaluation.netcdf import write_samples
-    from hpc_seaice.inference.generate import decoder_for, generate
-    from hpc_seaice.runtime.checkpoint import load_inference_model
-    from hpc_seaice.train.tasks import per_sample_normal
-
     _check_args(args)
     loaded = load_inference_model(args.run, args.checkpoint, env.device)
     cfg = loaded.config
@@ -149,4 +147,5 @@ def sample_run(args: Any, env: Any) -> int:
 
 
 def cli_sample(args: Any) -> int:
-    return hdist.run_command("sample", lambda env: sample_run(args, env))
+    """``hpc-seaice sample``, on every rank of whatever launcher started it."""
+    return sample_run(args, hdist.init_distributed())

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from hpc_seaice.config import CONFIG_ROOT, DiffusionConfig, UNetConfig, VAEConfig, config_from_dict
+from hpc_seaice.config import (
+    CONFIG_ROOT,
+    DiffusionConfig,
+    ExperimentConfig,
+    UNetConfig,
+    VAEConfig,
+    config_from_dict,
+)
 from hpc_seaice.errors import UserError
 from hpc_seaice.models.unet import UNet
 from hpc_seaice.models.vae import VAE
@@ -49,6 +57,47 @@ def build_vae(
     vae = VAE(cfg, data_mean=data_mean, data_std=data_std, lower=lower, upper=upper)
     # The VAE is used through encode/decode/loss, not forward: compile its two networks.
     return _finish(vae, cfg.channels_last, cfg.compile, parts=(vae.encoder, vae.decoder))
+
+
+def build_stage_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.Module:
+    """The network of ``cfg.stage`` for a data set (its manifest and static fields), checked to fit it.
+
+    Training builds it to train, inference to load a run's weights into: one definition, so a
+    checkpoint always meets the network it was trained as.
+    """
+    channels = len(manifest.variables)
+    if cfg.stage == "autoencoder":
+        if manifest.kind != "fields":
+            raise UserError(f"{cfg.data.path}: the autoencoder trains on fields, this is a {manifest.kind} set")
+        if cfg.vae.in_channels != channels:
+            raise UserError(
+                f"config key 'vae.in_channels' is {cfg.vae.in_channels} but {cfg.data.path} has {channels} variables"
+            )
+        if static.mean is None or static.std is None:
+            raise UserError(f"{cfg.data.path}: no normalisation statistics; run hpc-seaice data stats")
+        vae = build_vae(
+            cfg.vae,
+            data_mean=torch.as_tensor(static.mean, dtype=torch.float32),
+            data_std=torch.as_tensor(static.std, dtype=torch.float32),
+            lower=torch.as_tensor(manifest.lower, dtype=torch.float32),
+            upper=torch.as_tensor(manifest.upper, dtype=torch.float32),
+        )
+        try:
+            vae.latent_shape(*manifest.grid)
+        except ValueError as exc:
+            raise UserError(f"{cfg.data.path} (grid {manifest.grid}) does not fit the vae config: {exc}") from None
+        return vae
+    if cfg.unet.in_channels != channels:
+        raise UserError(
+            f"config key 'unet.in_channels' is {cfg.unet.in_channels} but {cfg.data.path} "
+            f"({manifest.kind}) has {channels} channels"
+        )
+    net = build_unet(cfg.unet, cfg.diffusion)  # channels_last / torch.compile as configured
+    try:
+        net.check_input(torch.empty(1, channels, *manifest.grid, device="meta"))
+    except ValueError as exc:
+        raise UserError(f"{cfg.data.path} (grid {manifest.grid}) does not fit the unet config: {exc}") from None
+    return net
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -1,6 +1,6 @@
-"""Atomic checkpoints of a run folder, and loading a trained run for inference.
+"""Atomic checkpoints of a run folder (loading one for inference: :mod:`hpc_seaice.inference.loading`).
 
-Layout (DESIGN section 3)::
+Layout::
 
     runs/<name>/checkpoints/step_00000100/   model.pt (weights + EMA), trainer_state.pt (step,
                                             data position, noise schedule, RNG), meta.json,
@@ -17,6 +17,7 @@ usable. Only the newest ``keep`` checkpoints are kept. Everything we write loads
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from torch import nn
 
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime import distributed as hdist
-from hpc_seaice.train.integrity import file_hashes, read_meta, verify_files
+from hpc_seaice.runtime.integrity import file_hashes, read_meta
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -231,8 +231,6 @@ def is_pinned(folder: Path) -> bool:
 
 def pin_checkpoint(folder: Path, user: str | Path) -> Path:
     """Keep ``folder`` from pruning because ``user`` (e.g. a latent data set) depends on it."""
-    import hashlib
-
     key = hashlib.sha256(str(Path(user).resolve()).encode()).hexdigest()[:16]
     (folder / PINS).mkdir(exist_ok=True)
     path = folder / PINS / f"{key}.txt"
@@ -318,83 +316,3 @@ def load_module_state(module: nn.Module, state: dict[str, Any], where: str) -> N
     except RuntimeError as exc:
         first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
         raise UserError(f"{where}: checkpoint does not match the configured model ({first})") from None
-
-
-@dataclass
-class LoadedRun:
-    """A trained run, ready for inference (EMA weights, eval mode)."""
-
-    run_dir: Path
-    config: Any  # ExperimentConfig
-    step: int
-    model: nn.Module  # VAE for autoencoder runs, UNet for diffusion runs
-    data_manifest: Any  # Manifest of the data the run trained on
-    data_static: Any  # Static of that data set (mask, lat/lon, normalisation)
-    vae: nn.Module | None = None  # latent diffusion runs: the frozen VAE (its EMA weights)
-    vae_run: LoadedRun | None = None
-
-    @property
-    def is_latent(self) -> bool:
-        return self.vae is not None
-
-
-def load_inference_model(
-    run_dir: str | Path,
-    step: str | int = "latest",
-    device: torch.device | str = "cpu",
-    data_path: str | Path | None = None,
-    option: str | None = "--checkpoint",
-) -> LoadedRun:
-    """Load a run's EMA weights (and for latent diffusion the VAE it was trained on).
-
-    ``data_path`` replaces the run's ``data.path`` (e.g. ``encode --data``: a moved copy of the
-    set); either way the data set must match the identity the run recorded. A damaged checkpoint
-    names one that works and how to choose it: the caller's ``option``, ``latest`` when it has
-    none (""), nothing when the step is fixed (None: a latent set's VAE).
-    """
-    from hpc_seaice.config import load_config
-    from hpc_seaice.data.manifest import manifest_path, read_manifest
-    from hpc_seaice.data.static import read_static
-    from hpc_seaice.train.identity import check_identity
-    from hpc_seaice.train.tasks import build_task_model
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise UserError(f"{run_dir}: not a run folder (no config.yaml)")
-    cfg = load_config(run_dir / "config.yaml")
-    device = torch.device(device)
-    folder = None  # ``latest`` missing or naming a broken folder: the hint names a checkpoint that works
-    try:
-        folder = find_checkpoint(run_dir, step)
-        verify_files(folder)
-        model_state, trainer_state = load_states(folder, device)
-    except UserError as exc:
-        from hpc_seaice.train.startup import earlier_usable  # startup imports this module
-
-        if folder is None and str(step) != "latest":
-            raise  # an explicit step that does not exist: the message lists those that do
-        earlier = earlier_usable(run_dir, folder.name if folder else "~")
-        how = f"{option} {earlier.name}" if option else f"write {earlier.name} into {run_dir / CHECKPOINTS / LATEST}"
-        hint = f"; the checkpoint {earlier.name} can be used: {how}" if earlier and option is not None else ""
-        raise UserError(f"{exc}{hint}") from None
-    data = str(data_path or cfg.data.path)
-    if not manifest_path(data).is_file() and data_path is None:
-        raise UserError(
-            f"{run_dir}: the data set it was trained on, {data}, is gone (moved?); set data.path in "
-            f"{run_dir / 'config.yaml'} to where it is now (checked against {run_dir / 'data_identity.json'})"
-        )
-    manifest = read_manifest(data)
-    static = read_static(data)
-    check_identity(run_dir, data, manifest, static)
-    model = build_task_model(cfg, manifest, static)
-    load_module_state(model, model_state["ema"]["module"], str(folder))
-    model.to(device).eval().requires_grad_(False)
-    loaded = LoadedRun(run_dir, cfg, int(trainer_state["step"]), model, manifest, static)
-    if manifest.kind == "latent":
-        source = manifest.source or {}
-        vae_dir = source.get("autoencoder_run")
-        if not vae_dir:
-            raise UserError(f"{cfg.data.path}: latent data set does not record its autoencoder_run")
-        loaded.vae_run = load_inference_model(vae_dir, source.get("autoencoder_step", "latest"), device, option=None)
-        loaded.vae = loaded.vae_run.model
-    return loaded

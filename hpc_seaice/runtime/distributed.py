@@ -21,17 +21,39 @@ The backend is NCCL on GPUs and gloo on CPU. Interface pinning uses the standard
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from hpc_seaice.errors import UserError
+from hpc_seaice.runtime.command import PeerLost
+
+
+@contextlib.contextmanager
+def collective(what: str) -> Iterator[None]:
+    """Turn the backend's failure of the collectives inside into :class:`PeerLost`.
+
+    Wrap only code whose failure on a healthy rank means a peer failed: a collective, or the
+    backward pass of a DDP/DeepSpeed step (its gradient all-reduce).
+    """
+    try:
+        yield
+    except PeerLost:
+        raise
+    except RuntimeError as exc:  # NCCL's DistBackendError is one too
+        if not is_initialized() or dist.get_world_size() == 1:
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PeerLost(f"{what} failed: {first}") from exc
 
 
 @dataclass
@@ -49,10 +71,6 @@ class DistEnv:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
 
 
 def expand_nodelist(nodelist: str) -> list[str]:
@@ -95,7 +113,7 @@ def _free_port() -> int:
 
 def _mpi_rendezvous(rank: int) -> tuple[str, int]:
     """Broadcast rank 0's address and a free port over MPI."""
-    from mpi4py import MPI
+    from mpi4py import MPI  # only under mpirun: importing it initialises MPI
 
     comm = MPI.COMM_WORLD
     hostnames = comm.allgather(socket.gethostname())
@@ -248,7 +266,8 @@ def _gather_hosts(info: DistEnv) -> tuple[str, ...]:
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return (info.hostname,)
     hosts: list[str] = [""] * dist.get_world_size()
-    dist.all_gather_object(hosts, info.hostname)
+    with collective("exchanging host names"):
+        dist.all_gather_object(hosts, info.hostname)
     return tuple(hosts)
 
 
@@ -269,7 +288,8 @@ def all_reduce_max(flag: int, device: torch.device) -> int:
     if not is_initialized():
         return flag
     tensor = torch.tensor([flag], dtype=torch.int64, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    with collective("all-reduce"):
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return int(tensor.item())
 
 
@@ -277,7 +297,8 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     if not is_initialized():
         return value
     value = value.clone()
-    dist.all_reduce(value)
+    with collective("all-reduce"):
+        dist.all_reduce(value)
     return value / dist.get_world_size()
 
 
@@ -286,13 +307,15 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     if not is_initialized():
         return tensor
     parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, tensor.contiguous())
+    with collective("all-gather"):
+        dist.all_gather(parts, tensor.contiguous())
     return torch.cat(parts)
 
 
 def barrier() -> None:
     if is_initialized():
-        dist.barrier()
+        with collective("barrier"):
+            dist.barrier()
 
 
 def finalize_and_exit(code: int) -> None:
@@ -318,26 +341,6 @@ def finalize_and_exit(code: int) -> None:
     os._exit(code)
 
 
-def run_command(name: str, body: Callable[[DistEnv], int], timeout_s: float = 600.0) -> int:
-    """Run a CLI command's ``body`` on every rank of whatever launcher started us.
-
-    A user error (the same on every rank) is printed once, by rank 0, as one line; a distributed
-    run then leaves through :func:`finalize_and_exit`, so its exit code is the command's.
-    """
-    from hpc_seaice.errors import UserError
-
-    env = init_distributed(timeout_s)
-    try:
-        code = body(env)
-    except UserError as exc:
-        if env.is_main:
-            print(f"hpc-seaice {name}: error: {exc}", file=sys.stderr, flush=True)
-        code = 2
-    if is_initialized():
-        finalize_and_exit(code)
-    return code
-
-
 def decided_by_main(decide: Callable[[], object]) -> object:
     """Run ``decide`` on rank 0 and hand its result, or its one-line UserError, to every rank.
 
@@ -345,8 +348,6 @@ def decided_by_main(decide: Callable[[], object]) -> object:
     from): every rank then raises the same UserError, or none does, so no rank waits for a peer
     that has already given up.
     """
-    from hpc_seaice.errors import UserError
-
     outcome: list[object] = [None]
     failure: BaseException | None = None
     if rank() == 0:
@@ -358,7 +359,8 @@ def decided_by_main(decide: Callable[[], object]) -> object:
             failure = exc
             outcome = [("crash", f"rank 0 failed at start: {type(exc).__name__}: {exc}")]
     if is_initialized() and world_size() > 1:
-        dist.broadcast_object_list(outcome, src=0)
+        with collective("start-up checks of rank 0"):
+            dist.broadcast_object_list(outcome, src=0)
     status, value = outcome[0]  # type: ignore[misc]
     if failure is not None:
         raise failure

@@ -9,6 +9,7 @@ partitioned state) stays here.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from torch import nn
 from hpc_seaice.config import EngineConfig, OptimConfig, TrainConfig
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime import distributed as hdist
+from hpc_seaice.runtime.checkpoint import universal_checkpoint
 
 
 @dataclass
@@ -51,7 +53,7 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def lr_multiplier(step: int, optim: OptimConfig, max_steps: int) -> float:
-    """Linear warm-up, then cosine annealing down to ``min_lr`` at ``max_steps``."""
+    """Linear warm-up, then cosine annealing down to ``min_lr`` at ``max_steps`` (a factor of ``optim.lr``)."""
     warmup = min(optim.warmup_steps, max(max_steps - 1, 0))
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
@@ -59,6 +61,15 @@ def lr_multiplier(step: int, optim: OptimConfig, max_steps: int) -> float:
     progress = min(max(step - warmup, 0) / span, 1.0)
     floor = optim.min_lr / optim.lr if optim.lr > 0 else 0.0
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def lr_at(step: int, optim: OptimConfig, max_steps: int) -> float:
+    """The learning rate of the update that ``step`` steps have preceded.
+
+    A pure function of the step: there is no scheduler state to save, resume or keep in step
+    with updates an engine skips (a resumed or extended run simply asks for the rate of its step).
+    """
+    return optim.lr * lr_multiplier(step, optim, max_steps)
 
 
 class SkippableAdamW(torch.optim.AdamW):
@@ -93,14 +104,14 @@ class Engine:
     name = "base"
     model: nn.Module  # the bare network (EMA, inference weights)
     optimizer: SkippableAdamW
-    scheduler: torch.optim.lr_scheduler.LambdaLR
 
     def train_step(self, compute_loss: Callable[[nn.Module, int], torch.Tensor], num_micro: int) -> StepResult:
         raise NotImplementedError
 
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
+    def set_lr(self, lr: float) -> None:
+        """Use ``lr`` for the next update (every parameter group; weight decay scales with it)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def gathered_parameters(self) -> contextlib.AbstractContextManager:
         """A context in which ``self.model``'s parameters are whole on every rank."""
@@ -111,18 +122,6 @@ class Engine:
 
     def load(self, folder: Path) -> None:
         raise NotImplementedError
-
-    def sync_lr_to_schedule(self) -> None:
-        """Set each group's rate from the schedule at the restored step.
-
-        A resumed optimizer carries the rate saved with it; if the run's length changed
-        (``train.max_steps`` raised to extend a run) the schedule now gives another rate for the
-        same step, and that is the one the next step must use.
-        """
-        step = self.scheduler.last_epoch
-        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
-            group["lr"] = base * factor(step)
-        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
 class DDPEngine(Engine):
@@ -142,9 +141,6 @@ class DDPEngine(Engine):
         else:
             self.module = self.model
         self.optimizer = build_optimizer(self.model, optim)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_multiplier(s, optim, train.max_steps)
-        )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "bf16":
@@ -160,7 +156,8 @@ class DDPEngine(Engine):
             with context:
                 with self._autocast():
                     loss = compute_loss(self.module, i)
-                (loss.float() / num_micro).backward()
+                with hdist.collective("the gradient all-reduce") if sync else contextlib.nullcontext():
+                    (loss.float() / num_micro).backward()
             total += loss.detach().float()
         mean_loss = hdist.all_reduce_mean(total / num_micro)
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -170,22 +167,18 @@ class DDPEngine(Engine):
         finite = bool(torch.isfinite(mean_loss)) and bool(torch.isfinite(grad_norm))
         if finite:
             self.optimizer.step()
-        self.scheduler.step()
         return StepResult(float(mean_loss), float(grad_norm), not finite)
 
     def save(self, folder: Path) -> None:
         if hdist.rank() == 0:
-            state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
-            torch.save(state, folder / "optimizer.pt")
+            torch.save({"optimizer": self.optimizer.state_dict()}, folder / "optimizer.pt")
 
     def load(self, folder: Path) -> None:
         path = folder / "optimizer.pt"
         if not path.is_file():
             raise UserError(f"{folder}: no optimizer.pt; was this checkpoint written by engine.name=ddp?")
         state = torch.load(path, map_location=self.device, weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.sync_lr_to_schedule()
+        self.optimizer.load_state_dict(state["optimizer"])  # a "scheduler" entry of older checkpoints is unused
 
 
 def _skip_shm_build_if_asked() -> None:
@@ -195,8 +188,6 @@ def _skip_shm_build_if_asked() -> None:
     intra-node CPU collectives, gloo does the work without it.
     """
     if os.environ.get("HPC_SEAICE_DS_SKIP_SHM") == "1":
-        import importlib
-
         # By module name: the attribute deepspeed.comm.torch is the torch package itself.
         ds_torch_comm = importlib.import_module("deepspeed.comm.torch")
         if hasattr(ds_torch_comm, "build_shm_op"):
@@ -220,7 +211,8 @@ def deepspeed_config(
     for key in ("optimizer", "scheduler"):
         if key in config:
             raise UserError(
-                f"{engine.deepspeed_config}: remove '{key}'; the trainer passes its own AdamW and LR schedule"
+                f"{engine.deepspeed_config}: remove '{key}'; the trainer passes its own AdamW and sets the "
+                f"learning rate each step"
             )
     zero = dict(config.get("zero_optimization", {}))
     if "stage" in zero and zero["stage"] != engine.zero_stage:
@@ -264,25 +256,22 @@ class DeepSpeedEngine(Engine):
         load_universal: bool = False,
     ) -> None:
         _skip_shm_build_if_asked()
-        import deepspeed
+        import deepspeed  # here, not at the top: seconds to import, and only this engine needs it
 
+        self.deepspeed = deepspeed
         deepspeed.init_distributed(dist_backend="nccl" if env.device.type == "cuda" else "gloo")
         self.device = env.device
         self.precision = resolve_precision(engine, env.device)
         self.zero_stage = engine.zero_stage
         optimizer = build_optimizer(model, optim)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, optim, train.max_steps))
         config = deepspeed_config(optim, train, engine, self.precision, micro)
         # Resuming on another world size: DeepSpeed reads that mode from its config at initialize.
         self.load_universal = load_universal
         if load_universal:
             config["checkpoint"] = {**config.get("checkpoint", {}), "load_universal": True}
-        self.engine, _, _, _ = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config
-        )
+        self.engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
         self.model = self.engine.module
         self.optimizer = optimizer
-        self.scheduler = scheduler
 
     def train_step(self, compute_loss, num_micro: int) -> StepResult:
         total = torch.zeros((), device=self.device)
@@ -294,27 +283,23 @@ class DeepSpeedEngine(Engine):
             finite_loss = finite_loss and not bad
             if i == num_micro - 1 and not finite_loss:
                 self.optimizer.skip_next = True  # DeepSpeed calls the client step at the boundary
-            self.engine.backward(loss)
-            self.engine.step()
+            with hdist.collective("a DeepSpeed step"):
+                self.engine.backward(loss)
+                self.engine.step()
             total += loss.detach().float()
         mean_loss = hdist.all_reduce_mean(total / num_micro)
         grad_norm = self.engine.get_global_grad_norm()
         grad_norm = float("nan") if grad_norm is None else float(grad_norm)
-        # ZeRO skips a step with non-finite gradients itself, before calling our optimizer and
-        # without stepping the LR schedule: keep the flag from leaking into the next step and
-        # the schedule on the trainer's step count.
+        # ZeRO skips a step with non-finite gradients itself, before calling our optimizer: keep
+        # the flag from leaking into the next step.
         deepspeed_skipped = self.engine.skipped_steps > skipped_before
         self.optimizer.skip_next = False
-        if deepspeed_skipped:
-            self.scheduler.step()
         return StepResult(float(mean_loss), grad_norm, deepspeed_skipped or not finite_loss)
 
     def gathered_parameters(self) -> contextlib.AbstractContextManager:
         if self.zero_stage < 3:
             return contextlib.nullcontext()
-        import deepspeed
-
-        return deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None)
+        return self.deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None)
 
     def save(self, folder: Path) -> None:
         # Every rank writes its partition; the tag is the (temporary) checkpoint folder.
@@ -322,15 +307,13 @@ class DeepSpeedEngine(Engine):
 
     def load(self, folder: Path) -> None:
         if self.load_universal:
-            from hpc_seaice.runtime.checkpoint import universal_checkpoint
-
             folder = universal_checkpoint(folder, self.device)
+        # The learning rate comes from the step (lr_at): a scheduler state in older checkpoints is ignored.
         load_path, _ = self.engine.load_checkpoint(
-            str(folder.parent), tag=folder.name, load_optimizer_states=True, load_lr_scheduler_states=True
+            str(folder.parent), tag=folder.name, load_optimizer_states=True, load_lr_scheduler_states=False
         )
         if load_path is None:
             raise UserError(f"{folder}: no DeepSpeed state; was this checkpoint written by engine.name=ddp?")
-        self.sync_lr_to_schedule()
 
 
 def build_engine(

@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,6 @@ def describe_collective_failure(exc: BaseException, env: Any, timeout_s: float) 
     other host of the run is probed with a short TCP connection attempt (master port, slurmd,
     sshd; a refusal counts as an answer), and the hosts that do not answer are named.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     ranks: dict[str, list[int]] = {}
     for rank, host in enumerate(getattr(env, "hosts", ()) or ()):

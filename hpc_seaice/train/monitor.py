@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -60,6 +61,7 @@ class Monitor:
 
 class RankZeroMonitor(Monitor):
     def __init__(self, run_dir: Path, start_step: int, max_steps: int, progress: bool) -> None:
+        # Here, not at the top: TensorBoard takes seconds to import, and only rank 0 writes to it.
         from torch.utils.tensorboard import SummaryWriter
 
         self.metrics_path = run_dir / "metrics.jsonl"
@@ -68,8 +70,6 @@ class RankZeroMonitor(Monitor):
         self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1)
         self.bar = None
         if progress:
-            from tqdm import tqdm
-
             self.bar = tqdm(
                 total=max_steps,
                 initial=start_step,

@@ -6,83 +6,27 @@ diffusion spaces are the same task; only the data set and the network size diffe
 
 Randomness that enters the loss (diffusion noise, log-SNR, VAE reparameterisation noise) is
 drawn per sample from its *global stream position* (the sample's place in the run's data
-order), never from a rank's RNG stream. So a global batch gets the same noise on 1 or N ranks,
-and a resumed run the same noise as an uninterrupted one.
+order, :mod:`hpc_seaice.diffusion.noise`), never from a rank's RNG stream. So a global batch
+gets the same noise on 1 or N ranks, and a resumed run the same noise as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from hpc_seaice.config import ExperimentConfig
-from hpc_seaice.errors import UserError
+from hpc_seaice.diffusion.loss import diffusion_loss
+from hpc_seaice.diffusion.noise import mix_seed, per_sample_normal
+from hpc_seaice.diffusion.schedule import build_schedule, stratified_uniform
+from hpc_seaice.models.build import build_stage_model
 
 # Salts keep the streams of different uses of randomness apart.
 SALT_TRAIN_NOISE = 1
 SALT_TRAIN_GAMMA = 2
 SALT_VAL = 3
-
-
-def mix_seed(*parts: int) -> int:
-    """A 63-bit seed derived from integers (numpy's SeedSequence hashing)."""
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
-
-
-def per_sample_normal(
-    positions: torch.Tensor, shape: tuple[int, ...], seed: int, salt: int, device: torch.device
-) -> torch.Tensor:
-    """Standard normal noise of ``shape`` for each sample, seeded from (seed, salt, position)."""
-    generator = torch.Generator()
-    out = torch.empty((len(positions), *shape))
-    for i, pos in enumerate(positions.tolist()):
-        generator.manual_seed(mix_seed(seed, salt, pos))
-        out[i] = torch.randn(shape, generator=generator)
-    return out.to(device)
-
-
-def build_task_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.Module:
-    """The network a run trains, built from its config and its data set."""
-    channels = len(manifest.variables)
-    if cfg.stage == "autoencoder":
-        from hpc_seaice.models.build import build_vae
-
-        if manifest.kind != "fields":
-            raise UserError(f"{cfg.data.path}: the autoencoder trains on fields, this is a {manifest.kind} set")
-        if cfg.vae.in_channels != channels:
-            raise UserError(
-                f"config key 'vae.in_channels' is {cfg.vae.in_channels} but {cfg.data.path} has {channels} variables"
-            )
-        if static.mean is None or static.std is None:
-            raise UserError(f"{cfg.data.path}: no normalisation statistics; run hpc-seaice data stats")
-        vae = build_vae(
-            cfg.vae,
-            data_mean=torch.as_tensor(static.mean, dtype=torch.float32),
-            data_std=torch.as_tensor(static.std, dtype=torch.float32),
-            lower=torch.as_tensor(manifest.lower, dtype=torch.float32),
-            upper=torch.as_tensor(manifest.upper, dtype=torch.float32),
-        )
-        try:
-            vae.latent_shape(*manifest.grid)
-        except ValueError as exc:
-            raise UserError(f"{cfg.data.path} (grid {manifest.grid}) does not fit the vae config: {exc}") from None
-        return vae
-    from hpc_seaice.models.build import build_unet
-
-    if cfg.unet.in_channels != channels:
-        raise UserError(
-            f"config key 'unet.in_channels' is {cfg.unet.in_channels} but {cfg.data.path} "
-            f"({manifest.kind}) has {channels} channels"
-        )
-    net = build_unet(cfg.unet, cfg.diffusion)  # channels_last / torch.compile as configured
-    try:
-        net.check_input(torch.empty(1, channels, *manifest.grid, device="meta"))
-    except ValueError as exc:
-        raise UserError(f"{cfg.data.path} (grid {manifest.grid}) does not fit the unet config: {exc}") from None
-    return net
 
 
 class VAELoss(nn.Module):
@@ -104,8 +48,6 @@ class DiffusionLoss(nn.Module):
         self.schedule = schedule
 
     def forward(self, x, mask, gamma, eps) -> tuple[torch.Tensor, torch.Tensor]:
-        from hpc_seaice.diffusion.loss import diffusion_loss
-
         return diffusion_loss(self.net, x, mask, gamma, eps, self.schedule)
 
 
@@ -124,7 +66,7 @@ class Task:
         self.manifest = manifest
         self.static = static
         self.device = device
-        self.net = build_task_model(cfg, manifest, static)
+        self.net = build_stage_model(cfg, manifest, static)
         self.mask = torch.as_tensor(static.mask, dtype=torch.float32, device=device)
 
     def micro_loss(
@@ -170,8 +112,6 @@ class DiffusionTask(Task):
 
     def __init__(self, cfg, manifest, static, device) -> None:
         super().__init__(cfg, manifest, static, device)
-        from hpc_seaice.diffusion.schedule import build_schedule
-
         self.schedule = build_schedule(cfg.diffusion)
         self.loss_module = self.make_loss_module(self.net)
         self.sample_shape = (len(manifest.variables), *manifest.grid)
@@ -180,8 +120,6 @@ class DiffusionTask(Task):
         return DiffusionLoss(net, self.schedule)
 
     def micro_loss(self, module, x, positions, step, global_batch):
-        from hpc_seaice.diffusion.schedule import stratified_uniform
-
         seed = self.cfg.train.seed
         u = stratified_uniform(mix_seed(seed, SALT_TRAIN_GAMMA, step), positions % global_batch, global_batch)
         gamma = self.schedule.gamma(u).to(self.device, torch.float32)

@@ -14,10 +14,7 @@ dropout off; dropout masks depend on the rank), and a resumed run continues the 
 from __future__ import annotations
 
 import os
-import signal
-import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -25,53 +22,34 @@ import torch
 from torch.utils.data import DataLoader
 
 from hpc_seaice.config import ExperimentConfig, dump_config, load_config, with_absolute_paths
+from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset, collate, partition
+from hpc_seaice.diffusion.ema import EMA
+from hpc_seaice.diffusion.noise import mix_seed
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import all_finite, latest_checkpoint, save_checkpoint
-from hpc_seaice.train.engines import build_engine
+from hpc_seaice.runtime.command import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_OK, PeerLost, say
+from hpc_seaice.runtime.startup import prepare_run, restore, resume_keys
+from hpc_seaice.runtime.stopping import StopRequest, ignore_stop_signals
+from hpc_seaice.train.engines import build_engine, lr_at
 from hpc_seaice.train.failures import describe_collective_failure, record_job
 from hpc_seaice.train.monitor import build_monitor, peak_memory_mb
-from hpc_seaice.train.startup import prepare_run, restore, resume_keys
-from hpc_seaice.train.tasks import build_task, mix_seed
+from hpc_seaice.train.tasks import build_task
+from hpc_seaice.train.validation import validation_images
 
 VALIDATION_STEP = -1  # a fixed noise/log-SNR draw, so validation losses are comparable over time
-EXIT_OK = 0
-EXIT_NONFINITE = 4  # too many non-finite steps in a row
-EXIT_INTERRUPTED = 75  # a signal arrived; checkpoint written; re-run the same command to resume
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)  # never SIGUSR1: NCCL uses it
-_CURRENT_ENV: Any = None  # the rank layout of the run in progress, for error messages
+# Test hook, not a setting: the loss of these steps (0-based, comma-separated) is made NaN, to test
+# how non-finite steps are skipped and stop a run. Read once per training.
+FAULT_NAN_STEPS = "HPC_SEAICE_FAULT_NAN_STEPS"
 
 
-class StopRequest:
-    """Records SIGTERM/SIGUSR2/SIGINT; the ranks act on it together at the next step boundary.
-
-    A second Ctrl-C (SIGINT) stops at once, without a checkpoint.
-    """
-
-    def __init__(self) -> None:
-        self.signal_name = ""
-        self.previous: dict[int, Any] = {}
-
-    def install(self) -> None:
-        for sig in STOP_SIGNALS:
-            self.previous[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if signum == signal.SIGINT and self.signal_name == "SIGINT":
-            raise KeyboardInterrupt
-        if signum == signal.SIGINT and not self.signal_name:
-            # os.write, not print: the signal may land inside a write to stderr (tqdm's bar).
-            os.write(2, b"\nhpc-seaice train: Ctrl-C: checkpointing after this step (again: stop at once)\n")
-        self.signal_name = self.signal_name or signal.Signals(signum).name
-
-    def restore(self) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    @property
-    def requested(self) -> int:
-        return int(bool(self.signal_name))
+def fault_nan_steps() -> frozenset[int]:
+    """The steps named by ``HPC_SEAICE_FAULT_NAN_STEPS`` (empty when unset)."""
+    text = os.environ.get(FAULT_NAN_STEPS, "")
+    try:
+        return frozenset(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UserError(f"environment variable {FAULT_NAN_STEPS}={text!r}: expected step numbers like 3,4") from None
 
 
 def batch_geometry(cfg: ExperimentConfig, world: int) -> int:
@@ -90,8 +68,6 @@ def batch_geometry(cfg: ExperimentConfig, world: int) -> int:
 
 
 def _open_datasets(cfg: ExperimentConfig) -> tuple[Any, Any]:
-    from hpc_seaice.data.dataset import ShardedDataset
-
     train = ShardedDataset(cfg.data.path, split=cfg.data.train_split)
     try:
         val = ShardedDataset(cfg.data.path, split=cfg.data.val_split) if cfg.train.val_every > 0 else None
@@ -101,8 +77,6 @@ def _open_datasets(cfg: ExperimentConfig) -> tuple[Any, Any]:
 
 
 def _loader(dataset: Any, sampler: Any, micro: int, cfg: ExperimentConfig, device: torch.device) -> DataLoader:
-    from hpc_seaice.data.dataset import collate
-
     workers = cfg.data.num_workers
     return DataLoader(
         dataset,
@@ -113,18 +87,8 @@ def _loader(dataset: Any, sampler: Any, micro: int, cfg: ExperimentConfig, devic
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
         prefetch_factor=cfg.data.prefetch_factor if workers > 0 else None,
-        worker_init_fn=_ignore_stop_signals if workers > 0 else None,
+        worker_init_fn=ignore_stop_signals if workers > 0 else None,
     )
-
-
-def _ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader workers leave stop signals to the main process.
-
-    torchrun and SLURM signal the whole process group; a worker killed by SIGTERM/SIGUSR2 would
-    make the DataLoader raise mid-step, before the main process can checkpoint.
-    """
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
 
 
 def _positions(base: int, rank: int, world: int, micro_index: int, micro: int, batch: int) -> torch.Tensor:
@@ -151,20 +115,32 @@ def run_training(cfg: ExperimentConfig) -> int:
     """Train one run to ``train.max_steps`` (resuming from ``latest``); returns an exit code."""
     cfg = with_absolute_paths(cfg)  # the run folder's config.yaml must work from any directory
     env = hdist.init_distributed(cfg.engine.timeout_s, force_process_group=cfg.engine.name == "deepspeed")
-    global _CURRENT_ENV
-    _CURRENT_ENV = env
     micro = batch_geometry(cfg, env.world_size)
     start = prepare_run(cfg, env)  # run lock (rank 0), data checks, the checkpoint to resume from
     try:
         return _train(cfg, env, micro, start)
+    except (PeerLost, torch.distributed.DistError) as exc:  # the message names the lost host, if we can tell
+        _say_last_checkpoint(cfg)
+        raise PeerLost(describe_collective_failure(exc, env, cfg.engine.timeout_s)) from exc
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception:
+        _say_last_checkpoint(cfg)
+        raise
     finally:
         start.lock.release()
 
 
-def _train(cfg: ExperimentConfig, env: Any, micro: int, start: Any) -> int:
-    from hpc_seaice.data.dataset import GlobalBatchSampler
-    from hpc_seaice.diffusion.ema import EMA
+def _say_last_checkpoint(cfg: ExperimentConfig) -> None:
+    """Where a failed run can be resumed from (each rank: the failing one may not be rank 0)."""
+    try:
+        last = latest_checkpoint(cfg.run.dir)
+    except UserError as exc:
+        last = f"unknown ({exc})"
+    say("train", f"last checkpoint: {last}", every_rank=True)
 
+
+def _train(cfg: ExperimentConfig, env: Any, micro: int, start: Any) -> int:
     run_dir = Path(cfg.run.dir)
     train_set, val_set = _open_datasets(cfg)
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
@@ -191,8 +167,9 @@ def _train(cfg: ExperimentConfig, env: Any, micro: int, start: Any) -> int:
     if env.is_main:
         record_job(run_dir, env, start_step)
 
-    stop = StopRequest()
+    stop = StopRequest(run_dir, watch_file=env.is_main)
     stop.install()
+    nan_steps = fault_nan_steps()
     nonfinite_in_row = 0
     step = start_step
     code = EXIT_OK
@@ -229,12 +206,13 @@ def _train(cfg: ExperimentConfig, env: Any, micro: int, start: Any) -> int:
                 base = start_sample + (_step - start_step) * cfg.train.batch_size
                 positions = _positions(base, env.rank, env.world_size, i, micro, cfg.train.batch_size)
                 loss, sample_stats = task.micro_loss(module, x, positions, _step, cfg.train.batch_size)
-                if _step in cfg.train.debug_nan_steps:
-                    loss = loss * float("nan")  # fault injection (tests): a non-finite step
+                if _step in nan_steps:
+                    loss = loss * float("nan")  # the test hook FAULT_NAN_STEPS: a non-finite step
                 _stats.append(sample_stats)
                 return loss
 
-            lr = engine.lr  # the rate this step uses (the schedule advances inside train_step)
+            lr = lr_at(step, cfg.optim, cfg.train.max_steps)
+            engine.set_lr(lr)
             result = engine.train_step(compute_loss, cfg.train.grad_accum)
             gathered = {key: hdist.all_gather_cat(torch.cat([s[key] for s in stats])) for key in stats[0]}
             step += 1
@@ -292,10 +270,11 @@ def _train(cfg: ExperimentConfig, env: Any, micro: int, start: Any) -> int:
             stopping = hdist.all_reduce_max(stop.requested, env.device)
             if stopping or step % cfg.train.checkpoint_every == 0 or step == cfg.train.max_steps:
                 checkpoint(step)
+            if stopping:
+                stop.clear_stop_file()
             if stopping and step < cfg.train.max_steps:
                 monitor.message(
-                    f"stop signal ({stop.signal_name or 'on another rank'}): checkpoint at step {step} "
-                    f"written; re-run the same command to resume"
+                    f"{stop.description}: checkpoint at step {step} written; re-run the same command to resume"
                 )
                 code = EXIT_INTERRUPTED
                 break
@@ -309,9 +288,6 @@ def _train(cfg: ExperimentConfig, env: Any, micro: int, start: Any) -> int:
 
 def _validate(cfg, env, task, ema, val_set, micro, step, monitor) -> dict[str, float]:
     """EMA-model loss on a fixed slice of the validation split (returned), and a few images (rank 0)."""
-    from hpc_seaice.data.dataset import partition
-    from hpc_seaice.train.validation import validation_images
-
     count = min(len(val_set), cfg.train.val_batches * micro * env.world_size)
     mine = list(partition(count, env.rank, env.world_size))
     total = torch.zeros(2, device=env.device)
@@ -332,31 +308,8 @@ def _validate(cfg, env, task, ema, val_set, micro, step, monitor) -> dict[str, f
 
 
 def cli_train(args: Any) -> int:
-    cfg = load_config(args.config, args.overrides)
-    env = None
-    try:
-        code = run_training(cfg)
-    except UserError as exc:
-        rank = _CURRENT_ENV.rank if _CURRENT_ENV is not None else int(os.environ.get("RANK", "0"))
-        if rank == 0:
-            print(f"hpc-seaice train: error: {exc}", file=sys.stderr, flush=True)
-        code = 2
-    except (RuntimeError, torch.distributed.DistBackendError) as exc:
-        env = _CURRENT_ENV or hdist.detect_environment()
-        if any(word in str(exc).lower() for word in ("collective", "gloo", "nccl", "connection", "timed out")):
-            message = describe_collective_failure(exc, env, cfg.engine.timeout_s)
-            print(f"hpc-seaice train: error: {message}", file=sys.stderr, flush=True)
-        else:
-            traceback.print_exc()
-        try:
-            last = latest_checkpoint(cfg.run.dir)
-        except UserError as exc:
-            last = f"unknown ({exc})"
-        print(f"hpc-seaice train: last checkpoint: {last}", file=sys.stderr, flush=True)
-        code = 1
-    if hdist.is_initialized() or (_CURRENT_ENV is not None and _CURRENT_ENV.launcher != "single"):
-        hdist.finalize_and_exit(code)
-    return code
+    """``hpc-seaice train CONFIG [key=value ...]``; failures become exit codes in ``run_command``."""
+    return run_training(load_config(args.config, args.overrides))
 
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_NONFINITE", "EXIT_OK", "cli_train", "run_training"]
+__all__ = ["cli_train", "fault_nan_steps", "run_training"]

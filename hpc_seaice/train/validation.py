@@ -13,15 +13,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from hpc_seaice.diffusion.noise import per_sample_normal
+from hpc_seaice.inference.generate import decoder_for, generate
+from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.train.monitor import field_image
+from hpc_seaice.train.tasks import SALT_VAL
 
 SHOWN = (("sit", 0), ("sic", 1))  # thickness and concentration
 
 
 @lru_cache(maxsize=2)
 def _autoencoder_of(run_dir: str, step: str) -> Any:
-    from hpc_seaice.runtime.checkpoint import load_inference_model
-
     return load_inference_model(run_dir, step)
 
 
@@ -32,9 +34,6 @@ def _images(prefix: str, fields: torch.Tensor, mask: np.ndarray) -> dict[str, np
 
 @torch.no_grad()
 def validation_images(cfg: Any, task: Any, ema_net: torch.nn.Module, val_set: Any, device: torch.device) -> dict:
-    from hpc_seaice.inference.generate import decoder_for, generate
-    from hpc_seaice.train.tasks import SALT_VAL, per_sample_normal
-
     was_training = ema_net.training
     ema_net.eval()
     try:

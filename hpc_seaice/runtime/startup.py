@@ -3,13 +3,13 @@
 Rank 0 decides, every rank learns the outcome (:func:`~hpc_seaice.runtime.distributed.decided_by_main`):
 
 1. the run folder is a folder and writable, checkpoints included (found now, not after training);
-2. the run lock is taken (:mod:`hpc_seaice.train.runlock`): a second training of the same folder
+2. the run lock is taken (:mod:`hpc_seaice.runtime.runlock`): a second training of the same folder
    is refused before it touches anything;
 3. the data set passes the cheap checks of ``data verify`` (layout, variables, statistics, at
    least one ocean cell, bounds on a few samples of a few shards; hashes with ``data.verify_hashes``);
 4. the checkpoint to resume from is chosen and checked (:func:`select_checkpoint`): never a fresh
    start over existing checkpoints;
-5. the data set is the one the run recorded (:mod:`hpc_seaice.train.identity`), and the config
+5. the data set is the one the run recorded (:mod:`hpc_seaice.runtime.identity`), and the config
    keys a checkpoint cannot follow a change of are unchanged.
 """
 
@@ -23,6 +23,9 @@ from typing import Any
 
 import torch
 
+from hpc_seaice.data.manifest import read_manifest
+from hpc_seaice.data.static import read_static
+from hpc_seaice.data.verify import verify_dataset
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import (
@@ -32,12 +35,14 @@ from hpc_seaice.runtime.checkpoint import (
     check_resumable,
     complete_checkpoints,
     find_checkpoint,
+    load_module_state,
     load_states,
     read_pointer,
 )
-from hpc_seaice.train.identity import data_identity, read_identity, record_identity
-from hpc_seaice.train.integrity import read_meta, verify_files
-from hpc_seaice.train.runlock import RunLock
+from hpc_seaice.runtime.command import PeerLost
+from hpc_seaice.runtime.identity import compare_identity, data_identity, read_identity, record_identity
+from hpc_seaice.runtime.integrity import read_meta, verify_files
+from hpc_seaice.runtime.runlock import RunLock
 
 QUICK_SHARDS = 3  # shards whose first samples are read at start
 QUICK_SAMPLES = 4
@@ -86,10 +91,6 @@ def _check_writable(root: Path) -> None:
 
 
 def _check_data(cfg: Any) -> dict[str, Any]:
-    from hpc_seaice.data.manifest import read_manifest
-    from hpc_seaice.data.static import read_static
-    from hpc_seaice.data.verify import verify_dataset
-
     if not cfg.data.path:
         raise UserError("config key 'data.path' is empty: set data.path=DIR")
     if not Path(cfg.data.path).is_dir():
@@ -224,8 +225,6 @@ def prepare_run(cfg: Any, env: Any) -> RunStart:
                 return None, False
             recorded = read_identity(run_dir)
             if recorded is not None:
-                from hpc_seaice.train.identity import compare_identity
-
                 compare_identity(recorded, identity, run_dir, cfg.data.path)
             _check_resume_keys(folder, cfg)
             if read_meta(folder).get("stage", cfg.stage) != cfg.stage:
@@ -252,8 +251,6 @@ def restore(start: RunStart, cfg: Any, env: Any, task: Any, ema: Any, engine: An
     Damage that the hashes cannot catch (old checkpoints, a checkpoint of another model) is one line
     naming the file, with the earlier checkpoint that can be used instead.
     """
-    from hpc_seaice.runtime.checkpoint import load_module_state
-
     folder = start.folder
     if folder is None:
         return 0, 0, 0
@@ -266,12 +263,10 @@ def restore(start: RunStart, cfg: Any, env: Any, task: Any, ema: Any, engine: An
             engine.load(folder)
             ema.load_state_dict(model_state["ema"])
             task.load_state_dict(trainer_state["task"])
-        except UserError:
+        except (UserError, PeerLost):
             raise
-        except Exception as exc:  # noqa: BLE001 - a damaged or mismatched engine/optimizer/schedule state
+        except Exception as exc:  # noqa: BLE001 - a damaged or mismatched engine/optimizer state
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if any(word in text.lower() for word in ("gloo", "nccl", "collective", "timed out")):
-                raise
             raise UserError(f"{folder}: cannot resume from it ({type(exc).__name__}: {text[:200]})") from None
     except UserError as exc:
         hdist.all_reduce_max(1, env.device)  # the other ranks must not go on without this one
