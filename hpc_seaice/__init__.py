@@ -3,7 +3,9 @@
 The notebook API (imported on first use, so ``import hpc_seaice`` stays light)::
 
     import hpc_seaice as hs
-    test = hs.open_dataset("demo/data", split="test")   # lazy xarray.Dataset over the shards
+    run = hs.open_run("demo/runs/diffusion-ldm-censored")  # any diffusion run, data space or latent
+    ds = run.sample(8, steps=20, seed=0)                    # xarray.Dataset, the layout of `hpc-seaice sample`
+    test = hs.open_dataset("demo/data", split="test")       # lazy xarray.Dataset over the shards
 """
 
 import os
@@ -14,7 +16,7 @@ from typing import Any
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
 __version__ = "0.1.0"
-__all__ = ["open_dataset"]
+__all__ = ["open_dataset", "open_run"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +24,8 @@ def __getattr__(name: str) -> Any:
         from hpc_seaice.data.lazy import open_dataset
 
         return open_dataset
+    if name == "open_run":
+        from hpc_seaice.inference.api import open_run
+
+        return open_run
     raise AttributeError(f"module 'hpc_seaice' has no attribute {name!r}")

@@ -120,6 +120,9 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("--batch-size", type=int, default=4, help="samples per batch and rank")
     sample.add_argument("--checkpoint", default="latest", help="checkpoint step or 'latest'")
     sample.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    sample.add_argument(
+        "--name", default=None, help="the model's name in evaluation reports (default: the run folder's)"
+    )
 
     evaluate = sub.add_parser(
         "evaluate",

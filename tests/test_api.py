@@ -31,3 +31,56 @@ def test_open_dataset_whole_set_and_unknown_split(tiny_dataset):
         assert bool((ds["time"].diff("time") > np.timedelta64(0)).all())
     with pytest.raises(UserError, match="no split 'spring'"):
         hs.open_dataset(tiny_dataset, split="spring")
+
+
+@pytest.fixture(scope="module")
+def data_space_run(tiny_dataset, tmp_path_factory):
+    """A real (two-step) data-space diffusion run on the tiny data set."""
+    from helpers import tiny_diffusion_config
+
+    from hpc_seaice.config import config_from_dict
+    from hpc_seaice.train.trainer import run_training
+
+    run_dir = tmp_path_factory.mktemp("api") / "diffusion"
+    assert run_training(config_from_dict(tiny_diffusion_config(tiny_dataset, run_dir, train={"max_steps": 2}))) == 0
+    return run_dir
+
+
+def test_open_run_samples_what_the_sample_command_writes(data_space_run, tmp_path):
+    from helpers import hpc_seaice
+
+    run = hs.open_run(data_space_run, device="cpu")
+    assert run.step == 2 and "fields space" in repr(run)
+    ds = run.sample(3, steps=4, seed=5, batch_size=2, progress=False)
+    assert isinstance(ds, xr.Dataset) and ds.sizes["sample"] == 3
+    assert ds.attrs["steps"] == 4 and ds.attrs["seed"] == 5 and ds.attrs["model"] == data_space_run.name
+    out = tmp_path / "s.nc"
+    hpc_seaice(
+        "sample",
+        "--run",
+        str(data_space_run),
+        "--num",
+        "3",
+        "--steps",
+        "4",
+        "--seed",
+        "5",
+        "--batch-size",
+        "2",
+        "--out",
+        str(out),
+    )
+    with xr.open_dataset(out, engine="h5netcdf") as written:
+        assert set(written.data_vars) == set(ds.data_vars)
+        for name in ds.data_vars:
+            np.testing.assert_allclose(ds[name].values, written[name].values, rtol=1e-5, atol=1e-6)
+    assert set(np.unique(ds["sic"].values[:, ds["mask"].values == 0])) == {0.0}  # land stays 0
+
+
+def test_open_run_refuses_bad_arguments_and_non_diffusion_runs(data_space_run, tmp_path):
+    run = hs.open_run(data_space_run, device="cpu")
+    for bad in ({"n": 0}, {"n": 2, "steps": 0}, {"n": 2, "seed": -1}, {"n": 2.5}):
+        with pytest.raises(UserError):
+            run.sample(**bad, progress=False)
+    with pytest.raises(UserError, match="not a run folder"):
+        hs.open_run(tmp_path)

@@ -497,4 +497,4 @@ def test_runs_of_the_wrong_kind_are_one_line_errors(reference, autoencoder_run, 
     assert main(["evaluate", "--reconstruct", str(diffusion_run), "--data", root, "--out", out]) == 2
     assert "has no autoencoder" in _one_line_error(capsys)
     assert main(["evaluate", "--step-sweep", str(autoencoder_run), "--data", root, "--out", out]) == 2
-    assert "sample needs a diffusion run" in _one_line_error(capsys)
+    assert "sampling needs a diffusion run" in _one_line_error(capsys)

@@ -125,7 +125,7 @@ def test_sample_refuses_an_autoencoder_run(trained, tmp_path):
         "sample", "--run", str(trained["vae"]), "--num", "2", "--out", str(tmp_path / "x.nc"), check=False
     )
     lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and "sample needs a diffusion run" in lines[0]
+    assert proc.returncode == 2 and len(lines) == 1 and "sampling needs a diffusion run" in lines[0]
 
 
 def test_data_space_sampling_clips_and_records_raw_values(tiny_dataset, tmp_path):

@@ -1,6 +1,6 @@
 """Convert neXtSIM output (NetCDF or zarr, read with xarray) into a sharded data set.
 
-Conventions (the authors' pipeline, PAPER_NOTES section 1): land and invalid cells are NaN in the
+Conventions (the authors' pipeline, docs/science.md §1): land and invalid cells are NaN in the
 model output; a cell is **ocean if ``sit`` is finite at every time step of the inputs** (the
 first mapped variable; checked in a first pass over ``sit`` alone); every other NaN inside the
 ocean is an error, never silently zeroed. Land is stored as 0. A crop ``y0:y1,x0:x1`` selects

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from hpc_seaice.atomic import atomic_target
 from hpc_seaice.data.grid import (
     CENTRAL_MERIDIAN,
     INVERSE_FLATTENING,
@@ -124,28 +125,23 @@ def _variable_attrs(name: str, raw: bool = False) -> dict[str, Any]:
     return attrs
 
 
-def write_samples(
-    path: str | os.PathLike,
+def samples_dataset(
     fields: np.ndarray,
     mask: np.ndarray,
     lat: np.ndarray,
     lon: np.ndarray,
     attrs: Mapping[str, Any],
     raw: np.ndarray | None = None,
-) -> Path:
-    """Write an ensemble of physical fields to one NetCDF file (atomically: temp + rename).
+) -> xr.Dataset:
+    """An ensemble of physical fields as the CF-style ``xarray.Dataset`` that a samples file holds.
 
     Args:
-        path: output ``.nc`` file; its folder is created.
         fields: ``[N, C, H, W]`` physical values, channels in ``VARIABLES`` order.
         mask: ``[H, W]``, 1 = ocean.
         lat, lon: ``[H, W]`` degrees north / east.
         attrs: provenance written as global attributes (run, checkpoint step, sampler, steps,
             seed, ...; a ``model`` entry names the model in evaluation reports).
         raw: optional ``[N, C, H, W]`` values before clipping, stored as ``<var>_raw``.
-
-    Returns:
-        The path written.
     """
     fields = np.asarray(fields)
     if fields.ndim != 4 or fields.shape[1] != len(VARIABLES):
@@ -204,24 +200,35 @@ def write_samples(
         "date_created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     global_attrs.update({str(k): _attr_value(v) for k, v in attrs.items()})
-    ds = xr.Dataset(data_vars, coords=coords, attrs=global_attrs)
+    return xr.Dataset(data_vars, coords=coords, attrs=global_attrs)
 
+
+def write_samples(
+    path: str | os.PathLike,
+    fields: np.ndarray,
+    mask: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    attrs: Mapping[str, Any],
+    raw: np.ndarray | None = None,
+) -> Path:
+    """Write :func:`samples_dataset` of the arguments to one NetCDF file ``path`` (atomically).
+
+    The folder is created; ``attrs`` are the provenance (run, checkpoint step, sampler, steps,
+    seed, ...; a ``model`` entry names the model in evaluation reports). Returns the path.
+    """
+    ds = samples_dataset(fields, mask, lat, lon, attrs, raw)
+    _, h, w = ds[VARIABLES[0]].shape
     encoding: dict[str, dict[str, Any]] = {}
     for name in ds.data_vars:
-        if ds[name].dims == dims:
+        if ds[name].dims == ("sample", "y", "x"):
             encoding[name] = {"zlib": True, "complevel": 4, "chunksizes": (1, h, w), "_FillValue": None}
     for name in ("lat", "lon"):
         encoding[name] = {"_FillValue": None}
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_target(path) as tmp:
         ds.to_netcdf(tmp, engine=ENGINE, encoding=encoding)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

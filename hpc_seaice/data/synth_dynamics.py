@@ -10,7 +10,7 @@ pieces of ice between active LKFs are plates; each plate moves with the best rig
 plates and live on the LKFs. Damage is a memory field: advected with the ice, relaxing over
 10-30 days, renewed on the active LKFs.
 
-The opening and closing of LKFs use the divergence of :mod:`hpc_seaice.evaluation.deformation`
+The opening and closing of LKFs use the divergence of :mod:`hpc_seaice.data.deformation`
 (true cell sizes), the same definition the metrics use.
 """
 

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
+from hpc_seaice.data.deformation import divergence
 from hpc_seaice.data.synth_climate import (
     YEAR_DAYS,
     day_of_year,
@@ -38,7 +39,6 @@ from hpc_seaice.data.synth_climate import (
 )
 from hpc_seaice.data.synth_dynamics import advect, fill_from_neighbours, lkf_lines, rigid_plates
 from hpc_seaice.data.synth_fields import SpectralAR1, anisotropic, power_law, unit_spectrum, wavenumbers
-from hpc_seaice.evaluation.deformation import divergence
 
 DAY_S = 86400.0
 LKF_CROSSING_DEG = 40.0  # angle between the two LKF families

@@ -1,4 +1,4 @@
-"""The fixed variable conventions of the neXtSIM fields (DESIGN section 1).
+"""The fixed variable conventions of the neXtSIM fields (docs/science.md §1).
 
 Channel order is fixed everywhere: thickness, concentration, damage, two velocities.
 """

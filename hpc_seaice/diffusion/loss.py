@@ -1,4 +1,4 @@
-"""The diffusion training loss (PAPER_NOTES 2.3, the authors' DDM convention).
+"""The diffusion training loss (docs/science.md §4, the authors' convention).
 
     loss = 0.5 * mean_b [ w(gamma_b) * E_b / p(gamma_b) ],   w(gamma) = exp(-gamma / 2)
     E_b  = masked mean over ocean cells and channels of |eps - eps_hat|^2

@@ -1,4 +1,4 @@
-"""Variance-preserving diffusion in log-SNR gamma with v-prediction (PAPER_NOTES 2.3).
+"""Variance-preserving diffusion in log-SNR gamma with v-prediction (docs/science.md §4).
 
     alpha^2 = sigmoid(gamma),  sigma^2 = sigmoid(-gamma),  z = alpha x + sigma eps
     v = alpha eps - sigma x,   x_hat = alpha z - sigma v_hat,  eps_hat = sigma z + alpha v_hat

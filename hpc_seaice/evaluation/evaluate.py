@@ -74,9 +74,7 @@ from hpc_seaice.outputs import check_output_dir
 RECONSTRUCT_BATCH = 4
 
 
-# --------------------------------------------------------------------------------------------
-# Sources being scored
-# --------------------------------------------------------------------------------------------
+# --- Sources being scored ----------------------------------------------------------------------
 
 
 class RunningMoments:
@@ -112,9 +110,7 @@ def select_states(num_states: int, max_states: int) -> np.ndarray:
     return evenly_spaced(num_states, max_states)
 
 
-# --------------------------------------------------------------------------------------------
-# The pass over the reference states
-# --------------------------------------------------------------------------------------------
+# --- The pass over the reference states --------------------------------------------------------
 
 
 def _open_reference(data: str, split: str) -> ShardedDataset:

@@ -5,7 +5,8 @@ information and would otherwise dilute every score by about half. Functions take
 with the grid in the last two axes ``[..., H, W]`` and a mask ``[H, W]`` (1 = ocean);
 :func:`crps_ensemble` also accepts torch tensors.
 
-Kinematics (divergence, shear, total deformation) are in :mod:`hpc_seaice.evaluation.deformation`,
+Kinematics (divergence, shear, total deformation) are in :mod:`hpc_seaice.data.deformation` (the
+generator needs them too) and re-exported here, as the public API names them;
 the ice-cover calibration in :mod:`hpc_seaice.evaluation.calibration`, the plateau shares in
 :mod:`hpc_seaice.evaluation.plateaus`.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from hpc_seaice.data.deformation import divergence, shear, total_deformation  # noqa: F401 (public API)
 from hpc_seaice.data.variables import MIZ_RANGE
 
 # --------------------------------------------------------------------------------------------

@@ -10,13 +10,13 @@ one run and checkpoint that differ only in their ``steps`` attribute (made with
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
+from hpc_seaice.data.samples_file import write_samples
 from hpc_seaice.evaluation.reconstruction import evaluation_device
-from hpc_seaice.inference import sample
-from hpc_seaice.runtime.distributed import DistEnv
+from hpc_seaice.inference.ensemble import check_diffusion_run, field_static, generate_ensemble, sample_attrs
+from hpc_seaice.inference.loading import load_inference_model
 
 SWEEP_STEPS: tuple[int, ...] = (10, 20, 40)
 DEFAULT_SWEEP_SAMPLES = 8
@@ -26,14 +26,15 @@ def generate_sweep(
     run: str, out_dir: Path, num: int = DEFAULT_SWEEP_SAMPLES, steps: tuple[int, ...] = SWEEP_STEPS, seed: int = 0
 ) -> list[Path]:
     """Sample ``num`` states from ``run`` with each step count (same noise); the written files."""
-    env = DistEnv(device=evaluation_device())
+    device = evaluation_device()
+    loaded = load_inference_model(run, "latest", device)
+    check_diffusion_run(loaded)
+    static = field_static(loaded)
     paths = []
     for n in steps:
         path = Path(out_dir) / f"{Path(run).name}-steps{n:03d}.nc"
-        args = argparse.Namespace(
-            run=str(run), num=num, out=str(path), steps=n, seed=seed, batch_size=4, checkpoint="latest"
-        )
-        sample.sample_run(args, env)
+        fields, raw = generate_ensemble(loaded, range(num), seed, n, 4, device)
+        write_samples(path, fields, static.mask, static.lat, static.lon, sample_attrs(loaded, n, seed), raw=raw)
         paths.append(path)
     return paths
 

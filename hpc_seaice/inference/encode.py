@@ -31,7 +31,6 @@ from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.outputs import check_output_dir
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import find_checkpoint, pin_checkpoint
-from hpc_seaice.runtime.identity import check_identity
 
 
 def _coarsen(values: np.ndarray, factor: int) -> np.ndarray:
@@ -50,9 +49,6 @@ def _check_and_pin(autoencoder_run: str, data: str, out_dir: Path, overwrite: bo
     if not (Path(autoencoder_run) / "config.yaml").is_file():
         raise UserError(f"--autoencoder {autoencoder_run}: not a run folder (no config.yaml)")
     folder = find_checkpoint(autoencoder_run, "latest")
-    # The VAE learnt on one land mask and one normalisation: another data set of the same grid is
-    # refused before anything is written or pinned (a moved copy of the same set passes).
-    check_identity(autoencoder_run, f"--data {data}", read_manifest(data), read_static(data))
     prepare_output_dir(out_dir, overwrite)
     try:
         pin_checkpoint(folder, out_dir)
@@ -66,7 +62,7 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     out_dir = Path(out)
     step = hdist.decided_by_main(lambda: _check_and_pin(autoencoder_run, data, out_dir, overwrite))
-    loaded = load_inference_model(autoencoder_run, step, device=env.device, data_path=data, option="")
+    loaded = load_inference_model(autoencoder_run, step, device=env.device, option="")  # no --checkpoint
     if loaded.config.stage != "autoencoder":
         raise UserError(f"--autoencoder {autoencoder_run}: a {loaded.config.stage} run, not an autoencoder run")
     vae = loaded.model

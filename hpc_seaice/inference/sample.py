@@ -16,20 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
 from hpc_seaice.data.dataset import partition
 from hpc_seaice.data.samples_file import write_samples
-from hpc_seaice.diffusion.noise import per_sample_normal
-from hpc_seaice.diffusion.sampler import noise_range_warning, sampler_sigma_range
 from hpc_seaice.errors import UserError
-from hpc_seaice.inference.generate import decoder_for, generate
+from hpc_seaice.inference.ensemble import (
+    check_diffusion_run,
+    field_static,
+    generate_ensemble,
+    noise_warning,
+    sample_attrs,
+)
 from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.outputs import check_free_space, check_output_file, check_scratch_dir
 from hpc_seaice.runtime import distributed as hdist
-
-SALT_SAMPLE = 11  # keeps sampling noise apart from training noise streams
 
 
 def _check_args(args: Any) -> None:
@@ -44,7 +44,7 @@ def _check_args(args: Any) -> None:
     out = Path(args.out)
     if out.suffix != ".nc":
         raise UserError(f"--out {out}: expected a .nc file")
-    check_output_file(out, "--out", getattr(args, "overwrite", False))
+    check_output_file(out, "--out", args.overwrite)
     check_scratch_dir(out.with_name(out.name + ".parts"), "--out", "rank*.npz")  # emptied by sample_run
 
 
@@ -67,21 +67,15 @@ def _check_size(args: Any, field_shape: tuple[int, ...]) -> None:
 def sample_run(args: Any, env: Any) -> int:
     _check_args(args)
     loaded = load_inference_model(args.run, args.checkpoint, env.device)
-    cfg = loaded.config
-    if cfg.stage != "diffusion":
-        raise UserError(f"{args.run}: an {cfg.stage} run; sample needs a diffusion run")
-    manifest, static = loaded.data_manifest, loaded.data_static
+    check_diffusion_run(loaded)
+    manifest = loaded.data_manifest
     if args.steps is None:
-        args.steps = cfg.diffusion.sampler_steps
-    sigma_min, sigma_max = sampler_sigma_range(cfg.diffusion)
-    warning = noise_range_warning(sigma_max, static.pc1_std, sigma_min, cfg.diffusion.sampler_rho)
+        args.steps = loaded.config.diffusion.sampler_steps
+    warning = noise_warning(loaded)
     if warning and env.is_main:
         print(f"hpc-seaice sample: {warning}", file=sys.stderr, flush=True)
-    field_static = loaded.vae_run.data_static if loaded.is_latent else static
-    shape = (len(manifest.variables), *manifest.grid)
-    model_mask = torch.as_tensor(static.mask, dtype=torch.float32, device=env.device)
-    decode = decoder_for(manifest, static, loaded.vae, field_static.mask, env.device)
-    _check_size(args, (5, *field_static.mask.shape))
+    static = field_static(loaded)
+    _check_size(args, (5, *static.mask.shape))
 
     out = Path(args.out)
     parts = out.with_name(out.name + ".parts")
@@ -96,24 +90,14 @@ def sample_run(args: Any, env: Any) -> int:
         )
     hdist.barrier()
     mine = list(partition(args.num, env.rank, env.world_size))
-    fields_out, raw_out = [], []
     start = time.perf_counter()
-    bar = tqdm(total=len(mine), unit="sample", disable=not env.is_main, file=sys.stderr)
-    for first in range(0, len(mine), args.batch_size):
-        index = torch.as_tensor(mine[first : first + args.batch_size], dtype=torch.int64)
-        noise = per_sample_normal(index, shape, args.seed, SALT_SAMPLE, env.device)
-        generated = generate(loaded.model, noise, model_mask, cfg.diffusion, args.steps)
-        fields, raw = decode(generated)
-        fields_out.append(fields.float().cpu().numpy())
-        raw_out.append(raw.float().cpu().numpy())
-        bar.update(len(index))
-    bar.close()
+    fields, raw = generate_ensemble(loaded, mine, args.seed, args.steps, args.batch_size, env.device, env.is_main)
     elapsed = time.perf_counter() - start
     np.savez(
         parts / f"rank{env.rank:05d}.npz",
         index=np.asarray(mine, dtype=np.int64),
-        fields=np.concatenate(fields_out) if fields_out else np.zeros((0, 5, *field_static.mask.shape), np.float32),
-        raw=np.concatenate(raw_out) if raw_out else np.zeros((0, 5, *field_static.mask.shape), np.float32),
+        fields=fields,
+        raw=raw,
     )
     hdist.barrier()
     if env.is_main:
@@ -124,18 +108,8 @@ def sample_run(args: Any, env: Any) -> int:
             raise RuntimeError("sample parts do not cover every sample exactly once")
         fields = np.concatenate([p["fields"] for p in pieces])[order]
         raw = np.concatenate([p["raw"] for p in pieces])[order]
-        attrs = {
-            "run": str(Path(args.run).resolve()),
-            "checkpoint_step": loaded.step,
-            "space": manifest.kind,
-            "sampler": "heun (Karras et al. 2022, Alg. 2), EDM discretisation",
-            "steps": args.steps,
-            "network_evaluations_per_sample": 2 * args.steps - 1,
-            "seed": args.seed,
-            "model": Path(args.run).name,
-            "decoder": loaded.vae_run.config.vae.decoder if loaded.is_latent else "none",
-        }
-        write_samples(out, fields, field_static.mask, field_static.lat, field_static.lon, attrs, raw=raw)
+        attrs = sample_attrs(loaded, args.steps, args.seed, args.name)
+        write_samples(out, fields, static.mask, static.lat, static.lon, attrs, raw=raw)
         shutil.rmtree(parts, ignore_errors=True)
         rate = len(mine) / elapsed if elapsed > 0 else float("nan")
         print(

@@ -1,4 +1,4 @@
-"""Gaussian and censored-Gaussian negative log-likelihoods (DESIGN section 1, PAPER_NOTES 3).
+"""Gaussian and censored-Gaussian negative log-likelihoods (docs/science.md §3).
 
 A censored Gaussian puts the probability mass that a Gaussian N(mu, sigma^2) has beyond a
 physical bound onto the bound itself. neXtSIM fields sit exactly at their bounds in many cells

@@ -1,0 +1,64 @@
+"""The notebook API: open a trained diffusion run and sample it into an ``xarray.Dataset``.
+
+    import hpc_seaice as hs
+    run = hs.open_run("demo/runs/diffusion-ldm-censored")
+    ds = run.sample(8, steps=20, seed=0)   # the CF layout of `hpc-seaice sample`, in memory
+
+Sample ``i`` of ``run.sample(n, seed=s)`` equals sample ``i`` of ``hpc-seaice sample --seed s``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import xarray as xr
+
+from hpc_seaice.data.samples_file import samples_dataset
+from hpc_seaice.errors import UserError
+from hpc_seaice.inference.ensemble import (
+    check_diffusion_run,
+    field_static,
+    generate_ensemble,
+    noise_warning,
+    sample_attrs,
+)
+from hpc_seaice.inference.loading import load_inference_model
+
+
+class Run:
+    """A trained diffusion run (data space or latent), its EMA weights loaded for sampling."""
+
+    def __init__(self, run_dir: str | Path, checkpoint: str | int = "latest", device: str | None = None) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.loaded = load_inference_model(run_dir, checkpoint, self.device)
+        check_diffusion_run(self.loaded)
+
+    @property
+    def step(self) -> int:
+        return self.loaded.step
+
+    def __repr__(self) -> str:
+        space = self.loaded.data_manifest.kind
+        return f"Run({str(self.loaded.run_dir)!r}, step {self.step}, {space} space, {self.device.type})"
+
+    def sample(
+        self, n: int, steps: int | None = None, seed: int = 0, batch_size: int = 8, progress: bool = True
+    ) -> xr.Dataset:
+        """``n`` generated states; ``steps`` defaults to the run's ``diffusion.sampler_steps``."""
+        for label, value, low in (("n", n, 1), ("steps", steps, 1), ("batch_size", batch_size, 1), ("seed", seed, 0)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise UserError(f"{label} must be an integer >= {low}, got {value!r}")
+        steps = steps or self.loaded.config.diffusion.sampler_steps
+        warning = noise_warning(self.loaded)
+        if warning:
+            print(f"hpc_seaice: {warning}", file=sys.stderr)
+        fields, raw = generate_ensemble(self.loaded, range(n), seed, steps, batch_size, self.device, progress)
+        static = field_static(self.loaded)
+        return samples_dataset(fields, static.mask, static.lat, static.lon, sample_attrs(self.loaded, steps, seed), raw)
+
+
+def open_run(run_dir: str | Path, checkpoint: str | int = "latest", device: str | None = None) -> Run:
+    """Open a diffusion run folder (``checkpoint``: ``latest``, a step or a ``step_N`` folder name)."""
+    return Run(run_dir, checkpoint, device)

@@ -1,0 +1,86 @@
+"""Generating an ensemble from a loaded diffusion run: what ``hpc-seaice sample`` and ``hs.open_run`` share.
+
+Sample ``i`` starts from noise seeded by ``(seed, i)``, so a sample is the same whichever command,
+rank or batch made it (up to float differences between batch sizes).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hpc_seaice.diffusion.noise import per_sample_normal
+from hpc_seaice.diffusion.sampler import noise_range_warning, sampler_sigma_range
+from hpc_seaice.errors import UserError
+from hpc_seaice.inference.generate import decoder_for, generate
+from hpc_seaice.inference.loading import LoadedRun
+
+SALT_SAMPLE = 11  # keeps sampling noise apart from training noise streams
+SAMPLER_NAME = "heun (Karras et al. 2022, Alg. 2), EDM discretisation"
+
+
+def check_diffusion_run(loaded: LoadedRun) -> None:
+    if loaded.config.stage != "diffusion":
+        raise UserError(f"{loaded.run_dir}: an {loaded.config.stage} run; sampling needs a diffusion run")
+
+
+def noise_warning(loaded: LoadedRun) -> str | None:
+    """The one-line warning when the run's sampler starts from too little noise for its data."""
+    diffusion = loaded.config.diffusion
+    sigma_min, sigma_max = sampler_sigma_range(diffusion)
+    return noise_range_warning(sigma_max, loaded.data_static.pc1_std, sigma_min, diffusion.sampler_rho)
+
+
+def field_static(loaded: LoadedRun) -> Any:
+    """The static file of the physical fields (the VAE's data set for a latent run)."""
+    return loaded.vae_run.data_static if loaded.is_latent else loaded.data_static
+
+
+def generate_ensemble(
+    loaded: LoadedRun,
+    indices: Sequence[int],
+    seed: int,
+    steps: int,
+    batch_size: int,
+    device: torch.device,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Physical fields ``[N, 5, H, W]`` (clipped, land 0) and their values before clipping, for ``indices``."""
+    manifest, static = loaded.data_manifest, loaded.data_static
+    shape = (len(manifest.variables), *manifest.grid)
+    model_mask = torch.as_tensor(static.mask, dtype=torch.float32, device=device)
+    decode = decoder_for(manifest, static, loaded.vae, field_static(loaded).mask, device)
+    grid = field_static(loaded).mask.shape
+    fields_out, raw_out = [np.zeros((0, 5, *grid), np.float32)], [np.zeros((0, 5, *grid), np.float32)]
+    bar = tqdm(total=len(indices), unit="sample", disable=not progress, file=sys.stderr)
+    for first in range(0, len(indices), batch_size):
+        index = torch.as_tensor(list(indices[first : first + batch_size]), dtype=torch.int64)
+        noise = per_sample_normal(index, shape, seed, SALT_SAMPLE, device)
+        fields, raw = decode(generate(loaded.model, noise, model_mask, loaded.config.diffusion, steps))
+        fields_out.append(fields.float().cpu().numpy())
+        raw_out.append(raw.float().cpu().numpy())
+        bar.update(len(index))
+    bar.close()
+    return np.concatenate(fields_out), np.concatenate(raw_out)
+
+
+def sample_attrs(loaded: LoadedRun, steps: int, seed: int, name: str | None = None) -> dict[str, Any]:
+    """The provenance a samples file carries as global attributes."""
+    run_dir = Path(loaded.run_dir)
+    return {
+        "run": str(run_dir.resolve()),
+        "checkpoint_step": loaded.step,
+        "space": loaded.data_manifest.kind,
+        "sampler": SAMPLER_NAME,
+        "steps": steps,
+        "network_evaluations_per_sample": 2 * steps - 1,
+        "seed": seed,
+        "model": name or run_dir.name,
+        "decoder": loaded.vae_run.config.vae.decoder if loaded.is_latent else "none",
+    }
