@@ -57,3 +57,18 @@ def check_free_space(path: str | os.PathLike, needed_bytes: int, option: str, wh
         raise UserError(
             f"{option} {path}: {what} need about {needed_bytes / 1e9:.3g} GB, only {free / 1e9:.3g} GB free there"
         )
+
+
+def check_scratch_dir(path: str | os.PathLike, option: str, ours: str) -> Path:
+    """A scratch folder a command empties and removes: refuse a file there, or a folder holding
+    anything but ``ours`` (a glob of what the command itself leaves after a crash)."""
+    scratch = Path(path)
+    if scratch.is_symlink() or (scratch.exists() and not scratch.is_dir()):
+        raise UserError(f"{option}: {scratch} is needed as a scratch folder but is a file or link; move it away")
+    if scratch.is_dir():
+        foreign = next((p for p in scratch.iterdir() if not p.match(ours)), None)
+        if foreign is not None:
+            raise UserError(
+                f"{option}: the scratch folder {scratch} holds {foreign.name}, not written by this command; move it"
+            )
+    return scratch

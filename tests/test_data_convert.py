@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
 
 from hpc_seaice.cli import main
+from hpc_seaice.data import replace
 from hpc_seaice.data.convert import convert, parse_crop, parse_splits
 from hpc_seaice.data.dataset import ShardedDataset
 from hpc_seaice.data.manifest import read_manifest
@@ -290,3 +295,46 @@ def test_overwrite_keeps_the_old_data_set_until_the_new_one_is_complete(source, 
     assert rc == 0, err
     assert read_manifest(out).shards[0].count == 32 and (out / "NOTES.txt").read_text() == "mine"
     _check_converted(out, x, ds)
+
+
+def test_a_failed_swap_puts_the_old_set_back_and_other_hosts_staging_is_kept(source, tmp_path, monkeypatch):
+    """A rename failing half-way through the swap (or Ctrl-C there) leaves the old set as it was;
+    a staging folder of a conversion on another node (its pid is meaningless here) is not removed."""
+    xds, x, ds = source
+    good = tmp_path / "good.nc"
+    xds.to_netcdf(good, engine="h5netcdf")
+    out = tmp_path / "out"
+    convert([str(good)], out, NAMES, CROP, 16, progress=False)
+    before = sorted((p.name, p.read_bytes()) for p in out.iterdir())
+    dead = 2**22 + 1  # above Linux's largest pid_max: no process here has it
+    elsewhere = tmp_path / f".out{replace.STAGING}another-node-{dead}"  # alive there, for all we know
+    crashed_here = tmp_path / f".out{replace.STAGING}{socket.gethostname()}-{dead}"
+    elsewhere.mkdir()
+    crashed_here.mkdir()
+
+    real_replace = os.replace
+    staged = f".out{replace.STAGING}"
+
+    def failing(src, dst):
+        if Path(src).parent.name.startswith(staged) and Path(dst) == out / "manifest.json":
+            raise KeyboardInterrupt  # the new shards are in, the manifest not yet
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(replace.os, "replace", failing)
+    with pytest.raises(KeyboardInterrupt):
+        convert([str(good)], out, NAMES, CROP, 32, progress=False, overwrite=True)
+    monkeypatch.undo()
+    assert sorted((p.name, p.read_bytes()) for p in out.iterdir()) == before
+    _check_converted(out, x, ds)
+    assert elsewhere.is_dir() and not crashed_here.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [elsewhere.name]
+
+
+def test_a_temporary_folder_that_cannot_be_made_is_one_line(source, tmp_path, capsys):
+    xds, _, _ = source
+    good = tmp_path / "good.nc"
+    xds.to_netcdf(good, engine="h5netcdf")
+    blocker = tmp_path / f".out{replace.STAGING}{socket.gethostname()}-{os.getpid()}"
+    blocker.write_text("a file where the staging folder goes")  # read-only folders: root ignores them
+    rc, err = _run(capsys, "data", "convert", str(good), "--out", str(tmp_path / "out"), "--variables", ",".join(NAMES))
+    assert rc == 2 and len(err) == 1 and f"cannot create the temporary folder {blocker}" in err[0], err

@@ -83,8 +83,8 @@ def test_step_folders_without_a_complete_checkpoint_are_never_started_over(run, 
 
 
 def _corrupt(path, kind: str) -> None:
-    if kind == "garbage":
-        path.write_bytes(os.urandom(200))
+    if kind == "garbage":  # fixed bytes: random ones sometimes fail in torch.load with another error type
+        path.write_bytes(bytes(range(200)))
     elif kind == "empty":
         path.write_bytes(b"")
     elif kind == "truncated":
@@ -110,6 +110,7 @@ def _drop_hashes(folder) -> None:
         ("model.pt", "no-ema", False, "model.pt: not a checkpoint of this trainer"),
         ("optimizer.pt", "truncated", False, "optimizer.pt: unreadable"),
         ("meta.json", "garbage", True, "meta.json: not valid JSON"),
+        ("zero_pp_rank_1_mp_rank_00_optim_states.pt", "added", True, "optim_states.pt: not part of the checkpoint"),
     ],
 )
 def test_damaged_checkpoint_is_one_line_naming_the_file_and_the_earlier_checkpoint(
@@ -121,6 +122,8 @@ def test_damaged_checkpoint_is_one_line_naming_the_file_and_the_earlier_checkpoi
         _drop_hashes(folder)
     if kind == "missing":
         (folder / file).unlink()
+    elif kind == "added":  # a file DeepSpeed would find by its name and unpickle, never hashed
+        torch.save({"optimizer_state_dict": {}}, folder / file)
     elif kind == "no-ema":
         state = torch.load(folder / file, weights_only=True)
         torch.save({"model": state["model"]}, folder / file)
@@ -147,6 +150,18 @@ def test_explicit_fallback_resumes_from_the_named_checkpoint(run, capsys, tmp_pa
     jobs = [json.loads(line) for line in (run_dir / "jobs.jsonl").read_text().splitlines()]
     assert jobs[-1]["start_step"] == 3
     assert latest_checkpoint(run_dir).name == "step_00000009"
+
+
+@pytest.mark.parametrize(
+    ("fallback", "needle"),
+    [("abc", "checkpoint 'abc': expected 'latest'"), ("step_99", "run: no checkpoint for step step_99 (available:")],
+)
+def test_a_bad_fallback_names_the_config_key_and_why_it_was_needed(run, capsys, tmp_path, fallback, needle):
+    run_dir, config = run
+    _corrupt(run_dir / "checkpoints" / STEP6 / "model.pt", "garbage")
+    code, err = _train(capsys, config, tmp_path, f"run.fallback_checkpoint={fallback}")
+    _one_line(code, err, "model.pt: changed or damaged", "config key 'run.fallback_checkpoint': ", needle)
+    assert len(read_metrics(run_dir)) == 6
 
 
 @pytest.mark.parametrize(
@@ -398,6 +413,30 @@ def test_sample_from_a_damaged_checkpoint_names_the_earlier_one(run, capsys, tmp
     err = capsys.readouterr().err.strip().splitlines()
     _one_line(code, err, "model.pt: changed or damaged", f"--checkpoint {STEP3}")
     assert main([*argv, "--checkpoint", STEP3]) == 0 and (tmp_path / "s.nc").is_file()
+
+
+@pytest.mark.parametrize(
+    ("setup", "needle", "usable"),
+    [
+        ("no-latest", "checkpoints/latest is missing;", STEP6),  # said "no checkpoint yet"
+        ("latest-gone", "latest names step_00000007, which is missing or incomplete", STEP6),
+        ("no-model", "latest names step_00000006, which is missing or incomplete", STEP3),
+    ],
+)
+def test_sample_with_a_broken_latest_names_a_checkpoint_that_works(run, capsys, tmp_path, setup, needle, usable):
+    run_dir, _ = run
+    root = run_dir / "checkpoints"
+    if setup == "no-latest":
+        (root / "latest").unlink()
+    elif setup == "latest-gone":
+        (root / "latest").write_text("step_00000007\n")
+    else:
+        (root / STEP6 / "model.pt").unlink()
+    argv = ["sample", "--run", str(run_dir), "--num", "1", "--steps", "2", "--out", str(tmp_path / "s.nc")]
+    capsys.readouterr()
+    code = main(argv)
+    _one_line(code, capsys.readouterr().err.strip().splitlines(), needle, f"can be used: --checkpoint {usable}")
+    assert main([*argv, "--checkpoint", usable]) == 0 and (tmp_path / "s.nc").is_file()
 
 
 def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_nothing_half_written(tiny_dataset, tmp_path):

@@ -3,14 +3,17 @@
 A new data set is written into a temporary folder beside the target (same file system, so every
 move is a rename). Only when it is complete and passes the checks of ``data verify`` are the old
 set's files moved aside and the new ones moved in, the manifest last; then the old files go. A
-failure at any earlier moment (bad input found late, a full disk, Ctrl-C) leaves the old data set
-as it was; what else a user keeps in the target folder is never touched.
+failure at any earlier moment (bad input found late, a full disk, Ctrl-C), or a failed rename
+during the swap itself, leaves the old data set as it was; what else a user keeps in the target
+folder is never touched. Only a SIGKILL or power loss in the middle of the renames can leave the
+old files in ``.<name>.old-<pid>`` beside the target.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 from pathlib import Path
 
 from hpc_seaice.data.manifest import MANIFEST_NAME
@@ -42,20 +45,27 @@ def _pid_alive(pid: int) -> bool:
 
 
 def staging_dir(out: Path) -> Path:
-    """A fresh temporary folder beside ``out``; those of earlier conversions that died are removed."""
+    """A fresh temporary folder beside ``out``; those of earlier conversions that died are removed.
+
+    The folder is named by host and pid: on a shared file system a conversion running on another
+    node is not mistaken for a dead one (its pid means nothing here) and keeps its folder.
+    """
     parent = out.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out}: cannot create its folder ({exc.strerror})") from None
-    prefix = f".{out.name}{STAGING}"
+    prefix = f".{out.name}{STAGING}{socket.gethostname()}-"  # pids are checked on this host only
     for old in parent.glob(f"{prefix}*"):
         pid = old.name.removeprefix(prefix)
         if pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     tmp = parent / f"{prefix}{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as exc:  # a read-only parent folder, a file in the way
+        raise UserError(f"{out}: cannot create the temporary folder {tmp} beside it ({exc.strerror})") from None
     return tmp
 
 
@@ -65,11 +75,22 @@ def swap_in(tmp: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     old = [p for p in out.iterdir() if _is_dataset_file(p.name)]
     backup = tmp.parent / f".{out.name}.old-{os.getpid()}"
-    if old:
-        backup.mkdir(exist_ok=True)
+    backup.mkdir(exist_ok=True)
+    moved_old: list[str] = []
+    moved_new: list[str] = []
+    try:
         for path in old:
             os.replace(path, backup / path.name)
-    for path in sorted(tmp.iterdir(), key=lambda p: p.name == MANIFEST_NAME):  # the manifest last
-        os.replace(path, out / path.name)
+            moved_old.append(path.name)
+        for path in sorted(tmp.iterdir(), key=lambda p: p.name == MANIFEST_NAME):  # the manifest last
+            os.replace(path, out / path.name)
+            moved_new.append(path.name)
+    except BaseException:  # a failed rename or Ctrl-C half-way: put the old set back as it was
+        for name in moved_new:
+            os.replace(out / name, tmp / name)
+        for name in moved_old:
+            os.replace(backup / name, out / name)
+        backup.rmdir()
+        raise
     shutil.rmtree(backup, ignore_errors=True)
     tmp.rmdir()

@@ -76,7 +76,7 @@ def load_reconstruction(run_dir: Path, name: str, grid: tuple[int, int]) -> Reco
     """Load an autoencoder (its EMA weights) for scoring; user errors for a wrong run or grid."""
     if not run_dir.is_dir():
         raise UserError(f"--reconstruct: run folder {run_dir} does not exist")
-    loaded = load_inference_model(run_dir, device=evaluation_device())
+    loaded = load_inference_model(run_dir, device=evaluation_device(), option="")  # evaluate has no --checkpoint
     if loaded.is_latent:
         loaded = loaded.vae_run  # a latent diffusion run: score the autoencoder it was trained on
     elif loaded.config.stage != "autoencoder":

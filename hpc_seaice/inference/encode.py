@@ -71,7 +71,7 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     out_dir = Path(out)
     step = hdist.decided_by_main(lambda: _check_and_pin(autoencoder_run, data, out_dir, overwrite))
-    loaded = load_inference_model(autoencoder_run, step, device=env.device)
+    loaded = load_inference_model(autoencoder_run, step, device=env.device, option="")  # no --checkpoint
     if loaded.config.stage != "autoencoder":
         raise UserError(f"--autoencoder {autoencoder_run}: a {loaded.config.stage} run, not an autoencoder run")
     vae = loaded.model

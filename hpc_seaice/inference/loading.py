@@ -1,7 +1,7 @@
 """Loading a trained run for inference: its EMA weights, config and data set, and its VAE if latent.
 
 The run's checkpoint is verified (hashes in meta.json) and its data set compared with the one it
-recorded at training; a damaged checkpoint is one line naming the earlier one that can be used.
+recorded at training; a damaged checkpoint is one line naming one that can be used, and how.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from hpc_seaice.config import load_config
-from hpc_seaice.data.manifest import read_manifest
+from hpc_seaice.data.manifest import manifest_path, read_manifest
 from hpc_seaice.data.static import read_static
 from hpc_seaice.errors import UserError
 from hpc_seaice.models.build import build_stage_model
-from hpc_seaice.runtime.checkpoint import find_checkpoint, load_module_state, load_states
+from hpc_seaice.runtime.checkpoint import CHECKPOINTS, LATEST, find_checkpoint, load_module_state, load_states
 from hpc_seaice.runtime.identity import check_identity
 from hpc_seaice.runtime.integrity import verify_files
 from hpc_seaice.runtime.startup import earlier_usable
@@ -43,25 +43,45 @@ class LoadedRun:
 
 
 def load_inference_model(
-    run_dir: str | Path, step: str | int = "latest", device: torch.device | str = "cpu"
+    run_dir: str | Path,
+    step: str | int = "latest",
+    device: torch.device | str = "cpu",
+    data_path: str | Path | None = None,
+    option: str | None = "--checkpoint",
 ) -> LoadedRun:
-    """Load a run's EMA weights (and for latent diffusion the VAE it was trained on)."""
+    """Load a run's EMA weights (and for latent diffusion the VAE it was trained on).
+
+    ``data_path`` replaces the run's ``data.path`` (e.g. ``encode --data``: a moved copy of the
+    set); either way the data set must match the identity the run recorded. A damaged checkpoint
+    names one that works and how to choose it: the caller's ``option``, ``latest`` when it has
+    none (""), nothing when the step is fixed (None: a latent set's VAE).
+    """
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir}: not a run folder (no config.yaml)")
     cfg = load_config(run_dir / "config.yaml")
-    folder = find_checkpoint(run_dir, step)
     device = torch.device(device)
+    folder = None  # ``latest`` missing or naming a broken folder: the hint names a checkpoint that works
     try:
+        folder = find_checkpoint(run_dir, step)
         verify_files(folder)
         model_state, trainer_state = load_states(folder, device)
     except UserError as exc:
-        earlier = earlier_usable(run_dir, folder.name)
-        hint = f"; the earlier checkpoint {earlier.name} can be used: --checkpoint {earlier.name}" if earlier else ""
+        if folder is None and str(step) != "latest":
+            raise  # an explicit step that does not exist: the message lists those that do
+        earlier = earlier_usable(run_dir, folder.name if folder else "~")
+        how = f"{option} {earlier.name}" if option else f"write {earlier.name} into {run_dir / CHECKPOINTS / LATEST}"
+        hint = f"; the checkpoint {earlier.name} can be used: {how}" if earlier and option is not None else ""
         raise UserError(f"{exc}{hint}") from None
-    manifest = read_manifest(cfg.data.path)
-    static = read_static(cfg.data.path)
-    check_identity(run_dir, cfg.data.path, manifest, static)
+    data = str(data_path or cfg.data.path)
+    if not manifest_path(data).is_file() and data_path is None:
+        raise UserError(
+            f"{run_dir}: the data set it was trained on, {data}, is gone (moved?); set data.path in "
+            f"{run_dir / 'config.yaml'} to where it is now (checked against {run_dir / 'data_identity.json'})"
+        )
+    manifest = read_manifest(data)
+    static = read_static(data)
+    check_identity(run_dir, data, manifest, static)
     model = build_stage_model(cfg, manifest, static)
     load_module_state(model, model_state["ema"]["module"], str(folder))
     model.to(device).eval().requires_grad_(False)
@@ -71,6 +91,6 @@ def load_inference_model(
         vae_dir = source.get("autoencoder_run")
         if not vae_dir:
             raise UserError(f"{cfg.data.path}: latent data set does not record its autoencoder_run")
-        loaded.vae_run = load_inference_model(vae_dir, source.get("autoencoder_step", "latest"), device)
+        loaded.vae_run = load_inference_model(vae_dir, source.get("autoencoder_step", "latest"), device, option=None)
         loaded.vae = loaded.vae_run.model
     return loaded

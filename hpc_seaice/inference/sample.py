@@ -28,7 +28,7 @@ from hpc_seaice.inference.ensemble import (
     sample_attrs,
 )
 from hpc_seaice.inference.loading import load_inference_model
-from hpc_seaice.outputs import check_free_space, check_output_file
+from hpc_seaice.outputs import check_free_space, check_output_file, check_scratch_dir
 from hpc_seaice.runtime import distributed as hdist
 
 
@@ -45,6 +45,7 @@ def _check_args(args: Any) -> None:
     if out.suffix != ".nc":
         raise UserError(f"--out {out}: expected a .nc file")
     check_output_file(out, "--out", args.overwrite)
+    check_scratch_dir(out.with_name(out.name + ".parts"), "--out", "rank*.npz")  # emptied by sample_run
 
 
 def _check_size(args: Any, field_shape: tuple[int, ...]) -> None:

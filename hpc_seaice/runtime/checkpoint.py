@@ -109,7 +109,8 @@ def find_checkpoint(run_dir: str | Path, step: str | int = "latest") -> Path:
     if str(step) == "latest":
         folder = latest_checkpoint(run_dir)
         if folder is None:
-            raise UserError(f"{run_dir}: no checkpoint yet (no {CHECKPOINTS}/{LATEST})")
+            found = "is missing" if complete_checkpoints(run_dir) else "is missing: no checkpoint yet"
+            raise UserError(f"{run_dir}: {CHECKPOINTS}/{LATEST} {found}")
         return folder
     text = str(step).removeprefix("step_")
     if not text.isdigit():

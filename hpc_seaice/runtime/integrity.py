@@ -2,9 +2,9 @@
 
 ``meta.json`` is the last file written into a checkpoint and lists every other file with its
 sha256, DeepSpeed's own partition files included. Before anything is loaded, the list is checked:
-a missing, truncated or altered file is refused in one line, before torch or DeepSpeed (which
-loads its files with pickle) opens it. What is made beside a checkpoint later (DeepSpeed's
-universal form, pins of latent data sets) is not part of it.
+a missing, truncated or altered file, or a ``.pt`` file added later, is refused in one line,
+before torch or DeepSpeed (which loads its files with pickle) opens it. What is made beside a
+checkpoint later (DeepSpeed's universal form, pins of latent data sets) is not part of it.
 """
 
 from __future__ import annotations
@@ -58,4 +58,9 @@ def verify_files(folder: Path) -> dict[str, Any]:
             raise UserError(f"{path}: missing from the checkpoint")
         if sha256_file(path) != digest:
             raise UserError(f"{path}: changed or damaged since it was written (sha256 mismatch)")
+    if "files" in meta:  # torch and DeepSpeed find their files by name: an added one would load unchecked
+        for path in sorted(folder.rglob("*.pt")):
+            relative = path.relative_to(folder)
+            if relative.parts[0] not in NOT_HASHED and relative.as_posix() not in meta["files"]:
+                raise UserError(f"{path}: not part of the checkpoint as written (not listed in {META_NAME}); remove it")
     return meta

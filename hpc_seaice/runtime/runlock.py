@@ -94,7 +94,17 @@ class RunLock:
             return {}
         except (OSError, ValueError):
             return None
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            return None
+        pid, stamp = data.get("pid"), data.get("time", 0)
+        well_formed = (
+            isinstance(pid, int)
+            and 0 < pid < 2**31
+            and isinstance(data.get("host", ""), str)
+            and isinstance(stamp, (int, float))
+            and 0 <= stamp < 1e11
+        )
+        return data if well_formed else None  # a damaged record is treated like a torn one
 
     def _remove_stale(self, seen: str) -> None:
         """Remove the lock file only if it still holds ``seen`` (another starter may have replaced it)."""
@@ -133,7 +143,7 @@ class RunLock:
                     continue
                 if holder is None or not holder:
                     if age < _TORN_GRACE_S:
-                        time.sleep(0.1)  # being written right now
+                        time.sleep(min(max(_TORN_GRACE_S - age, 0.1), 1.0))  # being written right now?
                         continue
                     self._remove_stale(seen)
                     continue

@@ -189,7 +189,10 @@ def select_checkpoint(run_dir: Path, fallback: str) -> Path | None:
                 problem + "; run.fallback_checkpoint=auto: no earlier complete checkpoint passes its checks"
             )
     else:
-        earlier = find_checkpoint(run_dir, fallback)
+        try:
+            earlier = find_checkpoint(run_dir, fallback)
+        except UserError as exc:
+            raise UserError(f"{problem}; config key 'run.fallback_checkpoint': {exc}") from None
         _usable(earlier)
     notice(f"{problem}; falling back to {earlier.name} (run.fallback_checkpoint={fallback})")
     return earlier
