@@ -41,6 +41,7 @@ class DataConfig:
     val_split: str = "validation"
     num_workers: int = 2
     prefetch_factor: int = 2
+    in_memory: bool = False  # read the whole split into memory once (latent sets that fit: ~3 GB at paper scale)
 
 
 @dataclass
@@ -76,6 +77,10 @@ class VAEConfig:
     decoder: str = "censored"  # censored | gaussian
     beta: float = 1e-4  # weight of the KL term (KL averaged per latent element, like the NLL per value)
     sigma_init: float = 0.5  # initial decoder scale per variable, in normalised units
+    decoder_arch: str = "conv"  # conv (mirror of the encoder) | light (sub-pixel head, models/light_decoder.py)
+    light_channels: list[int] = field(default_factory=lambda: [128, 48])  # light: widths on the latent and next grid
+    refine_channels: int = 16  # light: hidden width of the full-resolution refinement (0 = none)
+    frozen_encoder: str = ""  # an autoencoder run: train only the decoder, its encoder loaded and frozen
     channels_last: bool = False
     compile: bool = False
 
@@ -323,6 +328,8 @@ def with_absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     cfg.run.dir = str(Path(cfg.run.dir).expanduser().resolve())
     if cfg.data.path:
         cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
+    if cfg.vae.frozen_encoder:
+        cfg.vae.frozen_encoder = str(Path(cfg.vae.frozen_encoder).expanduser().resolve())
     if cfg.engine.deepspeed_config:
         cfg.engine.deepspeed_config = str(Path(cfg.engine.deepspeed_config).expanduser().resolve())
     return cfg

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from hpc_seaice.config import VAEConfig
 from hpc_seaice.models.censored import censored_gaussian_nll, gaussian_nll
 from hpc_seaice.models.layers import BLOCKS, group_norm
+from hpc_seaice.models.light_decoder import LightDecoder
 
 # Exact 0/1 values come out of float32 normalisation a few ulps off the normalised bound.
 BOUND_TOLERANCE = 1e-5
@@ -88,6 +89,10 @@ class Decoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
+# vae.decoder_arch -> decoder network (vae.decoder is the likelihood: censored | gaussian).
+DECODERS: dict[str, type[nn.Module]] = {"conv": Decoder, "light": LightDecoder}
+
+
 class VAE(nn.Module):
     """Convolutional VAE with a Gaussian or censored-Gaussian decoder (``cfg.decoder``).
 
@@ -107,6 +112,8 @@ class VAE(nn.Module):
         super().__init__()
         if cfg.decoder not in ("censored", "gaussian"):
             raise ValueError(f"vae.decoder {cfg.decoder!r} is not one of ('censored', 'gaussian')")
+        if cfg.decoder_arch not in DECODERS:
+            raise ValueError(f"vae.decoder_arch {cfg.decoder_arch!r} is not one of {tuple(DECODERS)}")
         if cfg.block not in BLOCKS:
             raise ValueError(f"vae.block {cfg.block!r} is not one of {sorted(BLOCKS)}")
         if not cfg.channel_mult:
@@ -127,7 +134,7 @@ class VAE(nn.Module):
         self.register_buffer("lower", lo)
         self.register_buffer("upper", up)
         self.encoder = Encoder(cfg)
-        self.decoder = Decoder(cfg)
+        self.decoder = DECODERS[cfg.decoder_arch](cfg)
         self.log_sigma = nn.Parameter(torch.full((c,), math.log(cfg.sigma_init)))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
