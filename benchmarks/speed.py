@@ -113,16 +113,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="batch sizes of the sampling sweep, comma-separated (default 1,4,16; '' for none)",
     )
     p.add_argument(
-        "--no-compile-compare",
+        "--compile-compare",
         dest="compare_compiled",
-        action="store_false",
-        help="skip timing torch.compile'd against eager sampling calls (compilation takes minutes on a CPU)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="time torch.compile'd against eager sampling calls and check they agree (default: on, off with "
+        "--quick; compilation takes minutes on a CPU)",
     )
     p.add_argument("--quick", action="store_true", help="demo presets at 5x128x128 / 16x16x16 (CI smoke test)")
     p.add_argument("--name", default="speed", help="result file name (default speed)")
     p.add_argument("--out", default="", help="results folder (default benchmarks/results, or .../quick)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG bar chart")
     args = p.parse_args(argv)
+    if args.compare_compiled is None:
+        args.compare_compiled = not args.quick
     if args.batch_size < 0 or args.repeats < 0 or args.threads < 0 or args.retries < 0:
         p.error("--batch-size, --repeats, --threads and --retries must be >= 0")
     if not 0.0 <= args.min_cpu_share <= 1.0:

@@ -69,7 +69,18 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def speed_run(results: Path) -> Path:
     run_module(
-        "benchmarks.speed", "--quick", "--repeats", "1", "--threads", "1", "--retries", "0", "--out", str(results)
+        "benchmarks.speed",
+        "--quick",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--retries",
+        "0",
+        "--sweep",
+        "1,2",
+        "--out",
+        str(results),
     )
     return results
 
@@ -106,7 +117,26 @@ def test_speed_quick_writes_json_table_and_chart(speed_run: Path) -> None:
     assert all(math.isfinite(r[k]) and r[k] > 0 for k in ("training_flops", "sampling_time", "sampling_flops"))
     # The data-space network is the bigger one, in FLOPs per training step and per generated sample.
     assert r["training_flops"] > 1 and r["sampling_flops"] > 1
+    # Batch sweep: both spaces at each batch, per-sample time and decoder share from the timed parts.
+    sweep = s["sweep"]
+    assert sorted((w["space"], w["batch"]) for w in sweep) == [("data", 1), ("data", 2), ("latent", 1), ("latent", 2)]
+    for w in sweep:
+        assert math.isclose(w["s_per_sample"], (39 * w["call_s"] + w["decode_s"]) / w["batch"], rel_tol=1e-9)
+        assert math.isclose(w["decoder_share"], w["decode_s"] / (39 * w["call_s"] + w["decode_s"]), rel_tol=1e-9)
+        assert math.isclose(w["matmul_fraction"], w["achieved_flops"] / s["matmul"]["flops_per_s"], rel_tol=1e-9)
+    lat2 = next(w for w in sweep if w["space"] == "latent" and w["batch"] == 2)
+    data2 = next(w for w in sweep if w["space"] == "data" and w["batch"] == 2)
+    assert math.isclose(s["sweep_ratios"]["2"]["sampling_time"], data2["s_per_sample"] / lat2["s_per_sample"])
+    # The measured matmul rate is the efficiency reference of every network on a CPU.
+    train = s["spaces"]["latent"]["training"]
+    assert s["matmul"]["flops_per_s"] > 0
+    assert math.isclose(train["matmul_fraction"], train["achieved_flops"] / s["matmul"]["flops_per_s"])
+    assert s["targets"]["sampling_ratio"] == 22.0 and s["compiled"] == []  # --quick: no compile comparison
+    latent_sampling = s["spaces"]["latent"]["sampling"]
+    share = latent_sampling["median_decode_s"] / (latent_sampling["s_per_sample"] * s["batch_size"])
+    assert math.isclose(latent_sampling["decoder_share"], share)
     text = check_markdown(speed_run / "speed.md", "quantity", len(record["results"]))
+    assert "Batch sweep" in text and "decoder share" in text
     assert "QUICK run" in text and "demo-data at 5x128x128" in text and "derived" in text
     assert (speed_run / "speed_ratios.png").read_bytes()[:8] == PNG_SIGNATURE
 

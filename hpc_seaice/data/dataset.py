@@ -14,19 +14,18 @@ resumes from a global sample count even with another world size (edm2's conventi
 from __future__ import annotations
 
 import os
-import sys
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
-import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import Dataset, Sampler, default_collate, get_worker_info  # noqa: E402
 
+from hpc_seaice.data.shard_reader import OpenShard  # noqa: E402
 from hpc_seaice.data.shards import (  # noqa: E402
     Manifest,
     Static,
@@ -47,78 +46,8 @@ from hpc_seaice.errors import UserError  # noqa: E402
 MAX_OPEN_SHARDS = 64
 # Bytes of samples normalised in one go: well inside a last-level cache.
 CACHE_BYTES = 8 << 20
-
-
-class _OpenShard:
-    """One shard opened for reading in one process.
-
-    A sample is one uncompressed chunk, i.e. a contiguous run of little-endian float32 bytes in
-    the file. Their offsets are looked up once in the HDF5 chunk index, the HDF5 file is closed
-    again, and a sample is then one ``preadv`` on a plain descriptor straight into the caller's
-    buffer: no HDF5 call, no chunk cache, no copy, and no HDF5 handle held open (so nothing
-    clashes with other code opening the same file with other HDF5 locking flags). Files with
-    filters, another dtype or other chunking keep an h5py handle and use ``read_direct``.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fd: int | None = None
-        self.file: h5py.File | None = open_h5(path)
-        self.fields = self.file["fields"]
-        self.offsets = self._chunk_offsets()
-        if self.offsets is not None:
-            self.fd = os.open(path, os.O_RDONLY)
-            self.file.close()
-            self.file = None
-
-    def _chunk_offsets(self) -> np.ndarray | None:
-        d = self.fields
-        n = d.shape[0]
-        nbytes = int(np.prod(d.shape[1:])) * 4
-        plain = (
-            hasattr(os, "preadv")
-            and sys.byteorder == "little"  # raw chunk bytes are little-endian float32
-            and d.dtype == np.dtype("<f4")
-            and d.chunks == (1, *d.shape[1:])
-            and d.id.get_create_plist().get_nfilters() == 0
-            and d.file.userblock_size == 0
-        )
-        if not plain or n == 0:
-            return None
-        offsets = np.full(n, -1, np.int64)
-
-        def visit(info: Any) -> None:
-            if info.size == nbytes and info.filter_mask == 0 and info.byte_offset is not None:
-                offsets[info.chunk_offset[0]] = info.byte_offset
-
-        try:
-            d.id.chunk_iter(visit)
-        except (AttributeError, RuntimeError, OSError):  # older HDF5/h5py: no chunk iteration
-            return None
-        return offsets if (offsets >= 0).all() else None
-
-    def read(self, j: int, out: np.ndarray) -> None:
-        try:
-            if self.fd is not None and out.flags.c_contiguous:
-                view = memoryview(out).cast("B")
-                if os.preadv(self.fd, [view], int(self.offsets[j])) != view.nbytes:
-                    raise OSError("short read: file ends inside the sample")
-            elif self.file is not None:
-                self.fields.read_direct(out, source_sel=np.s_[j])
-            else:
-                with open_h5(self.path) as f:
-                    f["fields"].read_direct(out, source_sel=np.s_[j])
-        except (OSError, ValueError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"{self.path}: cannot read sample {j}, truncated or corrupt ({reason})") from None
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+# Bytes read per call when a whole split is loaded into memory.
+BLOCK_BYTES = 64 << 20
 
 
 class ShardedDataset(Dataset):
@@ -129,10 +58,14 @@ class ShardedDataset(Dataset):
     physical values (land 0 as stored) and no statistics are needed.
 
     With a DataLoader, batches are fetched whole (``__getitems__``); pass ``collate_fn=collate``
-    to receive them without the default collate's extra copy.
+    to receive them without the default collate's extra copy. :class:`~hpc_seaice.data.batch_loader.BatchLoader`
+    goes further: workers fill batches in a shared ring and hand over only its slot numbers.
+    ``in_memory=True`` reads the split once into shared memory (see :meth:`load_into_memory`).
     """
 
-    def __init__(self, path: str | os.PathLike, split: str | None = "train", normalize: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike, split: str | None = "train", normalize: bool = True, in_memory: bool = False
+    ) -> None:
         self.path = Path(path)
         self.root = manifest_path(self.path).parent
         self.split = split
@@ -183,12 +116,15 @@ class ShardedDataset(Dataset):
         self.grid: tuple[int, int] = (int(grid[0]), int(grid[1]))
         self.mask: torch.Tensor = torch.from_numpy(self.static.mask.astype(np.float32))
         self._ocean = self.static.mask > 0.5
+        self._memory: torch.Tensor | None = None
         self._init_process_state()
+        if in_memory:
+            self.load_into_memory()
 
     # -- per-process state (never pickled, rebuilt after fork or spawn) -----------------------
     def _init_process_state(self) -> None:
         self._pid = os.getpid()
-        self._handles: OrderedDict[int, _OpenShard] = OrderedDict()
+        self._handles: OrderedDict[int, OpenShard] = OrderedDict()
         self._scale: np.ndarray | None = None
         self._offset: np.ndarray | None = None
 
@@ -215,12 +151,12 @@ class ShardedDataset(Dataset):
         except Exception:
             pass
 
-    def _shard_handle(self, k: int) -> _OpenShard:
+    def _shard_handle(self, k: int) -> OpenShard:
         if self._pid != os.getpid():  # forked: inherited handles belong to the parent
             self._init_process_state()
         shard = self._handles.get(k)
         if shard is None:
-            shard = _OpenShard(self._shard_files[k])
+            shard = OpenShard(self._shard_files[k])
             self._handles[k] = shard
             if len(self._handles) > MAX_OPEN_SHARDS:
                 _, old = self._handles.popitem(last=False)
@@ -278,9 +214,8 @@ class ShardedDataset(Dataset):
                     raise self._nan_error(i, self.raw(i))
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        x = self.raw(i)
-        self._finish([i], x[None])
-        return torch.from_numpy(x)
+        x = np.empty((1, self.num_channels, *self.grid), np.float32)
+        return torch.from_numpy(self.read_batch([i], x)[0])
 
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
         """A batch as views [C, H, W] of one buffer [B, C, H, W] (the DataLoader's batched fetch).
@@ -290,23 +225,52 @@ class ShardedDataset(Dataset):
         stacks the views into a new batch (correct, one more copy); ``collate_fn=collate``
         hands over the buffer itself.
         """
-        shape = (len(indices), self.num_channels, *self.grid)
-        out = _new_batch(shape)
-        x = out.numpy()
+        out = _new_batch((len(indices), self.num_channels, *self.grid))
+        self.read_batch(indices, out.numpy())
+        return list(out.unbind(0))
+
+    def read_batch(self, indices: Sequence[int], out: np.ndarray) -> np.ndarray:
+        """Samples ``indices`` into ``out`` [n, C, H, W] float32: read, normalised, checked; returns ``out``.
+
+        Per group of samples that fits in cache: the group's samples are read shard by shard
+        with as few calls as the file layout allows (neighbours in one ``preadv``), then
+        normalised in one numpy call per group, not per sample, with no second trip to memory.
+        An in-memory data set (``in_memory=True``) gathers the rows it already holds.
+        """
         items = [int(i) for i in indices]
         for i in items:
             if not -len(self) <= i < len(self):
                 raise IndexError(f"index {i} out of range for {len(self)} samples")
-        # Normalise groups of samples that fit in cache right after reading them: one numpy call
-        # per group instead of per sample (small grids), no second trip to memory (large ones).
-        group = max(1, CACHE_BYTES // x[0].nbytes)
+        if self._memory is not None:
+            np.take(self._memory.numpy(), items, axis=0, out=out)
+            return out
+        group = max(1, CACHE_BYTES // max(1, out[0].nbytes))
         for lo in range(0, len(items), group):
             hi = min(len(items), lo + group)
+            by_shard: dict[int, list[int]] = {}
             for k in range(lo, hi):
-                i = items[k]
-                self._shard_handle(int(self._shard[i])).read(int(self._local[i]), x[k])
-            self._finish(items[lo:hi], x[lo:hi])
-        return list(out.unbind(0))
+                by_shard.setdefault(int(self._shard[items[k]]), []).append(k)
+            for shard, ks in by_shard.items():
+                local = [int(self._local[items[k]]) for k in ks]
+                self._shard_handle(shard).read_many(local, [out[k] for k in ks])
+            self._finish(items[lo:hi], out[lo:hi])
+        return out
+
+    def load_into_memory(self) -> None:
+        """Read the whole split once into shared memory (normalised); later reads are gathers.
+
+        For data sets that fit (a paper-scale latent set is about 3 GB): no file access and no
+        normalisation per batch afterwards. The array is in torch shared memory, so DataLoader
+        workers (forked or spawned) use it without copies; call it before starting them.
+        """
+        if self._memory is None:
+            memory = torch.empty((len(self), self.num_channels, *self.grid), dtype=torch.float32).share_memory_()
+            step = max(1, BLOCK_BYTES // max(1, memory[0].numel() * 4))
+            for lo in range(0, len(self), step):
+                hi = min(len(self), lo + step)
+                self.read_batch(range(lo, hi), memory.numpy()[lo:hi])
+            self._memory = memory
+            self.close()
 
     def logvar(self, i: int) -> np.ndarray:
         """Latent data sets: the posterior log-variance [C, H, W] stored beside the mean."""
