@@ -41,7 +41,6 @@ class DataConfig:
     val_split: str = "validation"
     num_workers: int = 2
     prefetch_factor: int = 2
-    in_memory: bool = False  # read the whole split into memory once (latent sets that fit: ~3 GB at paper scale)
 
 
 @dataclass
