@@ -1,11 +1,12 @@
 """Latent versus data-space diffusion: training throughput and sampling time, one process, one device.
 
     python -m benchmarks.speed                      # paper geometry: paper-data 5x512x512 vs paper-latent 16x64x64
+    python -m benchmarks.speed --full-sampling      # ... with the data-space sampler timed end to end too (CPU)
     python -m benchmarks.speed --quick              # demo-data 5x128x128 vs demo-latent 16x16x16 (seconds)
     python -m benchmarks.speed --device cuda --compile
 
-The paper says latent diffusion is "about 25 times faster" without saying at what (PAPER_NOTES
-5). Both candidates are measured here with the same device, precision and batch size:
+The paper says latent diffusion is "about 25 times faster" without saying at what. Both
+candidates are measured here with the same device, precision and batch size:
 
 - training: one optimizer step of the real trainer engine (``DDPEngine.train_step``: forward,
   the real diffusion loss, backward, gradient clipping, AdamW) on fixed inputs already on the
@@ -15,16 +16,27 @@ The paper says latent diffusion is "about 25 times faster" without saying at wha
 - VAE encode: what latent caching saves per training sample (the LDM never runs the encoder).
 - sampling: time per generated sample of the real sampler (``evaluation.generate.generate``: 20
   deterministic Heun steps = 39 network evaluations) plus the way back to physical fields (one
-  VAE decoder pass for latents; un-normalise and clip for data space).
+  VAE decoder pass for latents; un-normalise and clip for data space), and the decoder's share.
+- a sampling batch sweep (``--sweep``, default 1, 4, 16; same batch on both sides): time per
+  network call and per decode against their FLOPs (``benchmarks.speed_sweep``).
+- the machine's dense matmul FLOP/s, measured in the same run: each network's achieved FLOP/s
+  as a fraction of it (CPU runs too), beside the MFU against a GPU's vendor bf16 peak.
+- compiled against eager sampling calls (``--compile-compare``, on by default without
+  ``--quick``): ``evaluation.generate.compile_for_sampling`` on the latent denoiser and the VAE
+  decoder (and the data-space denoiser on a GPU), timed, with the largest output difference.
 - FLOPs of every network call counted by ``torch.utils.flop_counter`` on the meta device
-  (convolutions, matmuls, attention; element-wise work is not counted), achieved FLOP/s, MFU on
-  a GPU with a known bf16 peak, and peak memory.
+  (convolutions, matmuls, attention; element-wise work is not counted), and peak memory.
 
 Where a full measurement is too slow (the data-space sampler on a CPU: 39 evaluations of a
-183-GFLOP network), the time per network evaluation is measured on a few evaluations and the
+75-GFLOP network), the time per network evaluation is measured on a few evaluations and the
 per-sample time is *derived* from it; the JSON and the table say which figures are derived and
 by which formula. The latent sampler is timed end to end and also derived the same way, which
 shows how close the derivation is.
+
+Modules: ``speed_plan`` (geometry, repeats), ``speed_timing`` (timers, devices, peaks; also used
+by ``benchmarks.scaling``), ``speed_flops`` (models, FLOP counts), ``speed_measure`` (the
+measurements), ``speed_sweep`` (batch sweep, matmul peak, compiled vs eager), ``speed_summary``
+(ratios), ``speed_report`` (tables); this module is the command line.
 """
 
 from __future__ import annotations
