@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import REPO_ROOT, markdown_table, results_dir, write_results
+from benchmarks.common import REPO_ROOT, markdown_table, results_dir, write_report
 from hpc_seaice.data.dataset import ShardedDataset
 from hpc_seaice.data.variables import VARIABLES
 from hpc_seaice.evaluation.metrics import miz_area, rmse
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 **{f"RMSE {v}": f"{s['rmse'][v]:.4g}" for v in VARIABLES},
                 "small-scale PSD log10 ratio": f"{s['psd_small_scale_log10_ratio']:+.3f}",
                 "MIZ-area error": f"{100 * s['miz_area_error']:.1f}%",
-                **{f"|share {k}| error": f"{100 * e:.2f} pt" for k, e in s["plateau_share_error"].items()},
+                **{f"share {k} error": f"{100 * e:.2f} pt" for k, e in s["plateau_share_error"].items()},
             }
         )
     light, conv = summary["light, frozen encoder"], summary["conv, frozen encoder"]
@@ -162,8 +162,19 @@ def main(argv: list[str] | None = None) -> int:
         + ". Reconstructions of the test split, deterministic. See the module docstring for the scores."
     )
     out = Path(args.out) if args.out else results_dir()
-    json_path, md_path = write_results(args.name, rows, settings={**settings, "summary": summary,
-                                       "light_vs_conv_relative": relative}, notes=notes, out_dir=out)  # fmt: skip
+    header = (
+        f"Synthetic {args.grid} x {args.grid} data, {len(truth)} test states; demo-vae encoder trained {args.steps} "
+        f"steps ('conv'), then each decoder trained {args.steps} steps against that frozen encoder."
+    )
+    json_path, md_path = write_report(
+        args.name,
+        rows,
+        settings=settings,
+        summary={"runs": summary, "light_vs_conv_relative": relative},
+        header_text=header,
+        notes=notes,
+        out_dir=out,
+    )
     print(markdown_table(rows))
     print(notes)
     print(f"written {json_path} and {md_path}")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import ROOT, child_env
 
@@ -219,3 +220,22 @@ def test_training_flops_count_grouped_convolution_backward_once_per_group(groups
 def test_gpu_script_parses() -> None:
     proc = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu.sh")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_decoder_quality_scores_perfect_and_offset_reconstructions(tiny_dataset) -> None:
+    quality = bench("decoder_quality")
+    from hpc_seaice.data.dataset import ShardedDataset
+
+    ds = ShardedDataset(tiny_dataset, split="test", normalize=False)
+    truth = np.stack([ds.raw(i) for i in range(len(ds))]).astype(np.float64)
+    mask = ds.static.mask.astype(np.float64)
+    perfect = quality.scores(truth, truth, mask)
+    assert all(v == 0 for v in perfect["rmse"].values()) and perfect["miz_area_error"] == 0
+    assert perfect["psd_small_scale_log10_ratio"] == 0 and all(v == 0 for v in perfect["plateau_share_error"].values())
+    # A constant 0.1 m thicker ocean: RMSE 0.1 in sit only, and no sit == 0 cell left in the ocean.
+    thicker = truth.copy()
+    thicker[:, 0] += 0.1 * (mask > 0.5)
+    s = quality.scores(thicker, truth, mask)
+    assert math.isclose(s["rmse"]["sit"], 0.1, rel_tol=1e-9) and s["rmse"]["sic"] == 0
+    assert s["plateau_shares"]["sit == 0"] == 0
+    assert math.isclose(s["plateau_share_error"]["sit == 0"], perfect["plateau_shares"]["sit == 0"])
