@@ -56,6 +56,7 @@ def speed_rows(record: dict[str, Any] | None) -> list[dict[str, str]]:
         f"{'x'.join(map(str, s['geometry']['latent']))}"
     )
     target = s["targets"]["latent_over_data_ratio"]
+    sampling_target = s["targets"].get("sampling_ratio", target)  # 22x since issue 15 (0.9 of the FLOP ratio)
     return [
         _row(
             "speed",
@@ -69,8 +70,8 @@ def speed_rows(record: dict[str, Any] | None) -> list[dict[str, str]]:
             "speed",
             "sampling time per sample, data / latent",
             f"{r['sampling_time']:.1f}x (FLOP ratio {r['sampling_flops']:.1f}x)",
-            f">= {target:g}x",
-            r["sampling_time"] >= target,
+            f">= {sampling_target:g}x",
+            r["sampling_time"] >= sampling_target,
             f"{r['sampling_time_kinds']}; {where}",
         ),
     ]

@@ -158,3 +158,56 @@ def write_results(
     md_path = out / f"{name}.md"
     md_path.write_text("\n".join(md))
     return json_path, md_path
+
+
+def write_report(
+    name: str,
+    rows: list[dict[str, Any]],
+    *,
+    settings: dict[str, Any],
+    summary: dict[str, Any],
+    header_text: str,
+    notes: str,
+    out_dir: Path,
+) -> tuple[Path, Path]:
+    """``<name>.json`` (environment, settings, table rows, full summary, notes) and ``<name>.md``.
+
+    Same record layout as ``benchmarks.common.write_results`` plus a ``summary`` of the raw
+    measurements, and a header paragraph in the markdown saying what was measured.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    record = {
+        "name": name,
+        "environment": env,
+        "settings": settings,
+        "results": rows,
+        "summary": summary,
+        "notes": notes,
+    }
+    json_path = out_dir / f"{name}.json"
+    md_path = out_dir / f"{name}.md"
+    tmp = json_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    tmp.replace(json_path)
+    md = [
+        f"# {name}",
+        "",
+        header_text,
+        "",
+        markdown_table(rows),
+        "",
+        notes,
+        "",
+        "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()),
+        "",
+        "Settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()),
+        "",
+    ]
+    md_path.write_text("\n".join(md))
+    return json_path, md_path
+
+
+def load_average() -> float | None:
+    """1-minute load average: other work on the machine skews CPU timings, so it is recorded."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None

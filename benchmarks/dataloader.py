@@ -1,10 +1,12 @@
-"""Data-loader throughput: ShardedDataset + DataLoader against a raw sequential h5py read.
+"""Data-loader throughput: ShardedDataset + DataLoader / BatchLoader against a raw sequential h5py read.
 
-    python -m benchmarks.dataloader            # grids 128 and 512
-    python -m benchmarks.dataloader --quick    # grids 64 and 128, fewer samples (seconds)
+    python -m benchmarks.dataloader            # latent 16x64x64, fields 128 and 512
+    python -m benchmarks.dataloader --quick    # latent 16x64x64, fields 64 and 128, fewer samples (seconds)
+    python -m benchmarks.dataloader --grids latent64,128   # any mix of latentN (16 channels) and N (fields)
 
-For each grid a synthetic data set is generated into a temporary folder. In the same run, and
-interleaved so that every path sees the same machine load, it times (best of ``--repeat``):
+For each geometry a synthetic data set is generated into a temporary folder: synthetic sea-ice
+fields (5 x N x N), or random latents (16 x N x N, the latent data set layout). In the same run,
+and interleaved so that every path sees the same machine load, it times (best of ``--repeat``):
 
 - raw h5py, new array per batch: every shard front to back with plain h5py, ``dset[lo:hi]`` of
   one batch per call; like a loader, it hands out a fresh array per batch. The baseline.
@@ -14,6 +16,9 @@ interleaved so that every path sees the same machine load, it times (best of ``-
   through :class:`ShardedDataset` (normalised, masked, checked float32 tensors) and a torch
   DataLoader with 0 or 2 worker processes, with torch's default collate or the pass-through
   :func:`hpc_seaice.data.dataset.collate`.
+- batch loader: :class:`hpc_seaice.data.batch_loader.BatchLoader`, the same batches read by
+  0 or 2 workers into a shared ring of batch buffers (a worker hands over a slot number, not the
+  data), and with the split held in memory (``in_memory=True``, 0 workers).
 - DataLoader alone: a dataset of zeros with the same shapes and 2 workers, i.e. what the worker
   processes and their shared-memory transfer cost by themselves, the ceiling for any reader.
 
@@ -38,8 +43,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.common import markdown_table, write_results
+from hpc_seaice.data.batch_loader import BatchLoader
 from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset, collate
-from hpc_seaice.data.manifest import read_manifest
+from hpc_seaice.data.manifest import read_manifest, write_manifest
+from hpc_seaice.data.shards import ShardWriter
+from hpc_seaice.data.static import write_static
 from hpc_seaice.data.synth import generate
 
 BLOCK_BYTES = 64 << 20
@@ -115,6 +123,43 @@ class ReaderPass:
 
 
 READERS = [(0, False), (0, True), (2, False), (2, True)]  # (workers, pass-through collate)
+BATCH_LOADERS = [(0, False), (2, False), (0, True)]  # (workers, in memory)
+LATENT_CHANNELS = 16
+
+
+class BatchLoaderPass(ReaderPass):
+    """The same shuffled global batches through :class:`BatchLoader` (shared ring of batch buffers)."""
+
+    def __init__(self, root: Path, num_workers: int, batch: int, in_memory: bool) -> None:
+        self.ds = ShardedDataset(root, split=None, in_memory=in_memory)
+        sampler = GlobalBatchSampler(len(self.ds), global_batch=batch, rank=0, world_size=1, seed=0)
+        self.loader = BatchLoader(self.ds, sampler, batch, num_workers=num_workers, prefetch_factor=4, hold=2)
+        self._start(batch)
+
+
+def make_latent_set(root: Path, side: int, samples: int, shard_size: int) -> None:
+    """Random latents [16, side, side] in the latent data set layout (values do not matter here)."""
+    writer = ShardWriter(
+        root,
+        kind="latent",
+        variables=[f"z{i:02d}" for i in range(LATENT_CHANNELS)],
+        units=["1"] * LATENT_CHANNELS,
+        lower=[-np.inf] * LATENT_CHANNELS,
+        upper=[np.inf] * LATENT_CHANNELS,
+        grid=[side, side],
+        shard_size=shard_size,
+    )
+    rng = np.random.default_rng(0)
+    times = np.datetime64("2009-01-01T00:00:00") + np.arange(samples) * np.timedelta64(6, "h")
+    with writer:
+        for lo in range(0, samples, shard_size):
+            hi = min(samples, lo + shard_size)
+            x = rng.standard_normal((hi - lo, LATENT_CHANNELS, side, side), dtype=np.float32)
+            writer.write(x, times[lo:hi], np.zeros_like(x))
+    write_manifest(root, writer.build_manifest())
+    ones = np.ones((side, side), np.float32)
+    zeros = np.zeros(LATENT_CHANNELS)
+    write_static(root, ones, ones, ones, zeros, zeros + 1.0)
 
 
 class ZeroCost(Dataset):
@@ -147,15 +192,21 @@ class LoaderOnlyPass(ReaderPass):
         del self.it
 
 
-def measure_grid(grid: int, samples: int, shard_size: int, batch: int, repeat: int) -> list[dict]:
-    with tempfile.TemporaryDirectory(prefix=f"bench-loader-{grid}-") as tmp:
+def measure_grid(geometry: str, samples: int, shard_size: int, batch: int, repeat: int) -> list[dict]:
+    latent = geometry.startswith("latent")
+    grid = int(geometry.removeprefix("latent"))
+    channels = LATENT_CHANNELS if latent else 5
+    with tempfile.TemporaryDirectory(prefix=f"bench-loader-{geometry}-") as tmp:
         root = Path(tmp) / "data"
         days = max(1, int(3652 / samples))
         t0 = time.perf_counter()
-        generate(root, grid=grid, freq=f"{days}D", seed=0, shard_size=shard_size, progress=False)
+        if latent:
+            make_latent_set(root, grid, samples, shard_size)
+        else:
+            generate(root, grid=grid, freq=f"{days}D", seed=0, shard_size=shard_size, progress=False)
         gen_s = time.perf_counter() - t0
         n = read_manifest(root).num_samples
-        sample_mb = 5 * grid * grid * 4 / 1e6
+        sample_mb = channels * grid * grid * 4 / 1e6
         paths: dict[str, Any] = {
             "raw h5py, new array per batch": lambda: raw_pass(root, batch, reuse=False),
             "raw h5py, reused buffer": lambda: raw_pass(root, batch, reuse=True),
@@ -165,8 +216,12 @@ def measure_grid(grid: int, samples: int, shard_size: int, batch: int, repeat: i
             name = f"reader, {w} workers, {'collate' if passthrough else 'default collate'}"
             readers[name] = ReaderPass(root, w, batch, passthrough)
             paths[name] = readers[name]
+        for w, in_memory in BATCH_LOADERS:
+            name = f"batch loader, {w} workers{', in memory' if in_memory else ''}"
+            readers[name] = BatchLoaderPass(root, w, batch, in_memory)
+            paths[name] = readers[name]
         name = "DataLoader alone, 2 workers (zero-cost dataset)"
-        readers[name] = LoaderOnlyPass((5, grid, grid), n, 2, batch)
+        readers[name] = LoaderOnlyPass((channels, grid, grid), n, 2, batch)
         paths[name] = readers[name]
         best: dict[str, float] = {}
         nbytes: dict[str, int] = {}
@@ -182,7 +237,7 @@ def measure_grid(grid: int, samples: int, shard_size: int, batch: int, repeat: i
             mbs = nbytes[key] / 1e6 / best[key]
             rows.append(
                 {
-                    "grid": grid,
+                    "grid": f"{channels}x{grid}x{grid}",
                     "path": key,
                     "samples": round(nbytes[key] / 1e6 / sample_mb),
                     "samples_per_s": mbs / sample_mb,
@@ -194,7 +249,7 @@ def measure_grid(grid: int, samples: int, shard_size: int, batch: int, repeat: i
             )
         for r in readers.values():
             r.close()
-        print(f"grid {grid}: {n} samples generated in {gen_s:.1f} s", flush=True)
+        print(f"{geometry}: {n} samples ({channels}x{grid}x{grid}) generated in {gen_s:.1f} s", flush=True)
         return rows
 
 
@@ -203,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="grids 64 and 128 with few samples")
     p.add_argument("--repeat", type=int, default=3, help="timed passes per path (best is kept)")
     p.add_argument("--batch", type=int, default=8, help="samples per batch")
-    p.add_argument("--grids", default="", help="comma-separated grid sides, overriding the plan (e.g. 32)")
+    p.add_argument(
+        "--grids",
+        default="",
+        help="comma-separated geometries overriding the plan: N (5 x N x N fields) or latentN (16 x N x N latents)",
+    )
     p.add_argument("--samples", type=int, default=128, help="samples per data set with --grids")
     p.add_argument(
         "--out",
@@ -214,14 +273,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="", help="result file name (overrides the default above)")
     args = p.parse_args(argv)
     if args.grids:
-        grids = [int(g) for g in args.grids.split(",") if g.strip()]
+        grids = [g.strip() for g in args.grids.split(",") if g.strip()]
+        if not all(g.removeprefix("latent").isdigit() for g in grids):
+            p.error(f"--grids: expected N or latentN entries, got {args.grids!r}")
         plan = [(g, args.samples, max(8, args.samples // 4)) for g in grids]
+    elif args.quick:
+        plan = [("latent64", 512, 128), ("64", 256, 64), ("128", 128, 64)]
     else:
-        plan = [(64, 256, 64), (128, 128, 64)] if args.quick else [(128, 512, 128), (512, 192, 32)]
+        plan = [("latent64", 2048, 256), ("128", 512, 128), ("512", 192, 32)]
     rows = []
     for grid, samples, shard_size in plan:
         rows += measure_grid(grid, samples, shard_size, args.batch, args.repeat)
-        print(markdown_table(rows[-(3 + len(READERS)) :]), flush=True)
+        print(markdown_table(rows[-(3 + len(READERS) + len(BATCH_LOADERS)) :]), flush=True)
     # A folder of its own (--out) holds one run; the shared results folder keeps quick runs apart.
     name = args.name or ("dataloader_quick" if args.quick and not args.out else "dataloader")
     settings = {
@@ -229,15 +292,17 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "repeat": args.repeat,
         "readers (workers, pass-through collate)": READERS,
+        "batch loaders (workers, in memory)": BATCH_LOADERS,
         "page_cache": "warm (files just written)",
     }
     notes = (
-        "MB/s counts float32 sample bytes delivered (5 x H x W x 4 per sample); vs_raw = MB/s / MB/s of "
+        "MB/s counts float32 sample bytes delivered (C x H x W x 4 per sample); vs_raw = MB/s / MB/s of "
         "'raw h5py, new array per batch' in the same run (target >= 0.8); vs_reused_buffer likewise "
         "against 'raw h5py, reused buffer'. startup_s: worker start and first two batches (not timed). "
         "Worker rows are bounded by the DataLoader's own transfer (compare 'DataLoader alone'); with 0 "
         "workers the default collate's torch.stack runs under OpenMP, whose thread wake-ups are slow "
-        "on small shared VMs: collate_fn=collate avoids the stack and its copy."
+        "on small shared VMs: collate_fn=collate avoids the stack and its copy. Batch-loader workers hand over "
+        "a ring slot number instead of the batch; 'in memory' reads the split once (not timed) and then gathers."
     )
     json_path, md_path = write_results(name, rows, settings=settings, notes=notes, out_dir=args.out or None)
     print()

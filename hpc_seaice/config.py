@@ -159,6 +159,10 @@ class VAEConfig(PresetSection):
     decoder: Literal["censored", "gaussian"] = "censored"
     beta: Number = Field(1e-4, ge=0)  # weight of the KL term (per latent element, like the NLL per value)
     sigma_init: Number = 0.5  # initial decoder scale per variable, in normalised units
+    decoder_arch: Literal["conv", "light"] = "conv"  # conv (mirror of the encoder) | light (models/light_decoder.py)
+    light_channels: list[int] = Field(default_factory=lambda: [128, 48])  # light: widths on the latent and next grid
+    refine_channels: int = Field(16, ge=0)  # light: hidden width of the full-resolution refinement (0 = none)
+    frozen_encoder: str = ""  # an autoencoder run: train only the decoder, its encoder loaded and frozen
     channels_last: bool = False
     compile: bool = False
     mask_channel: bool = True  # encoder and decoder see the land-sea mask as an extra input channel
@@ -352,6 +356,8 @@ def with_absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     cfg.run.dir = str(Path(cfg.run.dir).expanduser().resolve())
     if cfg.data.path:
         cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
+    if cfg.vae.frozen_encoder:
+        cfg.vae.frozen_encoder = str(Path(cfg.vae.frozen_encoder).expanduser().resolve())
     if cfg.engine.deepspeed_config:
         cfg.engine.deepspeed_config = str(Path(cfg.engine.deepspeed_config).expanduser().resolve())
     return cfg

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import ROOT, child_env
 
@@ -69,7 +70,18 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def speed_run(results: Path) -> Path:
     run_module(
-        "benchmarks.speed", "--quick", "--repeats", "1", "--threads", "1", "--retries", "0", "--out", str(results)
+        "benchmarks.speed",
+        "--quick",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--retries",
+        "0",
+        "--sweep",
+        "1,2",
+        "--out",
+        str(results),
     )
     return results
 
@@ -106,7 +118,26 @@ def test_speed_quick_writes_json_table_and_chart(speed_run: Path) -> None:
     assert all(math.isfinite(r[k]) and r[k] > 0 for k in ("training_flops", "sampling_time", "sampling_flops"))
     # The data-space network is the bigger one, in FLOPs per training step and per generated sample.
     assert r["training_flops"] > 1 and r["sampling_flops"] > 1
+    # Batch sweep: both spaces at each batch, per-sample time and decoder share from the timed parts.
+    sweep = s["sweep"]
+    assert sorted((w["space"], w["batch"]) for w in sweep) == [("data", 1), ("data", 2), ("latent", 1), ("latent", 2)]
+    for w in sweep:
+        assert math.isclose(w["s_per_sample"], (39 * w["call_s"] + w["decode_s"]) / w["batch"], rel_tol=1e-9)
+        assert math.isclose(w["decoder_share"], w["decode_s"] / (39 * w["call_s"] + w["decode_s"]), rel_tol=1e-9)
+        assert math.isclose(w["matmul_fraction"], w["achieved_flops"] / s["matmul"]["flops_per_s"], rel_tol=1e-9)
+    lat2 = next(w for w in sweep if w["space"] == "latent" and w["batch"] == 2)
+    data2 = next(w for w in sweep if w["space"] == "data" and w["batch"] == 2)
+    assert math.isclose(s["sweep_ratios"]["2"]["sampling_time"], data2["s_per_sample"] / lat2["s_per_sample"])
+    # The measured matmul rate is the efficiency reference of every network on a CPU.
+    train = s["spaces"]["latent"]["training"]
+    assert s["matmul"]["flops_per_s"] > 0
+    assert math.isclose(train["matmul_fraction"], train["achieved_flops"] / s["matmul"]["flops_per_s"])
+    assert s["targets"]["sampling_ratio"] == 22.0 and s["compiled"] == []  # --quick: no compile comparison
+    latent_sampling = s["spaces"]["latent"]["sampling"]
+    share = latent_sampling["median_decode_s"] / (latent_sampling["s_per_sample"] * s["batch_size"])
+    assert math.isclose(latent_sampling["decoder_share"], share)
     text = check_markdown(speed_run / "speed.md", "quantity", len(record["results"]))
+    assert "Batch sweep" in text and "decoder share" in text
     assert "QUICK run" in text and "demo-data at 5x128x128" in text and "derived" in text
     assert (speed_run / "speed_ratios.png").read_bytes()[:8] == PNG_SIGNATURE
 
@@ -189,3 +220,22 @@ def test_training_flops_count_grouped_convolution_backward_once_per_group(groups
 def test_gpu_script_parses() -> None:
     proc = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu.sh")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_decoder_quality_scores_perfect_and_offset_reconstructions(tiny_dataset) -> None:
+    quality = bench("decoder_quality")
+    from hpc_seaice.data.dataset import ShardedDataset
+
+    ds = ShardedDataset(tiny_dataset, split="test", normalize=False)
+    truth = np.stack([ds.raw(i) for i in range(len(ds))]).astype(np.float64)
+    mask = ds.static.mask.astype(np.float64)
+    perfect = quality.scores(truth, truth, mask)
+    assert all(v == 0 for v in perfect["rmse"].values()) and perfect["miz_area_error"] == 0
+    assert perfect["psd_small_scale_log10_ratio"] == 0 and all(v == 0 for v in perfect["plateau_share_error"].values())
+    # A constant 0.1 m thicker ocean: RMSE 0.1 in sit only, and no sit == 0 cell left in the ocean.
+    thicker = truth.copy()
+    thicker[:, 0] += 0.1 * (mask > 0.5)
+    s = quality.scores(thicker, truth, mask)
+    assert math.isclose(s["rmse"]["sit"], 0.1, rel_tol=1e-9) and s["rmse"]["sic"] == 0
+    assert s["plateau_shares"]["sit == 0"] == 0
+    assert math.isclose(s["plateau_share_error"]["sit == 0"], perfect["plateau_shares"]["sit == 0"])

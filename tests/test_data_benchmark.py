@@ -14,7 +14,7 @@ def test_dataloader_benchmark_writes_json_and_table(tmp_path, capsys):
         sys.path.insert(0, str(ROOT))
     from benchmarks.dataloader import main
 
-    assert main(["--grids", "32", "--samples", "40", "--repeat", "1", "--out", str(tmp_path)]) == 0
+    assert main(["--grids", "latent16,32", "--samples", "40", "--repeat", "1", "--out", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "dataloader.json").read_text())
     env = record["environment"]
     for key in ("device", "torch", "numpy", "h5py", "git_commit", "hostname", "cpu_count"):
@@ -22,7 +22,9 @@ def test_dataloader_benchmark_writes_json_and_table(tmp_path, capsys):
     rows = record["results"]
     paths = [r["path"] for r in rows]
     assert paths[0] == "raw h5py, new array per batch" and rows[0]["vs_raw"] == 1.0
-    assert sum(p.startswith("reader") for p in paths) == 4 and any(p.startswith("DataLoader alone") for p in paths)
+    assert sum(p.startswith("reader") for p in paths) == 8 and sum(p.startswith("DataLoader alone") for p in paths) == 2
+    assert sum(p.startswith("batch loader") for p in paths) == 6
+    assert {r["grid"] for r in rows} == {"16x16x16", "5x32x32"}  # the latent geometry and fields
     assert all(r["MB_per_s"] > 0 and r["samples"] > 0 for r in rows)
     table = (tmp_path / "dataloader.md").read_text()
     assert "| grid | path |" in table and "Environment: device" in table

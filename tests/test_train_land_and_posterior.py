@@ -15,8 +15,9 @@ from hpc_seaice.config import UNetConfig, VAEConfig, config_from_dict
 from hpc_seaice.data.dataset import ShardedDataset
 from hpc_seaice.data.manifest import read_manifest
 from hpc_seaice.data.static import read_static
+from hpc_seaice.diffusion.noise import mix_seed, per_sample_normal
 from hpc_seaice.inference.loading import load_inference_model
-from hpc_seaice.train.tasks import SALT_POSTERIOR, DiffusionTask, mix_seed, per_sample_normal
+from hpc_seaice.train.tasks import SALT_POSTERIOR, DiffusionTask
 from hpc_seaice.train.trainer import run_training
 
 OLD_UNET = {"mask_channel": False, "upsample": "transposed", "position": "none"}

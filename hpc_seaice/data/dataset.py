@@ -1,34 +1,34 @@
-"""Reading a sharded data set for training: the Dataset, the global batch sampler, partitions.
+"""Reading a sharded data set for training: the Dataset (and, re-exported, the sampler and partitions).
 
 The reader keeps no HDF5 handle from ``__init__``: each process (the main one or a DataLoader
 worker, forked or spawned) opens the shards it touches on first use, and a fork is detected by
-its pid, so HDF5 state is never shared between processes. A sample is one uncompressed chunk,
-read with a single call straight into the output buffer and normalised in place.
+its pid, so HDF5 state is never shared between processes. A sample is one uncompressed chunk;
+a batch is read with one ``preadv`` per run of neighbouring samples straight into the output
+buffer (``hpc_seaice.data.shard_reader``) and normalised in place, a cache-sized group at a time.
 
-The sampler defines one global stream of sample indices, the concatenation of per-epoch
-permutations, and gives each rank a contiguous slice of every global batch. The stream does not
-depend on the number of ranks, so 1 and N ranks train on the same global batches, and a run
-resumes from a global sample count even with another world size (edm2's convention).
+The global batch sampler and the partitions of finite passes live in
+:mod:`hpc_seaice.data.sampler` and are importable from here as before; the loader that hands
+whole batches across the worker boundary is :mod:`hpc_seaice.data.batch_loader`.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
-import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch.utils.data import Dataset, Sampler, default_collate, get_worker_info  # noqa: E402
+from torch.utils.data import Dataset, default_collate, get_worker_info  # noqa: E402
 
 from hpc_seaice.data.h5files import open_h5
 from hpc_seaice.data.manifest import Manifest, in_split, manifest_path, read_manifest, to_iso
+from hpc_seaice.data.sampler import GlobalBatchSampler, partition  # noqa: E402,F401  (imported from here too)
+from hpc_seaice.data.shard_reader import OpenShard  # noqa: E402
 from hpc_seaice.data.shards import check_shard_layout, shard_times
 from hpc_seaice.data.static import Static, read_static, static_path
 from hpc_seaice.errors import UserError  # noqa: E402
@@ -38,78 +38,8 @@ from hpc_seaice.errors import UserError  # noqa: E402
 MAX_OPEN_SHARDS = 64
 # Bytes of samples normalised in one go: well inside a last-level cache.
 CACHE_BYTES = 8 << 20
-
-
-class _OpenShard:
-    """One shard opened for reading in one process.
-
-    A sample is one uncompressed chunk, i.e. a contiguous run of little-endian float32 bytes in
-    the file. Their offsets are looked up once in the HDF5 chunk index, the HDF5 file is closed
-    again, and a sample is then one ``preadv`` on a plain descriptor straight into the caller's
-    buffer: no HDF5 call, no chunk cache, no copy, and no HDF5 handle held open (so nothing
-    clashes with other code opening the same file with other HDF5 locking flags). Files with
-    filters, another dtype or other chunking keep an h5py handle and use ``read_direct``.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fd: int | None = None
-        self.file: h5py.File | None = open_h5(path)
-        self.fields = self.file["fields"]
-        self.offsets = self._chunk_offsets()
-        if self.offsets is not None:
-            self.fd = os.open(path, os.O_RDONLY)
-            self.file.close()
-            self.file = None
-
-    def _chunk_offsets(self) -> np.ndarray | None:
-        d = self.fields
-        n = d.shape[0]
-        nbytes = int(np.prod(d.shape[1:])) * 4
-        plain = (
-            hasattr(os, "preadv")
-            and sys.byteorder == "little"  # raw chunk bytes are little-endian float32
-            and d.dtype == np.dtype("<f4")
-            and d.chunks == (1, *d.shape[1:])
-            and d.id.get_create_plist().get_nfilters() == 0
-            and d.file.userblock_size == 0
-        )
-        if not plain or n == 0:
-            return None
-        offsets = np.full(n, -1, np.int64)
-
-        def visit(info: Any) -> None:
-            if info.size == nbytes and info.filter_mask == 0 and info.byte_offset is not None:
-                offsets[info.chunk_offset[0]] = info.byte_offset
-
-        try:
-            d.id.chunk_iter(visit)
-        except (AttributeError, RuntimeError, OSError):  # older HDF5/h5py: no chunk iteration
-            return None
-        return offsets if (offsets >= 0).all() else None
-
-    def read(self, j: int, out: np.ndarray) -> None:
-        try:
-            if self.fd is not None and out.flags.c_contiguous:
-                view = memoryview(out).cast("B")
-                if os.preadv(self.fd, [view], int(self.offsets[j])) != view.nbytes:
-                    raise OSError("short read: file ends inside the sample")
-            elif self.file is not None:
-                self.fields.read_direct(out, source_sel=np.s_[j])
-            else:
-                with open_h5(self.path) as f:
-                    f["fields"].read_direct(out, source_sel=np.s_[j])
-        except (OSError, ValueError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"{self.path}: cannot read sample {j}, truncated or corrupt ({reason})") from None
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+# Bytes read per call when a whole split is loaded into memory.
+BLOCK_BYTES = 64 << 20
 
 
 class ShardedDataset(Dataset):
@@ -120,10 +50,14 @@ class ShardedDataset(Dataset):
     physical values (land 0 as stored) and no statistics are needed.
 
     With a DataLoader, batches are fetched whole (``__getitems__``); pass ``collate_fn=collate``
-    to receive them without the default collate's extra copy.
+    to receive them without the default collate's extra copy. :class:`~hpc_seaice.data.batch_loader.BatchLoader`
+    goes further: workers fill batches in a shared ring and hand over only its slot numbers.
+    ``in_memory=True`` reads the split once into shared memory (see :meth:`load_into_memory`).
     """
 
-    def __init__(self, path: str | os.PathLike, split: str | None = "train", normalize: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike, split: str | None = "train", normalize: bool = True, in_memory: bool = False
+    ) -> None:
         self.path = Path(path)
         self.root = manifest_path(self.path).parent
         self.split = split
@@ -174,12 +108,15 @@ class ShardedDataset(Dataset):
         self.grid: tuple[int, int] = (int(grid[0]), int(grid[1]))
         self.mask: torch.Tensor = torch.from_numpy(self.static.mask.astype(np.float32))
         self._ocean = self.static.mask > 0.5
+        self._memory: torch.Tensor | None = None
         self._init_process_state()
+        if in_memory:
+            self.load_into_memory()
 
     # -- per-process state (never pickled, rebuilt after fork or spawn) -----------------------
     def _init_process_state(self) -> None:
         self._pid = os.getpid()
-        self._handles: OrderedDict[int, _OpenShard] = OrderedDict()
+        self._handles: OrderedDict[int, OpenShard] = OrderedDict()
         self._scale: np.ndarray | None = None
         self._offset: np.ndarray | None = None
 
@@ -206,12 +143,12 @@ class ShardedDataset(Dataset):
         except Exception:
             pass
 
-    def _shard_handle(self, k: int) -> _OpenShard:
+    def _shard_handle(self, k: int) -> OpenShard:
         if self._pid != os.getpid():  # forked: inherited handles belong to the parent
             self._init_process_state()
         shard = self._handles.get(k)
         if shard is None:
-            shard = _OpenShard(self._shard_files[k])
+            shard = OpenShard(self._shard_files[k])
             self._handles[k] = shard
             if len(self._handles) > MAX_OPEN_SHARDS:
                 _, old = self._handles.popitem(last=False)
@@ -269,9 +206,8 @@ class ShardedDataset(Dataset):
                     raise self._nan_error(i, self.raw(i))
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        x = self.raw(i)
-        self._finish([i], x[None])
-        return torch.from_numpy(x)
+        x = np.empty((1, self.num_channels, *self.grid), np.float32)
+        return torch.from_numpy(self.read_batch([i], x)[0])
 
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
         """A batch as views [C, H, W] of one buffer [B, C, H, W] (the DataLoader's batched fetch).
@@ -281,23 +217,52 @@ class ShardedDataset(Dataset):
         stacks the views into a new batch (correct, one more copy); ``collate_fn=collate``
         hands over the buffer itself.
         """
-        shape = (len(indices), self.num_channels, *self.grid)
-        out = _new_batch(shape)
-        x = out.numpy()
+        out = _new_batch((len(indices), self.num_channels, *self.grid))
+        self.read_batch(indices, out.numpy())
+        return list(out.unbind(0))
+
+    def read_batch(self, indices: Sequence[int], out: np.ndarray) -> np.ndarray:
+        """Samples ``indices`` into ``out`` [n, C, H, W] float32: read, normalised, checked; returns ``out``.
+
+        Per group of samples that fits in cache: the group's samples are read shard by shard
+        with as few calls as the file layout allows (neighbours in one ``preadv``), then
+        normalised in one numpy call per group, not per sample, with no second trip to memory.
+        An in-memory data set (``in_memory=True``) gathers the rows it already holds.
+        """
         items = [int(i) for i in indices]
         for i in items:
             if not -len(self) <= i < len(self):
                 raise IndexError(f"index {i} out of range for {len(self)} samples")
-        # Normalise groups of samples that fit in cache right after reading them: one numpy call
-        # per group instead of per sample (small grids), no second trip to memory (large ones).
-        group = max(1, CACHE_BYTES // x[0].nbytes)
+        if self._memory is not None:
+            np.take(self._memory.numpy(), items, axis=0, out=out)
+            return out
+        group = max(1, CACHE_BYTES // max(1, out[0].nbytes))
         for lo in range(0, len(items), group):
             hi = min(len(items), lo + group)
+            by_shard: dict[int, list[int]] = {}
             for k in range(lo, hi):
-                i = items[k]
-                self._shard_handle(int(self._shard[i])).read(int(self._local[i]), x[k])
-            self._finish(items[lo:hi], x[lo:hi])
-        return list(out.unbind(0))
+                by_shard.setdefault(int(self._shard[items[k]]), []).append(k)
+            for shard, ks in by_shard.items():
+                local = [int(self._local[items[k]]) for k in ks]
+                self._shard_handle(shard).read_many(local, [out[k] for k in ks])
+            self._finish(items[lo:hi], out[lo:hi])
+        return out
+
+    def load_into_memory(self) -> None:
+        """Read the whole split once into shared memory (normalised); later reads are gathers.
+
+        For data sets that fit (a paper-scale latent set is about 3 GB): no file access and no
+        normalisation per batch afterwards. The array is in torch shared memory, so DataLoader
+        workers (forked or spawned) use it without copies; call it before starting them.
+        """
+        if self._memory is None:
+            memory = torch.empty((len(self), self.num_channels, *self.grid), dtype=torch.float32).share_memory_()
+            step = max(1, BLOCK_BYTES // max(1, memory[0].numel() * 4))
+            for lo in range(0, len(self), step):
+                hi = min(len(self), lo + step)
+                self.read_batch(range(lo, hi), memory.numpy()[lo:hi])
+            self._memory = memory
+            self.close()
 
     def logvar(self, i: int) -> np.ndarray:
         """Latent data sets: the posterior log-variance [C, H, W] stored beside the mean."""
@@ -351,95 +316,3 @@ def collate(batch: Any) -> Any:
         ):
             return base
     return default_collate(batch)
-
-
-class GlobalBatchSampler(Sampler[int]):
-    """Infinite per-rank sampler over one global stream of shuffled epochs.
-
-    Stream position p maps to epoch ``p // num_samples`` and to ``perm_e[p % num_samples]`` with
-    ``perm_e = numpy.random.default_rng((seed, e)).permutation(num_samples)``. Global step s
-    covers positions [s*B, (s+1)*B); rank r yields the contiguous slice
-    [s*B + r*B/W, s*B + (r+1)*B/W). Remainder policy: nothing is dropped or repeated; when B does
-    not divide the epoch, a global batch spans the end of one epoch and the start of the next, so
-    every sample appears exactly once per epoch. Iteration starts at ``start_sample`` (a global
-    sample count, the resume position; a multiple of B when resuming at a step boundary).
-    """
-
-    def __init__(
-        self,
-        num_samples: int,
-        *,
-        global_batch: int,
-        rank: int,
-        world_size: int,
-        seed: int,
-        start_sample: int = 0,
-    ) -> None:
-        if num_samples < 1:
-            raise ValueError("num_samples must be >= 1")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
-        if global_batch < 1 or global_batch % world_size:
-            raise UserError(
-                f"train.batch_size: global batch {global_batch} is not a positive multiple of the "
-                f"{world_size} processes"
-            )
-        if start_sample < 0:
-            raise ValueError("start_sample must be >= 0")
-        self.num_samples = int(num_samples)
-        self.global_batch = int(global_batch)
-        self.rank = int(rank)
-        self.world_size = int(world_size)
-        self.local_batch = self.global_batch // self.world_size
-        self.seed = int(seed)
-        self.start_sample = int(start_sample)
-        self._perm_epoch = -1
-        self._perm = np.zeros(0, np.int64)
-
-    def permutation(self, epoch: int) -> np.ndarray:
-        """The order of epoch ``epoch`` (cached: positions are visited in increasing order)."""
-        if epoch != self._perm_epoch:
-            self._perm = np.random.default_rng((self.seed, epoch)).permutation(self.num_samples)
-            self._perm_epoch = epoch
-        return self._perm
-
-    def indices(self, positions: np.ndarray) -> np.ndarray:
-        """Dataset indices at global stream ``positions``."""
-        positions = np.asarray(positions, dtype=np.int64)
-        out = np.empty(positions.shape, np.int64)
-        epochs = positions // self.num_samples
-        for e in np.unique(epochs):
-            sel = epochs == e
-            out[sel] = self.permutation(int(e))[positions[sel] % self.num_samples]
-        return out
-
-    def positions(self, step: int) -> np.ndarray:
-        """Global stream positions of this rank's samples at global step ``step``."""
-        lo = step * self.global_batch + self.rank * self.local_batch
-        return np.arange(lo, lo + self.local_batch, dtype=np.int64)
-
-    def global_positions(self, step: int) -> np.ndarray:
-        """All B positions of global step ``step`` (every rank's slice, in rank order)."""
-        return np.arange(step * self.global_batch, (step + 1) * self.global_batch, dtype=np.int64)
-
-    def epoch_of(self, position: int) -> int:
-        return int(position) // self.num_samples
-
-    def __iter__(self) -> Iterator[int]:
-        base = self.start_sample + self.rank * self.local_batch
-        while True:
-            for idx in self.indices(np.arange(base, base + self.local_batch, dtype=np.int64)):
-                yield int(idx)
-            base += self.global_batch
-
-
-def partition(n: int, rank: int, world_size: int) -> range:
-    """Rank ``rank``'s contiguous share of ``range(n)``; the first ``n % world_size`` get one more.
-
-    For finite passes (encoding, sampling, evaluation): the shares cover ``range(n)`` exactly once.
-    """
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
-    base, extra = divmod(int(n), int(world_size))
-    start = rank * base + min(rank, extra)
-    return range(start, start + base + (1 if rank < extra else 0))

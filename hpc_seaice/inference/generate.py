@@ -5,6 +5,12 @@ standardised latents (latent diffusion). A :class:`FieldDecoder` turns those int
 fields clipped to the variables' bounds with land set to 0, and also returns the values before
 clipping, so evaluation can count bound violations. Used by ``hpc-seaice sample`` and by the
 trainer's validation images alike.
+
+Sampling speed: the latent decoder decodes a whole batch of latents per pass (in chunks of
+``decode_batch`` to bound memory at full resolution), and :func:`compile_for_sampling` wraps a
+network in ``torch.compile`` for the sampler: CUDA graphs (``reduce-overhead``) on a GPU, where a
+16 x 64 x 64 denoiser at small batch is bound by kernel launches, Inductor's fused kernels on a
+CPU. Compiled and eager outputs agree to float tolerance (tested on CPU).
 """
 
 from __future__ import annotations
@@ -16,6 +22,10 @@ from torch import nn
 
 from hpc_seaice.config import DiffusionConfig
 from hpc_seaice.diffusion.sampler import VDenoiser, heun_sample, sampler_sigma_range
+
+# Latents decoded per decoder pass: a batch of this many 5 x 512 x 512 outputs stays well
+# inside a GPU's memory with the light decoder, and amortises the per-pass overhead.
+DECODE_BATCH = 16
 
 
 class FieldDecoder:
@@ -49,19 +59,75 @@ class LatentDecoder(FieldDecoder):
 
     ``mean``/``std`` are the latent data set's own statistics (its ``static.h5``): the ones the
     latent diffusion run was trained with, whatever else was encoded with the same VAE since.
+    Latents are decoded ``decode_batch`` at a time; with ``compile`` the decoder network runs
+    through :func:`compile_for_sampling`.
     """
 
-    def __init__(self, vae: nn.Module, mean: Any, std: Any, mask: Any, device: torch.device) -> None:
+    def __init__(
+        self,
+        vae: nn.Module,
+        mean: Any,
+        std: Any,
+        mask: Any,
+        device: torch.device,
+        decode_batch: int = DECODE_BATCH,
+        compile: bool = False,
+    ) -> None:
+        if decode_batch < 1:
+            raise ValueError(f"decode_batch must be >= 1, got {decode_batch}")
         self.vae = vae
         self.mean, self.std = _per_channel(mean, device), _per_channel(std, device)
         self.mask = torch.as_tensor(mask, dtype=torch.float32, device=device)
+        self.decode_batch = decode_batch
+        self.network = compile_for_sampling(vae.decoder, device) if compile else None
+
+    def _mu(self, z: torch.Tensor) -> torch.Tensor:
+        if self.network is None:
+            return self.vae.decode_params(z)[0]  # one decoder pass serves both outputs
+        if self.vae.cfg.channels_last:
+            z = z.contiguous(memory_format=torch.channels_last)
+        return self.network(z)
 
     def __call__(self, x):
-        z = x.float() * self.std + self.mean
-        mu_norm, _ = self.vae.decode_params(z)  # one decoder pass serves both outputs
-        raw = self.vae.denormalize(mu_norm.float()) * self.mask
         lower, upper = (bound.view(1, -1, 1, 1) for bound in (self.vae.lower, self.vae.upper))
-        return torch.clamp(raw, min=lower, max=upper) * self.mask, raw
+        fields, raws = [], []
+        for chunk in x.split(self.decode_batch):
+            z = chunk.float() * self.std + self.mean
+            raw = self.vae.denormalize(self._mu(z).float()) * self.mask
+            fields.append(torch.clamp(raw, min=lower, max=upper) * self.mask)
+            raws.append(raw)
+        return (fields[0], raws[0]) if len(fields) == 1 else (torch.cat(fields), torch.cat(raws))
+
+
+class _SamplingNetwork(nn.Module):
+    """A compiled network called once per sampler step: marks CUDA-graph steps, owns its outputs.
+
+    With CUDA graphs (``reduce-overhead``) an output lives in a static buffer that the next
+    replay overwrites; the sampler keeps outputs across calls, so each one is cloned (cheap
+    next to the network).
+    """
+
+    def __init__(self, compiled: Any, cuda_graphs: bool) -> None:
+        super().__init__()
+        self.compiled = compiled
+        self.cuda_graphs = cuda_graphs
+
+    def forward(self, *args: Any) -> torch.Tensor:
+        if not self.cuda_graphs:
+            return self.compiled(*args)
+        torch.compiler.cudagraph_mark_step_begin()
+        return self.compiled(*args).clone()
+
+
+def compile_for_sampling(net: nn.Module, device: torch.device) -> nn.Module:
+    """``torch.compile`` for inference: CUDA graphs on a GPU, Inductor's default mode elsewhere.
+
+    The network itself is not changed (no in-place compilation), so its state_dict and
+    training behaviour stay as they are; shapes are static (one sampling batch size).
+    """
+    cuda_graphs = torch.device(device).type == "cuda"
+    compiled = torch.compile(net, mode="reduce-overhead" if cuda_graphs else None, dynamic=False)
+    return _SamplingNetwork(compiled, cuda_graphs)
 
 
 @torch.no_grad()
@@ -77,11 +143,17 @@ def generate(
 
 
 def decoder_for(
-    manifest: Any, static: Any, vae: nn.Module | None, field_mask: Any, device: torch.device
+    manifest: Any,
+    static: Any,
+    vae: nn.Module | None,
+    field_mask: Any,
+    device: torch.device,
+    decode_batch: int = DECODE_BATCH,
+    compile: bool = False,
 ) -> FieldDecoder:
     """The decoder for a diffusion run's data set: data space from its statistics, latent via the VAE."""
     if manifest.kind == "latent":
         if vae is None:
             raise ValueError("a latent-space run needs its VAE to decode")
-        return LatentDecoder(vae, static.mean, static.std, field_mask, device)
+        return LatentDecoder(vae, static.mean, static.std, field_mask, device, decode_batch, compile)
     return DataSpaceDecoder(static.mean, static.std, manifest.lower, manifest.upper, static.mask, device)

@@ -4,7 +4,8 @@
     python -m hpc_seaice.models.describe demo-data:256      # NAME[:GRID] overrides the input side
 
 FLOPs are counted at batch 1 on the meta device (nothing is allocated), with
-``torch.utils.flop_counter``; for the VAE the encoder and decoder are reported separately.
+``torch.utils.flop_counter``; for the VAE the encoder and decoder are reported separately, with
+the decoder's architecture (``vae.decoder_arch``: conv or light).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def describe(name: str, grid: int | None = None) -> dict[str, float | int | str]
             "gflops": (enc + dec) / 1e9,
             "encoder_gflops": enc / 1e9,
             "decoder_gflops": dec / 1e9,
+            "decoder_arch": cfg.decoder_arch,
         }
 
 
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         extra = ""
         if r["kind"] == "vae":
-            extra = f"  (encoder {r['encoder_gflops']:.1f}, decoder {r['decoder_gflops']:.1f})"
+            extra = f"  (encoder {r['encoder_gflops']:.1f}, {r['decoder_arch']} decoder {r['decoder_gflops']:.1f})"
         print(f"{r['name']:<14} {r['kind']:<5} {r['input']:<24} {r['params'] / 1e6:8.2f} M params "
               f"{r['gflops']:9.2f} GFLOPs forward{extra}")  # fmt: skip
     unets = {r["name"]: r for r in rows if r["kind"] == "unet"}

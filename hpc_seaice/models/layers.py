@@ -1,6 +1,6 @@
 """Building blocks shared by the U-Net denoiser and the VAE.
 
-The blocks follow the authors' UViT (PAPER_NOTES 2.3): ConvNeXt blocks with a depthwise 7x7
+The blocks follow the authors' UViT (docs/science.md §2): ConvNeXt blocks with a depthwise 7x7
 convolution, GroupNorm modulated by FiLM from the noise embedding, an MLP and a layer-scale
 initialised to 1e-6, so that each residual branch starts as (almost) the identity and the
 deep network trains stably from the first step. The VAE uses the same blocks without FiLM.

@@ -1,6 +1,6 @@
 """The one U-Net denoiser family, used in data space (5 x 512 x 512) and latent space (16 x 64 x 64).
 
-Layout (a UViT in the authors' style, PAPER_NOTES 2.3), with L = len(channel_mult) levels:
+Layout (a UViT in the authors' style, docs/science.md §2), with L = len(channel_mult) levels:
 
     conv 3x3 in (on the channels, plus the land-sea mask channel when ``mask_channel``)
     level i = 0..L-1 (resolution H/2^i, width base*mult[i]):

@@ -1,4 +1,4 @@
-"""The variational autoencoder of the latent diffusion models (DESIGN section 1, PAPER_NOTES 2.4).
+"""The variational autoencoder of the latent diffusion models (docs/science.md §2).
 
 Fully convolutional: the encoder maps normalised fields [B, C, H, W] to the mean and log-variance
 of q(z | x) on a grid 2^(len(channel_mult) - 1) times coarser per side (8x for the default four
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from hpc_seaice.config import VAEConfig
 from hpc_seaice.models.censored import censored_gaussian_nll, gaussian_nll
 from hpc_seaice.models.layers import BLOCKS, group_norm
+from hpc_seaice.models.light_decoder import LightDecoder
 
 # Exact 0/1 values come out of float32 normalisation a few ulps off the normalised bound.
 BOUND_TOLERANCE = 1e-5
@@ -106,6 +107,10 @@ class Decoder(nn.Module):
         return self.conv_out(torch.cat([h, ocean.to(h.dtype).expand(h.shape[0], 1, *h.shape[-2:])], dim=1))
 
 
+# vae.decoder_arch -> decoder network (vae.decoder is the likelihood: censored | gaussian).
+DECODERS: dict[str, type[nn.Module]] = {"conv": Decoder, "light": LightDecoder}
+
+
 class VAE(nn.Module):
     """Convolutional VAE with a Gaussian or censored-Gaussian decoder (``cfg.decoder``).
 
@@ -125,6 +130,8 @@ class VAE(nn.Module):
         super().__init__()
         if cfg.decoder not in ("censored", "gaussian"):
             raise ValueError(f"vae.decoder {cfg.decoder!r} is not one of ('censored', 'gaussian')")
+        if cfg.decoder_arch not in DECODERS:
+            raise ValueError(f"vae.decoder_arch {cfg.decoder_arch!r} is not one of {tuple(DECODERS)}")
         if cfg.block not in BLOCKS:
             raise ValueError(f"vae.block {cfg.block!r} is not one of {sorted(BLOCKS)}")
         if not cfg.channel_mult:
@@ -145,7 +152,7 @@ class VAE(nn.Module):
         self.register_buffer("lower", lo)
         self.register_buffer("upper", up)
         self.encoder = Encoder(cfg)
-        self.decoder = Decoder(cfg)
+        self.decoder = DECODERS[cfg.decoder_arch](cfg)
         self.log_sigma = nn.Parameter(torch.full((c,), math.log(cfg.sigma_init)))
         # The land-sea mask [1, 1, H, W] (1 = ocean) of the data set's grid, for mask_channel: a
         # property of the data, not a weight, so not saved; the run sets it when it builds the VAE.
@@ -269,7 +276,7 @@ class VAE(nn.Module):
         """Latent z (not standardised) -> physical fields, clipped to the bounds, land = 0 (no gradient).
 
         Deterministic: clamp(mu, l, u). With ``sample``: clamp(mu + sigma * eps, l, u), an exact
-        draw from the censored Gaussian (PAPER_NOTES 3.3).
+        draw from the censored Gaussian (docs/science.md §3).
         """
         mu, log_sigma = self.decode_params(z)
         mu = mu.float()

@@ -1,0 +1,369 @@
+"""The speed benchmark's measurements: training steps, sampler calls, the VAE, one process.
+
+See ``benchmarks.speed`` for what is measured and why; this module does the measuring and
+``summarise`` turns raw timings into ratios, achieved FLOP/s and efficiency figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from benchmarks.speed_flops import ocean_mask, unet_config, unet_flops, vae_flops, vae_stats
+from benchmarks.speed_plan import (
+    GEOMETRY,
+    NETWORK_EVALS,
+    SAMPLER_STEPS,
+    Plan,
+    make_plans,
+)
+from benchmarks.speed_summary import summarise
+from benchmarks.speed_sweep import compiled_sampling, measure_matmul_flops, sweep_space
+from benchmarks.speed_timing import (
+    autocast,
+    log,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+    resolve_precision,
+    timed,
+)
+from hpc_seaice.config import config_to_dict
+
+
+def measure_training(
+    net: torch.nn.Module,
+    shape: Sequence[int],
+    mask: torch.Tensor,
+    batch: int,
+    plan: Plan,
+    device: torch.device,
+    precision: str,
+    label: str,
+) -> dict[str, Any]:
+    """Steps of the trainer's DDPEngine on fixed inputs: forward, diffusion loss, backward, clip, AdamW."""
+    from hpc_seaice.config import DiffusionConfig, EngineConfig, OptimConfig, TrainConfig
+    from hpc_seaice.diffusion.schedule import build_schedule
+    from hpc_seaice.train.engines import DDPEngine
+    from hpc_seaice.train.tasks import DiffusionLoss
+
+    schedule = build_schedule(DiffusionConfig())
+    loss_module = DiffusionLoss(net, schedule)
+    optim = OptimConfig(warmup_steps=0)
+    steps = plan.train_warmup + plan.train_repeats
+    engine = DDPEngine(
+        loss_module,
+        optim,
+        TrainConfig(max_steps=max(steps, 2)),
+        EngineConfig(precision=precision),
+        SimpleNamespace(device=device),
+    )
+    generator = torch.Generator().manual_seed(0)
+    x = (torch.randn(batch, *shape, generator=generator) * mask.cpu()).to(device)
+    eps = torch.randn(batch, *shape, generator=generator).to(device)
+    if net.cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def step() -> None:
+        gamma = schedule.gamma(torch.rand(batch, generator=generator)).to(device, torch.float32)
+
+        def compute_loss(module: torch.nn.Module, i: int) -> torch.Tensor:
+            loss, _ = module(x, mask, gamma, eps)
+            return loss
+
+        result = engine.train_step(compute_loss, 1)
+        if not math.isfinite(result.loss):
+            raise RuntimeError(f"{label}: non-finite training loss {result.loss}")
+
+    net.train()
+    reset_peak_memory(device)
+    timing = timed(step, device, plan.train_warmup, plan.train_repeats, f"{label} training (batch {batch})")
+    net.zero_grad(set_to_none=True)  # free the gradients before the sampler runs
+    return {
+        "step_times_s": timing.times,
+        "warmup_steps": plan.train_warmup,
+        "warmup_s": timing.warmup_s,
+        "cpu_share": timing.cpu_share,
+        "attempts": len(timing.attempts),
+        "median_step_s": timing.median,
+        "samples_per_s": batch / timing.median,
+        "peak_memory_mb": peak_memory_mb(device),
+    }
+
+
+def measure_sampling(
+    net: torch.nn.Module,
+    shape: Sequence[int],
+    model_mask: torch.Tensor,
+    decode: Callable[[torch.Tensor], torch.Tensor],
+    batch: int,
+    plan: Plan,
+    device: torch.device,
+    precision: str,
+    label: str,
+) -> dict[str, Any]:
+    """Time per network evaluation, per decode and (where planned) the whole sampler + decode."""
+    from hpc_seaice.config import DiffusionConfig
+    from hpc_seaice.diffusion.sampler import VDenoiser, edm_sigmas, sampler_sigma_range
+    from hpc_seaice.inference.generate import generate
+
+    diffusion = DiffusionConfig(sampler_steps=SAMPLER_STEPS)
+    net.eval()
+    denoiser = VDenoiser(net, mask=model_mask)
+    noise = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(1)).to(device)
+    sigma_min, sigma_max = sampler_sigma_range(diffusion)
+    sigmas = edm_sigmas(SAMPLER_STEPS, sigma_min, sigma_max, diffusion.sampler_rho).tolist()
+    calls = iter(range(10**9))
+
+    @torch.no_grad()
+    def one_evaluation() -> None:
+        sigma = sigmas[next(calls) % SAMPLER_STEPS]  # the sampler's own noise levels, in order
+        with autocast(device, precision):
+            denoiser(noise * sigma, torch.full((batch,), sigma, device=device))
+
+    @torch.no_grad()
+    def one_decode() -> None:
+        with autocast(device, precision):
+            decode(noise)
+
+    @torch.no_grad()
+    def whole_sampler() -> None:
+        with autocast(device, precision):
+            decode(generate(net, noise, model_mask, diffusion, SAMPLER_STEPS))
+
+    reset_peak_memory(device)
+    evals = timed(one_evaluation, device, plan.eval_warmup, plan.eval_repeats, f"{label} sampling: network evaluation")
+    decodes = timed(one_decode, device, 1, plan.vae_repeats, f"{label} sampling: decode to fields")
+    t_eval, t_decode = evals.median, decodes.median
+    derived = (NETWORK_EVALS * t_eval + t_decode) / batch
+    out: dict[str, Any] = {
+        "eval_times_s": evals.times,
+        "eval_cpu_share": evals.cpu_share,
+        "eval_attempts": len(evals.attempts),
+        "median_eval_s": t_eval,
+        "decode_times_s": decodes.times,
+        "median_decode_s": t_decode,
+        "decode_s_per_sample": t_decode / batch,
+        "derived_s_per_sample": derived,
+        "derived_formula": f"({NETWORK_EVALS} x median network evaluation + median decode) / batch",
+    }
+    if plan.full_sampling:
+        full = timed(
+            whole_sampler,
+            device,
+            plan.sample_warmup,
+            plan.sample_repeats,
+            f"{label} sampling: {SAMPLER_STEPS} Heun steps + decode",
+        )
+        out["full_times_s"] = full.times
+        out["full_cpu_share"] = full.cpu_share
+        out["full_attempts"] = len(full.attempts)
+        out["measured_s_per_sample"] = full.median / batch
+        out["s_per_sample"] = out["measured_s_per_sample"]
+        out["kind"] = "measured"
+        out["how"] = f"median of {len(full.times)} end-to-end run(s) of {SAMPLER_STEPS} Heun steps + decode, / batch"
+    else:
+        out["s_per_sample"] = derived
+        out["kind"] = "derived"
+        out["how"] = (
+            f"derived: ({NETWORK_EVALS} x {t_eval:.3g} s per evaluation [median of {len(evals.times)}] "
+            f"+ {t_decode:.3g} s decode) / {batch}"
+        )
+    out["peak_memory_mb"] = peak_memory_mb(device)
+    return out
+
+
+def measure_vae_encode(
+    vae: torch.nn.Module, shape: Sequence[int], batch: int, plan: Plan, device: torch.device, precision: str
+) -> dict[str, Any]:
+    x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(2)).to(device)
+
+    @torch.no_grad()
+    def encode() -> None:
+        with autocast(device, precision):
+            vae.encode(x)
+
+    reset_peak_memory(device)
+    timing = timed(encode, device, plan.vae_warmup, plan.vae_repeats, "VAE encode")
+    return {
+        "times_s": timing.times,
+        "cpu_share": timing.cpu_share,
+        "median_s": timing.median,
+        "s_per_sample": timing.median / batch,
+        "peak_memory_mb": peak_memory_mb(device),
+    }
+
+
+@dataclass
+class Setup:
+    """What both spaces share in one run: device, precision, batch, geometry and the VAE config."""
+
+    args: argparse.Namespace
+    device: torch.device
+    precision: str
+    batch: int
+    plans: dict[str, Plan]
+    presets: dict[str, str]  # data, latent, vae
+    shapes: dict[str, tuple[int, ...]]  # data, latent: [C, H, W]
+    vae_cfg: Any
+    field_mask: torch.Tensor
+    flops: dict[str, dict[str, int]]  # data, latent, vae: FLOPs per sample (meta-device counts)
+    sweep: tuple[int, ...]  # batch sizes of the sampling sweep (empty: none)
+    compare_compiled: bool  # time compiled vs eager sampling calls (latent; data too on GPU)
+
+
+def run_space(setup: Setup, space: str, vae: torch.nn.Module) -> dict[str, Any]:
+    """Build one denoiser and measure its training step and its sampler."""
+    from hpc_seaice.diffusion.sampler import VDenoiser
+    from hpc_seaice.inference.generate import DataSpaceDecoder, LatentDecoder
+    from hpc_seaice.models.build import build_unet, count_parameters
+
+    device, shape, field_mask = setup.device, setup.shapes[space], setup.field_mask
+    plan = setup.plans[space]
+    cfg = unet_config(setup.presets[space], setup.args.channels_last)
+    torch.manual_seed(0)
+    net = build_unet(cfg).to(device)
+    if setup.args.compile:
+        net.compile()
+    model_mask = field_mask if space == "data" else torch.ones(shape[1:], device=device)
+    training = measure_training(net, shape, model_mask, setup.batch, plan, device, setup.precision, space)
+    if space == "data":
+        stats = vae_stats()
+        decoder = DataSpaceDecoder(
+            stats["data_mean"], stats["data_std"], stats["lower"], stats["upper"], field_mask, device
+        )
+
+        def decode(x: torch.Tensor) -> torch.Tensor:
+            return decoder(x)[0]
+    else:
+        channels = shape[0]  # standardisation statistics are irrelevant to the cost
+        decoder = LatentDecoder(vae, torch.zeros(channels), torch.ones(channels), field_mask, device)
+
+        def decode(x: torch.Tensor) -> torch.Tensor:
+            # Un-standardise, one decoder pass, deterministic clamp(mu, l, u), land 0.
+            return decoder(x)[0]
+
+    sampling = measure_sampling(net, shape, model_mask, decode, setup.batch, plan, device, setup.precision, space)
+    denoiser = VDenoiser(net, mask=model_mask).eval()
+    sweep = sweep_space(
+        space,
+        denoiser,
+        decode,
+        shape,
+        setup.flops[space]["forward"],
+        setup.flops["vae"]["decode"] if space == "latent" else 0,
+        setup.sweep,
+        device,
+        setup.precision,
+        setup.args.repeats,
+    )
+    compiled = []
+    if setup.compare_compiled and (space == "latent" or device.type == "cuda"):
+        compiled = compiled_sampling(
+            space,
+            denoiser,
+            vae.decoder if space == "latent" else None,
+            shape,
+            setup.shapes["latent"],
+            setup.batch,
+            device,
+            setup.precision,
+            setup.args.repeats or 3,
+        )
+    return {
+        "preset": setup.presets[space],
+        "config": config_to_dict(cfg),  # the preset as resolved now: presets may change over time
+        "shape": list(shape),
+        "parameters": count_parameters(net),
+        "training": training,
+        "sampling": sampling,
+        "sweep": sweep,
+        "compiled": compiled,
+    }
+
+
+def is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Everything, in one process: FLOPs, the VAE, latent side (small, first), then data side."""
+    from hpc_seaice.models.build import build_vae, count_parameters, load_model_preset
+
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data_preset, latent_preset, vae_preset, side = GEOMETRY[args.quick]
+    vae_cfg = load_model_preset(vae_preset)
+    vae_cfg.channels_last = args.channels_last
+    data_shape = (vae_cfg.in_channels, side, side)
+    with torch.device("meta"):
+        latent_shape = tuple(build_vae(vae_cfg, **vae_stats()).latent_shape(side, side))
+    flops = {
+        "data": unet_flops(unet_config(data_preset, False), data_shape),
+        "latent": unet_flops(unet_config(latent_preset, False), latent_shape),
+        "vae": vae_flops(vae_cfg, data_shape),
+    }
+    log(
+        "FLOPs per sample: data forward {:.3g} G, train step {:.3g} G; latent forward {:.3g} G, train step "
+        "{:.3g} G; VAE encode {:.3g} G, decode {:.3g} G".format(
+            flops["data"]["forward"] / 1e9,
+            flops["data"]["train_step"] / 1e9,
+            flops["latent"]["forward"] / 1e9,
+            flops["latent"]["train_step"] / 1e9,
+            flops["vae"]["encode"] / 1e9,
+            flops["vae"]["decode"] / 1e9,
+        )
+    )
+    setup = Setup(
+        args=args,
+        device=device,
+        precision=resolve_precision(args.precision, device),
+        batch=args.batch_size or (8 if device.type == "cuda" else 1),
+        plans=make_plans(device, args.repeats, args.full_sampling),
+        presets={"data": data_preset, "latent": latent_preset, "vae": vae_preset},
+        shapes={"data": data_shape, "latent": latent_shape},
+        vae_cfg=vae_cfg,
+        field_mask=ocean_mask(side, device),
+        flops=flops,
+        sweep=tuple(args.sweep),
+        compare_compiled=args.compare_compiled and not args.compile,
+    )
+    matmul = measure_matmul_flops(device, setup.precision)
+    log(f"dense matmul: {matmul['flops_per_s'] / 1e9:.1f} GFLOP/s ({matmul['how']})")
+    log(
+        f"device {device} ({torch.get_num_threads()} threads), precision {setup.precision}, compile {args.compile}, "
+        f"batch {setup.batch}; data {data_preset} {'x'.join(map(str, data_shape))} vs latent {latent_preset} "
+        f"{'x'.join(map(str, latent_shape))} + {vae_preset}"
+    )
+    requested = setup.batch
+    while True:
+        try:
+            torch.manual_seed(0)
+            vae = build_vae(vae_cfg, **vae_stats()).to(device).eval()
+            if args.compile:
+                vae.encoder.compile()  # encode/decode are methods, not forward: compile the parts
+                vae.decoder.compile()
+            encode = measure_vae_encode(vae, data_shape, setup.batch, setup.plans["latent"], device, setup.precision)
+            spaces = {space: run_space(setup, space, vae) for space in ("latent", "data")}
+            break
+        except RuntimeError as exc:
+            if device.type != "cuda" or not is_oom(exc) or setup.batch == 1:
+                raise
+            log(f"out of memory at batch {setup.batch}; retrying all at batch {setup.batch // 2} (both spaces)")
+            setup.batch //= 2
+            torch.cuda.empty_cache()
+    vae_info = {
+        "config": config_to_dict(vae_cfg),
+        "parameters": count_parameters(vae),
+        "flops_per_sample": flops["vae"],
+        "encode": encode,
+        "decode_s_per_sample": spaces["latent"]["sampling"]["decode_s_per_sample"],
+    }
+    return summarise(setup, requested, flops, spaces, vae_info, matmul)

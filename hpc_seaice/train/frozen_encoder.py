@@ -1,0 +1,55 @@
+"""Train a new VAE decoder against a trained, frozen encoder (``vae.frozen_encoder=RUN_DIR``).
+
+Why: latent data sets and the latent diffusion runs trained on them depend only on the
+encoder. Swapping the decoder (e.g. for the light one) while keeping the encoder bit-identical
+keeps every latent valid: ``hpc-seaice encode`` with the new run writes the same latents, so an
+existing latent diffusion run samples through the new decoder unchanged.
+
+The encoder's weights (its EMA weights, the ones ``encode`` uses) and the normalisation buffers
+are loaded from the source run's latest checkpoint; the encoder's parameters are frozen
+(``requires_grad`` False: the optimizers skip them, DDP does not reduce them). The decoder and
+the per-variable scale start fresh and are trained as usual.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from hpc_seaice.errors import UserError
+
+# State-dict entries taken from the source run: the encoder and the data normalisation.
+SOURCE_PREFIXES = ("encoder.",)
+SOURCE_BUFFERS = ("data_mean", "data_std", "lower", "upper")
+
+
+def freeze_encoder_from(vae: nn.Module, run_dir: str | Path) -> None:
+    """Load ``run_dir``'s encoder (EMA weights) into ``vae`` and freeze it; user errors in one line."""
+    from hpc_seaice.config import load_config
+    from hpc_seaice.runtime.checkpoint import find_checkpoint, load_states
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"config key 'vae.frozen_encoder': {run_dir} is not a run folder (no config.yaml)")
+    source_cfg = load_config(run_dir / "config.yaml")
+    if source_cfg.stage != "autoencoder":
+        raise UserError(f"config key 'vae.frozen_encoder': {run_dir} is a {source_cfg.stage} run, not an autoencoder")
+    folder = find_checkpoint(run_dir, "latest")
+    model_state, _ = load_states(folder, torch.device("cpu"))
+    source = model_state["ema"]["module"]
+    wanted = {k: v for k, v in source.items() if k.startswith(SOURCE_PREFIXES) or k in SOURCE_BUFFERS}
+    own = vae.state_dict()
+    for key, value in wanted.items():
+        if key not in own or own[key].shape != value.shape:
+            have = tuple(own[key].shape) if key in own else "missing"
+            raise UserError(
+                f"config key 'vae.frozen_encoder': {folder} has {key} {tuple(value.shape)}, this vae has {have} "
+                "(the encoder settings must match the source run's)"
+            )
+    missing = [k for k in own if k.startswith(SOURCE_PREFIXES) and k not in wanted]
+    if missing:
+        raise UserError(f"config key 'vae.frozen_encoder': {folder} lacks {missing[0]}")
+    vae.load_state_dict(wanted, strict=False)
+    vae.encoder.requires_grad_(False)

@@ -1,0 +1,77 @@
+"""Batch-level reading: coalesced reads, the in-memory option and the shared-ring BatchLoader."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from hpc_seaice.data import shard_reader
+from hpc_seaice.data.batch_loader import BatchLoader, NumberedBatches, ring_slots
+from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset
+
+
+def expected_batches(ds: ShardedDataset, sampler, batch: int, count: int) -> list[torch.Tensor]:
+    """Batches built sample by sample with ``ds[i]`` (an independent path through the reader)."""
+    stream = iter(sampler)
+    return [torch.stack([ds[i] for i in itertools.islice(stream, batch)]) for _ in range(count)]
+
+
+def test_numbered_batches_cover_the_stream_in_order():
+    batches = list(NumberedBatches(range(10), 4))
+    assert batches == [(0, [0, 1, 2, 3]), (1, [4, 5, 6, 7]), (2, [8, 9])]
+    with pytest.raises(ValueError):
+        NumberedBatches(range(3), 0)
+
+
+def test_neighbouring_samples_are_read_with_one_call(tiny_dataset, monkeypatch):
+    ds = ShardedDataset(tiny_dataset, split=None)
+    calls = []
+    real = os.preadv
+
+    def counting(fd, buffers, offset):
+        calls.append(len(buffers))
+        return real(fd, buffers, offset)
+
+    monkeypatch.setattr(shard_reader.os, "preadv", counting)
+    out = np.empty((6, ds.num_channels, *ds.grid), np.float32)
+    ds.read_batch([5, 3, 4, 2, 1, 0], out)  # one shard (shards hold 8), all neighbours
+    assert calls == [6]
+    for k, i in enumerate([5, 3, 4, 2, 1, 0]):
+        torch.testing.assert_close(torch.from_numpy(out[k]), ds[i], rtol=0, atol=0)
+    calls.clear()
+    ds.read_batch([0, 2, 9], out[:3])  # no neighbours; 9 is in the next shard
+    assert sorted(calls) == [1, 1, 1]
+
+
+def test_in_memory_dataset_gives_the_same_samples_without_files(tiny_dataset):
+    disk = ShardedDataset(tiny_dataset, split="train")
+    memory = ShardedDataset(tiny_dataset, split="train", in_memory=True)
+    assert not memory._handles  # everything read, files closed
+    idx = [7, 0, 40, 3]
+    out = np.empty((4, memory.num_channels, *memory.grid), np.float32)
+    memory.read_batch(idx, out)
+    for k, i in enumerate(idx):
+        torch.testing.assert_close(torch.from_numpy(out[k]), disk[i], rtol=0, atol=0)
+        torch.testing.assert_close(memory[i], disk[i], rtol=0, atol=0)
+    assert not memory._handles
+
+
+@pytest.mark.parametrize("workers, in_memory", [(0, False), (2, False), (2, True)])
+def test_batch_loader_matches_per_sample_reads_and_keeps_held_batches(tiny_dataset, workers, in_memory):
+    ds = ShardedDataset(tiny_dataset, split="train", in_memory=in_memory)
+    batch, steps, hold = 4, 15, 2  # 60 samples: more than an epoch (41), so batches span epochs
+    sampler = GlobalBatchSampler(len(ds), global_batch=batch, rank=0, world_size=1, seed=3)
+    loader = BatchLoader(ds, sampler, batch, num_workers=workers, prefetch_factor=2, hold=hold)
+    assert loader.ring.shape[0] == ring_slots(workers, 2, hold)
+    expected = expected_batches(ShardedDataset(tiny_dataset, split="train"), sampler, batch, steps)
+    held: list[torch.Tensor] = []
+    for step, x in enumerate(itertools.islice(iter(loader), steps)):
+        assert x.shape == (batch, ds.num_channels, *ds.grid) and x.dtype == torch.float32
+        held = (held + [x])[-hold:]  # the consumer keeps the last `hold` batches alive
+        for back, h in enumerate(reversed(held)):
+            torch.testing.assert_close(h, expected[step - back], rtol=0, atol=0)
+    loader.close()
