@@ -79,7 +79,7 @@ def reconstruct(run_dir: Path, states: np.ndarray, mask: np.ndarray, batch: int 
 
 
 def small_scale_log_ratio(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
-    """Mean log10(PSD / true PSD) of thickness over the upper half of the wavenumbers (the default windowed estimator)."""
+    """Mean log10(PSD / true PSD) of thickness over the upper half of the wavenumbers (windowed estimator)."""
     box = central_arctic_box(mask)
     p = isotropic_psd(pred[:, CH["sit"]], mask=mask, box=box).psd
     t = isotropic_psd(truth[:, CH["sit"]], mask=mask, box=box).psd
