@@ -36,7 +36,8 @@ PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 DECODER_NAMES = {"censored": "censored-Gaussian", "gaussian": "Gaussian"}
 EQUAL_COST_MODEL = "data-space at LDM cost"
-# The data-space run keeps a checkpoint every tenth of its steps, so the one at the LDMs' cost exists.
+# The data-space run keeps every checkpoint (a tenth of its steps apart, in its config), so the one
+# at the latent models' cost exists.
 EQUAL_COST_CHECKPOINTS = ["run.keep_checkpoints=11"]
 
 
