@@ -26,6 +26,7 @@ setup(
         "matplotlib>=3.7",
         "tqdm>=4.60",
         "pyyaml>=6.0",
+        "pydantic>=2.0",
     ],
     extras_require={
         # netCDF4: the tests read the NetCDF we write with a second library

@@ -36,9 +36,6 @@ PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 DECODER_NAMES = {"censored": "censored-Gaussian", "gaussian": "Gaussian"}
 EQUAL_COST_MODEL = "data-space at LDM cost"
-# The data-space run keeps every checkpoint (a tenth of its steps apart, in its config), so the one
-# at the latent models' cost exists.
-EQUAL_COST_CHECKPOINTS = ["run.keep_checkpoints=11"]
 
 
 def _env() -> dict[str, str]:
@@ -183,7 +180,7 @@ class Demo:
                 ["engine.name=deepspeed", "engine.zero_stage=2"],
                 "DeepSpeed ZeRO-2",
             ),
-            ("data-space", "diffusion-data.yaml", data, ["engine.name=ddp", *EQUAL_COST_CHECKPOINTS], "DDP"),
+            ("data-space", "diffusion-data.yaml", data, ["engine.name=ddp"], "DDP"),
         ]
         for name, config_name, path, engine, engine_name in plans:
             run_dir = out / "runs" / f"diffusion-{name}"
