@@ -37,6 +37,18 @@ def tiny_dataset_64(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: faster on small tensors, and on a shared 2-core machine two OpenMP
+    threads that lose their core to another process spin at every barrier."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def tiny_dataset_copy(tiny_dataset: Path, tmp_path: Path) -> Path:
     """A private, writable copy of ``tiny_dataset``."""
     dst = tmp_path / "data"

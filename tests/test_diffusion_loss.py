@@ -18,14 +18,7 @@ from hpc_seaice.diffusion import (
 )
 from hpc_seaice.models.layers import sinusoidal_embedding
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one intra-op thread is faster, and immune to a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Affine(nn.Module):

@@ -14,12 +14,7 @@ OLD_UNET = {"mask_channel": False, "upsample": "transposed", "position": "none"}
 STATS = {"data_mean": [0.0] * 5, "data_std": [1.0] * 5, "lower": [-9.0] * 5, "upper": [9.0] * 5}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def unet(**overrides) -> UNet:

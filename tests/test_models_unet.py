@@ -10,15 +10,7 @@ from hpc_seaice.models.build import build_unet, count_parameters, forward_flops,
 from hpc_seaice.models.describe import main as describe_main
 from hpc_seaice.models.unet import UNet
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one intra-op thread: on a shared 2-core machine, two OpenMP threads that lose their
-    core to another process spin at every barrier and make a CPU pass several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(**overrides) -> UNetConfig:

@@ -17,14 +17,7 @@ LOWER = [BOUNDS[v][0] for v in VARIABLES]
 UPPER = [BOUNDS[v][1] for v in VARIABLES]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one intra-op thread is faster, and immune to a busy shared machine (two
-    OpenMP threads that lose their core to another process spin at every barrier)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_vae(**overrides) -> VAE:
