@@ -70,6 +70,7 @@ class DataConfig(Section):
     val_split: str = "validation"
     num_workers: int = Field(2, ge=0)
     prefetch_factor: int = Field(2, ge=1)
+    in_memory: bool = False  # train: read the training split once into shared memory, then batches are gathers
     verify_hashes: bool = False  # train/encode start: also check every shard's sha256 (reads all data)
 
 

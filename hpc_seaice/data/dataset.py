@@ -19,19 +19,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.data import Dataset, default_collate, get_worker_info  # noqa: E402
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from hpc_seaice.data.h5files import open_h5
 from hpc_seaice.data.manifest import Manifest, in_split, manifest_path, read_manifest, to_iso
-from hpc_seaice.data.sampler import GlobalBatchSampler, partition  # noqa: E402,F401  (imported from here too)
-from hpc_seaice.data.shard_reader import OpenShard  # noqa: E402
+from hpc_seaice.data.sampler import GlobalBatchSampler, partition  # noqa: F401  (imported from here too)
+from hpc_seaice.data.shard_reader import OpenShard
 from hpc_seaice.data.shards import check_shard_layout, shard_times
 from hpc_seaice.data.static import Static, read_static, static_path
-from hpc_seaice.errors import UserError  # noqa: E402
+from hpc_seaice.errors import UserError
 
 # Shards kept open per process; beyond this the least recently used is closed (file handles are
 # a limited resource on shared file systems, and a pass touches shards in order anyway).

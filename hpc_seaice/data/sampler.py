@@ -8,6 +8,7 @@ resumes from a global sample count even with another world size (edm2's conventi
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -25,7 +26,7 @@ class GlobalBatchSampler(Sampler[int]):
     [s*B + r*B/W, s*B + (r+1)*B/W). Remainder policy: nothing is dropped or repeated; when B does
     not divide the epoch, a global batch spans the end of one epoch and the start of the next, so
     every sample appears exactly once per epoch. Iteration starts at ``start_sample`` (a global
-    sample count, the resume position; a multiple of B when resuming at a step boundary).
+    sample count, the resume position; a multiple of B unless ``train.batch_size`` changed).
     """
 
     def __init__(
@@ -77,23 +78,24 @@ class GlobalBatchSampler(Sampler[int]):
         return out
 
     def positions(self, step: int) -> np.ndarray:
-        """Global stream positions of this rank's samples at global step ``step``."""
-        lo = step * self.global_batch + self.rank * self.local_batch
+        """Stream positions of this rank's samples in the ``step``-th global batch from ``start_sample``.
+
+        With ``start_sample = 0`` that is global step ``step``. Iteration yields exactly these
+        positions' samples, so a consumer (the trainer's per-sample loss noise) and the data
+        cannot drift apart, also when a resumed run changed ``train.batch_size``.
+        """
+        lo = self.start_sample + step * self.global_batch + self.rank * self.local_batch
         return np.arange(lo, lo + self.local_batch, dtype=np.int64)
 
     def global_positions(self, step: int) -> np.ndarray:
-        """All B positions of global step ``step`` (every rank's slice, in rank order)."""
-        return np.arange(step * self.global_batch, (step + 1) * self.global_batch, dtype=np.int64)
-
-    def epoch_of(self, position: int) -> int:
-        return int(position) // self.num_samples
+        """All B positions of the ``step``-th global batch from ``start_sample`` (every rank's slice, in rank order)."""
+        lo = self.start_sample + step * self.global_batch
+        return np.arange(lo, lo + self.global_batch, dtype=np.int64)
 
     def __iter__(self) -> Iterator[int]:
-        base = self.start_sample + self.rank * self.local_batch
-        while True:
-            for idx in self.indices(np.arange(base, base + self.local_batch, dtype=np.int64)):
+        for step in itertools.count():
+            for idx in self.indices(self.positions(step)):
                 yield int(idx)
-            base += self.global_batch
 
 
 def partition(n: int, rank: int, world_size: int) -> range:

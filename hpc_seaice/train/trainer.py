@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from hpc_seaice.config import ExperimentConfig, dump_config, load_config, with_absolute_paths
-from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset, collate, partition
+from hpc_seaice.data.batch_loader import BatchLoader
+from hpc_seaice.data.dataset import ShardedDataset
+from hpc_seaice.data.sampler import GlobalBatchSampler, partition
 from hpc_seaice.diffusion.ema import EMA
 from hpc_seaice.diffusion.noise import mix_seed
 from hpc_seaice.errors import UserError
@@ -68,7 +69,7 @@ def batch_geometry(cfg: ExperimentConfig, world: int) -> int:
 
 
 def _open_datasets(cfg: ExperimentConfig) -> tuple[Any, Any]:
-    train = ShardedDataset(cfg.data.path, split=cfg.data.train_split)
+    train = ShardedDataset(cfg.data.path, split=cfg.data.train_split, in_memory=cfg.data.in_memory)
     try:
         val = ShardedDataset(cfg.data.path, split=cfg.data.val_split) if cfg.train.val_every > 0 else None
     except UserError:
@@ -76,25 +77,23 @@ def _open_datasets(cfg: ExperimentConfig) -> tuple[Any, Any]:
     return train, val
 
 
-def _loader(dataset: Any, sampler: Any, micro: int, cfg: ExperimentConfig, device: torch.device) -> DataLoader:
+def _loader(dataset: Any, sampler: Any, micro: int, cfg: ExperimentConfig, device: torch.device) -> BatchLoader:
+    """Micro-batches as views of a shared ring that workers fill (no per-batch transfer cost).
+
+    A step keeps its ``grad_accum`` micro-batches alive, and on a GPU their asynchronous copies
+    may still run while the next step's first batch is fetched: ``hold`` covers both.
+    """
     workers = cfg.data.num_workers
-    return DataLoader(
+    return BatchLoader(
         dataset,
-        batch_size=micro,
-        sampler=sampler,
-        collate_fn=collate,  # hands over the batch buffer the reader filled, no stacking copy
+        sampler,
+        micro,
         num_workers=workers,
+        prefetch_factor=cfg.data.prefetch_factor,
+        hold=cfg.train.grad_accum + 1,
         pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
-        prefetch_factor=cfg.data.prefetch_factor if workers > 0 else None,
         worker_init_fn=ignore_stop_signals if workers > 0 else None,
     )
-
-
-def _positions(base: int, rank: int, world: int, micro_index: int, micro: int, batch: int) -> torch.Tensor:
-    """Global stream positions of one micro-batch of the global batch starting at ``base`` (GlobalBatchSampler)."""
-    start = base + rank * (batch // world) + micro_index * micro
-    return torch.arange(start, start + micro, dtype=torch.int64)
 
 
 def _banner(cfg, env, engine, micro, params: int, start_step: int, has_val: bool, kind: str) -> str:
@@ -160,7 +159,8 @@ def _train(cfg: ExperimentConfig, env: Any, micro: int, start: Any) -> int:
         seed=cfg.train.seed,
         start_sample=start_sample,  # exact in samples, also when train.batch_size changed
     )
-    batches = iter(_loader(train_set, sampler, micro, cfg, env.device))
+    loader = _loader(train_set, sampler, micro, cfg, env.device)
+    batches = iter(loader)
     params = sum(p.numel() for p in ema.module.parameters())
     monitor = build_monitor(env.is_main, run_dir, start_step, cfg.train.max_steps, cfg.train.progress)
     monitor.message(_banner(cfg, env, engine, micro, params, start_step, val_set is not None, train_set.manifest.kind))
@@ -203,8 +203,8 @@ def _train(cfg: ExperimentConfig, env: Any, micro: int, start: Any) -> int:
 
             def compute_loss(module, i: int, _step: int = step, _micro=micro_batches, _stats=stats):
                 x = _micro[i].to(env.device, non_blocking=True)
-                base = start_sample + (_step - start_step) * cfg.train.batch_size
-                positions = _positions(base, env.rank, env.world_size, i, micro, cfg.train.batch_size)
+                mine = sampler.positions(_step - start_step)[i * micro : (i + 1) * micro]
+                positions = torch.from_numpy(mine)
                 loss, sample_stats = task.micro_loss(module, x, positions, _step, cfg.train.batch_size)
                 if _step in nan_steps:
                     loss = loss * float("nan")  # the test hook FAULT_NAN_STEPS: a non-finite step
@@ -283,6 +283,8 @@ def _train(cfg: ExperimentConfig, env: Any, micro: int, start: Any) -> int:
     finally:
         stop.restore()
         monitor.close()
+        batches.close()  # a generator: ends the iterator over the workers
+        loader.close()
     return code
 
 
