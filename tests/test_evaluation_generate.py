@@ -63,3 +63,24 @@ def test_compiled_sampling_and_decoding_agree_with_eager_on_cpu():
     torch.testing.assert_close(
         LatentDecoder(*args, compile=True)(z)[1], LatentDecoder(*args)(z)[1], rtol=1e-4, atol=1e-4
     )
+
+
+@pytest.mark.parametrize("arch", ["conv", "light"])
+def test_compiled_decoding_sees_the_coast_like_eager(arch):
+    """The compiled decoder pass must get the land mask as ``decode_params`` gives it: the mirror
+    decoder cannot run without it, and the light decoder's refinement reads it."""
+    torch.manual_seed(3)
+    vae_cfg = {"preset": "tiny-vae", "decoder_arch": arch, "light_channels": [8, 8], "refine_channels": 4}
+    vae = build_vae(config_from_dict({"vae": vae_cfg}).vae, **STATS).eval()
+    coast = torch.ones(32, 32)
+    coast[:, :10] = 0.0
+    vae.set_ocean_mask(coast)
+    if arch == "light":
+        with torch.no_grad():
+            vae.decoder.refine.conv2.weight.normal_()  # zero-initialised: make the mask matter
+    z = torch.randn(2, 4, 4, 4)
+    args = (vae, torch.zeros(4), torch.ones(4), torch.ones(32, 32), torch.device("cpu"))
+    eager = LatentDecoder(*args)(z)[1]
+    torch.testing.assert_close(LatentDecoder(*args, compile=True)(z)[1], eager, rtol=1e-4, atol=1e-4)
+    vae.set_ocean_mask(torch.ones(32, 32))
+    assert not torch.allclose(LatentDecoder(*args)(z)[1], eager, rtol=1e-4, atol=1e-4)  # the coast matters

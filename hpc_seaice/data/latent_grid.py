@@ -31,7 +31,7 @@ def latent_ocean_fraction(data_path: str, manifest: Any) -> np.ndarray:
         raise UserError(
             f"{data_path}: the latent data set does not lead to its fields data set "
             f"(manifest source.fields_dataset = {fields!r}), whose land-sea mask unet.mask_channel needs; "
-            "re-encode it, or set unet.mask_channel=false"
+            "put that data set back there or re-encode with it (a new run may also set unet.mask_channel=false)"
         )
     mask = np.asarray(read_static(fields).mask, dtype=np.float64)
     h, w = manifest.grid

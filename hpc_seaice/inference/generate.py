@@ -54,13 +54,25 @@ class DataSpaceDecoder(FieldDecoder):
         return clipped, raw
 
 
+class _DecoderMean(nn.Module):
+    """``vae.decode_params(z)[0]`` as a module to compile: the decoder network alone would miss
+    the land mask (and the memory layout) that ``decode_params`` hands it."""
+
+    def __init__(self, vae: nn.Module) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode_params(z)[0]
+
+
 class LatentDecoder(FieldDecoder):
     """Un-standardise the latent, decode with the VAE (deterministic: clamp(mu, l, u)).
 
     ``mean``/``std`` are the latent data set's own statistics (its ``static.h5``): the ones the
     latent diffusion run was trained with, whatever else was encoded with the same VAE since.
-    Latents are decoded ``decode_batch`` at a time; with ``compile`` the decoder network runs
-    through :func:`compile_for_sampling`.
+    Latents are decoded ``decode_batch`` at a time; with ``compile`` the decoder pass (with its land
+    mask, as ``decode_params`` gives it) runs through :func:`compile_for_sampling`.
     """
 
     def __init__(
@@ -79,13 +91,11 @@ class LatentDecoder(FieldDecoder):
         self.mean, self.std = _per_channel(mean, device), _per_channel(std, device)
         self.mask = torch.as_tensor(mask, dtype=torch.float32, device=device)
         self.decode_batch = decode_batch
-        self.network = compile_for_sampling(vae.decoder, device) if compile else None
+        self.network = compile_for_sampling(_DecoderMean(vae), device) if compile else None
 
     def _mu(self, z: torch.Tensor) -> torch.Tensor:
         if self.network is None:
             return self.vae.decode_params(z)[0]  # one decoder pass serves both outputs
-        if self.vae.cfg.channels_last:
-            z = z.contiguous(memory_format=torch.channels_last)
         return self.network(z)
 
     def __call__(self, x):

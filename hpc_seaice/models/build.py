@@ -76,13 +76,16 @@ def build_stage_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.M
             )
         if static.mean is None or static.std is None:
             raise UserError(f"{cfg.data.path}: no normalisation statistics; run hpc-seaice data stats")
-        vae = build_vae(
-            cfg.vae,
-            data_mean=torch.as_tensor(static.mean, dtype=torch.float32),
-            data_std=torch.as_tensor(static.std, dtype=torch.float32),
-            lower=torch.as_tensor(manifest.lower, dtype=torch.float32),
-            upper=torch.as_tensor(manifest.upper, dtype=torch.float32),
-        )
+        try:
+            vae = build_vae(
+                cfg.vae,
+                data_mean=torch.as_tensor(static.mean, dtype=torch.float32),
+                data_std=torch.as_tensor(static.std, dtype=torch.float32),
+                lower=torch.as_tensor(manifest.lower, dtype=torch.float32),
+                upper=torch.as_tensor(manifest.upper, dtype=torch.float32),
+            )
+        except ValueError as exc:
+            raise UserError(f"config section 'vae' does not build a network: {exc}") from None
         try:
             vae.latent_shape(*manifest.grid)
         except ValueError as exc:
@@ -95,7 +98,10 @@ def build_stage_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.M
             f"config key 'unet.in_channels' is {cfg.unet.in_channels} but {cfg.data.path} "
             f"({manifest.kind}) has {channels} channels"
         )
-    net = build_unet(cfg.unet, cfg.diffusion)  # channels_last / torch.compile as configured
+    try:
+        net = build_unet(cfg.unet, cfg.diffusion)  # channels_last / torch.compile as configured
+    except ValueError as exc:
+        raise UserError(f"config section 'unet' does not build a network: {exc}") from None
     try:
         net.check_input(torch.empty(1, channels, *manifest.grid, device="meta"))
     except ValueError as exc:

@@ -84,7 +84,9 @@ class ConvNeXtBlock(nn.Module):
     ) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"ConvNeXt kernel_size must be a positive odd number, got {kernel_size}")
+            raise ValueError(
+                f"ConvNeXt kernel_size (unet.kernel_size) must be a positive odd number, got {kernel_size}"
+            )
         self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
         self.dwconv = nn.Conv2d(out_channels, out_channels, kernel_size, padding=kernel_size // 2, groups=out_channels)
         self.norm = group_norm(out_channels, affine=embedding_dim == 0)
@@ -151,7 +153,7 @@ class TransformerBlock(nn.Module):
     def __init__(self, channels: int, heads: int, embedding_dim: int, mlp_ratio: int = 4, dropout: float = 0.0) -> None:
         super().__init__()
         if channels % heads:
-            raise ValueError(f"bottleneck channels {channels} not divisible by heads {heads}")
+            raise ValueError(f"bottleneck channels {channels} not divisible by unet.heads={heads}")
         self.heads = heads
         self.dropout = dropout
         self.norm1 = nn.LayerNorm(channels, elementwise_affine=False, eps=1e-6)

@@ -8,7 +8,9 @@ existing latent diffusion run samples through the new decoder unchanged.
 The encoder's weights (its EMA weights, the ones ``encode`` uses) and the normalisation buffers
 are loaded from the source run's latest checkpoint; the encoder's parameters are frozen
 (``requires_grad`` False: the optimizers skip them, DDP does not reduce them). The decoder and
-the per-variable scale start fresh and are trained as usual.
+the per-variable scale start fresh and are trained as usual. The source run is needed only to
+start: a resumed run's own checkpoint holds the frozen encoder, so the source may since have
+moved or been deleted.
 """
 
 from __future__ import annotations
@@ -25,6 +27,20 @@ SOURCE_PREFIXES = ("encoder.",)
 SOURCE_BUFFERS = ("data_mean", "data_std", "lower", "upper")
 
 
+def freeze_encoder(vae: nn.Module, source: str | Path, run_dir: str | Path) -> None:
+    """Freeze ``vae``'s encoder: from ``source`` on a fresh start, as it is when ``run_dir`` resumes.
+
+    A run folder that holds any checkpoint always resumes from one (never starts over), and the
+    checkpoint's encoder replaces whatever is loaded here.
+    """
+    from hpc_seaice.runtime.checkpoint import complete_checkpoints
+
+    if complete_checkpoints(run_dir):
+        vae.encoder.requires_grad_(False)
+        return
+    freeze_encoder_from(vae, source)
+
+
 def freeze_encoder_from(vae: nn.Module, run_dir: str | Path) -> None:
     """Load ``run_dir``'s encoder (EMA weights) into ``vae`` and freeze it; user errors in one line."""
     from hpc_seaice.config import load_config
@@ -36,7 +52,10 @@ def freeze_encoder_from(vae: nn.Module, run_dir: str | Path) -> None:
     source_cfg = load_config(run_dir / "config.yaml")
     if source_cfg.stage != "autoencoder":
         raise UserError(f"config key 'vae.frozen_encoder': {run_dir} is a {source_cfg.stage} run, not an autoencoder")
-    folder = find_checkpoint(run_dir, "latest")
+    try:
+        folder = find_checkpoint(run_dir, "latest")
+    except UserError as exc:
+        raise UserError(f"config key 'vae.frozen_encoder': {exc}") from None
     model_state, _ = load_states(folder, torch.device("cpu"))
     source = model_state["ema"]["module"]
     wanted = {k: v for k, v in source.items() if k.startswith(SOURCE_PREFIXES) or k in SOURCE_BUFFERS}

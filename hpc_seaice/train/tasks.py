@@ -98,9 +98,9 @@ class AutoencoderTask(Task):
     def __init__(self, cfg, manifest, static, device) -> None:
         super().__init__(cfg, manifest, static, device)
         if cfg.vae.frozen_encoder:  # train only the decoder: the source run's latents stay valid
-            from hpc_seaice.train.frozen_encoder import freeze_encoder_from
+            from hpc_seaice.train.frozen_encoder import freeze_encoder
 
-            freeze_encoder_from(self.net, cfg.vae.frozen_encoder)
+            freeze_encoder(self.net, cfg.vae.frozen_encoder, cfg.run.dir)
         self.loss_module = self.make_loss_module(self.net)
         self.latent_shape = tuple(self.net.latent_shape(*manifest.grid))
 
