@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from hpc_seaice.atomic import atomic_write
@@ -110,10 +110,11 @@ class PresetSection(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _apply_preset(cls, data: Any) -> Any:
+    def _apply_preset(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
-        data = _with_legacy_layout(data, cls._legacy_keys, cls._legacy_layout)
+        if (info.context or {}).get("run_config"):  # only a run's own config.yaml can be an old run's
+            data = _with_legacy_layout(data, cls._legacy_keys, cls._legacy_layout)
         if data.get("preset"):
             section = "unet" if cls is UNetConfig else "vae"
             return {**_load_preset(section, data["preset"]), **data}
@@ -298,9 +299,11 @@ def _message(error: ErrorDetails) -> str:
     return f"config key '{key}': {error['msg']}"
 
 
-def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
+def config_from_dict(data: dict[str, Any], run_config: bool = False) -> ExperimentConfig:
+    """Validate a config mapping; ``run_config``: it is a run folder's own resolved ``config.yaml``,
+    where a network section without the layout keys means a run made before they existed."""
     try:
-        return ExperimentConfig.model_validate(data or {})
+        return ExperimentConfig.model_validate(data or {}, context={"run_config": run_config})
     except ValidationError as exc:
         raise UserError(_message(exc.errors()[0])) from None
 
@@ -348,7 +351,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: the top level must be a mapping")
-    return config_from_dict(apply_overrides(data, overrides or []))
+    run_config = path.name == "config.yaml" and (path.parent / "checkpoints").is_dir()
+    return config_from_dict(apply_overrides(data, overrides or []), run_config=run_config)
 
 
 def with_absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:

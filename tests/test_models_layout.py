@@ -139,7 +139,8 @@ def test_vae_with_mask_channel_encodes_and_decodes_the_coast():
 
 def test_legacy_layout_for_fully_written_old_sections_only():
     """A run's config.yaml lists every key. One written before the layout keys existed gets the
-    old layout; a new config (a preset and a few keys) gets the new one."""
+    old layout; a new config (a preset and a few keys), or any config that is not a run folder's
+    own config.yaml, gets the new one."""
     old_unet = {
         "preset": "tiny-unet", "in_channels": 5, "base_channels": 16, "channel_mult": [1, 2],
         "blocks_per_level": 1, "block": "convnext", "bottleneck_blocks": 1, "attention_max_side": 32,
@@ -151,12 +152,15 @@ def test_legacy_layout_for_fully_written_old_sections_only():
         "channel_mult": [1, 2, 2, 2], "blocks_per_level": 1, "block": "resnet", "decoder": "censored",
         "beta": 1e-4, "sigma_init": 0.5, "channels_last": False, "compile": False,
     }  # fmt: skip
-    cfg = config_from_dict({"unet": old_unet, "vae": old_vae})
+    cfg = config_from_dict({"unet": old_unet, "vae": old_vae}, run_config=True)
     assert (cfg.unet.mask_channel, cfg.unet.upsample, cfg.unet.position) == (False, "transposed", "none")
     assert cfg.vae.mask_channel is False
+    # The same sections in a user's config (not a run folder's config.yaml) are a new run's.
+    user = config_from_dict({"unet": old_unet, "vae": old_vae})
+    assert (user.unet.mask_channel, user.unet.upsample, user.vae.mask_channel) == (True, "nearest", True)
     new = config_from_dict({"unet": {"preset": "tiny-unet"}, "vae": {"preset": "tiny-vae"}})
     assert (new.unet.mask_channel, new.unet.upsample, new.unet.position) == (True, "nearest", "sincos")
     assert new.vae.mask_channel is True
     # A full section that names one layout key is a new one: the others take their defaults.
-    mixed = config_from_dict({"unet": {**old_unet, "position": "none"}}).unet
+    mixed = config_from_dict({"unet": {**old_unet, "position": "none"}}, run_config=True).unet
     assert (mixed.mask_channel, mixed.upsample) == (True, "nearest")

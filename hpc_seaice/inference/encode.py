@@ -81,6 +81,8 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
         raise UserError(f"--data {data}: variables {fields.variables} do not match the autoencoder's data")
     if list(fields.grid) != list(loaded.data_manifest.grid):
         raise UserError(f"--data {data}: grid {fields.grid} != the autoencoder's {loaded.data_manifest.grid}")
+    if loaded.config.vae.mask_channel:  # encode --data with its own coast, as the latent denoiser will see it
+        vae.set_ocean_mask(torch.as_tensor(static.mask, dtype=torch.float32, device=env.device))
     latent_shape = tuple(vae.latent_shape(*fields.grid))
     channels = latent_shape[0]
     factor = fields.grid[0] // latent_shape[1]
