@@ -37,7 +37,7 @@ from benchmarks.allreduce_probe import ENTRY, allreduce_span
 from benchmarks.common import REPO_ROOT
 from benchmarks.scaling import RunSpec, child_env, make_dataset, read_windows, summarise_run, train_config
 from benchmarks.scaling_slurm_report import finish_rows, write_outputs
-from benchmarks.slurm import BenchJob, Outcome, cluster_name, run_jobs
+from benchmarks.slurm import BenchJob, Outcome, add_resource_arguments, cluster_name, run_jobs
 from hpc_seaice.cluster.resources import Resources
 from hpc_seaice.config import config_from_dict, with_absolute_paths
 from hpc_seaice.data.manifest import MANIFEST_NAME, read_manifest
@@ -63,11 +63,10 @@ def _int_list(text: str, flag: str) -> list[int]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.scaling --slurm", description=__doc__.splitlines()[0])
     p.add_argument("--nodes", default="1,2", help="node counts, e.g. 1,2,4 (default 1,2)")
-    p.add_argument("--gpus-per-node", type=int, default=1, help="GPUs per node; 0 for CPU jobs (then --tasks-per-node)")
+    add_resource_arguments(
+        p, "GPUs per node; 0 for CPU jobs (then --tasks-per-node)", "CPUs per rank (default: the cluster's)"
+    )
     p.add_argument("--tasks-per-node", type=int, default=0, help="ranks per node (default: one per GPU)")
-    p.add_argument("--cpus-per-task", type=int, default=0, help="CPUs per rank (default: the cluster's)")
-    for flag in ("partition", "account", "qos", "constraint", "mem"):
-        p.add_argument(f"--{flag}", default="", help="passed to sbatch")
     p.add_argument("--time", default="", help="time limit per job (default 00:30:00; quick 00:10:00)")
     p.add_argument("--space", default="data,latent", help="data, latent or both (default both)")
     p.add_argument("--engine", default="ddp", choices=("ddp", "deepspeed"), help="training engine (default ddp)")

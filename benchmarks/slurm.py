@@ -12,6 +12,7 @@ them in its table. Nothing waits forever.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import subprocess
@@ -162,3 +163,11 @@ def run_jobs(
             if on_outcome:
                 on_outcome(outcome)
     return outcomes
+
+
+def add_resource_arguments(parser: argparse.ArgumentParser, gpus_help: str, cpus_help: str) -> None:
+    """The sbatch resources every benchmark job takes (``Resources.from_args`` reads them back)."""
+    parser.add_argument("--gpus-per-node", type=int, default=1, help=gpus_help)
+    parser.add_argument("--cpus-per-task", type=int, default=0, help=cpus_help)
+    for flag in ("partition", "account", "qos", "constraint", "mem"):
+        parser.add_argument(f"--{flag}", default="", help="passed to sbatch")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO_ROOT
-from benchmarks.slurm import BenchJob, cluster_name, run_jobs
+from benchmarks.slurm import BenchJob, add_resource_arguments, cluster_name, run_jobs
 from hpc_seaice.cluster.resources import Resources
 from hpc_seaice.config import config_from_dict, with_absolute_paths
 
@@ -50,10 +50,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     speed_args = argv[argv.index("--") + 1 :] if "--" in argv else []
     own = argv[: argv.index("--")] if "--" in argv else argv
     p = argparse.ArgumentParser(prog="python -m benchmarks.speed_slurm", description=__doc__.splitlines()[0])
-    p.add_argument("--gpus-per-node", type=int, default=1, help="GPUs of the job (0: a CPU job)")
-    p.add_argument("--cpus-per-task", type=int, default=0, help="CPUs of the job (default: the cluster's)")
-    for flag in ("partition", "account", "qos", "constraint", "mem"):
-        p.add_argument(f"--{flag}", default="", help="passed to sbatch")
+    add_resource_arguments(p, "GPUs of the job (0: a CPU job)", "CPUs of the job (default: the cluster's)")
     p.add_argument("--time", default="01:00:00", help="time limit (default 01:00:00)")
     p.add_argument("--work", default="runs/speed_slurm", help="job folder, on a file system the node shares")
     p.add_argument("--max-wait", type=float, default=6 * 3600.0, help="seconds to wait for the job (default 6 h)")

@@ -67,7 +67,8 @@ def test_the_layer_check_can_fail(tmp_path):
 
 
 def test_nothing_cites_notes_outside_the_repository():
-    needles = ("../shared", "PAPER_NOTES", "DESIGN section", "DESIGN §")
+    # spelled in pieces, so this file does not cite them itself
+    needles = ("../" + "shared", "PAPER" + "_NOTES", "DESIGN" + " section", "DESIGN" + " §")
     files = [*PACKAGE.rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py"), *(ROOT / "docs").rglob("*.md")]
     files += [ROOT / "README.md", *(ROOT / "configs").rglob("*.yaml"), *(ROOT / "launch").rglob("*")]
     citing = [str(p.relative_to(ROOT)) for p in files if p.is_file() and any(n in p.read_text() for n in needles)]
