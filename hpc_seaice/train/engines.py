@@ -137,7 +137,12 @@ class DDPEngine(Engine):
         self.grad_clip = optim.grad_clip
         if hdist.world_size() > 1:
             device_ids = [env.device.index] if env.device.type == "cuda" else None
-            self.module: nn.Module = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+            # No buffer broadcast before every forward: the buffers (land masks, normalisation
+            # constants) are set from the data set and equal on every rank, and that broadcast
+            # would be one more collective per step, outside the backward's lost-peer handling.
+            self.module: nn.Module = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=device_ids, broadcast_buffers=False
+            )
         else:
             self.module = self.model
         self.optimizer = build_optimizer(self.model, optim)
