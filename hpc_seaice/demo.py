@@ -28,8 +28,10 @@ import time
 from pathlib import Path
 
 from hpc_seaice.atomic import atomic_write
+from hpc_seaice.config import load_config
 from hpc_seaice.demo_compute import checkpoint_at_cost, total_training_seconds
 from hpc_seaice.demo_report import Stage, write_report
+from hpc_seaice.runtime.checkpoint import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -85,9 +87,6 @@ def _hpc(*args: str) -> list[str]:
 
 
 def _trained(run_dir: Path, config: Path, overrides: list[str]) -> bool:
-    from hpc_seaice.config import load_config
-    from hpc_seaice.runtime.checkpoint import latest_checkpoint
-
     if not (run_dir / "checkpoints" / "latest").is_file():
         return False
     max_steps = load_config(config, overrides).train.max_steps

@@ -82,6 +82,14 @@ def test_convert_netcdf_files_via_cli(source, tmp_path, capsys):
     _check_converted(out, x, ds)
     m = read_manifest(out)
     assert m.source["variables"]["siv"] == "vysi" and "finite at all" in m.source["mask"]
+    # The leading-PC std of the normalised train split is stored, as by data synth (SVD here).
+    static = read_static(out)
+    train = ShardedDataset(out, split="train", normalize=False)
+    ocean = static.mask > 0.5
+    rows = [((train.raw(i)[:, ocean] - static.mean[:, None]) / static.std[:, None]).ravel() for i in range(len(train))]
+    states = np.stack(rows) - np.mean(rows, axis=0)
+    expected = np.linalg.svd(states, compute_uv=False)[0] / np.sqrt(len(rows) - 1)
+    assert static.pc1_std == pytest.approx(expected, rel=1e-3)
 
 
 def test_convert_zarr(source, tmp_path):

@@ -29,12 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from hpc_seaice.data.grid import polar_lat_lon
 from hpc_seaice.data.layout import coordinate, decode_times, map_dims
 from hpc_seaice.data.manifest import DEFAULT_SPLITS, Manifest, in_split, split_bounds, to_iso, write_manifest
 from hpc_seaice.data.replace import check_target, staging_dir, swap_in
 from hpc_seaice.data.shards import fields_writer
 from hpc_seaice.data.static import write_static
-from hpc_seaice.data.stats import RunningStats, safe_std
+from hpc_seaice.data.stats import RunningStats, add_pc1_std, safe_std
 from hpc_seaice.data.variables import BOUNDS, VARIABLES
 from hpc_seaice.data.verify import iter_blocks
 from hpc_seaice.errors import UserError
@@ -317,12 +318,11 @@ def _write(
     }
     manifest = writer.build_manifest(splits=splits, source=source)
     write_manifest(out, manifest)
+    add_pc1_std(out)  # the sampler's starting noise is sized from it, as for a generated set
     return manifest
 
 
 def _default_lat_lon(grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    from hpc_seaice.data.grid import polar_lat_lon
-
     return polar_lat_lon(grid[0], grid[1])
 
 

@@ -20,7 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hpc_seaice.config import load_config
 from hpc_seaice.errors import UserError
+from hpc_seaice.runtime.checkpoint import complete_checkpoints, find_checkpoint, load_states
 
 # State-dict entries taken from the source run: the encoder and the data normalisation.
 SOURCE_PREFIXES = ("encoder.",)
@@ -33,8 +35,6 @@ def freeze_encoder(vae: nn.Module, source: str | Path, run_dir: str | Path) -> N
     A run folder that holds any checkpoint always resumes from one (never starts over), and the
     checkpoint's encoder replaces whatever is loaded here.
     """
-    from hpc_seaice.runtime.checkpoint import complete_checkpoints
-
     if complete_checkpoints(run_dir):
         vae.encoder.requires_grad_(False)
         return
@@ -43,9 +43,6 @@ def freeze_encoder(vae: nn.Module, source: str | Path, run_dir: str | Path) -> N
 
 def freeze_encoder_from(vae: nn.Module, run_dir: str | Path) -> None:
     """Load ``run_dir``'s encoder (EMA weights) into ``vae`` and freeze it; user errors in one line."""
-    from hpc_seaice.config import load_config
-    from hpc_seaice.runtime.checkpoint import find_checkpoint, load_states
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"config key 'vae.frozen_encoder': {run_dir} is not a run folder (no config.yaml)")

@@ -22,6 +22,7 @@ from hpc_seaice.diffusion.loss import diffusion_loss
 from hpc_seaice.diffusion.noise import mix_seed, per_sample_normal
 from hpc_seaice.diffusion.schedule import build_schedule, stratified_uniform
 from hpc_seaice.models.build import build_stage_model
+from hpc_seaice.train.frozen_encoder import freeze_encoder
 from hpc_seaice.train.latent import PosteriorNoise
 
 # Salts keep the streams of different uses of randomness apart.
@@ -98,8 +99,6 @@ class AutoencoderTask(Task):
     def __init__(self, cfg, manifest, static, device) -> None:
         super().__init__(cfg, manifest, static, device)
         if cfg.vae.frozen_encoder:  # train only the decoder: the source run's latents stay valid
-            from hpc_seaice.train.frozen_encoder import freeze_encoder
-
             freeze_encoder(self.net, cfg.vae.frozen_encoder, cfg.run.dir)
         self.loss_module = self.make_loss_module(self.net)
         self.latent_shape = tuple(self.net.latent_shape(*manifest.grid))
