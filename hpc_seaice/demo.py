@@ -123,6 +123,13 @@ class Demo:
         self.times[title] = seconds
         atomic_write(self.times_file, json.dumps(self.times, indent=1))
 
+    def train_stage(self, title: str, config: Path, run_dir: Path, overrides: list[str]) -> Path:
+        """A ``train`` stage under torchrun (2 ranks); done once its run reached ``train.max_steps``."""
+        overrides = [f"run.dir={run_dir}", *overrides]
+        command = _torchrun("train", str(config), *overrides)
+        self.stage(title, _trained(run_dir, config, overrides), [command], [str(run_dir)])
+        return run_dir
+
     def latent_cost(self, vae_run: Path, decoder: str, ldm_run: Path) -> float:
         """Training seconds of a latent model, its VAE and the encoding of the data set included."""
         encode = self.times.get(f"encode every split with the {decoder} VAE (2 ranks)", 0.0)
@@ -142,14 +149,9 @@ class Demo:
         for decoder in ("censored", "gaussian"):
             run_dir = out / "runs" / f"vae-{decoder}"
             config = ROOT / "configs/demo/autoencoder.yaml"
-            overrides = [f"vae.decoder={decoder}", f"run.dir={run_dir}", f"data.path={data}"]
-            self.stage(
-                f"VAE with {DECODER_NAMES[decoder]} decoder (torchrun, 2 ranks, DDP)",
-                _trained(run_dir, config, overrides),
-                [_torchrun("train", str(config), *overrides)],
-                [str(run_dir)],
-            )
-            vae_runs[decoder] = run_dir
+            overrides = [f"vae.decoder={decoder}", f"data.path={data}"]
+            title = f"VAE with {DECODER_NAMES[decoder]} decoder (torchrun, 2 ranks, DDP)"
+            vae_runs[decoder] = self.train_stage(title, config, run_dir, overrides)
         for decoder, run_dir in vae_runs.items():
             latents = out / f"latents-{decoder}"
             self.stage(
@@ -184,14 +186,9 @@ class Demo:
         for name, config_name, path, engine, engine_name in plans:
             run_dir = out / "runs" / f"diffusion-{name}"
             config = ROOT / "configs/demo" / config_name
-            overrides = [f"run.dir={run_dir}", f"data.path={path}", *engine]
-            self.stage(
-                f"{name} diffusion (torchrun, 2 ranks, {engine_name})",
-                _trained(run_dir, config, overrides),
-                [_torchrun("train", str(config), *overrides)],
-                [str(run_dir)],
-            )
-            diffusion_runs[name] = run_dir
+            overrides = [f"data.path={path}", *engine]
+            title = f"{name} diffusion (torchrun, 2 ranks, {engine_name})"
+            diffusion_runs[name] = self.train_stage(title, config, run_dir, overrides)
         samples = []
         self.costs = {
             "ldm-censored": self.latent_cost(vae_runs["censored"], "censored", diffusion_runs["ldm-censored"]),

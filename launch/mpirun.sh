@@ -12,6 +12,8 @@
 # several nodes pin the interface with GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME (exported to
 # every rank). NP defaults to the number of GPUs (nvidia-smi), else 1.
 set -euo pipefail
+# shellcheck source=launch/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PYTHON=${PYTHON:-python}
 MPIRUN=${MPIRUN:-$(command -v mpirun || command -v mpiexec || true)}
@@ -19,16 +21,9 @@ if [ -z "$MPIRUN" ]; then
   echo "$0: no mpirun/mpiexec on PATH (pip install mpich, or load your MPI module)" >&2
   exit 2
 fi
-if [ -z "${NP:-}" ]; then
-  NP=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true)
-  [ "$NP" -ge 1 ] || NP=1
-fi
-if [ $# -lt 1 ]; then
-  echo "usage: [NP=N] $0 CONFIG.yaml [key=value ...]" >&2
-  exit 2
-fi
-threads=$(($(nproc) / NP))
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$((threads > 0 ? threads : 1))}
+NP=${NP:-$(ranks_default)}
+need_config "[NP=N] $0 CONFIG.yaml [key=value ...]" $#
+share_threads "$NP"
 
 args=(-n "$NP")
 if "$MPIRUN" --version 2>&1 | grep -q 'Open MPI'; then

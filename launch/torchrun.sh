@@ -15,19 +15,14 @@
 # forwards the signal, the trainer checkpoints at the next step and exits 75 (torchrun kills the
 # workers after 30 s); running the same command again resumes from <run.dir>/checkpoints/latest.
 set -euo pipefail
+# shellcheck source=launch/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PYTHON=${PYTHON:-python}
-if [ -z "${NPROC:-}" ]; then
-  NPROC=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true)
-  [ "$NPROC" -ge 1 ] || NPROC=1
-fi
-if [ $# -lt 1 ]; then
-  echo "usage: [NPROC=N] $0 CONFIG.yaml [key=value ...]" >&2
-  exit 2
-fi
+NPROC=${NPROC:-$(ranks_default)}
+need_config "[NPROC=N] $0 CONFIG.yaml [key=value ...]" $#
 # torchrun would set 1 thread per worker; share the cores instead (matters for CPU runs).
-threads=$(($(nproc) / NPROC))
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$((threads > 0 ? threads : 1))}
+share_threads "$NPROC"
 export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=${TORCH_DISABLE_SHARE_RDZV_TCP_STORE:-1}
 
 exec "$PYTHON" -m torch.distributed.run --standalone --nproc-per-node="$NPROC" \

@@ -24,9 +24,9 @@ from hpc_seaice.cluster.environment import (
     slurm_task,
 )
 from hpc_seaice.config import ExperimentConfig
+from hpc_seaice.runtime.stopping import SCHEDULER_SIGNALS
 
 DEFAULT_ENTRY = "hpc_seaice.train.trainer:run_training"
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
 
 class _EarlyStop(Exception):
@@ -88,7 +88,7 @@ class TrainingJob:
         if task is None:
             raise RuntimeError("TrainingJob runs inside a SLURM job step (use hpc-seaice submit)")
         run_dir = Path(self.config.run.dir)
-        for sig in STOP_SIGNALS:  # replaces submitit's own USR2 handler, which would requeue on its own
+        for sig in SCHEDULER_SIGNALS:  # replaces submitit's own USR2 handler, which would requeue on its own
             signal.signal(sig, _raise_early_stop)
         early = ""
         try:
@@ -96,7 +96,7 @@ class TrainingJob:
         except _EarlyStop as exc:
             early, code = str(exc), EXIT_INTERRUPTED
         finally:
-            for sig in STOP_SIGNALS:  # includes the SIGTERM our own requeue brings
+            for sig in SCHEDULER_SIGNALS:  # includes the SIGTERM our own requeue brings
                 signal.signal(sig, _log_late_signal)
         from hpc_seaice.runtime import distributed as hdist
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.grid import check_grid, grid_attrs
 from hpc_seaice.data.manifest import DEFAULT_SPLITS, Manifest, in_split, read_manifest, write_manifest
 from hpc_seaice.data.shards import fields_writer, prepare_output_dir
@@ -230,16 +231,7 @@ def cli_synth(args: Any) -> int:
     import time
 
     t0 = time.perf_counter()
-    generate(
-        args.out,
-        grid=args.grid,
-        start=args.start,
-        end=args.end,
-        freq=args.freq,
-        seed=args.seed,
-        shard_size=args.shard_size,
-        overwrite=args.overwrite,
-    )
+    generate(**options_for(generate, args))
     print(summarize(args.out))
     print(f"  generated in {time.perf_counter() - t0:.1f} s", file=sys.stdout)
     return 0

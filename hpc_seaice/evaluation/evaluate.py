@@ -45,6 +45,7 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 from tqdm import tqdm
 
+from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.cell_geometry import grid_geometry
 from hpc_seaice.data.dataset import ShardedDataset
 from hpc_seaice.data.pca import evenly_spaced
@@ -377,18 +378,7 @@ def _jsonable(x: Any) -> Any:
 def cli_evaluate(args: Any) -> int:
     """Handler of ``hpc-seaice evaluate``."""
     check_output_dir(args.out, "--out")
-    result = evaluate(
-        samples=args.samples,
-        data=args.data,
-        out=args.out,
-        split=args.split,
-        reconstruct=args.reconstruct,
-        max_states=args.max_states,
-        dx_km=args.dx_km,
-        spectrum=args.spectrum,
-        step_sweep=args.step_sweep,
-        sweep_samples=args.sweep_samples,
-    )
+    result = evaluate(**options_for(evaluate, args))
     out = Path(args.out)
     print(
         f"evaluated {len(result['models'])} model(s) and {len(result['reconstructions'])} reconstruction(s) "

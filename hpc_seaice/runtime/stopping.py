@@ -15,7 +15,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
+SCHEDULER_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)  # what a batch system sends before it stops a job
+STOP_SIGNALS = (*SCHEDULER_SIGNALS, signal.SIGINT)
 STOP_FILE = "STOP"
 
 

@@ -21,10 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from hpc_seaice.config import EngineConfig, OptimConfig, TrainConfig
+from hpc_seaice.config import EngineConfig, ExperimentConfig, OptimConfig, TrainConfig
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import universal_checkpoint
+from hpc_seaice.runtime.distributed import DistEnv
 
 
 @dataclass
@@ -130,11 +131,11 @@ class DDPEngine(Engine):
 
     name = "ddp"
 
-    def __init__(self, model: nn.Module, optim: OptimConfig, train: TrainConfig, engine: EngineConfig, env) -> None:
+    def __init__(self, model: nn.Module, cfg: ExperimentConfig, env: DistEnv) -> None:
         self.model = model.to(env.device)
         self.device = env.device
-        self.precision = resolve_precision(engine, env.device)
-        self.grad_clip = optim.grad_clip
+        self.precision = resolve_precision(cfg.engine, env.device)
+        self.grad_clip = cfg.optim.grad_clip
         if hdist.world_size() > 1:
             device_ids = [env.device.index] if env.device.type == "cuda" else None
             # No buffer broadcast before every forward: the buffers (land masks, normalisation
@@ -145,7 +146,7 @@ class DDPEngine(Engine):
             )
         else:
             self.module = self.model
-        self.optimizer = build_optimizer(self.model, optim)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "bf16":
@@ -250,26 +251,17 @@ class DeepSpeedEngine(Engine):
 
     name = "deepspeed"
 
-    def __init__(
-        self,
-        model: nn.Module,
-        optim: OptimConfig,
-        train: TrainConfig,
-        engine: EngineConfig,
-        env,
-        micro: int,
-        load_universal: bool = False,
-    ) -> None:
+    def __init__(self, model: nn.Module, cfg: ExperimentConfig, env: DistEnv, micro: int, load_universal: bool) -> None:
         _skip_shm_build_if_asked()
         import deepspeed  # here, not at the top: seconds to import, and only this engine needs it
 
         self.deepspeed = deepspeed
         deepspeed.init_distributed(dist_backend="nccl" if env.device.type == "cuda" else "gloo")
         self.device = env.device
-        self.precision = resolve_precision(engine, env.device)
-        self.zero_stage = engine.zero_stage
-        optimizer = build_optimizer(model, optim)
-        config = deepspeed_config(optim, train, engine, self.precision, micro)
+        self.precision = resolve_precision(cfg.engine, env.device)
+        self.zero_stage = cfg.engine.zero_stage
+        optimizer = build_optimizer(model, cfg.optim)
+        config = deepspeed_config(cfg.optim, cfg.train, cfg.engine, self.precision, micro)
         # Resuming on another world size: DeepSpeed reads that mode from its config at initialize.
         self.load_universal = load_universal
         if load_universal:
@@ -321,18 +313,10 @@ class DeepSpeedEngine(Engine):
             raise UserError(f"{folder}: no DeepSpeed state; was this checkpoint written by engine.name=ddp?")
 
 
-def build_engine(
-    model: nn.Module,
-    optim: OptimConfig,
-    train: TrainConfig,
-    engine: EngineConfig,
-    env,
-    micro: int,
-    load_universal: bool = False,
-) -> Engine:
-    """The configured engine; ``load_universal``: DeepSpeed will resume a checkpoint of another world size."""
-    if engine.name == "deepspeed":
-        return DeepSpeedEngine(model, optim, train, engine, env, micro, load_universal)
-    if engine.zero_stage:
+def build_engine(model: nn.Module, cfg: ExperimentConfig, env: DistEnv, micro: int, load_universal: bool) -> Engine:
+    """The engine of ``cfg.engine``; ``load_universal``: DeepSpeed resumes a checkpoint of another world size."""
+    if cfg.engine.name == "deepspeed":
+        return DeepSpeedEngine(model, cfg, env, micro, load_universal)
+    if cfg.engine.zero_stage:
         raise UserError("config key 'engine.zero_stage' needs engine.name=deepspeed")
-    return DDPEngine(model, optim, train, engine, env)
+    return DDPEngine(model, cfg, env)

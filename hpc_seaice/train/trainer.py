@@ -146,7 +146,7 @@ def _train(cfg: ExperimentConfig, env: Any, micro: int, start: Any) -> int:
     task = build_task(cfg, train_set.manifest, train_set.static, env.device)
     task.net.to(env.device)
     ema = EMA(task.net, cfg.optim.ema_decay)  # a full copy, made before ZeRO-3 can partition
-    engine = build_engine(task.loss_module, cfg.optim, cfg.train, cfg.engine, env, micro, load_universal=start.reshard)
+    engine = build_engine(task.loss_module, cfg, env, micro, load_universal=start.reshard)
     start_step, start_sample, nonfinite_total = restore(start, cfg, env, task, ema, engine)
     if env.is_main:  # only now: a config that does not match the checkpoint must not replace the run's
         dump_config(cfg, run_dir / "config.yaml")

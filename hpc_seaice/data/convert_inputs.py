@@ -1,0 +1,188 @@
+"""The inputs of ``data convert``: checked file by file, then read as one lazy data set.
+
+Every input (a NetCDF file or a zarr store) is first opened on its own, metadata only, so that
+each error names the file: a missing variable, dimensions that do not map onto (time, y, x), a
+time axis that does not decode or does not increase, another grid, overlapping time steps.
+The checked inputs, in time order, are then opened together with ``xarray.open_mfdataset``
+(dask arrays concatenated along time, one chunk per block of time steps), so a block of time
+steps reads only the files it spans and memory stays bounded whatever the archive size.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from hpc_seaice.data.layout import decode_times, map_dims
+from hpc_seaice.data.variables import VARIABLES
+from hpc_seaice.errors import UserError
+
+PERCENT_UNITS = ("%", "percent")
+
+
+@dataclass
+class InputFile:
+    """One input as checked on its own."""
+
+    path: str
+    engine: str  # "h5netcdf" or "zarr"
+    dims: tuple[str, str, str]  # (time, y, x)
+    times: np.ndarray  # datetime64[s]
+    grid: tuple[int, int]
+    sic_in_percent: bool
+
+
+@dataclass
+class Inputs:
+    """All inputs in time order and their concatenation along time (lazy, dask)."""
+
+    files: list[InputFile]
+    ds: Any  # xarray.Dataset from open_mfdataset
+    times: np.ndarray  # every time step, datetime64[s]
+    starts: np.ndarray  # index of each file's first time step in ``times``
+
+    @property
+    def dims(self) -> tuple[str, str, str]:
+        return self.files[0].dims
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.files[0].grid
+
+    def path_at(self, index: int) -> str:
+        """The input holding time step ``index``."""
+        return self.files[int(np.searchsorted(self.starts, index, side="right")) - 1].path
+
+    def read(self, names: Sequence[str], steps: slice, ysl: slice, xsl: slice) -> np.ndarray:
+        """Time steps ``steps`` of the variables ``names`` (a prefix of the mapping) as float32 [T, V, y, x]."""
+        t_dim, y_dim, x_dim = self.dims
+        sel = {t_dim: steps, y_dim: ysl, x_dim: xsl}
+        out = []
+        for k, name in enumerate(names):
+            try:
+                part = self.ds[name].isel(sel).transpose(t_dim, y_dim, x_dim)
+                values = np.asarray(part.values, dtype=np.float32)
+            except Exception as exc:  # h5py, zarr and dask raise many types for unreadable data
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise UserError(f"{self.path_at(steps.start)}: cannot read variable {name!r} ({reason})") from None
+            if VARIABLES[k] == "sic" and self.files[0].sic_in_percent:
+                values = values / np.float32(100.0)  # concentration in percent -> fraction
+            out.append(values)
+        return np.stack(out, axis=1)
+
+    def close(self) -> None:
+        self.ds.close()
+
+
+def expand_inputs(inputs: Sequence[str]) -> list[str]:
+    """Paths and glob patterns -> existing paths (sorted within a pattern, duplicates dropped)."""
+    paths: list[str] = []
+    for pattern in inputs:
+        if any(ch in pattern for ch in "*?["):
+            found = sorted(glob.glob(pattern))
+            if not found:
+                raise UserError(f"{pattern}: no file matches")
+        elif not os.path.exists(pattern):
+            raise UserError(f"{pattern}: no such file or zarr store")
+        else:
+            found = [pattern]
+        paths.extend(p for p in found if p not in paths)
+    if not paths:
+        raise UserError("no input files given")
+    return paths
+
+
+def engine_of(path: str) -> str:
+    p = Path(path)
+    markers = (".zgroup", "zarr.json", ".zmetadata")
+    if p.is_dir() and (p.suffix == ".zarr" or any((p / m).exists() for m in markers)):
+        return "zarr"
+    if p.is_dir():
+        raise UserError(f"{path}: a folder that is not a zarr store")
+    return "h5netcdf"
+
+
+def _open(path: str, engine: str) -> Any:
+    try:
+        with warnings.catch_warnings():
+            # zarr stores without consolidated metadata open fine, only a little slower
+            warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
+            return xr.open_dataset(path, engine=engine, chunks=None)
+    except Exception as exc:  # xarray/h5py/zarr raise many types for unreadable files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: cannot open with xarray ({engine}): {reason}") from None
+
+
+def check_file(path: str, names: Sequence[str]) -> InputFile:
+    """Open ``path`` alone and check what the conversion needs of it (names: sources of ``VARIABLES``)."""
+    engine = engine_of(path)
+    with _open(path, engine) as ds:
+        missing = [n for n in names if n not in ds.variables]
+        if missing:
+            have = ", ".join(sorted(str(v) for v in ds.data_vars))
+            hint = "map source names with --variables"
+            raise UserError(f"{path}: variable {missing[0]!r} not found (has: {have}); {hint}")
+        dims = map_dims(path, ds, names[0])  # by name and CF attributes, never by position
+        for n in names[1:]:
+            if set(ds[n].dims) != set(dims):
+                raise UserError(f"{path}: variable {n!r} has dims {ds[n].dims}, expected {dims}")
+        times = decode_times(path, ds, dims[0])
+        if len(times) == 0:
+            raise UserError(f"{path}: no time steps")
+        if np.any(np.diff(times.astype(np.int64)) <= 0):
+            raise UserError(f"{path}: time {dims[0]!r} is not strictly increasing")
+        grid = (int(ds.sizes[dims[1]]), int(ds.sizes[dims[2]]))
+        sic_units = str(ds[names[VARIABLES.index("sic")]].attrs.get("units", "")).strip()
+    return InputFile(path, engine, dims, times, grid, sic_units in PERCENT_UNITS)
+
+
+def _check_together(files: list[InputFile]) -> None:
+    first = files[0]
+    for a, b in zip(files, files[1:]):
+        if b.times[0] <= a.times[-1]:
+            raise UserError(f"{b.path}: time steps overlap those of {a.path}")
+    for f in files[1:]:
+        if f.grid != first.grid:
+            raise UserError(f"{f.path}: grid {f.grid} differs from {first.grid} of {first.path}")
+        if f.dims != first.dims:
+            raise UserError(f"{f.path}: dimensions (time, y, x) are {f.dims}, but {first.dims} in {first.path}")
+        if f.engine != first.engine:
+            raise UserError(f"{f.path}: {f.engine} input among {first.engine} ones; convert NetCDF and zarr apart")
+        if f.sic_in_percent != first.sic_in_percent:
+            raise UserError(f"{f.path}: concentration units (percent or fraction) differ from those of {first.path}")
+
+
+def open_inputs(inputs: Sequence[str], names: Sequence[str], block_bytes: int = 64 << 20) -> Inputs:
+    """Check every input, then open all of them as one data set, lazily, chunked by ``block_bytes``."""
+    files = sorted((check_file(p, names) for p in expand_inputs(inputs)), key=lambda f: f.times[0])
+    _check_together(files)
+    t_dim = files[0].dims[0]
+    steps = max(1, block_bytes // (4 * files[0].grid[0] * files[0].grid[1]))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
+            ds = xr.open_mfdataset(
+                [f.path for f in files],
+                engine=files[0].engine,
+                combine="nested",
+                concat_dim=t_dim,
+                data_vars="minimal",
+                coords="minimal",
+                compat="override",
+                join="override",
+                decode_times=False,  # each file's own time axis was decoded and checked above
+                chunks={t_dim: steps},
+            )
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{files[0].path} (and {len(files) - 1} more): cannot open together: {reason}") from None
+    lengths = np.array([len(f.times) for f in files])
+    return Inputs(files, ds, np.concatenate([f.times for f in files]), np.cumsum(lengths) - lengths)
