@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import REPO_ROOT, markdown_table, results_dir
+from benchmarks.common import REPO_ROOT, RESULTS_OUT_HELP, markdown_table, out_dir_for, write_report
 
 PARTS = ("speed", "dataloader", "scaling")
 READER_TARGET = 0.80
@@ -171,8 +171,6 @@ def run_part(part: str, quick: bool, out_dir: Path) -> tuple[int, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.speed import write_report
-
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="every part in its quick mode (results in .../quick)")
     p.add_argument(
@@ -180,13 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(PARTS),
         help=f"comma-separated subset of {','.join(PARTS)} (empty: only combine the existing results)",
     )
-    p.add_argument("--out", default="", help="results folder (default benchmarks/results, or .../quick)")
+    p.add_argument("--out", default="", help=RESULTS_OUT_HELP)
     args = p.parse_args(argv)
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         p.error(f"unknown part(s) {unknown}; known: {', '.join(PARTS)}")
-    out_dir = Path(args.out) if args.out else (results_dir() / "quick" if args.quick else results_dir())
+    out_dir = out_dir_for(args.out, args.quick)
     out_dir.mkdir(parents=True, exist_ok=True)
     status = {}
     for part in parts:

@@ -8,6 +8,7 @@ produced it, so every result file carries them. Results go to ``benchmarks/resul
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import math
@@ -19,9 +20,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_OUT_HELP = "results folder (default benchmarks/results, or .../quick)"
+
+T = TypeVar("T")
 
 
 def _cpu_model() -> str:
@@ -128,6 +132,44 @@ def results_dir() -> Path:
     return Path(os.environ.get("HPC_SEAICE_BENCH_RESULTS", REPO_ROOT / "benchmarks" / "results"))
 
 
+def out_dir_for(out: str, quick: bool) -> Path:
+    """``--out`` if given, else the results folder; its ``quick/`` keeps smoke tests from replacing full results."""
+    if out:
+        return Path(out)
+    return results_dir() / "quick" if quick else results_dir()
+
+
+def add_output_options(
+    p: argparse.ArgumentParser, *, name: str, name_help: str = "result file name", out_help: str = RESULTS_OUT_HELP
+) -> None:
+    """``--name`` and ``--out``: where a benchmark writes ``<name>.json`` and ``<name>.md``, the same in each."""
+    p.add_argument("--name", default=name, help=name_help)
+    p.add_argument("--out", default="", help=out_help)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{value} < 1")
+    return value
+
+
+def comma_list(item: Callable[[str], T], expected: str) -> Callable[[str], list[T]]:
+    """An argparse ``type`` for a comma-separated list ('' for none), each entry read by ``item``.
+
+    ``item`` raises ValueError on a bad entry; argparse then prints one usage line naming the flag,
+    ``expected`` and the value, and exits with 2.
+    """
+
+    def parse(text: str) -> list[T]:
+        try:
+            return [item(v.strip()) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+    return parse
+
+
 def write_results(
     name: str,
     rows: Sequence[dict[str, Any]],
@@ -206,6 +248,14 @@ def write_report(
     ]
     md_path.write_text("\n".join(md))
     return json_path, md_path
+
+
+def print_report(header_text: str, rows: Sequence[dict[str, Any]]) -> None:
+    """What ``write_report`` put in the markdown, on stdout too: a person running a benchmark reads it there."""
+    print()
+    print(header_text)
+    print()
+    print(markdown_table(rows))
 
 
 def load_average() -> float | None:

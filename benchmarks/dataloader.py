@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from benchmarks.common import markdown_table, write_results
+from benchmarks.common import add_output_options, comma_list, markdown_table, write_results
 from hpc_seaice.data.batch_loader import BatchLoader
 from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset, collate
 from hpc_seaice.data.manifest import read_manifest, write_manifest
@@ -253,6 +253,13 @@ def measure_grid(geometry: str, samples: int, shard_size: int, batch: int, repea
         return rows
 
 
+def _geometry(text: str) -> str:
+    """One ``--grids`` entry: N (5 x N x N fields) or latentN (16 x N x N latents)."""
+    if not text.removeprefix("latent").isdigit():
+        raise ValueError(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="grids 64 and 128 with few samples")
@@ -260,23 +267,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=8, help="samples per batch")
     p.add_argument(
         "--grids",
-        default="",
+        type=comma_list(_geometry, "comma-separated N or latentN entries"),
+        default=[],
         help="comma-separated geometries overriding the plan: N (5 x N x N fields) or latentN (16 x N x N latents)",
     )
     p.add_argument("--samples", type=int, default=128, help="samples per data set with --grids")
-    p.add_argument(
-        "--out",
-        default="",
-        help="results folder; there the files are dataloader.json/.md (default: benchmarks/results, "
-        "or $HPC_SEAICE_BENCH_RESULTS, with dataloader_quick.* for --quick)",
+    add_output_options(
+        p,
+        name="",
+        name_help="result file name (default dataloader, or dataloader_quick for --quick without --out)",
+        out_help="results folder (default: benchmarks/results, or $HPC_SEAICE_BENCH_RESULTS)",
     )
-    p.add_argument("--name", default="", help="result file name (overrides the default above)")
     args = p.parse_args(argv)
     if args.grids:
-        grids = [g.strip() for g in args.grids.split(",") if g.strip()]
-        if not all(g.removeprefix("latent").isdigit() for g in grids):
-            p.error(f"--grids: expected N or latentN entries, got {args.grids!r}")
-        plan = [(g, args.samples, max(8, args.samples // 4)) for g in grids]
+        plan = [(g, args.samples, max(8, args.samples // 4)) for g in args.grids]
     elif args.quick:
         plan = [("latent64", 512, 128), ("64", 256, 64), ("128", 128, 64)]
     else:

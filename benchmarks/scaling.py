@@ -39,7 +39,16 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import REPO_ROOT, markdown_table, results_dir
+from benchmarks.common import (
+    REPO_ROOT,
+    add_output_options,
+    comma_list,
+    load_average,
+    markdown_table,
+    out_dir_for,
+    print_report,
+    write_report,
+)
 from benchmarks.scaling_spec import DATA_WAIT_TARGET, WEAK_TARGET, RunSpec, cpu_runs, gpu_runs
 from benchmarks.scaling_tables import efficiencies, summary_rows, table_rows
 
@@ -238,6 +247,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=0, help="per-rank batch of the 1-rank baseline (default 4; cuda 32)")
     p.add_argument(
         "--weak-batches",
+        type=comma_list(int, "comma-separated integers"),
         default=None,
         help="extra per-rank batches for 1-vs-2-rank weak-scaling pairs (default 8,16; quick and cuda: none)",
     )
@@ -255,8 +265,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--retries", type=int, default=-1, help="CPU: at most this many reruns of a disturbed run (default 2; quick 0)"
     )
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per launch before it is abandoned")
-    p.add_argument("--name", default="scaling", help="result file name")
-    p.add_argument("--out", default="", help="results folder (default benchmarks/results, or .../quick)")
+    add_output_options(p, name="scaling")
     p.add_argument("--keep", action="store_true", help="keep the work folder (data set, run folders)")
     args = p.parse_args(argv)
     gpu = args.device == "cuda"
@@ -266,11 +275,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.batch = args.batch or (32 if gpu and not args.quick else 4)
     args.steps = args.steps or (6 if args.quick else 60 if gpu else 30)
     args.log_every = args.log_every or (2 if args.quick else 10 if gpu else 5)
-    weak = args.weak_batches if args.weak_batches is not None else ("" if args.quick or gpu else "8,16")
-    try:
-        args.weak_batches = [int(b) for b in weak.split(",") if b.strip()]
-    except ValueError:
-        p.error(f"--weak-batches {weak!r}: expected comma-separated integers")
+    if args.weak_batches is None:
+        args.weak_batches = [] if args.quick or gpu else [8, 16]
     args.retries = args.retries if args.retries >= 0 else (0 if args.quick else 2)
     if not 0.0 <= args.max_other_load <= 1.0:
         p.error("--max-other-load must be in [0, 1]")
@@ -287,8 +293,6 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.scaling_slurm import main as slurm_main
 
         return slurm_main([a for a in argv if a != "--slurm"])
-    from benchmarks.speed import load_average, write_report
-
     args = parse_args(argv)
     specs = gpu_runs(args.batch) if args.device == "cuda" else cpu_runs(args.batch, args.weak_batches)
     if args.runs:
@@ -358,14 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         "disturbed attempt kept. 'r' = ranks, 't' = threads per rank, b1x/b2x = global batch of 1x/2x the "
         "per-rank batch."
     )
-    out_dir = Path(args.out) if args.out else (results_dir() / "quick" if args.quick else results_dir())
+    out_dir = out_dir_for(args.out, args.quick)
     json_path, md_path = write_report(
         args.name, rows, settings=settings, summary=record, header_text=header, notes=notes, out_dir=out_dir
     )
-    print()
-    print(header)
-    print()
-    print(markdown_table(rows))
+    print_report(header, rows)
     print(f"\nwritten {json_path} and {md_path}")
     failed = [name for name, r in results.items() if "error" in r]
     return 1 if failed else 0

@@ -44,9 +44,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-from benchmarks.common import load_average, markdown_table, results_dir, write_report
+from benchmarks.common import (
+    add_output_options,
+    comma_list,
+    load_average,
+    out_dir_for,
+    positive_int,
+    print_report,
+    write_report,
+)
 from benchmarks.speed_flops import count_flops, grouped_conv_backward_flop, unet_flops, vae_flops
 from benchmarks.speed_measure import measure, summarise
 from benchmarks.speed_plan import NETWORK_EVALS, SAMPLER_STEPS, TARGET_RATIO
@@ -72,20 +79,6 @@ __all__ = [
     "vae_flops",
     "write_report",
 ]
-
-
-def default_out_dir(quick: bool) -> Path:
-    return results_dir() / "quick" if quick else results_dir()
-
-
-def _batches(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of batch sizes: {text!r}") from None
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1: {text!r}")
-    return values
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -120,7 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--sweep",
-        type=_batches,
+        type=comma_list(positive_int, "comma-separated batch sizes >= 1"),
         default=list(SWEEP_BATCHES),
         help="batch sizes of the sampling sweep, comma-separated (default 1,4,16; '' for none)",
     )
@@ -133,8 +126,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick; compilation takes minutes on a CPU)",
     )
     p.add_argument("--quick", action="store_true", help="demo presets at 5x128x128 / 16x16x16 (CI smoke test)")
-    p.add_argument("--name", default="speed", help="result file name (default speed)")
-    p.add_argument("--out", default="", help="results folder (default benchmarks/results, or .../quick)")
+    add_output_options(p, name="speed", name_help="result file name (default speed)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG bar chart")
     args = p.parse_args(argv)
     if args.compare_compiled is None:
@@ -155,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_s"] = time.perf_counter() - started
     result["load_average"] = {"start": load_start, "end": load_average()}
     result["contention"] = dict(CONTENTION)
-    out_dir = Path(args.out) if args.out else default_out_dir(args.quick)
+    out_dir = out_dir_for(args.out, args.quick)
     rows = table_rows(result)
     settings = {
         "quick": args.quick,
@@ -180,10 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path, md_path = write_report(
         args.name, rows, settings=settings, summary=result, header_text=text, notes=NOTES, out_dir=out_dir
     )
-    print()
-    print(text)
-    print()
-    print(markdown_table(rows))
+    print_report(text, rows)
     print(f"\nwritten {json_path} and {md_path} in {result['wall_s']:.0f} s")
     if not args.no_plot:
         from benchmarks.plots import plot_speed_ratios

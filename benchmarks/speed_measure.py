@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -37,16 +37,19 @@ from benchmarks.speed_timing import (
 from hpc_seaice.config import config_to_dict
 
 
-def measure_training(
-    net: torch.nn.Module,
-    shape: Sequence[int],
-    mask: torch.Tensor,
-    batch: int,
-    plan: Plan,
-    device: torch.device,
-    precision: str,
-    label: str,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Case:
+    """What a timed phase runs under; built per space from ``Setup.case`` so an out-of-memory retry
+    re-reads the halved batch."""
+
+    batch: int
+    plan: Plan
+    device: torch.device
+    precision: str
+    label: str  # prefix of the log lines: the space, or "VAE"
+
+
+def measure_training(net: torch.nn.Module, shape: Sequence[int], mask: torch.Tensor, case: Case) -> dict[str, Any]:
     """Steps of the trainer's DDPEngine on fixed inputs: forward, diffusion loss, backward, clip, AdamW."""
     from hpc_seaice.config import DiffusionConfig, EngineConfig, OptimConfig, TrainConfig
     from hpc_seaice.diffusion.schedule import build_schedule
@@ -55,13 +58,14 @@ def measure_training(
 
     schedule = build_schedule(DiffusionConfig())
     loss_module = DiffusionLoss(net, schedule)
+    batch, plan, device = case.batch, case.plan, case.device
     optim = OptimConfig(warmup_steps=0)
     steps = plan.train_warmup + plan.train_repeats
     engine = DDPEngine(
         loss_module,
         optim,
         TrainConfig(max_steps=max(steps, 2)),
-        EngineConfig(precision=precision),
+        EngineConfig(precision=case.precision),
         SimpleNamespace(device=device),
     )
     generator = torch.Generator().manual_seed(0)
@@ -79,11 +83,11 @@ def measure_training(
 
         result = engine.train_step(compute_loss, 1)
         if not math.isfinite(result.loss):
-            raise RuntimeError(f"{label}: non-finite training loss {result.loss}")
+            raise RuntimeError(f"{case.label}: non-finite training loss {result.loss}")
 
     net.train()
     reset_peak_memory(device)
-    timing = timed(step, device, plan.train_warmup, plan.train_repeats, f"{label} training (batch {batch})")
+    timing = timed(step, device, plan.train_warmup, plan.train_repeats, f"{case.label} training (batch {batch})")
     net.zero_grad(set_to_none=True)  # free the gradients before the sampler runs
     return {
         "step_times_s": timing.times,
@@ -102,17 +106,14 @@ def measure_sampling(
     shape: Sequence[int],
     model_mask: torch.Tensor,
     decode: Callable[[torch.Tensor], torch.Tensor],
-    batch: int,
-    plan: Plan,
-    device: torch.device,
-    precision: str,
-    label: str,
+    case: Case,
 ) -> dict[str, Any]:
     """Time per network evaluation, per decode and (where planned) the whole sampler + decode."""
     from hpc_seaice.config import DiffusionConfig
     from hpc_seaice.diffusion.sampler import VDenoiser, edm_sigmas, sampler_sigma_range
     from hpc_seaice.inference.generate import generate
 
+    batch, plan, device, precision, label = case.batch, case.plan, case.device, case.precision, case.label
     diffusion = DiffusionConfig(sampler_steps=SAMPLER_STEPS)
     net.eval()
     denoiser = VDenoiser(net, mask=model_mask)
@@ -179,18 +180,17 @@ def measure_sampling(
     return out
 
 
-def measure_vae_encode(
-    vae: torch.nn.Module, shape: Sequence[int], batch: int, plan: Plan, device: torch.device, precision: str
-) -> dict[str, Any]:
+def measure_vae_encode(vae: torch.nn.Module, shape: Sequence[int], case: Case) -> dict[str, Any]:
+    batch, device = case.batch, case.device
     x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(2)).to(device)
 
     @torch.no_grad()
     def encode() -> None:
-        with autocast(device, precision):
+        with autocast(device, case.precision):
             vae.encode(x)
 
     reset_peak_memory(device)
-    timing = timed(encode, device, plan.vae_warmup, plan.vae_repeats, "VAE encode")
+    timing = timed(encode, device, case.plan.vae_warmup, case.plan.vae_repeats, f"{case.label} encode")
     return {
         "times_s": timing.times,
         "cpu_share": timing.cpu_share,
@@ -217,6 +217,10 @@ class Setup:
     sweep: tuple[int, ...]  # batch sizes of the sampling sweep (empty: none)
     compare_compiled: bool  # time compiled vs eager sampling calls (latent; data too on GPU)
 
+    def case(self, space: str) -> Case:
+        """The batch, plan, device and precision of one space's measurements."""
+        return Case(self.batch, self.plans[space], self.device, self.precision, space)
+
 
 def run_space(setup: Setup, space: str, vae: torch.nn.Module) -> dict[str, Any]:
     """Build one denoiser and measure its training step and its sampler."""
@@ -225,14 +229,13 @@ def run_space(setup: Setup, space: str, vae: torch.nn.Module) -> dict[str, Any]:
     from hpc_seaice.models.build import build_unet, count_parameters
 
     device, shape, field_mask = setup.device, setup.shapes[space], setup.field_mask
-    plan = setup.plans[space]
     cfg = unet_config(setup.presets[space], setup.args.channels_last)
     torch.manual_seed(0)
     net = build_unet(cfg).to(device)
     if setup.args.compile:
         net.compile()
     model_mask = field_mask if space == "data" else torch.ones(shape[1:], device=device)
-    training = measure_training(net, shape, model_mask, setup.batch, plan, device, setup.precision, space)
+    training = measure_training(net, shape, model_mask, setup.case(space))
     if space == "data":
         stats = vae_stats()
         decoder = DataSpaceDecoder(
@@ -249,7 +252,7 @@ def run_space(setup: Setup, space: str, vae: torch.nn.Module) -> dict[str, Any]:
             # Un-standardise, one decoder pass, deterministic clamp(mu, l, u), land 0.
             return decoder(x)[0]
 
-    sampling = measure_sampling(net, shape, model_mask, decode, setup.batch, plan, device, setup.precision, space)
+    sampling = measure_sampling(net, shape, model_mask, decode, setup.case(space))
     denoiser = VDenoiser(net, mask=model_mask).eval()
     sweep = sweep_space(
         space,
@@ -350,7 +353,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if args.compile:
                 vae.encoder.compile()  # encode/decode are methods, not forward: compile the parts
                 vae.decoder.compile()
-            encode = measure_vae_encode(vae, data_shape, setup.batch, setup.plans["latent"], device, setup.precision)
+            encode = measure_vae_encode(vae, data_shape, replace(setup.case("latent"), label="VAE"))
             spaces = {space: run_space(setup, space, vae) for space in ("latent", "data")}
             break
         except RuntimeError as exc:

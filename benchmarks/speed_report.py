@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.common import markdown_table
@@ -29,146 +30,95 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def table_rows(r: dict[str, Any]) -> list[dict[str, str]]:
+def _mb(value: float | None) -> str:
+    return _g(value, digits=4)
+
+
+def _shape(space: dict[str, Any]) -> str:
+    return "x".join(map(str, space["shape"]))
+
+
+def _hows(r: dict[str, Any]) -> dict[str, str]:
+    """The "how" column: what each quantity is and how it was obtained, in this run's own numbers."""
     d, lat = r["spaces"]["data"], r["spaces"]["latent"]
-    dt, lt = d["training"], lat["training"]
-    ds, ls = d["sampling"], lat["sampling"]
-    ratio = r["ratios"]
-    b = r["batch_size"]
+    dt, lt, ds, ls = d["training"], lat["training"], d["sampling"], lat["sampling"]
+    vae, contention = r["vae"], r["contention"]
+    return {
+        "network": f"parameters: {d['parameters'] / 1e6:.1f} M vs {lat['parameters'] / 1e6:.1f} M "
+        f"(+ VAE {vae['parameters'] / 1e6:.1f} M)",
+        "training throughput (samples/s)": f"measured: batch {r['batch_size']} / median of {len(dt['step_times_s'])} "
+        f"(data) and {len(lt['step_times_s'])} (latent) timed steps after {dt['warmup_steps']} / "
+        f"{lt['warmup_steps']} warm-up",
+        "training step time (s)": "forward + diffusion loss + backward + clip + AdamW (DDPEngine.train_step)",
+        "FLOPs per training step": "FLOP ratio = limit if both ran equally efficiently (flop_counter)",
+        "achieved FLOP/s (training)": "counted FLOPs / median step time",
+        "MFU (training)": r["peak_flops_source"],
+        "fraction of measured matmul FLOP/s (training / eval)": f"achieved FLOP/s / "
+        f"{_flops(r['matmul']['flops_per_s'])}FLOP/s of a dense matmul in this run",
+        "sampling time per sample (s)": f"data: {ds['how']}; latent: {ls['how']} (incl. one VAE decode)",
+        "  derived check (s per sample)": ds["derived_formula"],
+        "network evaluation (s per batch)": f"measured: median of {len(ds['eval_times_s'])} / "
+        f"{len(ls['eval_times_s'])} denoiser calls",
+        "decode to fields (s per sample)": "data: un-normalise + clip; latent: one VAE decoder pass + clip",
+        "decoder share of a sample's time": "median decode / (sampling time per sample x batch)",
+        "FLOPs per generated sample": f"{NETWORK_EVALS} x forward (+ VAE decode for latent)",
+        "achieved FLOP/s (sampling eval)": f"MFU {_pct(ds['mfu_eval'])} / {_pct(ls['mfu_eval'])}",
+        "VAE encode per sample (s)": f"measured, median of {len(vae['encode']['times_s'])}; saved per training "
+        f"sample by latent caching ({_flops(vae['flops_per_sample']['encode'])}FLOP)",
+        "CPU share of timed calls (train / eval)": f"process CPU time / (wall x {r['threads']} threads); well below "
+        f"100% on a CPU means other load inflated the timings; CPU measurements below "
+        f"{100 * contention['min_cpu_share']:.0f}% are repeated (up to {contention['retries']}x) and the least "
+        "contended kept",
+        "peak memory, training (MB)": "GPU: max allocated in the phase"
+        if r["device"].startswith("cuda")
+        else "CPU: process peak RSS so far (cumulative; latent measured first)",
+        "peak memory, sampling (MB)": "as above",
+    }
 
-    def row(quantity: str, data: str, latent: str, speedup: str, how: str) -> dict[str, str]:
-        return {"quantity": quantity, "data space": data, "latent": latent, "latent speed-up": speedup, "how": how}
 
-    rows = [
-        row(
-            "network",
-            f"{d['preset']} {'x'.join(map(str, d['shape']))}",
-            f"{lat['preset']} {'x'.join(map(str, lat['shape']))} + {r['presets']['vae']}",
-            "",
-            f"parameters: {d['parameters'] / 1e6:.1f} M vs {lat['parameters'] / 1e6:.1f} M "
-            f"(+ VAE {r['vae']['parameters'] / 1e6:.1f} M)",
-        ),
-        row(
-            "training throughput (samples/s)",
-            _g(dt["samples_per_s"]),
-            _g(lt["samples_per_s"]),
-            _g(ratio["training_throughput"], "x"),
-            f"measured: batch {b} / median of {len(dt['step_times_s'])} (data) and {len(lt['step_times_s'])} "
-            f"(latent) timed steps after {dt['warmup_steps']} / {lt['warmup_steps']} warm-up",
-        ),
-        row(
-            "training step time (s)",
-            _g(dt["median_step_s"]),
-            _g(lt["median_step_s"]),
-            "",
-            "forward + diffusion loss + backward + clip + AdamW (DDPEngine.train_step)",
-        ),
-        row(
-            "FLOPs per training step",
-            _flops(dt["flops_per_step"]),
-            _flops(lt["flops_per_step"]),
-            _g(ratio["training_flops"], "x"),
-            "FLOP ratio = limit if both ran equally efficiently (flop_counter)",
-        ),
-        row(
-            "achieved FLOP/s (training)",
-            _flops(dt["achieved_flops"]),
-            _flops(lt["achieved_flops"]),
-            "",
-            "counted FLOPs / median step time",
-        ),
-        row("MFU (training)", _pct(dt["mfu"]), _pct(lt["mfu"]), "", r["peak_flops_source"]),
-        row(
-            "fraction of measured matmul FLOP/s (training / eval)",
-            f"{_pct(dt['matmul_fraction'])} / {_pct(ds['matmul_fraction_eval'])}",
-            f"{_pct(lt['matmul_fraction'])} / {_pct(ls['matmul_fraction_eval'])}",
-            "",
-            f"achieved FLOP/s / {_flops(r['matmul']['flops_per_s'])}FLOP/s of a dense matmul in this run",
-        ),
-        row(
-            "sampling time per sample (s)",
-            _g(ds["s_per_sample"]),
-            _g(ls["s_per_sample"]),
-            _g(ratio["sampling_time"], "x"),
-            f"data: {ds['how']}; latent: {ls['how']} (incl. one VAE decode)",
-        ),
-        row(
-            "  derived check (s per sample)",
-            _g(ds["derived_s_per_sample"]),
-            _g(ls["derived_s_per_sample"]),
-            "",
-            ds["derived_formula"],
-        ),
-        row(
-            "network evaluation (s per batch)",
-            _g(ds["median_eval_s"]),
-            _g(ls["median_eval_s"]),
-            _g(ratio["network_eval_time"], "x"),
-            f"measured: median of {len(ds['eval_times_s'])} / {len(ls['eval_times_s'])} denoiser calls",
-        ),
-        row(
-            "decode to fields (s per sample)",
-            _g(ds["decode_s_per_sample"]),
-            _g(ls["decode_s_per_sample"]),
-            "",
-            "data: un-normalise + clip; latent: one VAE decoder pass + clip",
-        ),
-        row(
-            "decoder share of a sample's time",
-            "-",
-            _pct(ls["decoder_share"]),
-            "",
-            "median decode / (sampling time per sample x batch)",
-        ),
-        row(
-            "FLOPs per generated sample",
-            _flops(ds["flops_per_sample"]),
-            _flops(ls["flops_per_sample"]),
-            _g(ratio["sampling_flops"], "x"),
-            f"{NETWORK_EVALS} x forward (+ VAE decode for latent)",
-        ),
-        row(
-            "achieved FLOP/s (sampling eval)",
-            _flops(ds["achieved_flops_eval"]),
-            _flops(ls["achieved_flops_eval"]),
-            "",
-            f"MFU {_pct(ds['mfu_eval'])} / {_pct(ls['mfu_eval'])}",
-        ),
-        row(
-            "VAE encode per sample (s)",
-            "-",
-            _g(r["vae"]["encode"]["s_per_sample"]),
-            "",
-            f"measured, median of {len(r['vae']['encode']['times_s'])}; saved per training sample by latent "
-            f"caching ({_flops(r['vae']['flops_per_sample']['encode'])}FLOP)",
-        ),
-        row(
-            "CPU share of timed calls (train / eval)",
-            f"{_pct(dt['cpu_share'])} / {_pct(ds['eval_cpu_share'])}",
-            f"{_pct(lt['cpu_share'])} / {_pct(ls['eval_cpu_share'])}",
-            "",
-            f"process CPU time / (wall x {r['threads']} threads); well below 100% on a CPU means other load "
-            f"inflated the timings; CPU measurements below {100 * r['contention']['min_cpu_share']:.0f}% are "
-            f"repeated (up to {r['contention']['retries']}x) and the least contended kept",
-        ),
-        row(
-            "peak memory, training (MB)",
-            _g(dt["peak_memory_mb"], digits=4),
-            _g(lt["peak_memory_mb"], digits=4),
-            "",
-            "GPU: max allocated in the phase"
-            if r["device"].startswith("cuda")
-            else "CPU: process peak RSS so far (cumulative; latent measured first)",
-        ),
-        row(
-            "peak memory, sampling (MB)",
-            _g(ds["peak_memory_mb"], digits=4),
-            _g(ls["peak_memory_mb"], digits=4),
-            "",
-            "as above",
-        ),
+def table_rows(r: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per quantity: the data-space and latent figures, the latent speed-up where one is defined."""
+    d, lat = r["spaces"]["data"], r["spaces"]["latent"]
+    how = _hows(r)
+
+    def row(quantity: str, data: str, latent: str, speedup: str = "") -> dict[str, str]:
+        return {
+            "quantity": quantity,
+            "data space": data,
+            "latent": latent,
+            "latent speed-up": speedup,
+            "how": how[quantity],
+        }
+
+    def same(quantity: str, phase: str, key: str, fmt: Callable[[Any], str] = _g, ratio: str = "") -> dict[str, str]:
+        """A row whose two cells are the same figure of each space; ``ratio`` names its speed-up, if any."""
+        return row(quantity, fmt(d[phase][key]), fmt(lat[phase][key]), _g(r["ratios"][ratio], "x") if ratio else "")
+
+    def train_eval(quantity: str, train_key: str, eval_key: str) -> dict[str, str]:
+        """A row of 'training / sampling evaluation' pairs of percentages."""
+        cells = (f"{_pct(s['training'][train_key])} / {_pct(s['sampling'][eval_key])}" for s in (d, lat))
+        return row(quantity, *cells)
+
+    return [
+        row("network", f"{d['preset']} {_shape(d)}", f"{lat['preset']} {_shape(lat)} + {r['presets']['vae']}"),
+        same("training throughput (samples/s)", "training", "samples_per_s", ratio="training_throughput"),
+        same("training step time (s)", "training", "median_step_s"),
+        same("FLOPs per training step", "training", "flops_per_step", _flops, "training_flops"),
+        same("achieved FLOP/s (training)", "training", "achieved_flops", _flops),
+        same("MFU (training)", "training", "mfu", _pct),
+        train_eval("fraction of measured matmul FLOP/s (training / eval)", "matmul_fraction", "matmul_fraction_eval"),
+        same("sampling time per sample (s)", "sampling", "s_per_sample", ratio="sampling_time"),
+        same("  derived check (s per sample)", "sampling", "derived_s_per_sample"),
+        same("network evaluation (s per batch)", "sampling", "median_eval_s", ratio="network_eval_time"),
+        same("decode to fields (s per sample)", "sampling", "decode_s_per_sample"),
+        row("decoder share of a sample's time", "-", _pct(lat["sampling"]["decoder_share"])),
+        same("FLOPs per generated sample", "sampling", "flops_per_sample", _flops, "sampling_flops"),
+        same("achieved FLOP/s (sampling eval)", "sampling", "achieved_flops_eval", _flops),
+        row("VAE encode per sample (s)", "-", _g(r["vae"]["encode"]["s_per_sample"])),
+        train_eval("CPU share of timed calls (train / eval)", "cpu_share", "eval_cpu_share"),
+        same("peak memory, training (MB)", "training", "peak_memory_mb", _mb),
+        same("peak memory, sampling (MB)", "sampling", "peak_memory_mb", _mb),
     ]
-    return rows
 
 
 def header(r: dict[str, Any]) -> str:
