@@ -51,7 +51,7 @@ class Case:
 
 def measure_training(net: torch.nn.Module, shape: Sequence[int], mask: torch.Tensor, case: Case) -> dict[str, Any]:
     """Steps of the trainer's DDPEngine on fixed inputs: forward, diffusion loss, backward, clip, AdamW."""
-    from hpc_seaice.config import DiffusionConfig, EngineConfig, OptimConfig, TrainConfig
+    from hpc_seaice.config import DiffusionConfig, EngineConfig, ExperimentConfig, OptimConfig, TrainConfig
     from hpc_seaice.diffusion.schedule import build_schedule
     from hpc_seaice.train.engines import DDPEngine
     from hpc_seaice.train.tasks import DiffusionLoss
@@ -59,15 +59,13 @@ def measure_training(net: torch.nn.Module, shape: Sequence[int], mask: torch.Ten
     schedule = build_schedule(DiffusionConfig())
     loss_module = DiffusionLoss(net, schedule)
     batch, plan, device = case.batch, case.plan, case.device
-    optim = OptimConfig(warmup_steps=0)
     steps = plan.train_warmup + plan.train_repeats
-    engine = DDPEngine(
-        loss_module,
-        optim,
-        TrainConfig(max_steps=max(steps, 2)),
-        EngineConfig(precision=case.precision),
-        SimpleNamespace(device=device),
+    cfg = ExperimentConfig(
+        optim=OptimConfig(warmup_steps=0),
+        train=TrainConfig(max_steps=max(steps, 2)),
+        engine=EngineConfig(precision=case.precision),
     )
+    engine = DDPEngine(loss_module, cfg, SimpleNamespace(device=device))
     generator = torch.Generator().manual_seed(0)
     x = (torch.randn(batch, *shape, generator=generator) * mask.cpu()).to(device)
     eps = torch.randn(batch, *shape, generator=generator).to(device)
