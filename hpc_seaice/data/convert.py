@@ -30,9 +30,9 @@ from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.convert_inputs import Inputs, open_inputs
 from hpc_seaice.data.grid import polar_lat_lon
 from hpc_seaice.data.layout import coordinate
-from hpc_seaice.data.manifest import DEFAULT_SPLITS, Manifest, in_split, split_bounds, to_iso, write_manifest
+from hpc_seaice.data.manifest import DEFAULT_SPLITS, Layout, Manifest, in_split, split_bounds, to_iso, write_manifest
 from hpc_seaice.data.replace import check_target, staging_dir, swap_in
-from hpc_seaice.data.shards import fields_writer
+from hpc_seaice.data.shards import ShardWriter
 from hpc_seaice.data.static import write_static
 from hpc_seaice.data.stats import RunningStats, add_pc1_std, safe_std
 from hpc_seaice.data.variables import BOUNDS, VARIABLES
@@ -188,7 +188,7 @@ def _write(
     upper = np.array([BOUNDS[v][1] for v in VARIABLES])
     stats = RunningStats(lower, upper)
     land = ~ocean
-    writer = fields_writer(out, list(grid), shard_size)
+    writer = ShardWriter(out, Layout.fields(grid), shard_size)
     times = inputs.times
     train = in_split(times, splits["train"])
     with writer:

@@ -17,13 +17,14 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hpc_seaice.atomic import atomic_write
+from hpc_seaice.data.variables import BOUNDS, UNITS, VARIABLES
 from hpc_seaice.errors import UserError
 
 FORMAT_VERSION = 1
@@ -35,6 +36,46 @@ DEFAULT_SPLITS: dict[str, list[str]] = {
     "validation": ["2017-01-01", "2017-12-31"],
     "test": ["2018-01-01", "2018-12-31"],
 }
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What every shard of a data set shares: its kind, the variables with units and bounds, the grid."""
+
+    kind: str
+    variables: tuple[str, ...]
+    units: tuple[str, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    grid: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        set_ = object.__setattr__  # frozen: normalise the types once, here
+        set_(self, "variables", tuple(str(v) for v in self.variables))
+        set_(self, "units", tuple(str(u) for u in self.units))
+        set_(self, "lower", tuple(float(v) for v in self.lower))
+        set_(self, "upper", tuple(float(v) for v in self.upper))
+        set_(self, "grid", tuple(int(g) for g in self.grid))
+        if not len(self.variables) == len(self.units) == len(self.lower) == len(self.upper):
+            raise ValueError("variables, units, lower and upper need one entry per variable")
+
+    @classmethod
+    def fields(cls, grid: Sequence[int]) -> Layout:
+        """The five sea-ice variables (fixed order, units and physical bounds) on ``grid``."""
+        return cls("fields", VARIABLES, [UNITS[v] for v in VARIABLES], [BOUNDS[v][0] for v in VARIABLES],
+                   [BOUNDS[v][1] for v in VARIABLES], grid)  # fmt: skip
+
+    @classmethod
+    def latent(cls, channels: int, grid: Sequence[int]) -> Layout:
+        """``channels`` unbounded, unitless latent channels ``z00, z01, ...`` on ``grid``."""
+        names, inf = [f"z{i:02d}" for i in range(channels)], [math.inf] * channels
+        return cls("latent", names, ["1"] * channels, [-math.inf] * channels, inf, grid)
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        return (len(self.variables), self.grid[0], self.grid[1])
 
 
 @dataclass
@@ -72,6 +113,10 @@ class Manifest:
     @property
     def num_channels(self) -> int:
         return len(self.variables)
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.kind, self.variables, self.units, self.lower, self.upper, self.grid)
 
 
 def _bound_to_json(value: float) -> float | str:
@@ -184,43 +229,29 @@ def write_manifest(path: str | os.PathLike, manifest: Manifest) -> Path:
 
 
 def build_manifest(
-    *,
-    kind: str,
-    variables: Sequence[str],
-    units: Sequence[str],
-    lower: Sequence[float],
-    upper: Sequence[float],
-    grid: Sequence[int],
+    layout: Layout,
     shards: Sequence[ShardInfo],
     splits: dict[str, list[str]] | None = None,
     source: dict[str, Any] | None = None,
 ) -> Manifest:
-    """A manifest over ``shards`` (sorted by time), with the overall time range filled in."""
+    """A manifest of ``layout`` over ``shards`` (sorted by time), with the overall time range filled in."""
     if not shards:
         raise ValueError("a manifest needs at least one shard")
     ordered = sorted(shards, key=lambda s: (np.datetime64(s.time_start), s.file))
     return Manifest(
         format_version=FORMAT_VERSION,
-        kind=kind,
-        variables=list(variables),
-        units=list(units),
-        lower=[float(v) for v in lower],
-        upper=[float(v) for v in upper],
-        grid=[int(g) for g in grid],
+        kind=layout.kind,
+        variables=list(layout.variables),
+        units=list(layout.units),
+        lower=list(layout.lower),
+        upper=list(layout.upper),
+        grid=list(layout.grid),
         shards=list(ordered),
         time_start=min(s.time_start for s in ordered),
         time_end=max(s.time_end for s in ordered),
         splits={k: list(v) for k, v in (splits or DEFAULT_SPLITS).items()},
         source=dict(source or {}),
     )
-
-
-LAYOUT_KEYS = ("kind", "variables", "units", "lower", "upper", "grid")  # what every shard of a set shares
-
-
-def _layout(obj: Any) -> dict[str, Any]:
-    """The :data:`LAYOUT_KEYS` of a manifest or a shard writer, as keyword arguments."""
-    return {k: getattr(obj, k) for k in LAYOUT_KEYS}
 
 
 def merge_manifests(manifests: Sequence[Manifest]) -> Manifest:
@@ -233,14 +264,14 @@ def merge_manifests(manifests: Sequence[Manifest]) -> Manifest:
         raise ValueError("nothing to merge")
     first = manifests[0]
     for m in manifests[1:]:
-        for k in LAYOUT_KEYS:
-            if getattr(m, k) != getattr(first, k):
+        for k in (f.name for f in fields(Layout)):
+            if getattr(m.layout, k) != getattr(first.layout, k):
                 raise ValueError(f"cannot merge manifests: {k} differs ({getattr(m, k)} != {getattr(first, k)})")
     shards = [s for m in manifests for s in m.shards]
     names = [s.file for s in shards]
     if len(set(names)) != len(names):
         raise ValueError("cannot merge manifests: duplicate shard file names (use distinct shard_prefix)")
-    return build_manifest(**_layout(first), shards=shards, splits=first.splits, source=first.source)
+    return build_manifest(first.layout, shards, splits=first.splits, source=first.source)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,18 +20,16 @@ import numpy as np
 from hpc_seaice.data.h5files import h5_file, sha256_file
 from hpc_seaice.data.manifest import (
     FORMAT_VERSION,
-    KINDS,
     MANIFEST_NAME,
     TIME_UNITS,
+    Layout,
     Manifest,
     ShardInfo,
-    _layout,
     build_manifest,
     check_variables,
     to_iso,
 )
 from hpc_seaice.data.static import STATIC_NAME
-from hpc_seaice.data.variables import BOUNDS, UNITS, VARIABLES
 from hpc_seaice.errors import UserError
 
 
@@ -44,31 +42,12 @@ class ShardWriter:
     ``shard_prefix``) may write into one folder; :func:`merge_manifests` joins their results.
     """
 
-    def __init__(
-        self,
-        out_dir: str | os.PathLike,
-        *,
-        kind: str,
-        variables: Sequence[str],
-        units: Sequence[str],
-        lower: Sequence[float],
-        upper: Sequence[float],
-        grid: Sequence[int],
-        shard_size: int,
-        shard_prefix: str = "shard",
-    ) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}")
+    def __init__(self, out_dir: str | Path, layout: Layout, shard_size: int, shard_prefix: str = "shard") -> None:
         if shard_size < 1:
             raise UserError(f"--shard-size: must be >= 1, got {shard_size}")
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.kind = kind
-        self.variables = list(variables)
-        self.units = list(units)
-        self.lower = [float(v) for v in lower]
-        self.upper = [float(v) for v in upper]
-        self.grid = [int(g) for g in grid]
+        self.layout = layout
         self.shard_size = int(shard_size)
         self.shard_prefix = shard_prefix
         self.shards: list[ShardInfo] = []
@@ -79,24 +58,20 @@ class ShardWriter:
         self._last_time: np.datetime64 | None = None
         self._closed = False
 
-    @property
-    def sample_shape(self) -> tuple[int, int, int]:
-        return (len(self.variables), self.grid[0], self.grid[1])
-
     def _open_shard(self, with_logvar: bool) -> None:
         self._name = f"{self.shard_prefix}-{len(self.shards):05d}.h5"
         self._tmp = self.out_dir / f".{self._name}.tmp-{os.getpid()}"
         f = h5_file(self._tmp, "w")
-        c, h, w = self.sample_shape
+        c, h, w = self.layout.sample_shape
         for name in ("fields", "logvar") if with_logvar else ("fields",):
             d = f.create_dataset(
                 name, shape=(0, c, h, w), maxshape=(self.shard_size, c, h, w), chunks=(1, c, h, w), dtype="f4"
             )
-            d.attrs["variables"] = self.variables
+            d.attrs["variables"] = list(self.layout.variables)
         t = f.create_dataset("time", shape=(0,), maxshape=(self.shard_size,), dtype="i8")
         t.attrs["units"] = TIME_UNITS
         f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["kind"] = self.kind
+        f.attrs["kind"] = self.layout.kind
         self._file = f
         self._n = 0
 
@@ -127,14 +102,14 @@ class ShardWriter:
         fields = np.asarray(fields)
         if fields.ndim == 3:
             fields = fields[None]
-        if fields.shape[1:] != self.sample_shape:
-            raise ValueError(f"fields shape {fields.shape[1:]} != expected {self.sample_shape}")
+        if fields.shape[1:] != self.layout.sample_shape:
+            raise ValueError(f"fields shape {fields.shape[1:]} != expected {self.layout.sample_shape}")
         time = np.atleast_1d(np.asarray(time).astype("datetime64[s]"))
         if time.shape != (fields.shape[0],):
             raise ValueError(f"time shape {time.shape} != ({fields.shape[0]},)")
         if logvar is not None:
             logvar = np.asarray(logvar).reshape(fields.shape)
-        if self.kind == "latent" and logvar is None:
+        if self.layout.kind == "latent" and logvar is None:
             raise ValueError("latent shards need logvar")
         seconds = time.astype("int64")
         if np.any(np.diff(seconds) <= 0) or (
@@ -186,9 +161,7 @@ class ShardWriter:
         source: dict[str, Any] | None = None,
     ) -> Manifest:
         """A manifest with this writer's metadata over ``shards`` (default: its own)."""
-        return build_manifest(
-            **_layout(self), shards=self.shards if shards is None else shards, splits=splits, source=source
-        )
+        return build_manifest(self.layout, self.shards if shards is None else shards, splits=splits, source=source)
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -198,20 +171,6 @@ class ShardWriter:
             self.close()
         else:
             self.abort()
-
-
-def fields_writer(out_dir: str | os.PathLike, grid: Sequence[int], shard_size: int) -> ShardWriter:
-    """A writer of the five sea-ice variables (fixed order, units and physical bounds)."""
-    return ShardWriter(
-        out_dir,
-        kind="fields",
-        variables=VARIABLES,
-        units=[UNITS[v] for v in VARIABLES],
-        lower=[BOUNDS[v][0] for v in VARIABLES],
-        upper=[BOUNDS[v][1] for v in VARIABLES],
-        grid=list(grid),
-        shard_size=shard_size,
-    )
 
 
 def prepare_output_dir(out: str | os.PathLike, overwrite: bool) -> Path:

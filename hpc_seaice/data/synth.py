@@ -24,8 +24,8 @@ import numpy as np
 
 from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.grid import check_grid, grid_attrs
-from hpc_seaice.data.manifest import DEFAULT_SPLITS, Manifest, in_split, read_manifest, write_manifest
-from hpc_seaice.data.shards import fields_writer, prepare_output_dir
+from hpc_seaice.data.manifest import DEFAULT_SPLITS, Layout, Manifest, in_split, read_manifest, write_manifest
+from hpc_seaice.data.shards import ShardWriter, prepare_output_dir
 from hpc_seaice.data.static import read_static, write_static
 from hpc_seaice.data.stats import RunningStats, add_pc1_std, safe_std
 from hpc_seaice.data.synth_model import SyntheticArctic
@@ -135,7 +135,7 @@ def generate(
     upper = [BOUNDS[v][1] for v in VARIABLES]
     stats = RunningStats(lower, upper)
     train = in_split(times, splits["train"]) if "train" in splits else np.zeros(len(times), bool)
-    writer = fields_writer(out, [grid, grid], shard_size)
+    writer = ShardWriter(out, Layout.fields((grid, grid)), shard_size)
     # Samples generated per call: enough to amortise Python overhead on small grids, few
     # enough that the work arrays stay in cache (batched FFTs of large grids are memory bound).
     block_len = int(np.clip((1 << 16) // (grid * grid), 1, 64))

@@ -11,7 +11,6 @@ against. The VAE's run is only read.
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from tqdm import tqdm
 
 from hpc_seaice.data.dataset import ShardedDataset, partition
 from hpc_seaice.data.latent_grid import block_mean
-from hpc_seaice.data.manifest import in_split, merge_manifests, read_manifest, write_manifest
+from hpc_seaice.data.manifest import Layout, in_split, merge_manifests, read_manifest, write_manifest
 from hpc_seaice.data.shards import ShardWriter, prepare_output_dir
 from hpc_seaice.data.static import read_static, write_static
 from hpc_seaice.data.stats import compute_stats
@@ -87,7 +86,6 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
     channels = latent_shape[0]
     factor = fields.grid[0] // latent_shape[1]
 
-    names = [f"z{i:02d}" for i in range(channels)]
     manifests = []
     posterior_var = np.zeros(channels + 1)  # train split: per-channel sums of sigma^2, then the count
     everything = ShardedDataset(data, split=None)  # the time of every sample: which splits have any
@@ -98,17 +96,8 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
         mine = list(partition(len(dataset), env.rank, env.world_size))
         if not mine:
             continue
-        writer = ShardWriter(
-            out_dir,
-            kind="latent",
-            variables=names,
-            units=["1"] * channels,
-            lower=[-math.inf] * channels,
-            upper=[math.inf] * channels,
-            grid=list(latent_shape[1:]),
-            shard_size=max(256, batch_size),
-            shard_prefix=f"{split}-r{env.rank:03d}",
-        )
+        layout = Layout.latent(channels, latent_shape[1:])
+        writer = ShardWriter(out_dir, layout, max(256, batch_size), shard_prefix=f"{split}-r{env.rank:03d}")
         bar = tqdm(total=len(mine), desc=f"encode {split}", unit="sample", disable=not env.is_main, file=sys.stderr)
         with writer, torch.no_grad():
             for first in range(0, len(mine), batch_size):
