@@ -7,7 +7,8 @@
   to the cluster interface (``GLOO_SOCKET_IFNAME=hsnet0``), as users do on real clusters.
 
 Both yield a :class:`Cluster`: ``cluster.hpc_seaice("submit", ...)``, ``cluster.run("sbatch", ...)``
-(clients with the right namespace and environment), ``cluster.wait_job(job_id)``,
+(clients with the right namespace and environment), ``cluster.sbatch_launch("srun.sbatch", ...)``
+(a recipe of launch/slurm/ on CPUs), ``cluster.wait_job(job_id)``,
 ``cluster.state(job_id)``, and for fault tests ``cluster.set_link("n2", up=False)`` and
 ``cluster.resume_nodes()`` (links are restored and nodes resumed after every test anyway).
 
@@ -38,6 +39,7 @@ from helpers import ROOT, child_env
 from hpc_seaice.cluster.pending import cannot_start
 
 SCRIPTS = ROOT / "tests" / "slurm"
+LAUNCH_SLURM = ROOT / "launch" / "slurm"
 REQUIRE = {"local": "HPC_SEAICE_REQUIRE_SLURM", "two": "HPC_SEAICE_REQUIRE_MULTINODE"}
 SCRIPT = {"local": ("local_cluster.sh", "start", "stop"), "two": ("two_nodes.sh", "up", "down")}
 N1 = ("nsenter", "--net=/var/run/netns/hs-n1")
@@ -129,6 +131,18 @@ class Cluster:
     def hpc_seaice(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
         """``python -m hpc_seaice ARGS`` as a client of this cluster."""
         return self.run(sys.executable, "-m", "hpc_seaice", *args, **kwargs)
+
+    def sbatch(self, *args: str, env: dict | None = None) -> str:
+        """``sbatch --parsable ARGS``; the job id."""
+        return self.run("sbatch", "--parsable", *args, env=env, timeout=60).stdout.strip().split(";")[0]
+
+    def sbatch_launch(
+        self, script: str, options: tuple[str, ...], *args: str, log: Path, env: dict | None = None
+    ) -> str:
+        """Submit the recipe ``launch/slurm/SCRIPT ARGS`` on CPUs only (no GPU, 10 minutes), its
+        output in ``log``, with the sbatch ``options`` of the test; the job id."""
+        command = (*options, "--gpus-per-node=0", "--time=10", f"--output={log}", str(LAUNCH_SLURM / script))
+        return self.sbatch(*command, *args, env=env)
 
     def popen(self, *args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
         return subprocess.Popen(

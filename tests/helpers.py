@@ -81,23 +81,36 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def logged_steps(run_dir: Path) -> list[int]:
+    """The step of every line of the run's metrics.jsonl, in order (a step logged twice shows twice)."""
+    return [m["step"] for m in read_metrics(run_dir)]
+
+
 def losses(run_dir: Path) -> dict[int, float]:
     return {m["step"]: m["loss"] for m in read_metrics(run_dir) if "loss" in m}
 
 
+def assert_close_trajectories(a: dict[int, float], b: dict[int, float], rtol: float = 1e-4) -> None:
+    """The same steps, each loss within ``rtol``: what ranks, engines and resumes must keep."""
+    assert a.keys() == b.keys(), (sorted(a), sorted(b))
+    for step in a:
+        assert abs(a[step] - b[step]) <= rtol * max(abs(a[step]), 1e-8), (step, a[step], b[step])
+
+
+def run_command(
+    command: list[str], env: dict | None = None, timeout: float = 300, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run ``command`` from the repository root (default environment: :func:`child_env`); with
+    ``check`` a non-zero exit fails the test with the tails of both streams."""
+    proc = subprocess.run(command, cwd=ROOT, env=env or child_env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-4000:]}")
+    return proc
+
+
 def hpc_seaice(*args: str, env: dict | None = None, timeout: float = 300, check: bool = True):
     """Run ``python -m hpc_seaice ARGS`` and return the completed process."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "hpc_seaice", *args],
-        cwd=ROOT,
-        env=env or child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
-    return proc
+    return run_command([sys.executable, "-m", "hpc_seaice", *args], env=env, timeout=timeout, check=check)
 
 
 def torchrun(
@@ -118,7 +131,4 @@ def torchrun(
         "hpc_seaice",
         *args,
     ]
-    proc = subprocess.run(command, cwd=ROOT, env=env or child_env(), capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-4000:]}")
-    return proc
+    return run_command(command, env=env, timeout=timeout, check=check)

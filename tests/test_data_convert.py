@@ -21,6 +21,7 @@ from hpc_seaice.errors import UserError
 
 PAD_Y, PAD_X = (3, 2), (1, 4)  # the source grid is larger than the 32 x 32 target
 CROP = f"{PAD_Y[0]}:{PAD_Y[0] + 32},{PAD_X[0]}:{PAD_X[0] + 32}"
+NAMES = ["sit", "siconc", "sid", "vxsi", "vysi"]
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +34,9 @@ def source(tiny_dataset):
     x = np.pad(x, ((0, 0), (0, 0), PAD_Y, PAD_X), constant_values=np.nan)
     lat = np.pad(ds.static.lat, (PAD_Y, PAD_X), mode="edge")
     lon = np.pad(ds.static.lon, (PAD_Y, PAD_X), mode="edge")
-    names = ["sit", "siconc", "sid", "vxsi", "vysi"]
     data = {
         n: (("time", "y", "x"), x[:, k], {"units": u})
-        for k, (n, u) in enumerate(zip(names, ["m", "1", "1", "m/s", "m/s"]))
+        for k, (n, u) in enumerate(zip(NAMES, ["m", "1", "1", "m/s", "m/s"]))
     }
     xds = xr.Dataset(
         data,
@@ -97,7 +97,7 @@ def test_convert_zarr(source, tmp_path):
     store = tmp_path / "moorings.zarr"
     xds.to_zarr(store, consolidated=False)
     out = tmp_path / "out"
-    convert([str(store)], out, ["sit", "siconc", "sid", "vxsi", "vysi"], CROP, 16, progress=False)
+    convert([str(store)], out, NAMES, CROP, 16, progress=False)
     _check_converted(out, x, ds)
 
 
@@ -105,7 +105,7 @@ def test_convert_without_coordinates_uses_default_lat_lon(source, tmp_path):
     xds, _, _ = source
     path = tmp_path / "plain.nc"
     xds.drop_vars(["latitude", "longitude"]).to_netcdf(path, engine="h5netcdf")
-    convert([str(path)], tmp_path / "o", ["sit", "siconc", "sid", "vxsi", "vysi"], CROP, 64, progress=False)
+    convert([str(path)], tmp_path / "o", NAMES, CROP, 64, progress=False)
     static = read_static(tmp_path / "o")
     assert np.isfinite(static.lat).all() and static.lat.max() > 85
 
@@ -115,37 +115,37 @@ def _run(capsys, *argv):
     return rc, [line for line in capsys.readouterr().err.strip().splitlines() if line]
 
 
+def _convert_cli(capsys, path, out, *extra):
+    """``hpc-seaice data convert PATH --out OUT --variables <the five> EXTRA``: (exit code, error lines)."""
+    return _run(capsys, "data", "convert", str(path), "--out", str(out), "--variables", ",".join(NAMES), *extra)
+
+
+def _refused(capsys, xds, path, *extra) -> str:
+    """Write ``xds`` to ``path`` and convert it: exit code 2 and one error line naming the file; that line."""
+    xds.to_netcdf(path, engine="h5netcdf")
+    rc, err = _convert_cli(capsys, path, path.parent / f"{path.stem}-out", *extra)
+    assert rc == 2 and len(err) == 1 and str(path) in err[0], err
+    return err[0]
+
+
+def _with_nan_in_ocean(xds, ds, time: int):
+    """A copy of ``xds`` with one NaN in an ocean cell of vxsi at time index ``time``."""
+    bad = xds.copy(deep=True)
+    iy, ix = np.argwhere(ds.static.mask > 0.5)[0]
+    bad["vxsi"][time, iy + PAD_Y[0], ix + PAD_X[0]] = np.nan
+    return bad
+
+
 def test_missing_variable_names_file_and_variable(source, tmp_path, capsys):
     xds, _, _ = source
-    path = tmp_path / "Moorings_2009.nc"
-    xds.drop_vars("sid").to_netcdf(path, engine="h5netcdf")
-    rc, err = _run(
-        capsys, "data", "convert", str(path), "--out", str(tmp_path / "o"), "--variables", "sit,siconc,sid,vxsi,vysi"
-    )
-    assert rc == 2 and len(err) == 1
-    assert str(path) in err[0] and "variable 'sid' not found" in err[0] and "--variables" in err[0]
+    line = _refused(capsys, xds.drop_vars("sid"), tmp_path / "Moorings_2009.nc")
+    assert "variable 'sid' not found" in line and "--variables" in line
 
 
 def test_nan_in_ocean_cells_of_another_variable(source, tmp_path, capsys):
     xds, _, ds = source
-    bad = xds.copy(deep=True)
-    iy, ix = np.argwhere(ds.static.mask > 0.5)[0]
-    bad["vxsi"][7, iy + PAD_Y[0], ix + PAD_X[0]] = np.nan
-    path = tmp_path / "m.nc"
-    bad.to_netcdf(path, engine="h5netcdf")
-    rc, err = _run(
-        capsys,
-        "data",
-        "convert",
-        str(path),
-        "--out",
-        str(tmp_path / "o"),
-        "--variables",
-        "sit,siconc,sid,vxsi,vysi",
-        "--crop",
-        CROP,
-    )
-    assert rc == 2 and len(err) == 1 and str(path) in err[0] and "NaN in ocean cells of 'vxsi'" in err[0]
+    line = _refused(capsys, _with_nan_in_ocean(xds, ds, time=7), tmp_path / "m.nc", "--crop", CROP)
+    assert "NaN in ocean cells of 'vxsi'" in line
 
 
 def test_out_of_bounds_and_percent_units(source, tmp_path, capsys):
@@ -155,31 +155,16 @@ def test_out_of_bounds_and_percent_units(source, tmp_path, capsys):
     pct["siconc"].attrs["units"] = "%"
     path = tmp_path / "pct.nc"
     pct.to_netcdf(path, engine="h5netcdf")
-    convert([str(path)], tmp_path / "o", ["sit", "siconc", "sid", "vxsi", "vysi"], CROP, 64, progress=False)
+    convert([str(path)], tmp_path / "o", NAMES, CROP, 64, progress=False)
     assert np.allclose(ShardedDataset(tmp_path / "o", split=None, normalize=False).raw(3), ds.raw(3), atol=1e-6)
     pct["siconc"].attrs["units"] = "1"
-    path2 = tmp_path / "bad.nc"
-    pct.to_netcdf(path2, engine="h5netcdf")
-    rc, err = _run(
-        capsys,
-        "data",
-        "convert",
-        str(path2),
-        "--out",
-        str(tmp_path / "o2"),
-        "--variables",
-        "sit,siconc,sid,vxsi,vysi",
-        "--crop",
-        CROP,
-    )
-    assert rc == 2 and len(err) == 1 and str(path2) in err[0] and "outside the physical bounds" in err[0]
+    assert "outside the physical bounds" in _refused(capsys, pct, tmp_path / "bad.nc", "--crop", CROP)
 
 
 def test_argument_errors(source, tmp_path, capsys):
     xds, _, _ = source
     path = tmp_path / "m.nc"
     xds.isel(time=slice(0, 4)).to_netcdf(path, engine="h5netcdf")
-    names = "sit,siconc,sid,vxsi,vysi"
     cases = [
         (["--crop", "0:99,0:10"], "--crop"),
         (["--variables", "sit,sic"], "--variables"),
@@ -187,25 +172,12 @@ def test_argument_errors(source, tmp_path, capsys):
         (["--splits", "train=2009-01-01"], "--splits"),
     ]
     for extra, needle in cases:
-        argv = ["data", "convert", str(path), "--out", str(tmp_path / "o"), "--variables", names, *extra]
-        rc, err = _run(capsys, *argv)
+        rc, err = _convert_cli(capsys, path, tmp_path / "o", *extra)
         assert rc == 2 and len(err) == 1 and needle in err[0], err
     rc, err = _run(capsys, "data", "convert", str(tmp_path / "nothing_*.nc"), "--out", str(tmp_path / "o"))
     assert rc == 2 and "nothing_*.nc: no file matches" in err[0]
-    rc = main(
-        [
-            "data",
-            "convert",
-            str(path),
-            "--out",
-            str(tmp_path / "o"),
-            "--variables",
-            names,
-            "--splits",
-            "train=2009-01-01..2009-12-31",
-        ]
-    )
-    assert rc == 0
+    rc, err = _convert_cli(capsys, path, tmp_path / "o", "--splits", "train=2009-01-01..2009-12-31")
+    assert rc == 0, err
 
 
 def test_parsers():
@@ -223,9 +195,6 @@ def test_parsers():
         parse_splits("train=2009-01-01..2009-06-30,test=2009-06-30..2009-12-31")
 
 
-NAMES = ["sit", "siconc", "sid", "vxsi", "vysi"]
-
-
 def test_dimensions_are_mapped_by_name_and_cf_axis_not_by_position(source, tmp_path, capsys):
     """(time, x, y) converts to the same fields and keeps the file's own lat/lon; odd names need CF axes."""
     xds, x, ds = source
@@ -237,9 +206,7 @@ def test_dimensions_are_mapped_by_name_and_cf_axis_not_by_position(source, tmp_p
     renamed = xds.rename({"time": "when", "y": "row", "x": "col"})
     no_axes = tmp_path / "no_axes.nc"
     renamed.to_netcdf(no_axes, engine="h5netcdf")
-    rc, err = _run(
-        capsys, "data", "convert", str(no_axes), "--out", str(tmp_path / "n"), "--variables", ",".join(NAMES)
-    )
+    rc, err = _convert_cli(capsys, no_axes, tmp_path / "n")
     assert rc == 2 and len(err) == 1 and "cannot tell which is y and x" in err[0] and "CF axis" in err[0], err
 
     axes = renamed.assign_coords(
@@ -273,7 +240,7 @@ def test_noleap_calendar_converts_and_360_day_is_refused(source, tmp_path, capsy
     days360, _ = _with_calendar(xds, cftime.Datetime360Day)
     path = tmp_path / "360.nc"
     days360.to_netcdf(path, engine="h5netcdf")
-    rc, err = _run(capsys, "data", "convert", str(path), "--out", str(tmp_path / "x"), "--variables", ",".join(NAMES))
+    rc, err = _convert_cli(capsys, path, tmp_path / "x")
     assert rc == 2 and len(err) == 1 and "'360_day' calendar" in err[0] and "noleap" in err[0], err
 
 
@@ -286,20 +253,17 @@ def test_overwrite_keeps_the_old_data_set_until_the_new_one_is_complete(source, 
     (out / "NOTES.txt").write_text("mine")
     before = (out / "manifest.json").read_text()
 
-    bad = xds.copy(deep=True)
-    iy, ix = np.argwhere(ds.static.mask > 0.5)[0]
-    bad["vxsi"][-1, iy + PAD_Y[0], ix + PAD_X[0]] = np.nan  # found only at the very last time step
+    bad = _with_nan_in_ocean(xds, ds, time=-1)  # found only at the very last time step
     bad_path = tmp_path / "bad.nc"
     bad.to_netcdf(bad_path, engine="h5netcdf")
-    argv = ["data", "convert", str(bad_path), "--out", str(out), "--variables", ",".join(NAMES), "--crop", CROP]
-    rc, err = _run(capsys, *argv, "--overwrite")
+    rc, err = _convert_cli(capsys, bad_path, out, "--crop", CROP, "--overwrite")
     assert rc == 2 and len(err) == 1 and "NaN in ocean cells of 'vxsi'" in err[0]
     assert (out / "manifest.json").read_text() == before
     _check_converted(out, x, ds)  # the old set, complete and intact
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporaries left
 
     # A good replacement swaps in, and leaves the user's own file alone.
-    rc, err = _run(capsys, *argv[:2], str(good), *argv[3:], "--shard-size", "32", "--overwrite")
+    rc, err = _convert_cli(capsys, good, out, "--crop", CROP, "--shard-size", "32", "--overwrite")
     assert rc == 0, err
     assert read_manifest(out).shards[0].count == 32 and (out / "NOTES.txt").read_text() == "mine"
     _check_converted(out, x, ds)
@@ -344,5 +308,5 @@ def test_a_temporary_folder_that_cannot_be_made_is_one_line(source, tmp_path, ca
     xds.to_netcdf(good, engine="h5netcdf")
     blocker = tmp_path / f".out{replace.STAGING}{socket.gethostname()}-{os.getpid()}"
     blocker.write_text("a file where the staging folder goes")  # read-only folders: root ignores them
-    rc, err = _run(capsys, "data", "convert", str(good), "--out", str(tmp_path / "out"), "--variables", ",".join(NAMES))
+    rc, err = _convert_cli(capsys, good, tmp_path / "out")
     assert rc == 2 and len(err) == 1 and f"cannot create the temporary folder {blocker}" in err[0], err

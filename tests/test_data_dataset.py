@@ -85,26 +85,20 @@ def test_partition(n, W):
     assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
 
 
-def _batches(ds, num_workers, context=None, steps=4, collate_fn=None):
+def _batches(ds, steps=4, **loader_options):
+    """Rank 1 of 2's first ``steps`` batches (global batch 8, from sample 8) through a plain torch
+    DataLoader built with ``loader_options`` (workers, start method, collate function)."""
     sampler = GlobalBatchSampler(len(ds), global_batch=8, rank=1, world_size=2, seed=0, start_sample=8)
-    loader = DataLoader(
-        ds,
-        batch_size=sampler.local_batch,
-        sampler=sampler,
-        num_workers=num_workers,
-        multiprocessing_context=context,
-        collate_fn=collate_fn,
-        persistent_workers=False,
-    )
+    loader = DataLoader(ds, batch_size=sampler.local_batch, sampler=sampler, persistent_workers=False, **loader_options)
     return [b.clone() for b in itertools.islice(iter(loader), steps)]
 
 
 def test_workers_fork_and_spawn_give_identical_tensors(tiny_dataset):
     ds = ShardedDataset(tiny_dataset, split="train")
-    reference = _batches(ds, 0)  # also leaves handles open in this process before forking
+    reference = _batches(ds, num_workers=0)  # also leaves handles open in this process before forking
     assert reference[0].shape == (4, 5, 32, 32)
     for context, collate_fn in (("fork", None), ("fork", collate), ("spawn", None)):
-        got = _batches(ds, 2, context, collate_fn=collate_fn)
+        got = _batches(ds, num_workers=2, multiprocessing_context=context, collate_fn=collate_fn)
         assert all(torch.equal(a, b) for a, b in zip(reference, got)), context
     # the expected samples, independently of the DataLoader
     sampler = GlobalBatchSampler(len(ds), global_batch=8, rank=1, world_size=2, seed=0)

@@ -13,16 +13,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import tiny_autoencoder_config, tiny_diffusion_config
 
 from hpc_seaice.cli import main
+from hpc_seaice.config import config_from_dict
 from hpc_seaice.data.manifest import in_split, write_manifest
 from hpc_seaice.data.samples_file import write_samples
-from hpc_seaice.data.shards import ShardWriter
+from hpc_seaice.data.shards import fields_writer
 from hpc_seaice.data.static import write_static
-from hpc_seaice.data.variables import BOUNDS, UNITS, VARIABLES
+from hpc_seaice.data.variables import BOUNDS, VARIABLES
 from hpc_seaice.evaluation.evaluate import select_states
 from hpc_seaice.evaluation.metrics import crps_ensemble, masked_mean, rmse
 from hpc_seaice.evaluation.spectra import isotropic_psd, log_ratio
+from hpc_seaice.train.trainer import run_training
 
 GRID = 24
 SPACING_M = 300_000.0  # polar stereographic grid spacing (true at the pole): cell areas vary by 30 %
@@ -84,16 +87,7 @@ def reference(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
 
 
 def _write_reference(root: Path, fields: np.ndarray, mask: np.ndarray, times: np.ndarray = TIMES):
-    writer = ShardWriter(
-        root,
-        kind="fields",
-        variables=VARIABLES,
-        units=[UNITS[v] for v in VARIABLES],
-        lower=[BOUNDS[v][0] for v in VARIABLES],
-        upper=[BOUNDS[v][1] for v in VARIABLES],
-        grid=[GRID, GRID],
-        shard_size=5,
-    )
+    writer = fields_writer(root, grid=[GRID, GRID], shard_size=5)
     writer.write(fields, times)
     writer.close()
     write_manifest(root, writer.build_manifest())
@@ -417,36 +411,25 @@ def test_a_box_that_is_not_mostly_ocean_is_a_one_line_warning(reference, tmp_pat
     assert len(warnings) == 1 and "no centred square is 90% ocean" in warnings[0], warnings
 
 
+def _trained_run(reference, tmp_path_factory, tiny_config, name: str, steps: int) -> Path:
+    """A real run of ``tiny_config`` trained ``steps`` steps (batch 2) on the reference data set,
+    with a checkpoint at the last step."""
+    run_dir = tmp_path_factory.mktemp("runs") / name
+    train = {"max_steps": steps, "checkpoint_every": steps, "batch_size": 2}
+    assert run_training(config_from_dict(tiny_config(reference[0], run_dir, train=train))) == 0
+    return run_dir
+
+
 @pytest.fixture(scope="module")
 def autoencoder_run(reference, tmp_path_factory) -> Path:
     """A real autoencoder run: two training steps of the tiny VAE on the reference data set."""
-    from helpers import tiny_autoencoder_config
-
-    from hpc_seaice.config import config_from_dict
-    from hpc_seaice.train.trainer import run_training
-
-    run_dir = tmp_path_factory.mktemp("runs") / "vae"
-    config = tiny_autoencoder_config(
-        reference[0], run_dir, train={"max_steps": 2, "checkpoint_every": 2, "batch_size": 2}
-    )
-    assert run_training(config_from_dict(config)) == 0
-    return run_dir
+    return _trained_run(reference, tmp_path_factory, tiny_autoencoder_config, "vae", steps=2)
 
 
 @pytest.fixture(scope="module")
 def diffusion_run(reference, tmp_path_factory) -> Path:
     """A real data-space diffusion run (one training step of the tiny U-Net)."""
-    from helpers import tiny_diffusion_config
-
-    from hpc_seaice.config import config_from_dict
-    from hpc_seaice.train.trainer import run_training
-
-    run_dir = tmp_path_factory.mktemp("runs") / "ddm"
-    config = tiny_diffusion_config(
-        reference[0], run_dir, train={"max_steps": 1, "checkpoint_every": 1, "batch_size": 2}
-    )
-    assert run_training(config_from_dict(config)) == 0
-    return run_dir
+    return _trained_run(reference, tmp_path_factory, tiny_diffusion_config, "ddm", steps=1)
 
 
 def test_evaluate_reconstruction_of_a_trained_autoencoder(reference, autoencoder_run, tmp_path):

@@ -31,11 +31,11 @@ import numpy as np
 import pytest
 import torch
 from helpers import (
-    ROOT,
+    assert_close_trajectories,
     free_port,
     hpc_seaice,
+    logged_steps,
     losses,
-    read_metrics,
     tiny_autoencoder_config,
     tiny_diffusion_config,
     write_config,
@@ -45,7 +45,6 @@ from hpc_seaice.runtime.checkpoint import latest_checkpoint, load_states
 
 pytestmark = pytest.mark.multinode
 
-LAUNCH = ROOT / "launch"
 SUBMIT_2x2 = ("--nodes=2", "--gpus-per-node=0", "--tasks-per-node=2", "--time=10")
 SUBMIT_2x1 = ("--nodes=2", "--gpus-per-node=0", "--tasks-per-node=1", "--time=10")
 STEPS = 6  # the tiny trajectory: global batch 4, warm-up 2, checkpoints every 3 steps
@@ -60,18 +59,17 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
+def submit_and_wait(cluster, path: Path, run_dir: Path, resources: tuple[str, ...]) -> tuple[str, str]:
+    """``hpc-seaice submit PATH RESOURCES --wait``: the job id (the job must have COMPLETED) and the
+    log of its task 0."""
+    proc = cluster.hpc_seaice("submit", str(path), *resources, "--wait", timeout=240)
+    job = job_id(proc.stdout)
+    assert f"job {job}: COMPLETED" in proc.stdout, proc.stdout
+    return job, (run_dir / "slurm" / f"{job}_0_log.out").read_text()
+
+
 def text_of(path: Path) -> str:
     return path.read_text() if path.is_file() else ""
-
-
-def steps(run_dir: Path) -> list[int]:
-    return [m["step"] for m in read_metrics(run_dir)]
-
-
-def assert_close_trajectories(a: dict[int, float], b: dict[int, float], rtol: float = 1e-4) -> None:
-    assert a.keys() == b.keys(), (sorted(a), sorted(b))
-    for step in a:
-        assert abs(a[step] - b[step]) <= rtol * max(abs(a[step]), 1e-8), (step, a[step], b[step])
 
 
 def wait_until(predicate, timeout: float, what: str, poll: float = 0.1) -> float:
@@ -122,7 +120,7 @@ def reference(tiny_dataset, tmp_path_factory) -> dict[int, float]:
     run_dir = folder / "run"
     path = write_config(folder / "c.yaml", tiny_diffusion_config(tiny_dataset, run_dir))
     hpc_seaice("train", str(path), "train.grad_accum=4", timeout=180)
-    assert steps(run_dir) == list(range(1, STEPS + 1))
+    assert logged_steps(run_dir) == list(range(1, STEPS + 1))
     return losses(run_dir)
 
 
@@ -136,10 +134,7 @@ def test_submit_ddp_four_ranks_on_two_hosts_follow_the_single_process_trajectory
     run_dir = tmp_path / "ddp"
     path = write_config(tmp_path / "c.yaml", tiny_diffusion_config(tiny_dataset, run_dir))
     t0 = time.time()
-    proc = two_node_cluster.hpc_seaice("submit", str(path), *SUBMIT_2x2, "--wait", timeout=240)
-    job = job_id(proc.stdout)
-    assert f"job {job}: COMPLETED" in proc.stdout, proc.stdout
-    log = (run_dir / "slurm" / f"{job}_0_log.out").read_text()
+    job, log = submit_and_wait(two_node_cluster, path, run_dir, SUBMIT_2x2)
     assert "4 rank(s) on 2 host(s) [n1, n2] via slurm" in log, log
     assert "global batch 4 = 1 x 1 x 4" in log, log
     (start,) = read_jsonl(run_dir / "jobs.jsonl")
@@ -148,7 +143,7 @@ def test_submit_ddp_four_ranks_on_two_hosts_follow_the_single_process_trajectory
     placement = [(run_dir / "slurm" / f"{job}_{task}_log.out").read_text() for task in range(4)]
     hosts = [re.search(r"JobEnvironment\(.*hostname=(\w+)", text).group(1) for text in placement]
     assert sorted(hosts) == ["n1", "n1", "n2", "n2"], hosts
-    assert steps(run_dir) == list(range(1, STEPS + 1))
+    assert logged_steps(run_dir) == list(range(1, STEPS + 1))
     assert_close_trajectories(losses(run_dir), reference)
     assert latest_checkpoint(run_dir).name == f"step_{STEPS:08d}"
     print(f"4-rank DDP on 2 hosts: {time.time() - t0:.1f} s")
@@ -163,13 +158,10 @@ def test_submit_deepspeed_zero2_on_two_hosts_checkpoints_and_resumes(
     )
     path = write_config(tmp_path / "c.yaml", config)
     t0 = time.time()
-    first = two_node_cluster.hpc_seaice("submit", str(path), *SUBMIT_2x1, "--wait", timeout=240)
-    job1 = job_id(first.stdout)
-    assert f"job {job1}: COMPLETED" in first.stdout, first.stdout
-    log1 = (run_dir / "slurm" / f"{job1}_0_log.out").read_text()
+    job1, log1 = submit_and_wait(two_node_cluster, path, run_dir, SUBMIT_2x1)
     assert "2 rank(s) on 2 host(s) [n1, n2] via slurm | engine deepspeed ZeRO-2" in log1, log1
     assert "global batch 4 = 1 x 2 x 2" in log1 and "fresh start" in log1, log1
-    assert steps(run_dir) == list(range(1, STEPS + 1))
+    assert logged_steps(run_dir) == list(range(1, STEPS + 1))
     assert_close_trajectories(losses(run_dir), reference)
     # ZeRO-2: each rank wrote its own optimizer partition into the shared checkpoint folder
     for step in (3, STEPS):
@@ -180,12 +172,10 @@ def test_submit_deepspeed_zero2_on_two_hosts_checkpoints_and_resumes(
     # Lose the last checkpoint (as if the job had died after step 3) and submit the same command again.
     shutil.rmtree(run_dir / "checkpoints" / f"step_{STEPS:08d}")
     (run_dir / "checkpoints" / "latest").write_text("step_00000003\n")
-    second = two_node_cluster.hpc_seaice("submit", str(path), *SUBMIT_2x1, "--wait", timeout=240)
-    job2 = job_id(second.stdout)
-    assert job2 != job1 and f"job {job2}: COMPLETED" in second.stdout, second.stdout
-    log2 = (run_dir / "slurm" / f"{job2}_0_log.out").read_text()
+    job2, log2 = submit_and_wait(two_node_cluster, path, run_dir, SUBMIT_2x1)
+    assert job2 != job1
     assert "resuming from step 3" in log2 and "[n1, n2]" in log2, log2
-    assert steps(run_dir) == list(range(1, STEPS + 1))  # steps 4..6 logged once more, not twice
+    assert logged_steps(run_dir) == list(range(1, STEPS + 1))  # steps 4..6 logged once more, not twice
     starts = read_jsonl(run_dir / "jobs.jsonl")
     assert [(s["slurm_job_id"], s["start_step"], s["hosts"]) for s in starts] == [
         (job1, 0, ["n1", "n2"]),
@@ -196,8 +186,7 @@ def test_submit_deepspeed_zero2_on_two_hosts_checkpoints_and_resumes(
     print(f"DeepSpeed ZeRO-2 on 2 hosts, 6 steps + resume from 3: {time.time() - t0:.1f} s")
 
 
-def sbatch(cluster, *args: str, env: dict) -> str:
-    return cluster.run("sbatch", "--parsable", *args, env=env, timeout=60).stdout.strip().split(";")[0]
+TORCHRUN_2x1 = ("--nodes=2", "--cpus-per-task=2")  # multinode_torchrun.sbatch: one torchrun per host
 
 
 def test_multinode_torchrun_sbatch_trains_across_both_hosts(two_node_cluster, tiny_dataset, tmp_path, reference):
@@ -205,17 +194,8 @@ def test_multinode_torchrun_sbatch_trains_across_both_hosts(two_node_cluster, ti
     path = write_config(tmp_path / "c.yaml", tiny_diffusion_config(tiny_dataset, run_dir, train={"grad_accum": 2}))
     log = tmp_path / "job.out"
     t0 = time.time()
-    job = sbatch(
-        two_node_cluster,
-        "--nodes=2",
-        "--gpus-per-node=0",
-        "--cpus-per-task=2",
-        "--time=10",
-        f"--output={log}",
-        str(LAUNCH / "slurm" / "multinode_torchrun.sbatch"),
-        str(path),
-        env=two_node_cluster.env(NPROC_PER_NODE="1", RDZV_PORT=str(free_port())),
-    )
+    env = two_node_cluster.env(NPROC_PER_NODE="1", RDZV_PORT=str(free_port()))
+    job = two_node_cluster.sbatch_launch("multinode_torchrun.sbatch", TORCHRUN_2x1, str(path), log=log, env=env)
     state = two_node_cluster.wait_job(job, timeout=180)
     text = log.read_text()
     assert state == "COMPLETED", text
@@ -223,7 +203,7 @@ def test_multinode_torchrun_sbatch_trains_across_both_hosts(two_node_cluster, ti
     assert "2 rank(s) on 2 host(s) [n1, n2] via torchrun" in text, text
     (start,) = read_jsonl(run_dir / "jobs.jsonl")
     assert start["hosts"] == ["n1", "n2"] and start["slurm_job_id"] == job
-    assert steps(run_dir) == list(range(1, STEPS + 1))
+    assert logged_steps(run_dir) == list(range(1, STEPS + 1))
     assert_close_trajectories(losses(run_dir), reference)
     print(f"multinode_torchrun.sbatch, 2 hosts x 1 worker: {time.time() - t0:.1f} s")
 
@@ -414,7 +394,7 @@ def test_link_cut_fails_every_rank_within_the_timeout_and_the_same_command_resum
     two_node_cluster.run(*command, env=env, timeout=180)
     out = (logs / "0.out").read_text()
     assert f"resuming from step {resumed_from}" in out and "[n1, n2]" in out, out
-    assert steps(run_dir) == list(range(1, max_steps + 1))
+    assert logged_steps(run_dir) == list(range(1, max_steps + 1))
     assert latest_checkpoint(run_dir).name == f"step_{max_steps:08d}"
     print(f"resumed run on 2 hosts: {time.time() - t0:.1f} s")
 
@@ -430,17 +410,7 @@ def test_killed_worker_on_n2_restarts_both_hosts_from_the_last_checkpoint(two_no
         NPROC_PER_NODE="1", MAX_RESTARTS="1", RDZV_PORT=str(free_port()), HPC_SEAICE_TEST_MARKER=marker
     )
     t0 = time.time()
-    job = sbatch(
-        two_node_cluster,
-        "--nodes=2",
-        "--gpus-per-node=0",
-        "--cpus-per-task=2",
-        "--time=10",
-        f"--output={log}",
-        str(LAUNCH / "slurm" / "multinode_torchrun.sbatch"),
-        str(path),
-        env=env,
-    )
+    job = two_node_cluster.sbatch_launch("multinode_torchrun.sbatch", TORCHRUN_2x1, str(path), log=log, env=env)
     wait_until(lambda: latest_checkpoint(run_dir) is not None, 120, "first checkpoint")
     # the worker on n2 (torchrun sets LOCAL_RANK for its workers, not for itself); its agent lives on
     workers = marked_processes(marker, SLURMD_NODENAME="n2", LOCAL_RANK="0")
@@ -465,7 +435,7 @@ def test_killed_worker_on_n2_restarts_both_hosts_from_the_last_checkpoint(two_no
         (job, 0, ["n1", "n2"]),
         (job, resumed[0], ["n1", "n2"]),
     ]
-    assert steps(run_dir) == list(range(1, max_steps + 1))  # every step logged once
+    assert logged_steps(run_dir) == list(range(1, max_steps + 1))  # every step logged once
     assert latest_checkpoint(run_dir).name == f"step_{max_steps:08d}"
     print(f"worker on n2 killed after checkpoint {killed_after}, restarted from {resumed[0]}: {time.time() - t0:.1f} s")
 

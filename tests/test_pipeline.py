@@ -10,6 +10,7 @@ import pytest
 import torch
 import xarray as xr
 from helpers import hpc_seaice, tiny_autoencoder_config, tiny_diffusion_config, torchrun
+from helpers_runs import encoded_by_a_tiny_vae
 
 from hpc_seaice.config import config_from_dict
 from hpc_seaice.data.dataset import ShardedDataset
@@ -22,10 +23,7 @@ from hpc_seaice.train.trainer import run_training
 def trained(tiny_dataset, tmp_path_factory):
     """A tiny VAE, its latents (encoded on 1 rank) and a latent diffusion run on them."""
     root = tmp_path_factory.mktemp("pipeline")
-    vae = root / "vae"
-    assert run_training(config_from_dict(tiny_autoencoder_config(tiny_dataset, vae, train={"max_steps": 3}))) == 0
-    latents = root / "latents-1"
-    hpc_seaice("encode", "--autoencoder", str(vae), "--data", str(tiny_dataset), "--out", str(latents))
+    vae, latents, _ = encoded_by_a_tiny_vae(tiny_dataset, root, "latents-1")
     config = tiny_diffusion_config(latents, root / "ldm", train={"max_steps": 3})
     config["unet"]["in_channels"] = read_manifest(latents).num_channels
     assert run_training(config_from_dict(config)) == 0

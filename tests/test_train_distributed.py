@@ -17,10 +17,14 @@ import pytest
 from helpers import (
     ROOT,
     VENV_BIN,
+    assert_close_trajectories,
     child_env,
     free_port,
+    hpc_seaice,
+    logged_steps,
     losses,
     read_metrics,
+    run_command,
     tiny_diffusion_config,
     torchrun,
     write_config,
@@ -32,12 +36,6 @@ from hpc_seaice.runtime.stopping import STOP_FILE
 from hpc_seaice.train.trainer import run_training
 
 pytestmark = pytest.mark.distributed
-
-
-def assert_close_trajectories(a: dict[int, float], b: dict[int, float], rtol: float = 1e-4) -> None:
-    assert a.keys() == b.keys(), (a.keys(), b.keys())
-    for step in a:
-        assert abs(a[step] - b[step]) <= rtol * max(abs(a[step]), 1e-8), (step, a[step], b[step])
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +72,7 @@ def test_deepspeed_zero_trains_checkpoints_and_resumes(tiny_dataset, tmp_path, s
     (run_dir / "checkpoints" / "latest").write_text("step_00000003\n")
     proc = torchrun(2, "train", str(path), "train.max_steps=6")
     assert "resuming from step 3" in proc.stdout
-    assert [m["step"] for m in read_metrics(run_dir)] == [1, 2, 3, 4, 5, 6]
+    assert logged_steps(run_dir) == [1, 2, 3, 4, 5, 6]
     assert_close_trajectories(losses(run_dir), single_process_reference)
 
 
@@ -84,15 +82,7 @@ def test_deepspeed_zero_checkpoint_resumes_on_another_world_size(tiny_dataset, t
     config = tiny_diffusion_config(tiny_dataset, run_dir, engine={"name": "deepspeed", "zero_stage": 2})
     path = write_config(tmp_path / "c.yaml", config)
     torchrun(2, "train", str(path), "train.max_steps=3")
-    proc = subprocess.run(
-        [sys.executable, "-m", "hpc_seaice", "train", str(path)],
-        cwd=ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = hpc_seaice("train", str(path))  # fails the test on a non-zero exit
     assert "resuming from step 3" in proc.stdout and "1 rank(s)" in proc.stdout
     assert "converting" in proc.stderr and (run_dir / "checkpoints/step_00000003/universal/zero").is_dir()
     assert [m["step"] for m in read_metrics(run_dir) if "loss" in m] == [1, 2, 3, 4, 5, 6]
@@ -113,7 +103,7 @@ def test_two_ranks_stopped_at_a_step_boundary_resume_the_same_trajectory(tiny_da
     assert proc.returncode != 0 and "stop file" in proc.stdout, proc.stderr[-3000:]
     assert latest_checkpoint(run_dir).name == "step_00000001"
     torchrun(2, "train", str(path))
-    assert [m["step"] for m in read_metrics(run_dir)] == list(range(1, 31))
+    assert logged_steps(run_dir) == list(range(1, 31))
     assert_close_trajectories(losses(run_dir), losses(reference))
 
 
@@ -148,7 +138,7 @@ def test_killed_rank_restarts_from_last_checkpoint_and_finishes(tiny_dataset, tm
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err[-3000:]
     assert out.count("hpc-seaice train |") == 2 and "resuming from step" in out
-    steps = [m["step"] for m in read_metrics(run_dir)]
+    steps = logged_steps(run_dir)
     assert steps == list(range(1, 41))  # every step logged once after the restart
     assert latest_checkpoint(run_dir).name == "step_00000040"
 
@@ -159,15 +149,7 @@ def test_mpirun_two_ranks_train(tiny_dataset, tmp_path, single_process_reference
         pytest.fail("mpiexec from the mpich wheel is missing: run make install")
     run_dir = tmp_path / "mpi"
     path = write_config(tmp_path / "c.yaml", tiny_diffusion_config(tiny_dataset, run_dir))
-    proc = subprocess.run(
-        [str(mpiexec), "-n", "2", sys.executable, "-m", "hpc_seaice", "train", str(path)],
-        cwd=ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_command([str(mpiexec), "-n", "2", sys.executable, "-m", "hpc_seaice", "train", str(path)])
     assert "via mpi" in proc.stdout and "2 rank(s)" in proc.stdout
     assert_close_trajectories(losses(run_dir), single_process_reference)
 

@@ -46,20 +46,19 @@ def test_another_mask_layout_is_refused(tiny_dataset, tmp_path, source):
     assert "encoder.conv_in" in one_line_naming_the_key(info)
 
 
-def test_a_diffusion_run_is_refused(tiny_dataset, tmp_path):
-    diffusion = tmp_path / "ddpm"
-    dump_config(config_from_dict(tiny_diffusion_config(tiny_dataset, diffusion)), diffusion / "config.yaml")
+@pytest.mark.parametrize(
+    "tiny_config, reason",
+    [(tiny_diffusion_config, "diffusion run"), (tiny_autoencoder_config, "checkpoint")],
+    ids=["a-diffusion-run", "an-autoencoder-run-without-a-checkpoint"],
+)
+def test_a_run_that_holds_no_trained_encoder_is_refused(tiny_dataset, tmp_path, tiny_config, reason):
+    """A folder with only a run's config.yaml: a diffusion run's, or an autoencoder run's that never
+    wrote a checkpoint."""
+    other = tmp_path / "other"
+    dump_config(config_from_dict(tiny_config(tiny_dataset, other)), other / "config.yaml")
     with pytest.raises(UserError) as info:
-        frozen_from(tiny_dataset, tmp_path / "run", diffusion)
-    assert "diffusion run" in one_line_naming_the_key(info)
-
-
-def test_an_autoencoder_run_without_a_checkpoint_is_refused(tiny_dataset, tmp_path):
-    empty = tmp_path / "empty"
-    dump_config(config_from_dict(tiny_autoencoder_config(tiny_dataset, empty)), empty / "config.yaml")
-    with pytest.raises(UserError) as info:
-        frozen_from(tiny_dataset, tmp_path / "run", empty)
-    assert "checkpoint" in one_line_naming_the_key(info)
+        frozen_from(tiny_dataset, tmp_path / "run", other)
+    assert reason in one_line_naming_the_key(info)
 
 
 def test_a_frozen_encoder_run_resumes_after_its_source_moved(tiny_dataset, tmp_path, source):

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import xarray as xr
 import yaml
 from helpers import hpc_seaice, tiny_autoencoder_config, tiny_diffusion_config
+from helpers_runs import encoded_by_a_tiny_vae
 
 from hpc_seaice.config import UNetConfig, VAEConfig, config_from_dict
 from hpc_seaice.data.dataset import ShardedDataset
@@ -36,11 +37,7 @@ def as_old_run(run_dir) -> None:
 @pytest.fixture(scope="module")
 def latents(tiny_dataset, tmp_path_factory):
     """A tiny VAE with the mask channel (3 steps) and its latents."""
-    root = tmp_path_factory.mktemp("land")
-    vae = root / "vae"
-    assert run_training(config_from_dict(tiny_autoencoder_config(tiny_dataset, vae, train={"max_steps": 3}))) == 0
-    out = root / "latents"
-    proc = hpc_seaice("encode", "--autoencoder", str(vae), "--data", str(tiny_dataset), "--out", str(out))
+    vae, out, proc = encoded_by_a_tiny_vae(tiny_dataset, tmp_path_factory.mktemp("land"))
     return {"vae": vae, "latents": out, "data": tiny_dataset, "encode_stdout": proc.stdout}
 
 

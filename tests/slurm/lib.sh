@@ -191,3 +191,20 @@ KillWait=5
 Waittime=0
 CONF
 }
+
+# write_slurm_conf_file CLUSTER STATE_DIR RUN_DIR CTLD_HOST CTLD_ADDR SLURMD_SPOOL SLURMD_NAME <NODES:
+# /etc/slurm/slurm.conf from the shared settings, slurmd's spool folder, its pid and log files named
+# SLURMD_NAME (e.g. `slurmd-%n`, one per node) and the node and partition lines read from stdin;
+# written beside the old one and renamed over it, so a daemon never reads half a file.
+write_slurm_conf_file() {
+  {
+    slurm_conf_common "$1" "$2" "$3" "$4" "$5"
+    cat <<CONF
+SlurmdSpoolDir=$6
+SlurmdPidFile=$3/$7.pid
+SlurmdLogFile=$LOG_DIR/$7.log
+CONF
+    cat # the node and partition lines
+  } >/etc/slurm/slurm.conf.tmp
+  mv /etc/slurm/slurm.conf.tmp /etc/slurm/slurm.conf
+}

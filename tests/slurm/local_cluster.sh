@@ -33,17 +33,10 @@ write_slurm_conf() {
   host=$(hostname -s)
   cpus=$(node_cpus)
   mem_mb=$(($(awk '/MemTotal/{print $2}' /proc/meminfo) / 1024 - 1024))
-  {
-    slurm_conf_common "$CLUSTER" "$STATE" "$RUN" "$host" 127.0.0.1
-    cat <<CONF
-SlurmdSpoolDir=$SPOOL
-SlurmdPidFile=$RUN/slurmd.pid
-SlurmdLogFile=$LOG_DIR/slurmd.log
+  write_slurm_conf_file "$CLUSTER" "$STATE" "$RUN" "$host" 127.0.0.1 "$SPOOL" slurmd <<CONF
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
-  } >/etc/slurm/slurm.conf.tmp
-  mv /etc/slurm/slurm.conf.tmp /etc/slurm/slurm.conf
 }
 
 start() {

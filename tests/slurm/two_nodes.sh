@@ -73,18 +73,11 @@ make_hosts() {
 write_slurm_conf() {
   local cpus
   cpus=$(node_cpus)
-  {
-    slurm_conf_common "$CLUSTER" "$STATE" "$RUN" n1 10.77.0.1
-    cat <<CONF
-SlurmdSpoolDir=/var/spool/slurmd-%n
-SlurmdPidFile=$RUN/slurmd-%n.pid
-SlurmdLogFile=$LOG_DIR/slurmd-%n.log
+  write_slurm_conf_file "$CLUSTER" "$STATE" "$RUN" n1 10.77.0.1 /var/spool/slurmd-%n slurmd-%n <<CONF
 NodeName=n1 NodeAddr=10.77.0.1 NodeHostname=n1 CPUs=$cpus RealMemory=4000 State=UNKNOWN
 NodeName=n2 NodeAddr=10.77.0.2 NodeHostname=n2 CPUs=$cpus RealMemory=4000 State=UNKNOWN
 PartitionName=debug Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP
 CONF
-  } >/etc/slurm/slurm.conf.tmp
-  mv /etc/slurm/slurm.conf.tmp /etc/slurm/slurm.conf
 }
 
 up() {
