@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 from benchmarks.common import add_output_options, comma_list, markdown_table, write_results
 from hpc_seaice.data.batch_loader import BatchLoader
 from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset, collate
-from hpc_seaice.data.manifest import read_manifest, write_manifest
+from hpc_seaice.data.manifest import Layout, read_manifest, write_manifest
 from hpc_seaice.data.shards import ShardWriter
 from hpc_seaice.data.static import write_static
 from hpc_seaice.data.synth import generate
@@ -139,16 +139,7 @@ class BatchLoaderPass(ReaderPass):
 
 def make_latent_set(root: Path, side: int, samples: int, shard_size: int) -> None:
     """Random latents [16, side, side] in the latent data set layout (values do not matter here)."""
-    writer = ShardWriter(
-        root,
-        kind="latent",
-        variables=[f"z{i:02d}" for i in range(LATENT_CHANNELS)],
-        units=["1"] * LATENT_CHANNELS,
-        lower=[-np.inf] * LATENT_CHANNELS,
-        upper=[np.inf] * LATENT_CHANNELS,
-        grid=[side, side],
-        shard_size=shard_size,
-    )
+    writer = ShardWriter(root, Layout.latent(LATENT_CHANNELS, (side, side)), shard_size)
     rng = np.random.default_rng(0)
     times = np.datetime64("2009-01-01T00:00:00") + np.arange(samples) * np.timedelta64(6, "h")
     with writer:

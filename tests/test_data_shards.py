@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import h5py
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 from hpc_seaice.cli import main
 from hpc_seaice.data.dataset import ShardedDataset
 from hpc_seaice.data.h5files import sha256_file
-from hpc_seaice.data.manifest import Manifest, merge_manifests, read_manifest, write_manifest
+from hpc_seaice.data.manifest import Layout, Manifest, merge_manifests, read_manifest, write_manifest
 from hpc_seaice.data.shards import ShardWriter
 from hpc_seaice.data.static import read_static, write_static
 from hpc_seaice.data.verify import verify_dataset
@@ -26,18 +25,10 @@ def _times(n: int, start: str = "2016-12-30", hours: int = 6) -> np.ndarray:
     return np.datetime64(start, "s") + np.arange(n) * np.timedelta64(hours, "h")
 
 
-def _writer(out, **kw) -> ShardWriter:
-    args = dict(
-        kind="fields",
-        variables=["sit", "sic", "damage", "siu", "siv"],
-        units=["m", "1", "1", "m s-1", "m s-1"],
-        lower=[0, 0, 0, -math.inf, -math.inf],
-        upper=[math.inf, 1, 1, math.inf, math.inf],
-        grid=[H, W],
-        shard_size=4,
-    )
-    args.update(kw)
-    return ShardWriter(out, **args)
+def _writer(out, latent: bool = False, shard_prefix: str = "shard") -> ShardWriter:
+    """Four samples per shard of the five sea-ice variables, or of five unbounded latent channels."""
+    layout = Layout.latent(5, (H, W)) if latent else Layout.fields((H, W))
+    return ShardWriter(out, layout, 4, shard_prefix=shard_prefix)
 
 
 def rehash(root) -> None:
@@ -97,9 +88,7 @@ def test_rank_writers_merge_and_latent_logvar(tmp_path):
     x = np.random.default_rng(1).normal(size=(10, 5, H, W)).astype(np.float32)
     parts = []
     for rank, rows in enumerate((range(0, 6), range(6, 10))):  # partition() of 10 over 2 ranks
-        w = _writer(
-            tmp_path, kind="latent", lower=[-math.inf] * 5, upper=[math.inf] * 5, shard_prefix=f"shard-r{rank:03d}"
-        )
+        w = _writer(tmp_path, latent=True, shard_prefix=f"shard-r{rank:03d}")
         w.write(x[rows.start : rows.stop], t[rows.start : rows.stop], logvar=-x[rows.start : rows.stop])
         w.close()
         parts.append(

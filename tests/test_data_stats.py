@@ -62,20 +62,12 @@ def test_running_stats_merge_is_exact_in_any_grouping():
 def test_constant_variable_gets_unit_std(tmp_path, capsys):
     import math
 
-    from hpc_seaice.data.manifest import write_manifest
+    from hpc_seaice.data.manifest import Layout, write_manifest
     from hpc_seaice.data.shards import ShardWriter
     from hpc_seaice.data.static import write_static
 
-    w = ShardWriter(
-        tmp_path,
-        kind="latent",
-        variables=["a", "b"],
-        units=["1", "1"],
-        lower=[-math.inf] * 2,
-        upper=[math.inf] * 2,
-        grid=[3, 3],
-        shard_size=8,
-    )
+    layout = Layout("latent", ["a", "b"], ["1", "1"], [-math.inf] * 2, [math.inf] * 2, (3, 3))
+    w = ShardWriter(tmp_path, layout, 8)
     x = np.zeros((4, 2, 3, 3), np.float32)
     x[:, 1] = np.arange(4)[:, None, None]
     w.write(x, np.datetime64("2010-01-01", "s") + np.arange(4) * np.timedelta64(1, "D"), logvar=x)

@@ -17,9 +17,9 @@ from helpers import tiny_autoencoder_config, tiny_diffusion_config
 
 from hpc_seaice.cli import main
 from hpc_seaice.config import config_from_dict
-from hpc_seaice.data.manifest import in_split, write_manifest
-from hpc_seaice.data.samples_file import write_samples
-from hpc_seaice.data.shards import fields_writer
+from hpc_seaice.data.manifest import Layout, in_split, write_manifest
+from hpc_seaice.data.samples_file import samples_dataset, write_samples
+from hpc_seaice.data.shards import ShardWriter
 from hpc_seaice.data.static import write_static
 from hpc_seaice.data.variables import BOUNDS, VARIABLES
 from hpc_seaice.evaluation.evaluate import select_states
@@ -87,7 +87,7 @@ def reference(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
 
 
 def _write_reference(root: Path, fields: np.ndarray, mask: np.ndarray, times: np.ndarray = TIMES):
-    writer = fields_writer(root, grid=[GRID, GRID], shard_size=5)
+    writer = ShardWriter(root, Layout.fields((GRID, GRID)), 5)
     writer.write(fields, times)
     writer.close()
     write_manifest(root, writer.build_manifest())
@@ -122,12 +122,14 @@ def samples(reference, tmp_path_factory) -> tuple[Path, Path]:
     clipped[:, 1] = np.clip(raw[:, 1], 0, 1) * mask
     a = write_samples(
         folder / "data_space.nc",
-        clipped,
-        mask,
-        lat,
-        lon,
-        {"run": "runs/a", "checkpoint_step": 10, "sampler": "heun", "steps": 20, "seed": 0},
-        raw=raw,
+        samples_dataset(
+            clipped,
+            mask,
+            lat,
+            lon,
+            {"run": "runs/a", "checkpoint_step": 10, "sampler": "heun", "steps": 20, "seed": 0},
+            raw=raw,
+        ),
     )
     # a smooth model: every sample is a blurred state
     smooth = good.copy()
@@ -135,7 +137,9 @@ def samples(reference, tmp_path_factory) -> tuple[Path, Path]:
         smooth = 0.5 * smooth + 0.125 * (
             np.roll(smooth, 1, -1) + np.roll(smooth, -1, -1) + np.roll(smooth, 1, -2) + np.roll(smooth, -1, -2)
         )
-    b = write_samples(folder / "ldm.nc", smooth * mask, mask, lat, lon, {"model": "Gaussian LDM", "seed": 1})
+    b = write_samples(
+        folder / "ldm.nc", samples_dataset(smooth * mask, mask, lat, lon, {"model": "Gaussian LDM", "seed": 1})
+    )
     return a, b
 
 
@@ -232,7 +236,9 @@ def test_censored_out_of_bounds_is_na_and_step_sweep_lines_up_steps(reference, t
     for steps in (40, 10):
         attrs = {"run": "/x/runs/latent", "checkpoint_step": 7, "steps": steps, "decoder": "censored"}
         attrs["network_evaluations_per_sample"] = 2 * steps - 1
-        files.append(str(write_samples(tmp_path / f"s{steps}.nc", good, mask, lat, lon, attrs, raw=raw)))
+        files.append(
+            str(write_samples(tmp_path / f"s{steps}.nc", samples_dataset(good, mask, lat, lon, attrs, raw=raw)))
+        )
     out = tmp_path / "eval"
     assert main(["evaluate", "--samples", *files, "--data", str(root), "--out", str(out), "--max-states", "3"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -291,7 +297,7 @@ def test_thresholds_treat_reference_and_samples_alike(tmp_path):
     fields[:, 1] = sic * mask
     lat, lon = _write_reference(tmp_path / "data", fields, mask)
     test = fields[-12:]
-    path = write_samples(tmp_path / "same.nc", test, mask, lat, lon, {})
+    path = write_samples(tmp_path / "same.nc", samples_dataset(test, mask, lat, lon, {}))
     out = tmp_path / "eval"
     assert main(["evaluate", "--samples", str(path), "--data", str(tmp_path / "data"), "--out", str(out)]) == 0
     metrics = metrics_of(out)
@@ -320,22 +326,24 @@ def test_bad_inputs(reference, samples, tmp_path, capsys):
 
     small = write_samples(
         tmp_path / "small.nc",
-        np.zeros((2, 5, 16, 16), np.float32),
-        np.ones((16, 16)),
-        np.zeros((16, 16)),
-        np.zeros((16, 16)),
-        {},
+        samples_dataset(
+            np.zeros((2, 5, 16, 16), np.float32), np.ones((16, 16)), np.zeros((16, 16)), np.zeros((16, 16)), {}
+        ),
     )
     assert main(["evaluate", "--samples", str(small), "--data", str(root), "--out", out]) == 2
     err = _one_line_error(capsys)
     assert "grid mismatch" in err and "16x16" in err and f"{GRID}x{GRID}" in err
 
     other_mask = np.ones_like(mask)
-    wrong = write_samples(tmp_path / "wrong.nc", np.zeros((2, 5, GRID, GRID), np.float32), other_mask, lat, lon, {})
+    wrong = write_samples(
+        tmp_path / "wrong.nc", samples_dataset(np.zeros((2, 5, GRID, GRID), np.float32), other_mask, lat, lon, {})
+    )
     assert main(["evaluate", "--samples", str(wrong), "--data", str(root), "--out", out]) == 2
     assert "land mask mismatch" in _one_line_error(capsys)
 
-    shifted = write_samples(tmp_path / "shifted.nc", np.zeros((2, 5, GRID, GRID), np.float32), mask, lat - 1, lon, {})
+    shifted = write_samples(
+        tmp_path / "shifted.nc", samples_dataset(np.zeros((2, 5, GRID, GRID), np.float32), mask, lat - 1, lon, {})
+    )
     assert main(["evaluate", "--samples", str(shifted), "--data", str(root), "--out", out]) == 2
     err = _one_line_error(capsys)
     assert "lat/lon mismatch" in err and "111 km" in err
@@ -384,7 +392,9 @@ def test_no_ocean_in_the_spectrum_box_is_a_one_line_error(reference, tmp_path, c
     if where == "border":
         mask[:3] = 1
     write_static(data, mask, st.lat, st.lon, st.mean, st.std)
-    path = write_samples(tmp_path / "s.nc", np.zeros((2, 5, GRID, GRID), np.float32), mask, lat, lon, {})
+    path = write_samples(
+        tmp_path / "s.nc", samples_dataset(np.zeros((2, 5, GRID, GRID), np.float32), mask, lat, lon, {})
+    )
     assert main(["evaluate", "--samples", str(path), "--data", str(data), "--out", str(tmp_path / "eval")]) == 2
     err = _one_line_error(capsys)
     assert "static.h5" in err and ("no ocean cell" in err)
@@ -405,7 +415,7 @@ def test_a_box_that_is_not_mostly_ocean_is_a_one_line_warning(reference, tmp_pat
     holes[::2, ::2] = 0  # a quarter of every square is land: no centred box is 90 % ocean
     write_static(data, holes, st.lat, st.lon, st.mean, st.std)
     states = _states(np.random.default_rng(5), 2, holes)
-    path = write_samples(tmp_path / "s.nc", states, holes, lat, lon, {})
+    path = write_samples(tmp_path / "s.nc", samples_dataset(states, holes, lat, lon, {}))
     assert main(["evaluate", "--samples", str(path), "--data", str(data), "--out", str(tmp_path / "e")]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "no centred square is 90% ocean" in warnings[0], warnings

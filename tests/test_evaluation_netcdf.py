@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from hpc_seaice.data.samples_file import read_samples, sample_arrays, write_samples
+from hpc_seaice.data.samples_file import read_samples, sample_arrays, samples_dataset, write_samples
 from hpc_seaice.data.variables import UNITS, VARIABLES
 from hpc_seaice.errors import UserError
 
@@ -33,7 +33,7 @@ def test_round_trip_with_attributes(tmp_path):
         "ema": True,
         "note": None,
     }
-    path = write_samples(tmp_path / "sub" / "s.nc", fields, mask, lat, lon, attrs, raw=raw)
+    path = write_samples(tmp_path / "sub" / "s.nc", samples_dataset(fields, mask, lat, lon, attrs, raw=raw))
     assert path.is_file() and not list(path.parent.glob(".*tmp*"))
 
     with read_samples(path) as ds:
@@ -66,7 +66,7 @@ def test_round_trip_with_attributes(tmp_path):
 
 def test_without_raw(tmp_path):
     fields, mask, lat, lon = _fields(n=2)
-    path = write_samples(tmp_path / "s.nc", fields, mask, lat, lon, {})
+    path = write_samples(tmp_path / "s.nc", samples_dataset(fields, mask, lat, lon, {}))
     with read_samples(path) as ds:
         assert "sit_raw" not in ds
         _, raw, _ = sample_arrays(ds)
@@ -87,4 +87,4 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(UserError, match=r"lacks variable\(s\) sic, damage, siu, siv"):
         read_samples(partial)
     with pytest.raises(ValueError):
-        write_samples(tmp_path / "x.nc", fields[:, :3], mask, lat, lon, {})
+        write_samples(tmp_path / "x.nc", samples_dataset(fields[:, :3], mask, lat, lon, {}))

@@ -6,7 +6,7 @@ import netCDF4
 import numpy as np
 
 from hpc_seaice.data.grid import Grid, polar_lat_lon
-from hpc_seaice.data.samples_file import projected_axes, read_samples, write_samples
+from hpc_seaice.data.samples_file import projected_axes, read_samples, samples_dataset, write_samples
 
 
 def _fields(n: int) -> np.ndarray:
@@ -15,7 +15,7 @@ def _fields(n: int) -> np.ndarray:
 
 def test_grid_mapping_and_projected_coordinates(tmp_path):
     lat, lon = polar_lat_lon(64)
-    path = write_samples(tmp_path / "s.nc", _fields(64), np.ones((64, 64)), lat, lon, {})
+    path = write_samples(tmp_path / "s.nc", samples_dataset(_fields(64), np.ones((64, 64)), lat, lon, {}))
     with read_samples(path) as ds:
         g = Grid(64)
         assert np.allclose(ds["x"].values, g.x, atol=1.0) and np.allclose(ds["y"].values, g.y, atol=1.0)
@@ -38,7 +38,7 @@ def test_other_grids_keep_lat_lon_only(tmp_path):
     lat = np.random.default_rng(1).uniform(60, 80, (n, n))
     lon = np.random.default_rng(2).uniform(-180, 180, (n, n))
     assert projected_axes(lat, lon) is None
-    path = write_samples(tmp_path / "s.nc", _fields(n), np.ones((n, n)), lat, lon, {})
+    path = write_samples(tmp_path / "s.nc", samples_dataset(_fields(n), np.ones((n, n)), lat, lon, {}))
     with read_samples(path) as ds:
         assert "polar_stereographic" not in ds.variables and "x" not in ds.coords
         assert "grid_mapping" not in ds["sit"].attrs
@@ -62,7 +62,7 @@ def test_grid_mapping_is_cf_polar_stereographic_like_epsg3413(tmp_path):
     import xarray as xr
 
     lat, lon = polar_lat_lon(32)
-    path = write_samples(tmp_path / "s.nc", _fields(32), np.ones((32, 32)), lat, lon, {"model": "m"})
+    path = write_samples(tmp_path / "s.nc", samples_dataset(_fields(32), np.ones((32, 32)), lat, lon, {"model": "m"}))
     with xr.open_dataset(path) as ds:
         gm = ds[ds["sic"].attrs["grid_mapping"]].attrs
         expected = {

@@ -203,21 +203,11 @@ def samples_dataset(
     return xr.Dataset(data_vars, coords=coords, attrs=global_attrs)
 
 
-def write_samples(
-    path: str | os.PathLike,
-    fields: np.ndarray,
-    mask: np.ndarray,
-    lat: np.ndarray,
-    lon: np.ndarray,
-    attrs: Mapping[str, Any],
-    raw: np.ndarray | None = None,
-) -> Path:
-    """Write :func:`samples_dataset` of the arguments to one NetCDF file ``path`` (atomically).
+def write_samples(path: str | os.PathLike, ds: xr.Dataset) -> Path:
+    """Write a :func:`samples_dataset` to one NetCDF file ``path`` (atomically; the folder is created).
 
-    The folder is created; ``attrs`` are the provenance (run, checkpoint step, sampler, steps,
-    seed, ...; a ``model`` entry names the model in evaluation reports). Returns the path.
+    The fields are stored compressed, one chunk per sample. Returns the path.
     """
-    ds = samples_dataset(fields, mask, lat, lon, attrs, raw)
     _, h, w = ds[VARIABLES[0]].shape
     encoding: dict[str, dict[str, Any]] = {}
     for name in ds.data_vars:

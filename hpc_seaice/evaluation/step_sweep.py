@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hpc_seaice.data.samples_file import write_samples
+from hpc_seaice.data.samples_file import samples_dataset, write_samples
 from hpc_seaice.evaluation.reconstruction import evaluation_device
 from hpc_seaice.inference.ensemble import check_diffusion_run, field_static, generate_ensemble, sample_attrs
 from hpc_seaice.inference.loading import load_inference_model
@@ -34,7 +34,9 @@ def generate_sweep(
     for n in steps:
         path = Path(out_dir) / f"{Path(run).name}-steps{n:03d}.nc"
         fields, raw = generate_ensemble(loaded, range(num), seed, n, 4, device)
-        write_samples(path, fields, static.mask, static.lat, static.lon, sample_attrs(loaded, n, seed), raw=raw)
+        write_samples(
+            path, samples_dataset(fields, static.mask, static.lat, static.lon, sample_attrs(loaded, n, seed), raw=raw)
+        )
         paths.append(path)
     return paths
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from hpc_seaice.data.dataset import partition
-from hpc_seaice.data.samples_file import write_samples
+from hpc_seaice.data.samples_file import samples_dataset, write_samples
 from hpc_seaice.errors import UserError
 from hpc_seaice.inference.ensemble import (
     check_diffusion_run,
@@ -109,7 +109,7 @@ def sample_run(args: Any, env: Any) -> int:
         fields = np.concatenate([p["fields"] for p in pieces])[order]
         raw = np.concatenate([p["raw"] for p in pieces])[order]
         attrs = sample_attrs(loaded, args.steps, args.seed, args.name)
-        write_samples(out, fields, static.mask, static.lat, static.lon, attrs, raw=raw)
+        write_samples(out, samples_dataset(fields, static.mask, static.lat, static.lon, attrs, raw=raw))
         shutil.rmtree(parts, ignore_errors=True)
         rate = len(mine) / elapsed if elapsed > 0 else float("nan")
         print(
