@@ -2,7 +2,7 @@
 
 Each sub-command's handler lives next to the code it drives and is imported only when that
 sub-command runs, so `--help` stays fast. Handlers take the parsed arguments and return an exit
-code; :func:`~hpc_seaice.runtime.command.run_command` turns failures into exit codes (a
+code; :func:`~hpc_seaice.command.run_command` turns failures into exit codes (a
 :class:`~hpc_seaice.errors.UserError`: one line on stderr and exit code 2).
 """
 
@@ -12,7 +12,7 @@ import argparse
 import importlib
 
 from hpc_seaice import __version__
-from hpc_seaice.runtime.command import run_command
+from hpc_seaice.command import run_command
 
 # sub-command -> "module:function"
 HANDLERS = {

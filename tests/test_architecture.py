@@ -12,7 +12,7 @@ MAX_LINES = 400
 
 # Bottom to top; a module may import from its own layer and the layers below it.
 LAYERS = [
-    {"errors", "config", "atomic", "outputs", "cli_args", "__version__"},
+    {"errors", "config", "atomic", "outputs", "cli_args", "command", "__version__"},
     {"data"},
     {"models", "diffusion"},
     {"runtime"},

@@ -138,7 +138,10 @@ def test_describe_prints_parameters_and_flops(capsys):
     assert describe_main(["tiny-unet", "tiny-vae:64", "demo-latent"]) == 0
     out = capsys.readouterr().out
     assert "tiny-unet" in out and "GFLOPs" in out and "4x8x8" in out
-    assert describe_main(["tiny-unet:30"]) == 2
+    for bad, why in (("tiny-unet:30", "divisible by 4"), ("tiny-unet:x", "whole number"), ("nope", "unknown model")):
+        assert describe_main([bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("hpc-seaice describe: error: ") and why in err[0], err
 
 
 def _fwd_bwd(name: str, side: int) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpc_seaice.errors import UserError
-from hpc_seaice.runtime import distributed as hdist
-from hpc_seaice.runtime.command import (
+from hpc_seaice.command import (
     EXIT_CTRL_C,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -15,6 +13,8 @@ from hpc_seaice.runtime.command import (
     PeerLost,
     run_command,
 )
+from hpc_seaice.errors import UserError
+from hpc_seaice.runtime import distributed as hdist
 
 
 def _raise(exc: BaseException):

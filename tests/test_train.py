@@ -23,10 +23,10 @@ from helpers import (
     write_config,
 )
 
+from hpc_seaice.command import EXIT_INTERRUPTED, EXIT_NONFINITE
 from hpc_seaice.config import config_from_dict
 from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.runtime.checkpoint import latest_checkpoint
-from hpc_seaice.runtime.command import EXIT_INTERRUPTED, EXIT_NONFINITE
 from hpc_seaice.runtime.integrity import META_NAME, file_hashes
 from hpc_seaice.runtime.stopping import STOP_FILE, StopRequest
 from hpc_seaice.train.engines import decay_groups, lr_at, lr_multiplier

@@ -15,6 +15,7 @@ import sys
 
 import torch
 
+from hpc_seaice.command import run_command
 from hpc_seaice.config import UNetConfig
 from hpc_seaice.errors import UserError
 from hpc_seaice.models.build import count_parameters, forward_flops, load_model_preset
@@ -75,14 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hpc_seaice.models.describe", description=__doc__.split("\n")[0])
     parser.add_argument("presets", nargs="+", help="preset names, optionally NAME:GRID")
     args = parser.parse_args(argv)
+    return run_command("describe", lambda: print_presets(args.presets))
+
+
+def _describe_item(item: str) -> dict[str, float | int | str]:
+    name, _, grid = item.partition(":")
+    if grid and not grid.isdigit():
+        raise UserError(f"{item}: the input side after ':' must be a whole number")
     try:
-        rows = []
-        for item in args.presets:
-            name, _, grid = item.partition(":")
-            rows.append(describe(name, int(grid) if grid else None))
-    except (UserError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return describe(name, int(grid) if grid else None)
+    except ValueError as exc:  # a grid the network cannot take (e.g. not divisible by its down-sampling)
+        raise UserError(f"{item}: {exc}") from None
+
+
+def print_presets(items: list[str]) -> None:
+    """One line per preset (parameters, forward GFLOPs), then the paper's FLOP ratio if both are listed."""
+    rows = [_describe_item(item) for item in items]
     for r in rows:
         extra = ""
         if r["kind"] == "vae":
@@ -93,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     if "paper-data" in unets and "paper-latent" in unets:
         ratio = unets["paper-data"]["gflops"] / unets["paper-latent"]["gflops"]
         print(f"FLOP ratio paper-data / paper-latent: {ratio:.1f}x")
-    return 0
 
 
 if __name__ == "__main__":

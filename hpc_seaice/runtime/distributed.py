@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from hpc_seaice.command import PeerLost
 from hpc_seaice.errors import UserError
-from hpc_seaice.runtime.command import PeerLost
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from hpc_seaice.command import PeerLost
 from hpc_seaice.data.manifest import read_manifest
 from hpc_seaice.data.static import read_static
 from hpc_seaice.data.verify import verify_dataset
@@ -39,7 +40,6 @@ from hpc_seaice.runtime.checkpoint import (
     load_states,
     read_pointer,
 )
-from hpc_seaice.runtime.command import PeerLost
 from hpc_seaice.runtime.identity import compare_identity, data_identity, read_identity, record_identity
 from hpc_seaice.runtime.integrity import read_meta, verify_files
 from hpc_seaice.runtime.runlock import RunLock

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from hpc_seaice.command import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_OK, PeerLost, say
 from hpc_seaice.config import ExperimentConfig, dump_config, load_config, with_absolute_paths
 from hpc_seaice.data.batch_loader import BatchLoader
 from hpc_seaice.data.dataset import ShardedDataset
@@ -29,7 +30,6 @@ from hpc_seaice.diffusion.noise import mix_seed
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import all_finite, latest_checkpoint, save_checkpoint
-from hpc_seaice.runtime.command import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_OK, PeerLost, say
 from hpc_seaice.runtime.startup import prepare_run, restore, resume_keys
 from hpc_seaice.runtime.stopping import StopRequest, ignore_stop_signals
 from hpc_seaice.train.engines import build_engine, lr_at
