@@ -17,7 +17,8 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,8 @@ class Layout:
     @classmethod
     def fields(cls, grid: Sequence[int]) -> Layout:
         """The five sea-ice variables (fixed order, units and physical bounds) on ``grid``."""
-        return cls("fields", VARIABLES, [UNITS[v] for v in VARIABLES], [BOUNDS[v][0] for v in VARIABLES],
-                   [BOUNDS[v][1] for v in VARIABLES], grid)  # fmt: skip
+        lower, upper = zip(*(BOUNDS[v] for v in VARIABLES))
+        return cls("fields", VARIABLES, [UNITS[v] for v in VARIABLES], lower, upper, grid)
 
     @classmethod
     def latent(cls, channels: int, grid: Sequence[int]) -> Layout:
@@ -264,7 +265,7 @@ def merge_manifests(manifests: Sequence[Manifest]) -> Manifest:
         raise ValueError("nothing to merge")
     first = manifests[0]
     for m in manifests[1:]:
-        for k in (f.name for f in fields(Layout)):
+        for k in (f.name for f in dataclass_fields(Layout)):
             if getattr(m.layout, k) != getattr(first.layout, k):
                 raise ValueError(f"cannot merge manifests: {k} differs ({getattr(m, k)} != {getattr(first, k)})")
     shards = [s for m in manifests for s in m.shards]
