@@ -148,7 +148,7 @@ def test_the_land_mask_reaches_the_light_refinement_through_decode_params():
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("light_channels", []), ("light_channels", [16, 0]), ("light_channels", [16, 8, 4])],
+    [("light_channels", []), ("light_channels", [16, 0]), ("light_channels", [16, 8, 4, 2])],
 )
 def test_bad_light_decoder_widths_are_one_line_naming_the_key(tiny_dataset, key, value):
     """The config accepts any list; the network refuses it. A user gets one line, not a traceback."""

@@ -81,27 +81,36 @@ class LightDecoder(nn.Module):
         factor = 2 ** (len(cfg.channel_mult) - 1)
         if factor < 2:
             raise ValueError("vae.decoder_arch 'light' needs at least one down-sampling (two channel_mult levels)")
-        if len(cfg.light_channels) != 2 or min(cfg.light_channels) < 1:
-            raise ValueError(f"vae.light_channels must be two positive widths, got {cfg.light_channels}")
+        widths = list(cfg.light_channels)
+        if len(widths) not in (2, 3) or min(widths) < 1:
+            raise ValueError(f"vae.light_channels must be two or three positive widths, got {cfg.light_channels}")
+        if 2 ** (len(widths) - 1) > factor:
+            raise ValueError(f"vae.light_channels: {len(widths)} levels need {2 ** (len(widths) - 1)}x down-sampling")
         if cfg.refine_channels < 0:
             raise ValueError(f"vae.refine_channels must be >= 0, got {cfg.refine_channels}")
         block = BLOCKS[cfg.block]
-        coarse, fine = cfg.light_channels
         self.factor = factor
-        self.conv_in = nn.Conv2d(cfg.latent_channels, coarse, 3, padding=1)
-        self.coarse = nn.Sequential(*(block(coarse, coarse) for _ in range(cfg.blocks_per_level)))
-        self.up = SubPixelUp(coarse, fine, 2)
-        self.fine = nn.Sequential(*(block(fine, fine) for _ in range(cfg.blocks_per_level)))
-        self.norm_out = group_norm(fine)
-        if factor > 2:
-            self.head: nn.Module = SubPixelUp(fine, cfg.in_channels, factor // 2)
-        else:  # the next grid is the full grid already
-            self.head = nn.Conv2d(fine, cfg.in_channels, 3, padding=1)
+        self.conv_in = nn.Conv2d(cfg.latent_channels, widths[0], 3, padding=1)
+        self.coarse = nn.Sequential(*(block(widths[0], widths[0]) for _ in range(cfg.blocks_per_level)))
+        self.up = SubPixelUp(widths[0], widths[1], 2)
+        self.fine = nn.Sequential(*(block(widths[1], widths[1]) for _ in range(cfg.blocks_per_level)))
+        self.finer: nn.Module | None = None  # the optional third level, at 4 x the latent grid
+        if len(widths) == 3:
+            finer = [block(widths[2], widths[2]) for _ in range(cfg.blocks_per_level)]
+            self.finer = nn.Sequential(SubPixelUp(widths[1], widths[2], 2), *finer)
+        self.norm_out = group_norm(widths[-1])
+        r = factor // 2 ** (len(widths) - 1)  # what the head still has to up-sample
+        if r > 1:
+            self.head: nn.Module = SubPixelUp(widths[-1], cfg.in_channels, r)
+        else:  # the last level is on the full grid already
+            self.head = nn.Conv2d(widths[-1], cfg.in_channels, 3, padding=1)
         self.refine = Refinement(cfg.in_channels, cfg.refine_channels) if cfg.refine_channels else None
 
     def forward(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
         """``mask`` (1 = ocean) is [H, W] or [B, 1, H, W] at full resolution; None: all ocean."""
         h = self.fine(self.up(self.coarse(self.conv_in(z))))
+        if self.finer is not None:
+            h = self.finer(h)
         x = self.head(F.silu(self.norm_out(h)))
         if self.refine is None:
             return x
