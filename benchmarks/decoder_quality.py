@@ -43,7 +43,7 @@ CH = {name: i for i, name in enumerate(VARIABLES)}
 CONFIG = REPO_ROOT / "configs" / "demo" / "autoencoder.yaml"
 
 
-def runs(work: Path, steps: int, light_channels: str, seeds: list[int]) -> dict[str, dict[int, list[str]]]:
+def runs(work: Path, steps: int, light: list[str], seeds: list[int]) -> dict[str, dict[int, list[str]]]:
     """Run name -> seed -> overrides of ``configs/demo/autoencoder.yaml`` (trained in this order).
 
     The joint run (``conv``) is trained once (seed 0): its encoder is the one every decoder
@@ -53,7 +53,6 @@ def runs(work: Path, steps: int, light_channels: str, seeds: list[int]) -> dict[
     common = [f"data.path={work / 'data'}", f"train.max_steps={steps}", "train.val_every=0", "train.progress=false"]
     common += [f"train.checkpoint_every={steps}", "data.num_workers=0"]
     frozen = [f"vae.frozen_encoder={conv}"]
-    light = [*frozen, "vae.decoder_arch=light", f"vae.light_channels={light_channels}"]
 
     def per_seed(name: str, extra: list[str]) -> dict[int, list[str]]:
         return {s: [*common, *extra, f"train.seed={s}", f"run.dir={work / 'runs' / f'{name}-seed{s}'}"] for s in seeds}
@@ -61,7 +60,7 @@ def runs(work: Path, steps: int, light_channels: str, seeds: list[int]) -> dict[
     return {
         "conv": {0: [*common, f"run.dir={conv}"]},
         "conv, frozen encoder": per_seed("conv-frozen", frozen),
-        "light, frozen encoder": per_seed("light-frozen", light),
+        "light, frozen encoder": per_seed("light-frozen", [*frozen, "vae.decoder_arch=light", *light]),
     }
 
 
@@ -179,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grid", type=int, default=64, help="synthetic grid side (default 64)")
     p.add_argument("--steps", type=int, default=400, help="training steps of each run (default 400)")
     p.add_argument("--seeds", default="0", help="comma-separated train.seed values of the decoder runs (default 0)")
-    p.add_argument("--light-channels", default="[64,32]", help="vae.light_channels of the light run")
+    p.add_argument("--light-channels", default="[64,32,16]", help="vae.light_channels of the light run")
+    p.add_argument("--light-refine", type=int, default=16, help="vae.refine_channels of the light run (default 16)")
     p.add_argument("--work", default="", help="folder for the data set and runs (default: a folder under /tmp)")
     p.add_argument("--out", default="", help="results folder (default benchmarks/results)")
     p.add_argument("--name", default="decoder_quality", help="result file name")
@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (work / "data" / "manifest.json").is_file():
         synth = ["data", "synth", "--out", str(work / "data"), "--grid", str(args.grid), "--freq", "5D"]
         subprocess.run([sys.executable, "-m", "hpc_seaice", *synth, "--overwrite"], cwd=REPO_ROOT, check=True)
-    plan = runs(work, args.steps, args.light_channels, seeds)
+    light = [f"vae.light_channels={args.light_channels}", f"vae.refine_channels={args.light_refine}"]
+    plan = runs(work, args.steps, light, seeds)
     seconds = {(name, s): train(name, o, work) for name, by_seed in plan.items() for s, o in by_seed.items()}
     test = ShardedDataset(work / "data", split="test", normalize=False)
     truth = np.stack([test.raw(i) for i in range(len(test))])
@@ -218,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     n = len(seeds)
     verdict = verdicts(summary["light, frozen encoder"]["mean_std"], summary["conv, frozen encoder"]["mean_std"], n)
-    settings = {"grid": args.grid, "steps": args.steps, "seeds": seeds, "config": str(CONFIG.relative_to(REPO_ROOT)),
-                "light_channels": args.light_channels, "test_states": len(truth), "work": str(work)}  # fmt: skip
+    settings = {
+        **{k: getattr(args, k) for k in ("grid", "steps", "light_channels", "light_refine")},
+        **{"seeds": seeds, "config": str(CONFIG.relative_to(REPO_ROOT)), "test_states": len(truth), "work": str(work)},
+    }
     notes = (
         f"Light vs conv (both decoders trained against the same frozen encoder; means over {n} seed(s)); "
         "change (relative for errors, in |log10 ratio| for the PSD) and the 5 % target: "
