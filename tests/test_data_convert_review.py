@@ -41,3 +41,19 @@ def test_an_unreadable_chunk_names_its_file_not_the_first_of_the_block(tmp_path)
             inputs.read(NAMES, slice(0, 12), slice(None), slice(None))
     finally:
         inputs.close()
+
+
+def test_files_that_name_time_y_x_differently_are_read_as_one_record(tmp_path):
+    parts, values = _parts()
+    parts[1] = parts[1].rename({"time": "t", "y": "nj", "x": "ni"}).transpose("t", "ni", "nj")
+    parts[1]["t"].attrs["axis"] = "T"
+    paths = [tmp_path / f"part{i}.nc" for i in range(3)]
+    for part, path in zip(parts, paths):
+        part.to_netcdf(path, engine="h5netcdf")
+    inputs = open_inputs([str(p) for p in paths], NAMES, block_bytes=3 * 4 * 5 * 4)  # blocks straddle files
+    try:
+        for lo in range(0, 12, 5):
+            steps = slice(lo, min(12, lo + 5))
+            assert np.array_equal(inputs.read(NAMES, steps, slice(1, 4), slice(0, 3)), values[steps, :, 1:4, 0:3])
+    finally:
+        inputs.close()

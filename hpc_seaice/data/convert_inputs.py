@@ -15,6 +15,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -168,12 +169,17 @@ def _check_together(files: list[InputFile]) -> None:
     for f in files[1:]:
         if f.grid != first.grid:
             raise UserError(f"{f.path}: grid {f.grid} differs from {first.grid} of {first.path}")
-        if f.dims != first.dims:
-            raise UserError(f"{f.path}: dimensions (time, y, x) are {f.dims}, but {first.dims} in {first.path}")
         if f.engine != first.engine:
             raise UserError(f"{f.path}: {f.engine} input among {first.engine} ones; convert NetCDF and zarr apart")
         if f.sic_in_percent != first.sic_in_percent:
             raise UserError(f"{f.path}: concentration units (percent or fraction) differ from those of {first.path}")
+
+
+def _rename_dims(own: dict[str, tuple[str, str, str]], dims: tuple[str, str, str], ds: Any) -> Any:
+    """Give one input's (time, y, x) dimensions the names ``dims`` of the first: files of one archive
+    may name them differently (``time`` and ``t``, ``y`` and ``nj``); ``own`` maps each file to its names."""
+    mine = own[os.path.abspath(ds.encoding["source"])]
+    return ds.rename({a: b for a, b in zip(mine, dims) if a != b})
 
 
 def open_inputs(inputs: Sequence[str], names: Sequence[str], block_bytes: int = 64 << 20) -> Inputs:
@@ -196,6 +202,7 @@ def open_inputs(inputs: Sequence[str], names: Sequence[str], block_bytes: int = 
                 join="override",
                 decode_times=False,  # each file's own time axis was decoded and checked above
                 chunks={t_dim: steps},
+                preprocess=partial(_rename_dims, {os.path.abspath(f.path): f.dims for f in files}, files[0].dims),
             )
     except Exception as exc:
         raise UserError(f"{files[0].path} (and {len(files) - 1} more): cannot open together: {_reason(exc)}") from None
