@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from hpc_seaice.data.convert import convert
 from hpc_seaice.data.convert_inputs import open_inputs
 from hpc_seaice.errors import UserError
 
@@ -57,3 +58,15 @@ def test_files_that_name_time_y_x_differently_are_read_as_one_record(tmp_path):
             assert np.array_equal(inputs.read(NAMES, steps, slice(1, 4), slice(0, 3)), values[steps, :, 1:4, 0:3])
     finally:
         inputs.close()
+
+
+def test_a_time_step_without_any_finite_thickness_names_its_file_and_time(tmp_path):
+    parts, _ = _parts()
+    parts[2]["sit"][1] = np.nan  # e.g. a missing zarr chunk or a failed model output: read as all NaN
+    paths = [tmp_path / f"part{i}.nc" for i in range(3)]
+    for part, path in zip(parts, paths):
+        part.to_netcdf(path, engine="h5netcdf")
+    splits = {"train": ["2010-01-01", "2010-01-06"], "validation": ["2010-01-07", "2010-01-09"]}
+    splits["test"] = ["2010-01-10", "2010-01-12"]
+    with pytest.raises(UserError, match=r"part2\.nc: 'sit' is NaN everywhere at 2010-01-10"):
+        convert([str(p) for p in paths], tmp_path / "out", splits=splits, progress=False)
