@@ -140,11 +140,16 @@ def _convert_inputs(
     ocean = np.ones(grid, bool)
     bar = tqdm(total=len(times), desc="mask", unit="sample", disable=disable)
     for tsl in iter_blocks(len(times), grid[0] * grid[1] * 4):
-        ocean &= np.isfinite(inputs.read(names[:1], tsl, ysl, xsl)[:, 0]).all(axis=0)
+        finite = np.isfinite(inputs.read(names[:1], tsl, ysl, xsl)[:, 0])
+        empty = ~finite.any(axis=(1, 2))  # one step wipes out the mask: name its file, as for any bad value
+        if empty.any():
+            i = tsl.start + int(np.argmax(empty))
+            raise UserError(f"{inputs.path_at(i)}: {names[0]!r} is NaN everywhere at {to_iso(times[i])}; no ocean cell")
+        ocean &= finite.all(axis=0)
         bar.update(tsl.stop - tsl.start)
     bar.close()
     if not ocean.any():
-        raise UserError(f"{first}: {names[0]!r} is NaN everywhere at some time; no ocean cell")
+        raise UserError(f"{first}: no cell where {names[0]!r} is finite at all {len(times)} time steps; no ocean cell")
 
     default_lat, default_lon = _default_lat_lon(grid)
     _, y_dim, x_dim = inputs.dims

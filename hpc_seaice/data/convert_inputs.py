@@ -15,6 +15,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +72,32 @@ class Inputs:
                 part = self.ds[name].isel(sel).transpose(t_dim, y_dim, x_dim)
                 values = np.asarray(part.values, dtype=np.float32)
             except Exception as exc:  # h5py, zarr and dask raise many types for unreadable data
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise UserError(f"{self.path_at(steps.start)}: cannot read variable {name!r} ({reason})") from None
+                path, exc = self._unreadable(name, sel, steps, exc)
+                raise UserError(f"{path}: cannot read variable {name!r} ({_reason(exc)})") from None
             if VARIABLES[k] == "sic" and self.files[0].sic_in_percent:
                 values = values / np.float32(100.0)  # concentration in percent -> fraction
             out.append(values)
         return np.stack(out, axis=1)
 
+    def _unreadable(self, name: str, sel: dict[str, slice], steps: slice, exc: Exception) -> tuple[str, Exception]:
+        """The first input whose part of ``steps`` fails to read, and its error: a block spans files."""
+        stops = [*self.starts[1:], len(self.times)]
+        for f, lo, hi in zip(self.files, self.starts, stops):
+            part = slice(max(int(lo), steps.start), min(int(hi), steps.stop))
+            if part.start >= part.stop:
+                continue
+            try:
+                self.ds[name].isel({**sel, self.dims[0]: part}).load()
+            except Exception as err:  # noqa: BLE001 - the same many types as in read
+                return f.path, err
+        return self.path_at(steps.start), exc
+
     def close(self) -> None:
         self.ds.close()
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[str]:
@@ -117,8 +135,7 @@ def _open(path: str, engine: str) -> Any:
             warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
             return xr.open_dataset(path, engine=engine, chunks=None)
     except Exception as exc:  # xarray/h5py/zarr raise many types for unreadable files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{path}: cannot open with xarray ({engine}): {reason}") from None
+        raise UserError(f"{path}: cannot open with xarray ({engine}): {_reason(exc)}") from None
 
 
 def check_file(path: str, names: Sequence[str]) -> InputFile:
@@ -152,12 +169,17 @@ def _check_together(files: list[InputFile]) -> None:
     for f in files[1:]:
         if f.grid != first.grid:
             raise UserError(f"{f.path}: grid {f.grid} differs from {first.grid} of {first.path}")
-        if f.dims != first.dims:
-            raise UserError(f"{f.path}: dimensions (time, y, x) are {f.dims}, but {first.dims} in {first.path}")
         if f.engine != first.engine:
             raise UserError(f"{f.path}: {f.engine} input among {first.engine} ones; convert NetCDF and zarr apart")
         if f.sic_in_percent != first.sic_in_percent:
             raise UserError(f"{f.path}: concentration units (percent or fraction) differ from those of {first.path}")
+
+
+def _rename_dims(own: dict[str, tuple[str, str, str]], dims: tuple[str, str, str], ds: Any) -> Any:
+    """Give one input's (time, y, x) dimensions the names ``dims`` of the first: files of one archive
+    may name them differently (``time`` and ``t``, ``y`` and ``nj``); ``own`` maps each file to its names."""
+    mine = own[os.path.abspath(ds.encoding["source"])]
+    return ds.rename({a: b for a, b in zip(mine, dims) if a != b})
 
 
 def open_inputs(inputs: Sequence[str], names: Sequence[str], block_bytes: int = 64 << 20) -> Inputs:
@@ -180,9 +202,9 @@ def open_inputs(inputs: Sequence[str], names: Sequence[str], block_bytes: int = 
                 join="override",
                 decode_times=False,  # each file's own time axis was decoded and checked above
                 chunks={t_dim: steps},
+                preprocess=partial(_rename_dims, {os.path.abspath(f.path): f.dims for f in files}, files[0].dims),
             )
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{files[0].path} (and {len(files) - 1} more): cannot open together: {reason}") from None
+        raise UserError(f"{files[0].path} (and {len(files) - 1} more): cannot open together: {_reason(exc)}") from None
     lengths = np.array([len(f.times) for f in files])
     return Inputs(files, ds, np.concatenate([f.times for f in files]), np.cumsum(lengths) - lengths)

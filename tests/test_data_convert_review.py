@@ -1,0 +1,72 @@
+"""Review of ``data convert`` over many inputs: errors name the file at fault, archives whose files
+name their dimensions differently still convert."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+
+from hpc_seaice.data.convert import convert
+from hpc_seaice.data.convert_inputs import open_inputs
+from hpc_seaice.errors import UserError
+
+NAMES = ["sit", "sic", "damage", "siu", "siv"]
+
+
+def _parts(n_files: int = 3, steps: int = 4, grid: tuple[int, int] = (5, 4)) -> tuple[list[xr.Dataset], np.ndarray]:
+    """``n_files`` consecutive pieces of one record; values encode (time, variable, y, x)."""
+    n = n_files * steps
+    t = np.arange(n)
+    values = t[:, None, None, None] * 1000.0 + np.arange(5)[None, :, None, None] * 100.0
+    values = (values + np.arange(grid[0] * grid[1]).reshape(grid)[None, None]).astype(np.float32)
+    times = np.datetime64("2010-01-01", "ns") + t * np.timedelta64(1, "D")
+    ds = xr.Dataset({v: (("time", "y", "x"), values[:, k]) for k, v in enumerate(NAMES)}, coords={"time": times})
+    return [ds.isel(time=slice(i * steps, (i + 1) * steps)) for i in range(n_files)], values
+
+
+def test_an_unreadable_chunk_names_its_file_not_the_first_of_the_block(tmp_path):
+    parts, _ = _parts()
+    paths = [tmp_path / f"part{i}.nc" for i in range(3)]
+    for part, path in zip(parts, paths):
+        part.to_netcdf(path, engine="h5netcdf", encoding={v: {"zlib": True} for v in NAMES})
+    with h5py.File(paths[1], "r") as f:  # metadata stays readable: check_file passes, the read fails
+        chunk = f["sic"].id.get_chunk_info(0)
+    with open(paths[1], "r+b") as fh:
+        fh.seek(chunk.byte_offset + 2)
+        fh.write(b"\xff" * (chunk.size - 4))
+    inputs = open_inputs([str(p) for p in paths], NAMES)  # one block holds all 12 time steps
+    try:
+        with pytest.raises(UserError, match=r"part1\.nc: cannot read variable 'sic'"):
+            inputs.read(NAMES, slice(0, 12), slice(None), slice(None))
+    finally:
+        inputs.close()
+
+
+def test_files_that_name_time_y_x_differently_are_read_as_one_record(tmp_path):
+    parts, values = _parts()
+    parts[1] = parts[1].rename({"time": "t", "y": "nj", "x": "ni"}).transpose("t", "ni", "nj")
+    parts[1]["t"].attrs["axis"] = "T"
+    paths = [tmp_path / f"part{i}.nc" for i in range(3)]
+    for part, path in zip(parts, paths):
+        part.to_netcdf(path, engine="h5netcdf")
+    inputs = open_inputs([str(p) for p in paths], NAMES, block_bytes=3 * 4 * 5 * 4)  # blocks straddle files
+    try:
+        for lo in range(0, 12, 5):
+            steps = slice(lo, min(12, lo + 5))
+            assert np.array_equal(inputs.read(NAMES, steps, slice(1, 4), slice(0, 3)), values[steps, :, 1:4, 0:3])
+    finally:
+        inputs.close()
+
+
+def test_a_time_step_without_any_finite_thickness_names_its_file_and_time(tmp_path):
+    parts, _ = _parts()
+    parts[2]["sit"][1] = np.nan  # e.g. a missing zarr chunk or a failed model output: read as all NaN
+    paths = [tmp_path / f"part{i}.nc" for i in range(3)]
+    for part, path in zip(parts, paths):
+        part.to_netcdf(path, engine="h5netcdf")
+    splits = {"train": ["2010-01-01", "2010-01-06"], "validation": ["2010-01-07", "2010-01-09"]}
+    splits["test"] = ["2010-01-10", "2010-01-12"]
+    with pytest.raises(UserError, match=r"part2\.nc: 'sit' is NaN everywhere at 2010-01-10"):
+        convert([str(p) for p in paths], tmp_path / "out", splits=splits, progress=False)
