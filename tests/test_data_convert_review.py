@@ -70,3 +70,39 @@ def test_a_time_step_without_any_finite_thickness_names_its_file_and_time(tmp_pa
     splits["test"] = ["2010-01-10", "2010-01-12"]
     with pytest.raises(UserError, match=r"part2\.nc: 'sit' is NaN everywhere at 2010-01-10"):
         convert([str(p) for p in paths], tmp_path / "out", splits=splits, progress=False)
+
+
+SIGTERM_DURING_WRITE = """
+import os, signal, sys
+from hpc_seaice.data import convert as c
+real_write = c._write
+def write_then_terminated(inputs, staging, *args):
+    real_write(inputs, staging, *args)  # the new set is complete in the staging folder...
+    os.kill(os.getpid(), signal.SIGTERM)  # ...when the scheduler's SIGTERM arrives
+c._write = write_then_terminated
+c.convert([sys.argv[1]], sys.argv[2], splits={"train": ["2010-01-01", "2010-01-12"]}, overwrite=True, progress=False)
+"""
+
+
+def test_sigterm_while_writing_removes_the_staging_folder_and_keeps_the_old_set(tmp_path):
+    """scancel or a time limit (SIGTERM) mid-write: exit 143, no staging folder, the old set intact.
+
+    In a child process: there SIGTERM has its default action (end the process at once), as in a job.
+    """
+    import signal
+    import subprocess
+    import sys
+
+    from hpc_seaice.data.manifest import read_manifest
+
+    parts, _ = _parts(n_files=2, steps=6)
+    paths = [tmp_path / f"part{i}.nc" for i in range(2)]
+    for part, path in zip(parts, paths):
+        (part / 20000.0).to_netcdf(path, engine="h5netcdf")  # every value within the physical bounds
+    out = tmp_path / "out"
+    convert([str(p) for p in paths], out, splits={"train": ["2010-01-01", "2010-01-12"]}, progress=False)
+    before = read_manifest(out)
+    child = subprocess.run([sys.executable, "-c", SIGTERM_DURING_WRITE, str(paths[0]), str(out)], capture_output=True)
+    assert child.returncode == 128 + signal.SIGTERM, child.stderr.decode()[-2000:]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder left
+    assert read_manifest(out) == before  # the old data set untouched

@@ -31,7 +31,7 @@ from hpc_seaice.data.convert_inputs import Inputs, open_inputs
 from hpc_seaice.data.grid import polar_lat_lon
 from hpc_seaice.data.layout import coordinate
 from hpc_seaice.data.manifest import DEFAULT_SPLITS, Layout, Manifest, in_split, split_bounds, to_iso, write_manifest
-from hpc_seaice.data.replace import check_target, staging_dir, swap_in
+from hpc_seaice.data.replace import check_target, staging_dir, swap_in, terminate_as_exit
 from hpc_seaice.data.shards import ShardWriter
 from hpc_seaice.data.static import write_static
 from hpc_seaice.data.stats import RunningStats, add_pc1_std, safe_std
@@ -159,14 +159,15 @@ def _convert_inputs(
     lon = default_lon if lon is None else np.where(np.isfinite(lon[ysl, xsl]), lon[ysl, xsl], default_lon)
 
     target = Path(out)
-    out = staging_dir(target)  # the old data set stays until the new one is complete and checked
-    try:
-        static = (ocean, lat, lon)
-        manifest = _write(inputs, out, names, crop, splits, static, (ysl, xsl), shard_size, disable)
-        swap_in(out, target)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
+    with terminate_as_exit():  # scancel / a time limit: the staging folder is removed, not left behind
+        out = staging_dir(target)  # the old data set stays until the new one is complete and checked
+        try:
+            static = (ocean, lat, lon)
+            manifest = _write(inputs, out, names, crop, splits, static, (ysl, xsl), shard_size, disable)
+            swap_in(out, target)
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
     return manifest
 
 

@@ -186,8 +186,9 @@ def open_inputs(inputs: Sequence[str], names: Sequence[str], block_bytes: int = 
     """Check every input, then open all of them as one data set, lazily, chunked by ``block_bytes``."""
     files = sorted((check_file(p, names) for p in expand_inputs(inputs)), key=lambda f: f.times[0])
     _check_together(files)
-    t_dim = files[0].dims[0]
+    t_dim, y_dim, x_dim = files[0].dims
     steps = max(1, block_bytes // (4 * files[0].grid[0] * files[0].grid[1]))
+    chunks = {t_dim: steps, y_dim: -1, x_dim: -1}  # whole grids: a file tiled in y/x on disk is not read tile by tile
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
@@ -201,7 +202,7 @@ def open_inputs(inputs: Sequence[str], names: Sequence[str], block_bytes: int = 
                 compat="override",
                 join="override",
                 decode_times=False,  # each file's own time axis was decoded and checked above
-                chunks={t_dim: steps},
+                chunks=chunks,
                 preprocess=partial(_rename_dims, {os.path.abspath(f.path): f.dims for f in files}, files[0].dims),
             )
     except Exception as exc:

@@ -3,7 +3,8 @@
 A new data set is written into a temporary folder beside the target (same file system, so every
 move is a rename). Only when it is complete and passes the checks of ``data verify`` are the old
 set's files moved aside and the new ones moved in, the manifest last; then the old files go. A
-failure at any earlier moment (bad input found late, a full disk, Ctrl-C), or a failed rename
+failure at any earlier moment (bad input found late, a full disk, Ctrl-C, SIGTERM from ``scancel``
+or a time limit: see :func:`terminate_as_exit`), or a failed rename
 during the swap itself, leaves the old data set as it was; what else a user keeps in the target
 folder is never touched. Only a SIGKILL or power loss in the middle of the renames can leave the
 old files in ``.<name>.old-<pid>`` beside the target.
@@ -11,10 +12,15 @@ old files in ``.<name>.old-<pid>`` beside the target.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from hpc_seaice.data.manifest import MANIFEST_NAME
 from hpc_seaice.data.shards import _is_dataset_file
@@ -22,6 +28,28 @@ from hpc_seaice.data.verify import verify_dataset
 from hpc_seaice.errors import UserError
 
 STAGING = ".tmp-convert-"
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def terminate_as_exit() -> Iterator[None]:
+    """SIGTERM becomes ``SystemExit(143)`` inside the block, so clean-up code runs on the way out.
+
+    By default SIGTERM ends the process at once, which would leave a staging folder (possibly
+    gigabytes) beside the target until the next conversion. Only in the main thread (where
+    Python runs signal handlers); the previous handler is restored afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def check_target(out: str | os.PathLike, overwrite: bool) -> Path:
