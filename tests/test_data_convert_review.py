@@ -53,6 +53,8 @@ def test_files_that_name_time_y_x_differently_are_read_as_one_record(tmp_path):
         part.to_netcdf(path, engine="h5netcdf")
     inputs = open_inputs([str(p) for p in paths], NAMES, block_bytes=3 * 4 * 5 * 4)  # blocks straddle files
     try:
+        # 3 time steps per chunk in every file, the one with other names too (not one chunk per file)
+        assert inputs.ds["sic"].data.chunks[0] == (3, 1, 3, 1, 3, 1)
         for lo in range(0, 12, 5):
             steps = slice(lo, min(12, lo + 5))
             assert np.array_equal(inputs.read(NAMES, steps, slice(1, 4), slice(0, 3)), values[steps, :, 1:4, 0:3])

@@ -186,9 +186,11 @@ def open_inputs(inputs: Sequence[str], names: Sequence[str], block_bytes: int = 
     """Check every input, then open all of them as one data set, lazily, chunked by ``block_bytes``."""
     files = sorted((check_file(p, names) for p in expand_inputs(inputs)), key=lambda f: f.times[0])
     _check_together(files)
-    t_dim, y_dim, x_dim = files[0].dims
+    t_dim = files[0].dims[0]
     steps = max(1, block_bytes // (4 * files[0].grid[0] * files[0].grid[1]))
-    chunks = {t_dim: steps, y_dim: -1, x_dim: -1}  # whole grids: a file tiled in y/x on disk is not read tile by tile
+    # Time blocks of whole grids (a file tiled in y/x on disk is not read tile by tile), under the
+    # dimension names of every file: the chunks apply when a file is opened, before the renaming.
+    chunks = {name: steps if k == 0 else -1 for f in files for k, name in enumerate(f.dims)}
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
