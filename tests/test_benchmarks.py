@@ -239,3 +239,24 @@ def test_decoder_quality_scores_perfect_and_offset_reconstructions(tiny_dataset)
     assert math.isclose(s["rmse"]["sit"], 0.1, rel_tol=1e-9) and s["rmse"]["sic"] == 0
     assert s["plateau_shares"]["sit == 0"] == 0
     assert math.isclose(s["plateau_share_error"]["sit == 0"], perfect["plateau_shares"]["sit == 0"])
+
+
+def test_decoder_quality_verdicts_apply_the_5_percent_target_and_the_seed_spread() -> None:
+    quality = bench("decoder_quality")
+    conv = quality.aggregate(
+        [{"rmse sit": 1.0, "psd_small_scale_log10_ratio": -1.0}, {"rmse sit": 1.2, "psd_small_scale_log10_ratio": -1.2}]
+    )
+    assert conv["rmse sit"]["mean"] == pytest.approx(1.1) and conv["rmse sit"]["std"] == pytest.approx(
+        0.2 / math.sqrt(2)
+    )
+
+    def light(rmse: float, psd: float) -> dict:
+        return {"rmse sit": {"mean": rmse, "std": 0.0}, "psd_small_scale_log10_ratio": {"mean": psd, "std": 0.0}}
+
+    ok = quality.verdicts(light(1.1 * 1.049, -1.1 * 1.049), conv, 2)
+    assert ok["rmse sit"]["holds"] and ok["psd_small_scale_log10_ratio"]["holds"]
+    assert ok["rmse sit"]["change"] == pytest.approx(0.049) and not ok["rmse sit"]["beyond_seed_spread"]
+    bad = quality.verdicts(light(1.1 * 1.051 + 0.3, -1.1 * 1.051), conv, 2)  # 0.3 > 2 x the standard error 0.1
+    assert not bad["rmse sit"]["holds"] and not bad["psd_small_scale_log10_ratio"]["holds"]
+    assert bad["rmse sit"]["beyond_seed_spread"]
+    assert quality.verdicts(light(-0.5, 0.5), conv, 2)["psd_small_scale_log10_ratio"]["holds"]  # closer to 0 wins
