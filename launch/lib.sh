@@ -17,6 +17,10 @@ ranks_default() {
 
 # share_threads RANKS: OMP_NUM_THREADS = usable CPUs / RANKS (at least 1), unless the user set it.
 share_threads() {
+  if ! [ "$1" -ge 1 ] 2>/dev/null; then
+    echo "$0: the number of ranks must be a whole number >= 1, got '$1'" >&2
+    exit 2
+  fi
   local threads=$(($(usable_cpus) / $1))
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$((threads > 0 ? threads : 1))}
 }

@@ -234,3 +234,15 @@ def test_batch_script_without_srun_runs_alone_and_says_so(capsys):
     assert (env.launcher, env.rank, env.world_size) == ("single", 0, 1)
     warning = capsys.readouterr().err
     assert "job 79 has 2 tasks" in warning and "not started by srun" in warning
+
+
+@pytest.mark.parametrize("ranks", ["0", "x", "-1"])
+def test_launch_scripts_refuse_a_rank_count_that_is_not_positive(ranks):
+    import subprocess
+
+    for script, var in (("torchrun.sh", "NPROC"), ("mpirun.sh", "NP")):
+        env = {**os.environ, var: ranks, "MPIRUN": "true"}
+        command = ["bash", str(ROOT / "launch" / script), "cfg.yaml"]
+        proc = subprocess.run(command, env=env, capture_output=True, text=True)
+        assert proc.returncode == 2 and f"got '{ranks}'" in proc.stderr, (script, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1
