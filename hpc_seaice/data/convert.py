@@ -35,7 +35,7 @@ from hpc_seaice.data.replace import check_target, staging_dir, swap_in, terminat
 from hpc_seaice.data.shards import ShardWriter
 from hpc_seaice.data.static import write_static
 from hpc_seaice.data.stats import RunningStats, add_pc1_std, safe_std
-from hpc_seaice.data.variables import BOUNDS, VARIABLES
+from hpc_seaice.data.variables import VARIABLES
 from hpc_seaice.data.verify import iter_blocks
 from hpc_seaice.errors import UserError
 
@@ -190,11 +190,11 @@ def _write(
     grid = ocean.shape
     c = len(VARIABLES)
     sample_bytes = c * grid[0] * grid[1] * 4
-    lower = np.array([BOUNDS[v][0] for v in VARIABLES])
-    upper = np.array([BOUNDS[v][1] for v in VARIABLES])
+    layout = Layout.fields(grid)
+    lower, upper = np.array(layout.lower), np.array(layout.upper)
     stats = RunningStats(lower, upper)
     land = ~ocean
-    writer = ShardWriter(out, Layout.fields(grid), shard_size)
+    writer = ShardWriter(out, layout, shard_size)
     times = inputs.times
     train = in_split(times, splits["train"])
     with writer:

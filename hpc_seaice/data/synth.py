@@ -29,7 +29,7 @@ from hpc_seaice.data.shards import ShardWriter, prepare_output_dir
 from hpc_seaice.data.static import read_static, write_static
 from hpc_seaice.data.stats import RunningStats, add_pc1_std, safe_std
 from hpc_seaice.data.synth_model import SyntheticArctic
-from hpc_seaice.data.variables import BOUNDS, VARIABLES
+from hpc_seaice.data.variables import VARIABLES
 from hpc_seaice.data.verify import split_counts
 from hpc_seaice.errors import UserError
 
@@ -131,11 +131,10 @@ def generate(
     dt_days = float(parse_freq(freq).astype(np.float64)) / DAY_S
     model = SyntheticArctic(grid, seed, dt_days)
     ocean = model.geometry.ocean
-    lower = [BOUNDS[v][0] for v in VARIABLES]
-    upper = [BOUNDS[v][1] for v in VARIABLES]
-    stats = RunningStats(lower, upper)
+    layout = Layout.fields((grid, grid))
+    stats = RunningStats(layout.lower, layout.upper)
     train = in_split(times, splits["train"]) if "train" in splits else np.zeros(len(times), bool)
-    writer = ShardWriter(out, Layout.fields((grid, grid)), shard_size)
+    writer = ShardWriter(out, layout, shard_size)
     # Samples generated per call: enough to amortise Python overhead on small grids, few
     # enough that the work arrays stay in cache (batched FFTs of large grids are memory bound).
     block_len = int(np.clip((1 << 16) // (grid * grid), 1, 64))
