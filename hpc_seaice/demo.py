@@ -98,7 +98,7 @@ class Demo:
         self.out = out
         self.logs = out / "logs"
         self.stages: list[Stage] = []
-        self.total = 15
+        self.total = 14  # 13 when the data-space run is not dearer than the censored LDM (no equal-cost sample)
         self.times_file = out / "stage_times.json"  # stage title -> seconds, kept across re-runs
         self.times: dict[str, float] = {}
         if self.times_file.is_file():
@@ -190,16 +190,16 @@ class Demo:
             title = f"{name} diffusion (torchrun, 2 ranks, {engine_name})"
             diffusion_runs[name] = self.train_stage(title, config, run_dir, overrides)
         samples = []
-        self.costs = {
+        costs = {
             "ldm-censored": self.latent_cost(vae_runs["censored"], "censored", diffusion_runs["ldm-censored"]),
             "ldm-gaussian": self.latent_cost(vae_runs["gaussian"], "gaussian", diffusion_runs["ldm-gaussian"]),
             "data-space": total_training_seconds(diffusion_runs["data-space"]),
         }
-        self.equal_cost = None
-        if self.costs["data-space"] > self.costs["ldm-censored"]:
-            found = checkpoint_at_cost(diffusion_runs["data-space"], self.costs["ldm-censored"])
+        equal_cost = None
+        if costs["data-space"] > costs["ldm-censored"]:
+            found = checkpoint_at_cost(diffusion_runs["data-space"], costs["ldm-censored"])
             if found is not None:
-                self.equal_cost = (EQUAL_COST_MODEL, *found)
+                equal_cost = (EQUAL_COST_MODEL, *found)
         for name, run_dir in diffusion_runs.items():
             target = out / "samples" / f"{name}.nc"
             samples.append(target)
@@ -209,8 +209,8 @@ class Demo:
                 [_sample(run_dir, target)],
                 [str(target)],
             )
-        if self.equal_cost is not None:
-            _, step, _ = self.equal_cost
+        if equal_cost is not None:
+            _, step, _ = equal_cost
             target = out / "samples" / "data-space-at-ldm-cost.nc"
             samples.append(target)
             self.stage(
@@ -250,9 +250,7 @@ class Demo:
             ],
             [str(bench)],
         )
-        write_report(
-            out, self.stages, diffusion_runs, vae_runs, time.perf_counter() - start, self.costs, self.equal_cost
-        )
+        write_report(out, self.stages, diffusion_runs, vae_runs, time.perf_counter() - start, costs, equal_cost)
         print(
             f"\nDemo finished in {time.perf_counter() - start:.0f} s.\n"
             f"  report:       {out / 'report.md'}\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from hpc_seaice.runtime.checkpoint import CHECKPOINTS
+from hpc_seaice.runtime.checkpoint import complete_checkpoints
 
 
 def training_seconds(run_dir: str | Path) -> list[tuple[int, float]]:
@@ -45,9 +45,7 @@ def checkpoint_at_cost(run_dir: str | Path, budget_s: float) -> tuple[int, float
     None when the run's first kept checkpoint already cost more than the budget.
     """
     run_dir = Path(run_dir)
-    kept = {
-        int(p.name.removeprefix("step_")) for p in (run_dir / CHECKPOINTS).glob("step_*") if (p / "model.pt").is_file()
-    }
+    kept = {int(p.name.removeprefix("step_")) for p in complete_checkpoints(run_dir)}
     best = None
     for step, seconds in training_seconds(run_dir):
         if step in kept and seconds <= budget_s:

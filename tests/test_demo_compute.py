@@ -1,6 +1,7 @@
 """Compute accounting of the demo: training seconds from metrics.jsonl, the equal-cost checkpoint."""
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -22,7 +23,7 @@ def run(tmp_path):
     for step in (10, 20, 30):
         folder = tmp_path / "checkpoints" / f"step_{step:08d}"
         folder.mkdir(parents=True)
-        (folder / "model.pt").write_bytes(b"x")
+        (folder / "meta.json").write_text("{}")  # a completely written checkpoint
     return tmp_path
 
 
@@ -35,5 +36,5 @@ def test_checkpoint_at_cost_is_the_latest_that_fits(run):
     assert checkpoint_at_cost(run, 31.0) == (20, 30.0)
     assert checkpoint_at_cost(run, 100.0) == (30, 35.0)
     assert checkpoint_at_cost(run, 5.0) is None
-    (run / "checkpoints" / "step_00000020" / "model.pt").unlink()  # pruned: not available
+    shutil.rmtree(run / "checkpoints" / "step_00000020")  # pruned: not available
     assert checkpoint_at_cost(run, 31.0) == (10, 10.0)
