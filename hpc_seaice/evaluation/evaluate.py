@@ -45,6 +45,7 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 from tqdm import tqdm
 
+from hpc_seaice.atomic import atomic_write
 from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.cell_geometry import grid_geometry
 from hpc_seaice.data.dataset import ShardedDataset
@@ -329,9 +330,7 @@ def evaluate(
         out, result, models, recs, ref_example, mask, geometry, CH, _reference_label(ref, indices)
     )
     result = _jsonable(result)
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
-    tmp.replace(out / "metrics.json")
+    atomic_write(out / "metrics.json", json.dumps(result, indent=1, allow_nan=False) + "\n")
     report.write_report(out / "report.md", result)
     return result
 

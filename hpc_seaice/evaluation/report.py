@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hpc_seaice.atomic import atomic_write
 from hpc_seaice.data.variables import UNITS
 from hpc_seaice.evaluation.plateaus import PLATEAUS
 from hpc_seaice.evaluation.spectra import BANDS_KM
@@ -198,8 +199,4 @@ def render_report(metrics: dict[str, Any]) -> str:
 
 def write_report(path: str | os.PathLike, metrics: dict[str, Any]) -> Path:
     """Write :func:`render_report` to ``path`` (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_report(metrics))
-    tmp.replace(path)
-    return path
+    return atomic_write(path, render_report(metrics))

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hpc_seaice.atomic import atomic_write
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.integrity import file_hashes, read_meta
@@ -54,15 +55,6 @@ def _fsync_tree(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
 
 
 STEP_NAME = re.compile(r"step_\d{8}")
@@ -165,7 +157,7 @@ def save_checkpoint(
             if final.exists():
                 shutil.rmtree(final)
             tmp.replace(final)
-            _write_text_atomic(root / LATEST, final.name + "\n")
+            atomic_write(root / LATEST, final.name + "\n")
             _prune(root, final, keep)
         except (OSError, RuntimeError) as exc:  # a full disk, a folder made read-only during the run, ...
             failure = _write_failure(exc, tmp)
@@ -234,7 +226,7 @@ def pin_checkpoint(folder: Path, user: str | Path) -> Path:
     key = hashlib.sha256(str(Path(user).resolve()).encode()).hexdigest()[:16]
     (folder / PINS).mkdir(exist_ok=True)
     path = folder / PINS / f"{key}.txt"
-    _write_text_atomic(path, f"{Path(user).resolve()}\n")
+    atomic_write(path, f"{Path(user).resolve()}\n")
     return path
 
 

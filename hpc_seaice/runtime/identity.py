@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from hpc_seaice.atomic import atomic_write
 from hpc_seaice.errors import UserError
 
 IDENTITY_NAME = "data_identity.json"
@@ -42,10 +43,7 @@ def data_identity(manifest: Any, static: Any) -> dict[str, Any]:
 
 def record_identity(run_dir: str | os.PathLike, identity: dict[str, Any]) -> None:
     """Write the run's identity record (atomically)."""
-    path = Path(run_dir) / IDENTITY_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(identity, indent=1))
-    tmp.replace(path)
+    atomic_write(Path(run_dir) / IDENTITY_NAME, json.dumps(identity, indent=1))
 
 
 def read_identity(run_dir: str | os.PathLike) -> dict[str, Any] | None:

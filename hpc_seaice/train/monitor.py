@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hpc_seaice.atomic import atomic_write
+
 
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
@@ -35,9 +37,7 @@ def truncate_metrics(path: Path, last_step: int) -> None:
                 kept.append(line)
         except json.JSONDecodeError:
             continue  # a line torn by a crash
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    tmp.replace(path)
+    atomic_write(path, "".join(line + "\n" for line in kept))
 
 
 class Monitor:
