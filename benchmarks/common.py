@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hpc_seaice.atomic import atomic_write
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_OUT_HELP = "results folder (default benchmarks/results, or .../quick)"
 
@@ -154,6 +156,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{value} < 0")
+    return value
+
+
 def comma_list(item: Callable[[str], T], expected: str) -> Callable[[str], list[T]]:
     """An argparse ``type`` for a comma-separated list ('' for none), each entry read by ``item``.
 
@@ -170,26 +179,34 @@ def comma_list(item: Callable[[str], T], expected: str) -> Callable[[str], list[
     return parse
 
 
-def write_results(
+def write_report(
     name: str,
-    rows: Sequence[dict[str, Any]],
+    rows: list[dict[str, Any]],
     *,
     settings: dict[str, Any],
-    columns: Sequence[str] | None = None,
-    notes: str = "",
+    notes: str,
+    summary: dict[str, Any] | None = None,
+    header_text: str = "",
     out_dir: str | os.PathLike | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``<name>.json`` (environment, settings, rows, notes) and ``<name>.md``; returns both."""
+    """``<name>.json`` (environment, settings, table rows, the raw ``summary`` if given, notes) and ``<name>.md``.
+
+    The markdown opens with ``header_text`` (what was measured) when given; ``out_dir`` defaults to
+    :func:`results_dir`. Both files are written atomically.
+    """
     out = Path(out_dir) if out_dir is not None else results_dir()
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
-    record = {"name": name, "environment": env, "settings": settings, "results": list(rows), "notes": notes}
-    json_path = out / f"{name}.json"
-    json_path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    record = {"name": name, "environment": env, "settings": settings, "results": rows}
+    record.update({"summary": summary} if summary is not None else {})
+    record["notes"] = notes
+    json_path, md_path = out / f"{name}.json", out / f"{name}.md"
+    atomic_write(json_path, json.dumps(record, indent=1, default=str) + "\n")
     md = [
         f"# {name}",
         "",
-        markdown_table(rows, columns),
+        *([header_text, ""] if header_text else []),
+        markdown_table(rows),
         "",
         *([notes, ""] if notes else []),
         "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()),
@@ -197,56 +214,7 @@ def write_results(
         "Settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()),
         "",
     ]
-    md_path = out / f"{name}.md"
-    md_path.write_text("\n".join(md))
-    return json_path, md_path
-
-
-def write_report(
-    name: str,
-    rows: list[dict[str, Any]],
-    *,
-    settings: dict[str, Any],
-    summary: dict[str, Any],
-    header_text: str,
-    notes: str,
-    out_dir: Path,
-) -> tuple[Path, Path]:
-    """``<name>.json`` (environment, settings, table rows, full summary, notes) and ``<name>.md``.
-
-    Same record layout as ``benchmarks.common.write_results`` plus a ``summary`` of the raw
-    measurements, and a header paragraph in the markdown saying what was measured.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    env = environment()
-    record = {
-        "name": name,
-        "environment": env,
-        "settings": settings,
-        "results": rows,
-        "summary": summary,
-        "notes": notes,
-    }
-    json_path = out_dir / f"{name}.json"
-    md_path = out_dir / f"{name}.md"
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    tmp.replace(json_path)
-    md = [
-        f"# {name}",
-        "",
-        header_text,
-        "",
-        markdown_table(rows),
-        "",
-        notes,
-        "",
-        "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()),
-        "",
-        "Settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()),
-        "",
-    ]
-    md_path.write_text("\n".join(md))
+    atomic_write(md_path, "\n".join(md))
     return json_path, md_path
 
 

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from benchmarks.common import add_output_options, comma_list, markdown_table, write_results
+from benchmarks.common import add_output_options, comma_list, markdown_table, write_report
 from hpc_seaice.data.batch_loader import BatchLoader
 from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset, collate
 from hpc_seaice.data.manifest import Layout, read_manifest, write_manifest
@@ -278,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         plan = [("latent64", 2048, 256), ("128", 512, 128), ("512", 192, 32)]
     rows = []
     for grid, samples, shard_size in plan:
-        rows += measure_grid(grid, samples, shard_size, args.batch, args.repeat)
-        print(markdown_table(rows[-(3 + len(READERS) + len(BATCH_LOADERS)) :]), flush=True)
+        measured = measure_grid(grid, samples, shard_size, args.batch, args.repeat)
+        rows += measured
+        print(markdown_table(measured), flush=True)
     # A folder of its own (--out) holds one run; the shared results folder keeps quick runs apart.
     name = args.name or ("dataloader_quick" if args.quick and not args.out else "dataloader")
     settings = {
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         "on small shared VMs: collate_fn=collate avoids the stack and its copy. Batch-loader workers hand over "
         "a ring slot number instead of the batch; 'in memory' reads the split once (not timed) and then gathers."
     )
-    json_path, md_path = write_results(name, rows, settings=settings, notes=notes, out_dir=args.out or None)
+    json_path, md_path = write_report(name, rows, settings=settings, notes=notes, out_dir=args.out or None)
     print()
     print(markdown_table(rows))
     print(f"\nwritten {json_path} and {md_path}")

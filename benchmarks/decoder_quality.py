@@ -38,11 +38,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import REPO_ROOT, markdown_table, results_dir, write_report
+from benchmarks.common import (
+    REPO_ROOT,
+    add_output_options,
+    comma_list,
+    markdown_table,
+    non_negative_int,
+    out_dir_for,
+    write_report,
+)
 from hpc_seaice.data.dataset import ShardedDataset
 from hpc_seaice.data.variables import VARIABLES
 from hpc_seaice.evaluation.metrics import miz_area, rmse
-from hpc_seaice.evaluation.spectra import central_arctic_box, isotropic_psd
+from hpc_seaice.evaluation.spectra import central_arctic_box, isotropic_psd, log_ratio
 from hpc_seaice.inference.loading import load_inference_model
 
 CH = {name: i for i, name in enumerate(VARIABLES)}
@@ -92,9 +100,7 @@ def small_scale_log_ratio(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray)
     box = central_arctic_box(mask)
     p = isotropic_psd(pred[:, CH["sit"]], mask=mask, box=box).psd
     t = isotropic_psd(truth[:, CH["sit"]], mask=mask, box=box).psd
-    upper = slice(len(t) // 2, None)
-    ok = (p[upper] > 0) & (t[upper] > 0)
-    return float(np.mean(np.log10(p[upper][ok] / t[upper][ok])))
+    return log_ratio(p, t, np.arange(len(t)) >= len(t) // 2)
 
 
 def plateau_shares(x: np.ndarray, ocean: np.ndarray) -> dict[str, float]:
@@ -183,19 +189,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.decoder_quality", description=__doc__.splitlines()[0])
     p.add_argument("--grid", type=int, default=64, help="synthetic grid side (default 64)")
     p.add_argument("--steps", type=int, default=400, help="training steps of each run (default 400)")
-    p.add_argument("--seeds", default="0", help="comma-separated train.seed values of the decoder runs (default 0)")
+    p.add_argument(
+        "--seeds",
+        type=comma_list(non_negative_int, "comma-separated seeds >= 0"),
+        default=[0],
+        help="comma-separated train.seed values of the decoder runs (default 0)",
+    )
     p.add_argument("--light-channels", default="[64,32,16]", help="vae.light_channels of the light run")
     p.add_argument("--light-refine", type=int, default=16, help="vae.refine_channels of the light run (default 16)")
     p.add_argument("--work", default="", help="folder for the data set and runs (default: a folder under /tmp)")
-    p.add_argument("--out", default="", help="results folder (default benchmarks/results)")
-    p.add_argument("--name", default="decoder_quality", help="result file name")
+    add_output_options(p, name="decoder_quality")
     args = p.parse_args(argv)
-    try:
-        seeds = sorted({int(x) for x in args.seeds.split(",") if x.strip()})
-    except ValueError:
-        p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
-    if not seeds or min(seeds) < 0:
-        p.error(f"--seeds needs at least one seed >= 0, got {args.seeds!r}")
+    seeds = sorted(set(args.seeds))
+    if not seeds:
+        p.error("--seeds: give at least one seed")
     work = Path(args.work or f"/tmp/hpc-seaice-decoder-quality-{args.grid}-{args.steps}")
     work.mkdir(parents=True, exist_ok=True)
     if not (work / "data" / "manifest.json").is_file():
@@ -248,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         + ". Reconstructions of the test split, deterministic; values are mean ± std over seeds."
     )
-    out = Path(args.out) if args.out else results_dir()
+    out = out_dir_for(args.out, quick=False)
     header = (
         f"Synthetic {args.grid} x {args.grid} data, {len(truth)} test states; demo-vae encoder trained {args.steps} "
         f"steps ('conv', seed 0), then each decoder trained {args.steps} steps against that frozen encoder, "

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import environment, markdown_table
+from hpc_seaice.atomic import atomic_target, atomic_write
 
 WEAK = ("base", "weak")
 STRONG = ("base", "strong")
@@ -174,10 +175,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
         ax.set_xticks(sorted({r["nodes"] for r in rows}))
         ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_suffix(".png.tmp")
-    fig.savefig(tmp, format="png")
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -200,9 +200,7 @@ def write_outputs(
         "results": rows,
         "latent_over_data": ratios,
     }
-    tmp = out / f".{name}.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    os.replace(tmp, out / f"{name}.json")
+    atomic_write(out / f"{name}.json", json.dumps(record, indent=1, default=str) + "\n")
     ratio_rows = [
         {
             "nodes": r["nodes"],
@@ -241,7 +239,5 @@ def write_outputs(
         md.append("")
     md.append("Environment of the submitting host: " + ", ".join(f"{k} {v}" for k, v in record["environment"].items()))
     md.append("")
-    tmp = out / f".{name}.md.tmp"
-    tmp.write_text("\n".join(md))
-    os.replace(tmp, out / f"{name}.md")
+    atomic_write(out / f"{name}.md", "\n".join(md))
     plot(rows, out / f"{name}.png")

@@ -54,31 +54,11 @@ from benchmarks.common import (
     print_report,
     write_report,
 )
-from benchmarks.speed_flops import count_flops, grouped_conv_backward_flop, unet_flops, vae_flops
-from benchmarks.speed_measure import measure, summarise
-from benchmarks.speed_plan import NETWORK_EVALS, SAMPLER_STEPS, TARGET_RATIO
+from benchmarks.speed_measure import measure
+from benchmarks.speed_plan import NETWORK_EVALS, SAMPLER_STEPS
 from benchmarks.speed_report import NOTES, header, sweep_table, table_rows
 from benchmarks.speed_sweep import SWEEP_BATCHES
-from benchmarks.speed_timing import CONTENTION, log, timed
-
-# Names other modules and tests import from here (benchmarks.scaling, benchmarks.__main__, tests).
-__all__ = [
-    "CONTENTION",
-    "NETWORK_EVALS",
-    "SAMPLER_STEPS",
-    "TARGET_RATIO",
-    "count_flops",
-    "grouped_conv_backward_flop",
-    "load_average",
-    "log",
-    "main",
-    "measure",
-    "summarise",
-    "timed",
-    "unet_flops",
-    "vae_flops",
-    "write_report",
-]
+from benchmarks.speed_timing import CONTENTION
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

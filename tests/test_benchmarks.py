@@ -209,7 +209,7 @@ def test_scaling_summaries_skip_warmup_windows_and_compute_efficiencies() -> Non
 def test_training_flops_count_grouped_convolution_backward_once_per_group(groups: int, transposed: bool) -> None:
     import torch
 
-    speed = bench("speed")
+    speed = bench("speed_flops")
     conv = (torch.nn.ConvTranspose2d if transposed else torch.nn.Conv2d)(64, 64, 3, padding=1, groups=groups)
     x = torch.randn(1, 64, 8, 8, requires_grad=True)
     forward = speed.count_flops(lambda: conv(x))
