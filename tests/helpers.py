@@ -11,8 +11,20 @@ from pathlib import Path
 
 import yaml
 
+from hpc_seaice.data.variables import BOUNDS, VARIABLES
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+
+
+# Normalisation and bounds of a VAE built without a data set: identity normalisation, the
+# variables' physical bounds (keyword arguments of VAE and build_vae).
+NEUTRAL_VAE_STATS = {
+    "data_mean": [0.0] * 5,
+    "data_std": [1.0] * 5,
+    "lower": [BOUNDS[v][0] for v in VARIABLES],
+    "upper": [BOUNDS[v][1] for v in VARIABLES],
+}
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -8,31 +8,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import NEUTRAL_VAE_STATS
 from torch import nn
 
 from hpc_seaice.config import config_from_dict
 from hpc_seaice.data.manifest import read_manifest
 from hpc_seaice.data.static import read_static
-from hpc_seaice.data.variables import BOUNDS, VARIABLES
 from hpc_seaice.errors import UserError
 from hpc_seaice.models.build import build_stage_model, build_vae
 from hpc_seaice.models.layers import GridPosition, upsample_layer
 from hpc_seaice.models.unet import UNet
 
-STATS = {
-    "data_mean": [0.0] * 5,
-    "data_std": [1.0] * 5,
-    "lower": [BOUNDS[v][0] for v in VARIABLES],
-    "upper": [BOUNDS[v][1] for v in VARIABLES],
-}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def randomize(model: nn.Module, seed: int) -> nn.Module:
@@ -105,7 +92,7 @@ def test_whole_unet_maps_a_constant_field_to_a_field_without_checkerboard(kind):
 
 def test_conv_vae_decoder_maps_a_constant_latent_to_a_field_without_checkerboard():
     cfg = config_from_dict({"vae": {"preset": "tiny-vae", "mask_channel": True}}).vae
-    vae = build_vae(cfg, **STATS)
+    vae = build_vae(cfg, **NEUTRAL_VAE_STATS)
     randomize(vae.decoder, seed=3)
     with torch.no_grad():
         mu, _ = vae.decode_params(torch.full((1, 4, 16, 16), 0.3))
@@ -131,7 +118,7 @@ def test_the_land_mask_reaches_the_light_refinement_through_decode_params():
         {"vae": {"preset": "tiny-vae", "decoder_arch": "light", "light_channels": [16, 8], "refine_channels": 4}}
     ).vae
     torch.manual_seed(4)
-    vae = build_vae(cfg, **STATS)
+    vae = build_vae(cfg, **NEUTRAL_VAE_STATS)
     with torch.no_grad():
         vae.decoder.refine.conv2.weight.normal_()  # zero-initialised: make the refinement act
     coast = torch.ones(32, 32)

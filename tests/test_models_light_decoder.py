@@ -2,30 +2,22 @@
 
 import pytest
 import torch
+from helpers import NEUTRAL_VAE_STATS
 from torch import nn
 
 from hpc_seaice.config import config_from_dict
-from hpc_seaice.data.variables import BOUNDS, VARIABLES
 from hpc_seaice.errors import UserError
 from hpc_seaice.models.build import build_vae, load_model_preset
 from hpc_seaice.models.describe import describe
 from hpc_seaice.models.light_decoder import LightDecoder, SubPixelUp
 from hpc_seaice.models.vae import VAE
 
-STATS = {
-    "data_mean": [0.0] * 5,
-    "data_std": [1.0] * 5,
-    "lower": [BOUNDS[v][0] for v in VARIABLES],
-    "upper": [BOUNDS[v][1] for v in VARIABLES],
-}
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def light_vae(**overrides) -> VAE:
     cfg = config_from_dict({"vae": {"preset": "tiny-vae", "decoder_arch": "light", **overrides}}).vae
-    return build_vae(cfg, **STATS)
+    return build_vae(cfg, **NEUTRAL_VAE_STATS)
 
 
 def test_light_decoder_maps_the_latent_back_to_the_grid():
@@ -44,7 +36,7 @@ def test_paper_vae_uses_the_light_decoder_at_paper_geometry():
     cfg = load_model_preset("paper-vae")
     assert cfg.decoder_arch == "light"
     with torch.device("meta"):
-        vae = VAE(cfg, **STATS)
+        vae = VAE(cfg, **NEUTRAL_VAE_STATS)
         mu, _ = vae.decode_params(torch.zeros(1, 16, 64, 64))
     assert tuple(mu.shape) == (1, 5, 512, 512)
 
@@ -77,7 +69,7 @@ def test_paper_light_decoder_costs_at_most_15_gflop_per_sample():
     cfg.decoder_arch = "conv"
     cfg.mask_channel = False  # the mask's one extra input channel changes the mirror's cost by < 1 %
     with torch.device("meta"):
-        mirror = conv_flops_by_hooks(VAE(cfg, **STATS).decoder, torch.zeros(1, 16, 64, 64))
+        mirror = conv_flops_by_hooks(VAE(cfg, **NEUTRAL_VAE_STATS).decoder, torch.zeros(1, 16, 64, 64))
     assert mirror / 1e9 > 5 * info["decoder_gflops"]  # the mirror decoder of the same preset costs > 5x more
 
 
