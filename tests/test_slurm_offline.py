@@ -186,7 +186,7 @@ def test_status_lists_trainer_starts_outside_slurm(tmp_path):
 
 
 def test_exit_code_for_interruptions_matches_the_trainer():
-    from hpc_seaice.cluster.environment import EXIT_INTERRUPTED
+    from hpc_seaice.cluster.job import EXIT_INTERRUPTED
     from hpc_seaice.command import EXIT_INTERRUPTED as TRAINER_EXIT_INTERRUPTED
 
     assert EXIT_INTERRUPTED == TRAINER_EXIT_INTERRUPTED == os.EX_TEMPFAIL

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpc_seaice.command import EXIT_INTERRUPTED  # noqa: F401 - 75: a stop request; re-run to resume
-
 SLURM_FOLDER = "slurm"
 SUBMITTED = "submitted.jsonl"
 REQUEUES = "requeues.jsonl"

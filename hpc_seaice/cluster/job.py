@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from hpc_seaice.cluster.environment import (
-    EXIT_INTERRUPTED,
     REQUEUES,
     append_record,
     requeue,
@@ -23,6 +22,7 @@ from hpc_seaice.cluster.environment import (
     slurm_folder,
     slurm_task,
 )
+from hpc_seaice.command import EXIT_INTERRUPTED
 from hpc_seaice.config import ExperimentConfig
 from hpc_seaice.runtime.stopping import SCHEDULER_SIGNALS
 

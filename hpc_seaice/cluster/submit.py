@@ -36,7 +36,7 @@ import yaml
 from hpc_seaice.cluster.environment import SUBMITTED, append_record, slurm_folder
 from hpc_seaice.cluster.job import DEFAULT_ENTRY, TrainingJob
 from hpc_seaice.cluster.resources import Resources, parse_time_minutes, sbatch_parameters, sbatch_script
-from hpc_seaice.cluster.waiting import INCOMPLETE_STATES, job_state, task_outcomes, wait_for
+from hpc_seaice.cluster.waiting import wait_for
 from hpc_seaice.config import ExperimentConfig, config_to_dict, load_config, with_absolute_paths
 from hpc_seaice.errors import UserError
 
@@ -243,16 +243,13 @@ def cli_submit(args: Any) -> int:
 
 __all__ = [
     "DEFAULT_ENTRY",
-    "INCOMPLETE_STATES",
     "Resources",
     "Submitted",
     "TrainingJob",
     "cli_submit",
     "dry_run_text",
-    "job_state",
     "parse_time_minutes",
     "resolve_configs",
     "submit",
-    "task_outcomes",
     "wait_for",
 ]

@@ -91,9 +91,10 @@ def load_generated(
         fields, _, _ = sample_arrays(ds, with_raw=False)
         attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ds.attrs.items()}
         # Bounds before clipping where the file keeps them, one variable at a time (memory).
-        oob = np.zeros(len(VARIABLES)) if out_of_bounds_applies(attrs) else np.full(len(VARIABLES), np.nan)
+        applies = out_of_bounds_applies(attrs)
+        oob = np.zeros(len(VARIABLES)) if applies else np.full(len(VARIABLES), np.nan)
         raw_found = False
-        for c, var in enumerate(VARIABLES if out_of_bounds_applies(attrs) else ()):
+        for c, var in enumerate(VARIABLES if applies else ()):
             lower, upper = BOUNDS[var]
             if var + RAW_SUFFIX in ds.variables:
                 values = ds[var + RAW_SUFFIX].values[:, None]
@@ -125,7 +126,7 @@ def load_generated(
         miz_km2=M.miz_area(fields[:, CH["sic"]], mask, cell_area_km2),
         psd_sit=psd(fields[:, CH["sit"]]).psd,
         out_of_bounds=oob,
-        out_of_bounds_source=oob_source if out_of_bounds_applies(attrs) else "n/a (censored decoder)",
+        out_of_bounds_source=oob_source if applies else "n/a (censored decoder)",
         plateau_shares=plateau_shares(fields, mask),
         example=fields[0].copy(),
     )

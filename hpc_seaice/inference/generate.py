@@ -158,12 +158,10 @@ def decoder_for(
     vae: nn.Module | None,
     field_mask: Any,
     device: torch.device,
-    decode_batch: int = DECODE_BATCH,
-    compile: bool = False,
 ) -> FieldDecoder:
     """The decoder for a diffusion run's data set: data space from its statistics, latent via the VAE."""
     if manifest.kind == "latent":
         if vae is None:
             raise ValueError("a latent-space run needs its VAE to decode")
-        return LatentDecoder(vae, static.mean, static.std, field_mask, device, decode_batch, compile)
+        return LatentDecoder(vae, static.mean, static.std, field_mask, device)
     return DataSpaceDecoder(static.mean, static.std, manifest.lower, manifest.upper, static.mask, device)

@@ -46,13 +46,11 @@ def load_inference_model(
     run_dir: str | Path,
     step: str | int = "latest",
     device: torch.device | str = "cpu",
-    data_path: str | Path | None = None,
     option: str | None = "--checkpoint",
 ) -> LoadedRun:
     """Load a run's EMA weights (and for latent diffusion the VAE it was trained on).
 
-    ``data_path`` replaces the run's ``data.path`` (e.g. ``encode --data``: a moved copy of the
-    set); either way the data set must match the identity the run recorded. A damaged checkpoint
+    The run's data set (``data.path``) must match the identity the run recorded. A damaged checkpoint
     names one that works and how to choose it: the caller's ``option``, ``latest`` when it has
     none (""), nothing when the step is fixed (None: a latent set's VAE).
     """
@@ -73,8 +71,8 @@ def load_inference_model(
         how = f"{option} {earlier.name}" if option else f"write {earlier.name} into {run_dir / CHECKPOINTS / LATEST}"
         hint = f"; the checkpoint {earlier.name} can be used: {how}" if earlier and option is not None else ""
         raise UserError(f"{exc}{hint}") from None
-    data = str(data_path or cfg.data.path)
-    if not manifest_path(data).is_file() and data_path is None:
+    data = str(cfg.data.path)
+    if not manifest_path(data).is_file():
         raise UserError(
             f"{run_dir}: the data set it was trained on, {data}, is gone (moved?); set data.path in "
             f"{run_dir / 'config.yaml'} to where it is now (checked against {run_dir / 'data_identity.json'})"
