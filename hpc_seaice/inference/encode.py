@@ -113,7 +113,8 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
         manifests.append(writer.build_manifest(splits=fields.splits))
     gathered: list[Any] = [None] * env.world_size
     if hdist.is_initialized():
-        torch.distributed.all_gather_object(gathered, (manifests, posterior_var))
+        with hdist.collective("gathering the ranks' latent manifests"):  # a lost peer: one line, not a traceback
+            torch.distributed.all_gather_object(gathered, (manifests, posterior_var))
     else:
         gathered = [(manifests, posterior_var)]
     parts = [m for rank_parts, _ in gathered for m in rank_parts]
