@@ -50,8 +50,6 @@ from hpc_seaice.data.shards import ShardWriter
 from hpc_seaice.data.static import write_static
 from hpc_seaice.data.synth import generate
 
-BLOCK_BYTES = 64 << 20
-
 
 def _touch(x: np.ndarray) -> None:
     """Touch every 4 KiB page, as any consumer would: shared-memory pages fault in only here."""

@@ -31,8 +31,8 @@ from hpc_seaice.data.convert_inputs import Inputs, open_inputs
 from hpc_seaice.data.grid import polar_lat_lon
 from hpc_seaice.data.layout import coordinate
 from hpc_seaice.data.manifest import DEFAULT_SPLITS, Layout, Manifest, in_split, split_bounds, to_iso, write_manifest
-from hpc_seaice.data.replace import check_target, staging_dir, swap_in, terminate_as_exit
-from hpc_seaice.data.shards import ShardWriter
+from hpc_seaice.data.replace import staging_dir, swap_in, terminate_as_exit
+from hpc_seaice.data.shards import ShardWriter, check_target
 from hpc_seaice.data.static import write_static
 from hpc_seaice.data.stats import RunningStats, add_pc1_std, safe_std
 from hpc_seaice.data.variables import VARIABLES
@@ -151,7 +151,7 @@ def _convert_inputs(
     if not ocean.any():
         raise UserError(f"{first}: no cell where {names[0]!r} is finite at all {len(times)} time steps; no ocean cell")
 
-    default_lat, default_lon = _default_lat_lon(grid)
+    default_lat, default_lon = polar_lat_lon(*grid)
     _, y_dim, x_dim = inputs.dims
     lat = coordinate(first, inputs.ds, LAT_NAMES, y_dim, x_dim, inputs.grid)
     lon = coordinate(first, inputs.ds, LON_NAMES, y_dim, x_dim, inputs.grid)
@@ -222,10 +222,6 @@ def _write(
     write_manifest(out, manifest)
     add_pc1_std(out)  # the sampler's starting noise is sized from it, as for a generated set
     return manifest
-
-
-def _default_lat_lon(grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    return polar_lat_lon(grid[0], grid[1])
 
 
 def _check_block(

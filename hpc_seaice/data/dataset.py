@@ -29,6 +29,7 @@ from hpc_seaice.data.sampler import GlobalBatchSampler, partition  # noqa: F401 
 from hpc_seaice.data.shard_reader import OpenShard
 from hpc_seaice.data.shards import check_shard_layout, shard_times
 from hpc_seaice.data.static import Static, read_static, static_path
+from hpc_seaice.data.verify import iter_blocks
 from hpc_seaice.errors import UserError
 
 # Shards kept open per process; beyond this the least recently used is closed (file handles are
@@ -36,8 +37,6 @@ from hpc_seaice.errors import UserError
 MAX_OPEN_SHARDS = 64
 # Bytes of samples normalised in one go: well inside a last-level cache.
 CACHE_BYTES = 8 << 20
-# Bytes read per call when a whole split is loaded into memory.
-BLOCK_BYTES = 64 << 20
 
 
 class ShardedDataset(Dataset):
@@ -255,10 +254,8 @@ class ShardedDataset(Dataset):
         """
         if self._memory is None:
             memory = torch.empty((len(self), self.num_channels, *self.grid), dtype=torch.float32).share_memory_()
-            step = max(1, BLOCK_BYTES // max(1, memory[0].numel() * 4))
-            for lo in range(0, len(self), step):
-                hi = min(len(self), lo + step)
-                self.read_batch(range(lo, hi), memory.numpy()[lo:hi])
+            for block in iter_blocks(len(self), memory[0].numel() * 4):  # about 64 MB per call
+                self.read_batch(range(block.start, block.stop), memory.numpy()[block])
             self._memory = memory
             self.close()
 

@@ -52,16 +52,6 @@ def terminate_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def check_target(out: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse a target that is a file, or holds a data set without ``overwrite`` (before any work)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(_is_dataset_file(p.name) for p in out.iterdir()) and not overwrite:
-        raise UserError(f"{out}: already holds a data set; pass --overwrite to replace it")
-    return out
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -179,18 +179,27 @@ def prepare_output_dir(out: str | os.PathLike, overwrite: bool) -> Path:
     With ``overwrite`` only data set files are removed (manifest, static, shards, temporaries),
     never anything else a user may keep there.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
+    out = check_target(out, overwrite)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a parent that is a file, no permission, a read-only file system
         raise UserError(f"{out}: cannot create the folder ({exc.strerror or exc})") from None
-    ours = [p for p in out.iterdir() if _is_dataset_file(p.name)]
-    if ours and not overwrite:
+    try:
+        for p in out.iterdir():
+            if _is_dataset_file(p.name):
+                p.unlink()
+    except OSError as exc:  # no permission to list the folder or to remove the old set's files
+        raise UserError(f"{out}: cannot remove the old data set ({exc.strerror or exc})") from None
+    return out
+
+
+def check_target(out: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse a target that is a file, or holds a data set without ``overwrite`` (before any work)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(_is_dataset_file(p.name) for p in out.iterdir()) and not overwrite:
         raise UserError(f"{out}: already holds a data set; pass --overwrite to replace it")
-    for p in ours:
-        p.unlink()
     return out
 
 

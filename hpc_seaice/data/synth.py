@@ -123,10 +123,7 @@ def generate(
     _check_disk(Path(out), len(VARIABLES) * grid * grid * 4 * _time_axis(start, end, freq)[2])
     times = synth_times(start, end, freq)
     _check_splits(times, splits, start, end)
-    try:
-        out = prepare_output_dir(out, overwrite)
-    except OSError as exc:  # a parent is a file, no permission, a read-only file system
-        raise UserError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
+    out = prepare_output_dir(out, overwrite)
 
     dt_days = float(parse_freq(freq).astype(np.float64)) / DAY_S
     model = SyntheticArctic(grid, seed, dt_days)

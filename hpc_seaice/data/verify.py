@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from hpc_seaice.data.h5files import open_h5, sha256_file
 from hpc_seaice.data.manifest import Manifest, check_variables, in_split, manifest_path, read_manifest, to_iso
+from hpc_seaice.data.pca import evenly_spaced
 from hpc_seaice.data.shards import check_shard_layout, shard_times
 from hpc_seaice.data.static import read_static, static_path
 from hpc_seaice.data.variables import VARIABLES
@@ -110,8 +111,7 @@ def verify_dataset(
     c, h, w = manifest.num_channels, *manifest.grid
     chosen = manifest.shards
     if max_shards is not None and len(chosen) > max_shards:
-        picks = np.unique(np.linspace(0, len(chosen) - 1, max(max_shards, 1)).round().astype(int))
-        chosen = [chosen[i] for i in picks]
+        chosen = [chosen[i] for i in evenly_spaced(len(chosen), max(max_shards, 1))]
     for info in tqdm(chosen, desc="verify", unit="shard", disable=None if progress is None else not progress):
         spath_i = root / info.file
         where = str(spath_i)
