@@ -73,12 +73,11 @@ class OpenShard:
         return offsets if (offsets >= 0).all() else None
 
     def read(self, j: int, out: np.ndarray) -> None:
+        if self.fd is not None and out.flags.c_contiguous:
+            self.read_many([j], [out])  # one preadv
+            return
         try:
-            if self.fd is not None and out.flags.c_contiguous:
-                view = memoryview(out).cast("B")
-                if os.preadv(self.fd, [view], int(self.offsets[j])) != view.nbytes:
-                    raise OSError("short read: file ends inside the sample")
-            elif self.file is not None:
+            if self.file is not None:
                 self.fields.read_direct(out, source_sel=np.s_[j])
             else:
                 with open_h5(self.path) as f:
