@@ -19,6 +19,9 @@ and interleaved so that every path sees the same machine load, it times (best of
 - batch loader: :class:`hpc_seaice.data.batch_loader.BatchLoader`, the same batches read by
   0 or 2 workers into a shared ring of batch buffers (a worker hands over a slot number, not the
   data), and with the split held in memory (``in_memory=True``, 0 workers).
+- batch loader with posterior (latent geometries): what latent training on posterior samples
+  reads, the mean and the stored log-variance of each sample (``posterior=True``: [2C, h, w]
+  per sample, twice the bytes; MB/s counts both), 0 and 2 workers.
 - DataLoader alone: a dataset of zeros with the same shapes and 2 workers, i.e. what the worker
   processes and their shared-memory transfer cost by themselves, the ceiling for any reader.
 
@@ -128,8 +131,8 @@ LATENT_CHANNELS = 16
 class BatchLoaderPass(ReaderPass):
     """The same shuffled global batches through :class:`BatchLoader` (shared ring of batch buffers)."""
 
-    def __init__(self, root: Path, num_workers: int, batch: int, in_memory: bool) -> None:
-        self.ds = ShardedDataset(root, split=None, in_memory=in_memory)
+    def __init__(self, root: Path, num_workers: int, batch: int, in_memory: bool, posterior: bool = False) -> None:
+        self.ds = ShardedDataset(root, split=None, in_memory=in_memory, posterior=posterior)
         sampler = GlobalBatchSampler(len(self.ds), global_batch=batch, rank=0, world_size=1, seed=0)
         self.loader = BatchLoader(self.ds, sampler, batch, num_workers=num_workers, prefetch_factor=4, hold=2)
         self._start(batch)
@@ -209,6 +212,10 @@ def measure_grid(geometry: str, samples: int, shard_size: int, batch: int, repea
             name = f"batch loader, {w} workers{', in memory' if in_memory else ''}"
             readers[name] = BatchLoaderPass(root, w, batch, in_memory)
             paths[name] = readers[name]
+        for w in (0, 2) if latent else ():
+            name = f"batch loader, {w} workers, mean and posterior sigma"
+            readers[name] = BatchLoaderPass(root, w, batch, in_memory=False, posterior=True)
+            paths[name] = readers[name]
         name = "DataLoader alone, 2 workers (zero-cost dataset)"
         readers[name] = LoaderOnlyPass((channels, grid, grid), n, 2, batch)
         paths[name] = readers[name]
@@ -224,12 +231,14 @@ def measure_grid(geometry: str, samples: int, shard_size: int, batch: int, repea
         rows = []
         for key in paths:
             mbs = nbytes[key] / 1e6 / best[key]
+            item_channels = getattr(getattr(readers.get(key), "ds", None), "sample_channels", channels)
+            item_mb = sample_mb * item_channels / channels  # a posterior item is mean and sigma
             rows.append(
                 {
                     "grid": f"{channels}x{grid}x{grid}",
                     "path": key,
-                    "samples": round(nbytes[key] / 1e6 / sample_mb),
-                    "samples_per_s": mbs / sample_mb,
+                    "samples": round(nbytes[key] / 1e6 / item_mb),
+                    "samples_per_s": mbs / item_mb,
                     "MB_per_s": mbs,
                     "vs_raw": mbs / raw_mbs,
                     "vs_reused_buffer": mbs / ceil_mbs,

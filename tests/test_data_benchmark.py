@@ -23,7 +23,9 @@ def test_dataloader_benchmark_writes_json_and_table(tmp_path, capsys):
     paths = [r["path"] for r in rows]
     assert paths[0] == "raw h5py, new array per batch" and rows[0]["vs_raw"] == 1.0
     assert sum(p.startswith("reader") for p in paths) == 8 and sum(p.startswith("DataLoader alone") for p in paths) == 2
-    assert sum(p.startswith("batch loader") for p in paths) == 6
+    assert sum(p.startswith("batch loader") for p in paths) == 8  # 3 per geometry, 2 with posterior (latent)
+    posterior = [r for r in rows if "posterior" in r["path"]]
+    assert {r["grid"] for r in posterior} == {"16x16x16"} and all(r["samples"] == 40 for r in posterior)
     assert {r["grid"] for r in rows} == {"16x16x16", "5x32x32"}  # the latent geometry and fields
     assert all(r["MB_per_s"] > 0 and r["samples"] > 0 for r in rows)
     table = (tmp_path / "dataloader.md").read_text()

@@ -83,6 +83,38 @@ def test_round_trip_and_manifest(tmp_path):
     verify_dataset(tmp_path)
 
 
+def _latent_set(root, x: np.ndarray, logvar: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
+    with _writer(root, latent=True) as w:
+        w.write(x, _times(len(x)), logvar=logvar)
+    write_manifest(root, w.build_manifest())
+    write_static(root, np.ones((H, W)), np.zeros((H, W)), np.zeros((H, W)), mean, std)
+
+
+def test_posterior_items_are_the_mean_and_sigma_over_the_latent_std(tmp_path):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(9, 5, H, W)).astype(np.float32)
+    logvar = rng.uniform(-6, 1, size=x.shape).astype(np.float32)
+    mean, std = rng.normal(size=5), rng.uniform(0.5, 2.0, size=5)
+    _latent_set(tmp_path / "ok", x, logvar, mean, std)
+    idx = [8, 0, 1, 5, 1]  # across shards, neighbours and a repeat
+    expected = np.concatenate(
+        [(x[idx] - mean[:, None, None]) / std[:, None, None], np.exp(0.5 * logvar[idx]) / std[:, None, None]], axis=1
+    )
+    for in_memory in (False, True):
+        ds = ShardedDataset(tmp_path / "ok", split=None, in_memory=in_memory, posterior=True)
+        assert ds.sample_channels == 10 and ds.num_channels == 5
+        batch = ds.read_batch(idx, np.empty((len(idx), 10, H, W), np.float32))
+        np.testing.assert_allclose(batch, expected, rtol=2e-6, atol=1e-6)
+        np.testing.assert_allclose(ds[5].numpy(), expected[3], rtol=2e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="latent data set, normalised"):
+        ShardedDataset(tmp_path / "ok", split=None, normalize=False, posterior=True)
+    logvar[6, 2, 1, 3] = np.nan
+    _latent_set(tmp_path / "nan", x, logvar, mean, std)
+    ds = ShardedDataset(tmp_path / "nan", split=None, posterior=True)
+    with pytest.raises(UserError, match=r"shard-00001.h5: sample 2 .*posterior log-variance"):
+        ds.read_batch([0, 6], np.empty((2, 10, H, W), np.float32))
+
+
 def test_rank_writers_merge_and_latent_logvar(tmp_path):
     t = _times(10)
     x = np.random.default_rng(1).normal(size=(10, 5, H, W)).astype(np.float32)
@@ -103,6 +135,11 @@ def test_rank_writers_merge_and_latent_logvar(tmp_path):
     ds = ShardedDataset(tmp_path, split=None)
     assert torch.equal(ds[7], torch.from_numpy(x[7]))
     assert np.array_equal(ds.logvar(7), -x[7])
+    # A shuffled batch across both ranks' shards, with neighbours and a repeat, read in one call.
+    batch = [9, 2, 3, 7, 0, 3, -1]
+    assert np.array_equal(ds.read_logvars(batch), -x[batch])
+    with pytest.raises(IndexError, match="out of range"):
+        ds.read_logvars([3, 10])
     verify_dataset(tmp_path)
     with pytest.raises(ValueError, match="duplicate"):
         merge_manifests([parts[0], parts[0]])

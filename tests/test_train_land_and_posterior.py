@@ -113,7 +113,9 @@ def test_latent_diffusion_trains_on_posterior_samples_or_means(latents, posterio
     index = [np.random.default_rng((cfg.train.seed, int(p) // len(train))).permutation(len(train))[int(p) % len(train)]
              for p in positions]  # fmt: skip
     means = torch.stack([train[int(i)] for i in index])
-    task.micro_loss(Capture(), means, positions, step=5, global_batch=4)
+    # What the trainer's loader hands over: [mean, sigma] per sample when training on posterior samples.
+    batch = ShardedDataset(latents["latents"], split="train", posterior=posterior == "sample")
+    task.micro_loss(Capture(), torch.stack([batch[int(i)] for i in index]), positions, step=5, global_batch=4)
     task.micro_loss(Capture(), means, positions, step=-1, global_batch=4)  # validation
     torch.testing.assert_close(seen[1], means)  # validation scores the means
     if posterior == "mean":

@@ -78,7 +78,7 @@ def ring_slots(num_workers: int, prefetch_factor: int, hold: int) -> int:
 class BatchLoader:
     """Iterable of batches [n, C, H, W] (float32 views of a shared ring) from a batch-reading dataset.
 
-    ``dataset`` needs ``read_batch(indices, out)``, ``num_channels`` and ``grid``
+    ``dataset`` needs ``read_batch(indices, out)``, ``sample_channels`` (channels of one item) and ``grid``
     (:class:`~hpc_seaice.data.dataset.ShardedDataset`); ``sampler`` yields sample indices. With
     ``num_workers=0`` batches are read in the calling process into the same ring.
     """
@@ -99,7 +99,7 @@ class BatchLoader:
         if num_workers < 0 or prefetch_factor < 1 or hold < 1:
             raise ValueError("num_workers must be >= 0, prefetch_factor and hold >= 1")
         slots = ring_slots(num_workers, prefetch_factor, hold)
-        self.ring = torch.empty((slots, batch_size, dataset.num_channels, *dataset.grid), dtype=torch.float32)
+        self.ring = torch.empty((slots, batch_size, dataset.sample_channels, *dataset.grid), dtype=torch.float32)
         if num_workers:
             self.ring.share_memory_()
         self.pinned = False

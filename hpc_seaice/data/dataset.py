@@ -50,10 +50,21 @@ class ShardedDataset(Dataset):
     to receive them without the default collate's extra copy. :class:`~hpc_seaice.data.batch_loader.BatchLoader`
     goes further: workers fill batches in a shared ring and hand over only its slot numbers.
     ``in_memory=True`` reads the split once into shared memory (see :meth:`load_into_memory`).
+
+    ``posterior=True`` (latent data sets, normalised): each sample is [2C, h, w], the standardised
+    posterior mean followed by the posterior standard deviation over the latent std,
+    exp(logvar / 2) / std, read from the ``logvar`` stored beside the mean. The latent trainer
+    draws z = mu + sigma * eps from it; reading sigma here puts it in the same batch buffers and
+    DataLoader workers as the means, not in a second read per step in the training process.
     """
 
     def __init__(
-        self, path: str | os.PathLike, split: str | None = "train", normalize: bool = True, in_memory: bool = False
+        self,
+        path: str | os.PathLike,
+        split: str | None = "train",
+        normalize: bool = True,
+        in_memory: bool = False,
+        posterior: bool = False,
     ) -> None:
         self.path = Path(path)
         self.root = manifest_path(self.path).parent
@@ -101,7 +112,11 @@ class ShardedDataset(Dataset):
                 f"{manifest_path(self.path)}: {what} has no samples; data cover "
                 f"{self.manifest.time_start}..{self.manifest.time_end}"
             )
+        if posterior and (self.manifest.kind != "latent" or not normalize):
+            raise ValueError(f"{self.root}: posterior samples need a latent data set, normalised")
+        self.posterior = posterior
         self.num_channels: int = self.manifest.num_channels
+        self.sample_channels: int = self.num_channels * (2 if posterior else 1)  # channels of one item
         self.grid: tuple[int, int] = (int(grid[0]), int(grid[1]))
         self.mask: torch.Tensor = torch.from_numpy(self.static.mask.astype(np.float32))
         self._ocean = self.static.mask > 0.5
@@ -113,7 +128,7 @@ class ShardedDataset(Dataset):
     # -- per-process state (never pickled, rebuilt after fork or spawn) -----------------------
     def _init_process_state(self) -> None:
         self._pid = os.getpid()
-        self._handles: OrderedDict[int, OpenShard] = OrderedDict()
+        self._handles: OrderedDict[tuple[str, int], OpenShard] = OrderedDict()
         self._scale: np.ndarray | None = None
         self._offset: np.ndarray | None = None
 
@@ -140,19 +155,29 @@ class ShardedDataset(Dataset):
         except Exception:
             pass
 
-    def _shard_handle(self, k: int) -> OpenShard:
+    def _shard_handle(self, k: int, name: str = "fields") -> OpenShard:
         if self._pid != os.getpid():  # forked: inherited handles belong to the parent
             self._init_process_state()
-        shard = self._handles.get(k)
+        key = (name, k)
+        shard = self._handles.get(key)
         if shard is None:
-            shard = OpenShard(self._shard_files[k])
-            self._handles[k] = shard
+            shard = OpenShard(self._shard_files[k], name)
+            self._handles[key] = shard
             if len(self._handles) > MAX_OPEN_SHARDS:
                 _, old = self._handles.popitem(last=False)
                 old.close()
         else:
-            self._handles.move_to_end(k)
+            self._handles.move_to_end(key)
         return shard
+
+    def _read_by_shard(self, items: Sequence[int], out: np.ndarray, name: str = "fields") -> None:
+        """Raw samples ``items`` of data set ``name`` into ``out``: shard by shard, neighbours in one call."""
+        by_shard: dict[int, list[int]] = {}
+        for k, i in enumerate(items):
+            by_shard.setdefault(int(self._shard[i]), []).append(k)
+        for shard, ks in by_shard.items():
+            local = [int(self._local[items[k]]) for k in ks]
+            self._shard_handle(shard, name).read_many(local, [out[k] for k in ks])
 
     def _read(self, i: int, out: np.ndarray) -> np.ndarray:
         if not -len(self) <= i < len(self):
@@ -160,6 +185,10 @@ class ShardedDataset(Dataset):
         k, j = int(self._shard[i]), int(self._local[i])
         self._shard_handle(k).read(j, out)
         return out
+
+    def _log_std(self) -> np.ndarray:
+        assert self.static.std is not None
+        return np.log(self.static.std).astype(np.float32)[:, None, None]
 
     def _normalizers(self) -> tuple[np.ndarray, np.ndarray]:
         if self._scale is None or self._offset is None:
@@ -173,6 +202,8 @@ class ShardedDataset(Dataset):
     def _nan_error(self, i: int, x: np.ndarray) -> UserError:
         k, j = int(self._shard[i]), int(self._local[i])
         where = f"{self._shard_files[k]}: sample {j} at {to_iso(self.times[i])}"
+        if self.posterior and not np.isfinite(self.logvar(i)).all():
+            return UserError(f"{where}: NaN or infinite values in the posterior log-variance (logvar)")
         for c, name in enumerate(self.manifest.variables):
             if not np.isfinite(x[c][self._ocean]).all():
                 return UserError(f"{where}: NaN or infinite values in ocean cells of {name}")
@@ -184,15 +215,21 @@ class ShardedDataset(Dataset):
 
     def raw(self, i: int) -> np.ndarray:
         """Physical values [C, H, W] float32 of sample ``i`` (no normalisation; land 0)."""
-        return self._read(i, np.empty((self.num_channels, *self.grid), np.float32))
+        return self._read(i, np.empty((self.num_channels, *self.grid), np.float32))  # the means only
 
     def _finish(self, items: list[int], x: np.ndarray) -> None:
-        """Normalise samples ``x`` [n, C, H, W] (indices ``items``) in place; reject non-finite data."""
+        """Normalise samples ``x`` [n, C or 2C, H, W] (indices ``items``) in place; reject non-finite data."""
         if self.normalize:
             scale, offset = self._normalizers()
+            means = x[:, : self.num_channels]
             # (x - mean) / std * mask as x * (mask / std) - mask * mean / std; land stays exactly 0.
-            np.multiply(x, scale, out=x)
-            np.subtract(x, offset, out=x)
+            np.multiply(means, scale, out=means)
+            np.subtract(means, offset, out=means)
+        if self.posterior:  # logvar -> exp(logvar / 2) / std = exp(logvar / 2 - log std)
+            sigma = x[:, self.num_channels :]
+            np.multiply(sigma, 0.5, out=sigma)
+            np.subtract(sigma, self._log_std(), out=sigma)
+            np.exp(sigma, out=sigma)
         # One dot product catches NaN/inf anywhere (NaN * 0 is still NaN), so garbage never
         # trains; it is the cheapest full reduction numpy offers (BLAS).
         flat = x.reshape(-1)
@@ -203,7 +240,7 @@ class ShardedDataset(Dataset):
                     raise self._nan_error(i, self.raw(i))
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        x = np.empty((1, self.num_channels, *self.grid), np.float32)
+        x = np.empty((1, self.sample_channels, *self.grid), np.float32)
         return torch.from_numpy(self.read_batch([i], x)[0])
 
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
@@ -214,12 +251,12 @@ class ShardedDataset(Dataset):
         stacks the views into a new batch (correct, one more copy); ``collate_fn=collate``
         hands over the buffer itself.
         """
-        out = _new_batch((len(indices), self.num_channels, *self.grid))
+        out = _new_batch((len(indices), self.sample_channels, *self.grid))
         self.read_batch(indices, out.numpy())
         return list(out.unbind(0))
 
     def read_batch(self, indices: Sequence[int], out: np.ndarray) -> np.ndarray:
-        """Samples ``indices`` into ``out`` [n, C, H, W] float32: read, normalised, checked; returns ``out``.
+        """Samples ``indices`` into ``out`` [n, C (2C with posterior), H, W] float32: read, normalised, checked.
 
         Per group of samples that fits in cache: the group's samples are read shard by shard
         with as few calls as the file layout allows (neighbours in one ``preadv``), then
@@ -236,12 +273,9 @@ class ShardedDataset(Dataset):
         group = max(1, CACHE_BYTES // max(1, out[0].nbytes))
         for lo in range(0, len(items), group):
             hi = min(len(items), lo + group)
-            by_shard: dict[int, list[int]] = {}
-            for k in range(lo, hi):
-                by_shard.setdefault(int(self._shard[items[k]]), []).append(k)
-            for shard, ks in by_shard.items():
-                local = [int(self._local[items[k]]) for k in ks]
-                self._shard_handle(shard).read_many(local, [out[k] for k in ks])
+            self._read_by_shard(items[lo:hi], out[lo:hi, : self.num_channels])
+            if self.posterior:
+                self._read_by_shard(items[lo:hi], out[lo:hi, self.num_channels :], "logvar")
             self._finish(items[lo:hi], out[lo:hi])
         return out
 
@@ -253,7 +287,7 @@ class ShardedDataset(Dataset):
         workers (forked or spawned) use it without copies; call it before starting them.
         """
         if self._memory is None:
-            memory = torch.empty((len(self), self.num_channels, *self.grid), dtype=torch.float32).share_memory_()
+            memory = torch.empty((len(self), self.sample_channels, *self.grid), dtype=torch.float32).share_memory_()
             for block in iter_blocks(len(self), memory[0].numel() * 4):  # about 64 MB per call
                 self.read_batch(range(block.start, block.stop), memory.numpy()[block])
             self._memory = memory
@@ -261,11 +295,23 @@ class ShardedDataset(Dataset):
 
     def logvar(self, i: int) -> np.ndarray:
         """Latent data sets: the posterior log-variance [C, H, W] stored beside the mean."""
+        return self.read_logvars([i])[0]
+
+    def read_logvars(self, indices: Sequence[int]) -> np.ndarray:
+        """Latent data sets: the posterior log-variances [n, C, H, W] of samples ``indices``.
+
+        Read like a batch of means (one descriptor per shard kept open, neighbours in one
+        ``preadv``), not one HDF5 open per sample: the latent trainer reads them every step.
+        """
         if self.manifest.kind != "latent":
             raise ValueError("logvar exists only in latent data sets")
-        k, j = int(self._shard[i]), int(self._local[i])
-        with open_h5(self._shard_files[k]) as f:
-            return f["logvar"][j]
+        items = [int(i) for i in indices]
+        for i in items:
+            if not -len(self) <= i < len(self):
+                raise IndexError(f"index {i} out of range for {len(self)} samples")
+        out = np.empty((len(items), self.num_channels, *self.grid), np.float32)
+        self._read_by_shard(items, out, "logvar")
+        return out
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised [..., C, H, W] -> physical values, land 0."""

@@ -25,7 +25,7 @@ MAX_IOV = 1024
 
 
 class OpenShard:
-    """One shard opened for reading in one process.
+    """One array of one shard (``fields``, or a latent shard's ``logvar``) opened for reading in one process.
 
     A sample is one uncompressed chunk, i.e. a contiguous run of little-endian float32 bytes in
     the file. Their offsets are looked up once in the HDF5 chunk index, the HDF5 file is closed
@@ -35,11 +35,12 @@ class OpenShard:
     filters, another dtype or other chunking keep an h5py handle and use ``read_direct``.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, name: str = "fields") -> None:
         self.path = path
+        self.name = name
         self.fd: int | None = None
         self.file: h5py.File | None = open_h5(path)
-        self.fields = self.file["fields"]
+        self.data = self.file[name]
         self.offsets = self._chunk_offsets()
         if self.offsets is not None:
             self.fd = os.open(path, os.O_RDONLY)
@@ -47,7 +48,7 @@ class OpenShard:
             self.file = None
 
     def _chunk_offsets(self) -> np.ndarray | None:
-        d = self.fields
+        d = self.data
         n = d.shape[0]
         nbytes = int(np.prod(d.shape[1:])) * 4
         plain = (
@@ -78,13 +79,14 @@ class OpenShard:
             return
         try:
             if self.file is not None:
-                self.fields.read_direct(out, source_sel=np.s_[j])
+                self.data.read_direct(out, source_sel=np.s_[j])
             else:
                 with open_h5(self.path) as f:
-                    f["fields"].read_direct(out, source_sel=np.s_[j])
+                    f[self.name].read_direct(out, source_sel=np.s_[j])
         except (OSError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"{self.path}: cannot read sample {j}, truncated or corrupt ({reason})") from None
+            what = f"{self.path}: cannot read {self.name} of sample {j}, truncated or corrupt ({reason})"
+            raise UserError(what) from None
 
     def close(self) -> None:
         if self.fd is not None:
@@ -117,5 +119,6 @@ class OpenShard:
                 if os.preadv(self.fd, views, int(self.offsets[first])) != nbytes * len(views):
                     raise OSError("short read: file ends inside the sample")
             except OSError as exc:
-                raise UserError(f"{self.path}: cannot read sample {first}, truncated or corrupt ({exc})") from None
+                what = f"{self.path}: cannot read {self.name} of sample {first}, truncated or corrupt ({exc})"
+                raise UserError(what) from None
             start = end

@@ -6,36 +6,21 @@
 - The VAE's posterior is q(z | x) = N(mu, sigma^2); ``encode`` stores mu as the latent and
   log sigma^2 beside it. Training on means learns the distribution of mu; training on posterior
   samples z = mu + sigma * eps learns the distribution the decoder was trained to decode (as in
-  Rombach et al. 2022). ``diffusion.latent_posterior`` chooses; the noise eps is seeded from the
+  Rombach et al. 2022). ``diffusion.latent_posterior`` chooses; sigma arrives with the batch
+  (the data set reads it beside the mean, in the loader's workers); the noise eps is seeded from the
   sample's global stream position like every other training noise, so 1 and N ranks and a
   resumed run see the same z.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
-from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset
+from hpc_seaice.config import ExperimentConfig
 
 
-class PosteriorNoise:
-    """sigma * eps for the training samples at given global stream positions (standardised units).
+def trains_on_posterior(cfg: ExperimentConfig, kind: str) -> bool:
+    """Whether a run trains on posterior samples z = mu + sigma * eps of a ``kind`` data set.
 
-    The trainer's data order maps a stream position to a sample index (``GlobalBatchSampler``);
-    this maps the same positions to the same samples and reads their stored log-variance.
+    Then its training batches are read with ``ShardedDataset(posterior=True)``: [2C, h, w] per
+    sample, the standardised mean and sigma / latent std, both from the same batch buffers.
     """
-
-    def __init__(self, data_path: str, split: str, global_batch: int, seed: int) -> None:
-        self.dataset = ShardedDataset(data_path, split=split)
-        if self.dataset.manifest.kind != "latent":
-            raise ValueError("posterior samples exist only for latent data sets")
-        self.order = GlobalBatchSampler(len(self.dataset), global_batch=global_batch, rank=0, world_size=1, seed=seed)
-        std = np.asarray(self.dataset.static.std, dtype=np.float32)
-        self.inv_std = torch.as_tensor(1.0 / std).view(-1, 1, 1)
-
-    def sigma(self, positions: torch.Tensor) -> torch.Tensor:
-        """Posterior standard deviations [B, C, h, w] of the samples at ``positions``, / latent std."""
-        index = self.order.indices(positions.cpu().numpy())
-        logvar = torch.as_tensor(np.stack([self.dataset.logvar(int(i)) for i in index]), dtype=torch.float32)
-        return torch.exp(0.5 * logvar) * self.inv_std
+    return cfg.stage == "diffusion" and kind == "latent" and cfg.diffusion.latent_posterior == "sample"

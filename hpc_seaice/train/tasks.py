@@ -23,7 +23,7 @@ from hpc_seaice.diffusion.noise import mix_seed, per_sample_normal
 from hpc_seaice.diffusion.schedule import build_schedule, stratified_uniform
 from hpc_seaice.models.build import build_stage_model
 from hpc_seaice.train.frozen_encoder import freeze_encoder
-from hpc_seaice.train.latent import PosteriorNoise
+from hpc_seaice.train.latent import trains_on_posterior
 
 # Salts keep the streams of different uses of randomness apart.
 SALT_TRAIN_NOISE = 1
@@ -124,9 +124,8 @@ class DiffusionTask(Task):
         self.schedule = build_schedule(cfg.diffusion)
         self.loss_module = self.make_loss_module(self.net)
         self.sample_shape = (len(manifest.variables), *manifest.grid)
-        self.posterior = None  # latent runs on posterior samples: sigma of each training sample
-        if manifest.kind == "latent" and cfg.diffusion.latent_posterior == "sample":
-            self.posterior = PosteriorNoise(cfg.data.path, cfg.data.train_split, cfg.train.batch_size, cfg.train.seed)
+        # Latent runs on posterior samples: training batches are [mean, sigma] (2C channels).
+        self.posterior = trains_on_posterior(cfg, manifest.kind)
 
     def make_loss_module(self, net):
         return DiffusionLoss(net, self.schedule)
@@ -136,9 +135,13 @@ class DiffusionTask(Task):
         u = stratified_uniform(mix_seed(seed, SALT_TRAIN_GAMMA, step), positions % global_batch, global_batch)
         gamma = self.schedule.gamma(u).to(self.device, torch.float32)
         eps = per_sample_normal(positions, self.sample_shape, seed, SALT_TRAIN_NOISE, self.device)
-        if self.posterior is not None and step >= 0:  # validation scores the means
+        if self.posterior and step >= 0:  # validation batches hold the means only and score them
+            channels = self.sample_shape[0]
+            if x.shape[1] != 2 * channels:
+                raise ValueError(f"posterior training needs [mean, sigma] batches of {2 * channels} channels")
+            x, sigma = x[:, :channels], x[:, channels:]
             z_eps = per_sample_normal(positions, self.sample_shape, seed, SALT_POSTERIOR, self.device)
-            x = x + self.posterior.sigma(positions).to(x.device, x.dtype) * z_eps
+            x = x + sigma * z_eps
         loss, per_sample = module(x, self.mask, gamma, eps)
         return loss, {"gamma": gamma.detach().float(), "weighted": per_sample.detach().float()}
 

@@ -24,6 +24,7 @@ from hpc_seaice.command import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_OK, PeerLo
 from hpc_seaice.config import ExperimentConfig, dump_config, load_config, with_absolute_paths
 from hpc_seaice.data.batch_loader import BatchLoader
 from hpc_seaice.data.dataset import ShardedDataset
+from hpc_seaice.data.manifest import read_manifest
 from hpc_seaice.data.sampler import GlobalBatchSampler, partition
 from hpc_seaice.diffusion.ema import EMA
 from hpc_seaice.diffusion.noise import mix_seed
@@ -34,6 +35,7 @@ from hpc_seaice.runtime.startup import prepare_run, restore, resume_keys
 from hpc_seaice.runtime.stopping import StopRequest, ignore_stop_signals
 from hpc_seaice.train.engines import build_engine, lr_at
 from hpc_seaice.train.failures import describe_collective_failure, record_job
+from hpc_seaice.train.latent import trains_on_posterior
 from hpc_seaice.train.monitor import build_monitor, peak_memory_mb
 from hpc_seaice.train.tasks import build_task
 from hpc_seaice.train.validation import validation_images
@@ -69,7 +71,8 @@ def batch_geometry(cfg: ExperimentConfig, world: int) -> int:
 
 
 def _open_datasets(cfg: ExperimentConfig) -> tuple[Any, Any]:
-    train = ShardedDataset(cfg.data.path, split=cfg.data.train_split, in_memory=cfg.data.in_memory)
+    posterior = trains_on_posterior(cfg, read_manifest(cfg.data.path).kind)  # batches of [mean, sigma]
+    train = ShardedDataset(cfg.data.path, split=cfg.data.train_split, in_memory=cfg.data.in_memory, posterior=posterior)
     try:
         val = ShardedDataset(cfg.data.path, split=cfg.data.val_split) if cfg.train.val_every > 0 else None
     except UserError:
