@@ -415,6 +415,18 @@ def test_sample_from_a_damaged_checkpoint_names_the_earlier_one(run, capsys, tmp
     assert main([*argv, "--checkpoint", STEP3]) == 0 and (tmp_path / "s.nc").is_file()
 
 
+def test_sampling_hashes_only_the_weights_not_the_optimizer_state(run, capsys, tmp_path):
+    """Inference reads model.pt and trainer_state.pt; the optimizer state (twice the weights) is not read."""
+    run_dir, _ = run
+    _corrupt(run_dir / "checkpoints" / STEP6 / "optimizer.pt", "truncated")
+    argv = ["sample", "--run", str(run_dir), "--num", "1", "--steps", "2", "--out", str(tmp_path / "s.nc")]
+    assert main(argv) == 0 and (tmp_path / "s.nc").is_file()
+    _corrupt(run_dir / "checkpoints" / STEP6 / "trainer_state.pt", "truncated")
+    capsys.readouterr()
+    code = main([*argv, "--overwrite"])
+    _one_line(code, capsys.readouterr().err.strip().splitlines(), "trainer_state.pt: changed or damaged")
+
+
 @pytest.mark.parametrize(
     ("setup", "needle", "usable"),
     [

@@ -18,7 +18,14 @@ from hpc_seaice.data.manifest import manifest_path, read_manifest
 from hpc_seaice.data.static import read_static
 from hpc_seaice.errors import UserError
 from hpc_seaice.models.build import build_stage_model
-from hpc_seaice.runtime.checkpoint import CHECKPOINTS, LATEST, find_checkpoint, load_module_state, load_states
+from hpc_seaice.runtime.checkpoint import (
+    CHECKPOINTS,
+    LATEST,
+    STATE_FILES,
+    find_checkpoint,
+    load_module_state,
+    load_states,
+)
 from hpc_seaice.runtime.identity import check_identity
 from hpc_seaice.runtime.integrity import verify_files
 from hpc_seaice.runtime.startup import earlier_usable
@@ -62,7 +69,7 @@ def load_inference_model(
     folder = None  # ``latest`` missing or naming a broken folder: the hint names a checkpoint that works
     try:
         folder = find_checkpoint(run_dir, step)
-        verify_files(folder)
+        verify_files(folder, only=STATE_FILES)  # what inference reads; not the optimizer state
         model_state, trainer_state = load_states(folder, device)
     except UserError as exc:
         if folder is None and str(step) != "latest":

@@ -279,10 +279,13 @@ def universal_checkpoint(folder: Path, device: torch.device) -> Path:
     return out
 
 
+STATE_FILES = ("model.pt", "trainer_state.pt")  # what load_states reads
+
+
 def load_states(folder: Path, device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
     """(model_state, trainer_state) of a checkpoint folder, loaded without pickle; any damage is one line."""
     states = []
-    for name, where in (("model.pt", device), ("trainer_state.pt", "cpu")):
+    for name, where in zip(STATE_FILES, (device, "cpu")):
         path = folder / name
         if not path.is_file():
             raise UserError(f"{folder}: incomplete checkpoint ({name} missing)")

@@ -10,6 +10,7 @@ checkpoint later (DeepSpeed's universal form, pins of latent data sets) is not p
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +45,17 @@ def read_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def verify_files(folder: Path) -> dict[str, Any]:
+def verify_files(folder: Path, only: Collection[str] | None = None) -> dict[str, Any]:
     """Check every file ``meta.json`` lists against its sha256; return the metadata.
 
+    ``only``: check just these files (inference reads the weights, not the optimizer state,
+    which is twice their size), and skip the check for files the table does not list.
     Checkpoints written before hashes were recorded have no ``files`` table and pass unchecked.
     """
     meta = read_meta(folder)
     for name, digest in meta.get("files", {}).items():
+        if only is not None and name not in only:
+            continue
         path = folder / name
         if ".." in Path(name).parts or Path(name).is_absolute():
             raise UserError(f"{folder / META_NAME}: lists {name!r}, outside the checkpoint")
@@ -58,7 +63,8 @@ def verify_files(folder: Path) -> dict[str, Any]:
             raise UserError(f"{path}: missing from the checkpoint")
         if sha256_file(path) != digest:
             raise UserError(f"{path}: changed or damaged since it was written (sha256 mismatch)")
-    if "files" in meta:  # torch and DeepSpeed find their files by name: an added one would load unchecked
+    # torch and DeepSpeed find their files by name: an added one would load unchecked
+    if "files" in meta and only is None:
         for path in sorted(folder.rglob("*.pt")):
             relative = path.relative_to(folder)
             if relative.parts[0] not in NOT_HASHED and relative.as_posix() not in meta["files"]:
