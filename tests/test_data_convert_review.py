@@ -74,6 +74,31 @@ def test_a_time_step_without_any_finite_thickness_names_its_file_and_time(tmp_pa
         convert([str(p) for p in paths], tmp_path / "out", splits=splits, progress=False)
 
 
+def test_cells_nan_in_only_some_time_steps_are_reported_not_dropped_silently(tmp_path, capsys):
+    parts, _ = _parts()
+    for part in parts:  # physical values: thickness 1 m, concentration 0.5, damage 0.1, at rest
+        for name, value in zip(NAMES, (1.0, 0.5, 0.1, 0.0, 0.0)):
+            part[name][...] = value
+        part["sit"][:, 0, 0] = np.nan  # land: NaN at every step, no warning for it
+    parts[1]["sit"][2, 1:3, 2] = np.nan  # a gap: two ocean cells missing at one step (2010-01-07)
+    parts[2]["sit"][0, 4, 3] = np.nan  # and one more, later
+    paths = [tmp_path / f"part{i}.nc" for i in range(3)]
+    for part, path in zip(parts, paths):
+        part.to_netcdf(path, engine="h5netcdf")
+    splits = {"train": ["2010-01-01", "2010-01-06"], "validation": ["2010-01-07", "2010-01-09"]}
+    splits["test"] = ["2010-01-10", "2010-01-12"]
+    convert([str(p) for p in paths], tmp_path / "out", splits=splits, progress=False)
+    lines = capsys.readouterr().err.splitlines()
+    err = [line for line in lines if "some time steps" in line]
+    assert len(err) == 1, err
+    assert "3 cells (against 16 ocean cells) have 'sit' finite in some time steps and NaN in others" in err[0]
+    assert f"NaN at 2010-01-07T00:00:00 in {paths[1]}" in err[0]
+    constant = [line for line in lines if "is constant on the train split" in line]  # all five are here
+    assert len(constant) == 5 and all(line.startswith(f"{tmp_path / 'out' / 'static.h5'}: ") for line in constant)
+    with h5py.File(tmp_path / "out" / "static.h5") as f:
+        assert int(f["mask"][...].sum()) == 16
+
+
 SIGTERM_DURING_WRITE = """
 import os, signal, sys
 from hpc_seaice.data import convert as c

@@ -64,6 +64,21 @@ def parse_crop(crop: str | None, shape: tuple[int, int]) -> tuple[slice, slice]:
     return slice(*bounds[0]), slice(*bounds[1])
 
 
+def _warn_intermittent(inputs: Inputs, name: str, cells: np.ndarray, first_nan: np.ndarray, ocean: int) -> None:
+    """Say how many cells are NaN in some time steps but not all (a gap in the data, not a coast):
+    they become land in every step, as the mask is fixed; the first such step and its file are named."""
+    if not cells.any():
+        return
+    i = int(first_nan[cells].min())
+    print(
+        f"hpc-seaice data convert: warning: {int(cells.sum())} cells (against {ocean} ocean cells) have "
+        f"{name!r} finite in some time steps and NaN in others, e.g. NaN at {to_iso(inputs.times[i])} in "
+        f"{inputs.path_at(i)}; they are land in the converted set (the land mask is fixed over time)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def parse_splits(text: str | None) -> dict[str, list[str]]:
     """``"train=2009-01-01..2016-12-31,validation=...,test=..."`` -> split dict."""
     if not text:
@@ -137,7 +152,8 @@ def _convert_inputs(
     disable = None if progress is None else not progress
 
     # Pass 1: the mask, from sit alone.
-    ocean = np.ones(grid, bool)
+    ocean, ever = np.ones(grid, bool), np.zeros(grid, bool)
+    first_nan = np.full(grid, len(times))  # per cell, the first time step where it is NaN
     bar = tqdm(total=len(times), desc="mask", unit="sample", disable=disable)
     for tsl in iter_blocks(len(times), grid[0] * grid[1] * 4):
         finite = np.isfinite(inputs.read(names[:1], tsl, ysl, xsl)[:, 0])
@@ -145,11 +161,15 @@ def _convert_inputs(
         if empty.any():
             i = tsl.start + int(np.argmax(empty))
             raise UserError(f"{inputs.path_at(i)}: {names[0]!r} is NaN everywhere at {to_iso(times[i])}; no ocean cell")
-        ocean &= finite.all(axis=0)
+        all_finite = finite.all(axis=0)
+        first_nan = np.where(ocean & ~all_finite, tsl.start + np.argmax(~finite, axis=0), first_nan)
+        ocean &= all_finite
+        ever |= finite.any(axis=0)
         bar.update(tsl.stop - tsl.start)
     bar.close()
     if not ocean.any():
         raise UserError(f"{first}: no cell where {names[0]!r} is finite at all {len(times)} time steps; no ocean cell")
+    _warn_intermittent(inputs, names[0], ever & ~ocean, first_nan, int(ocean.sum()))
 
     default_lat, default_lon = polar_lat_lon(*grid)
     _, y_dim, x_dim = inputs.dims
@@ -163,7 +183,7 @@ def _convert_inputs(
         out = staging_dir(target)  # the old data set stays until the new one is complete and checked
         try:
             static = (ocean, lat, lon)
-            manifest = _write(inputs, out, names, crop, splits, static, (ysl, xsl), shard_size, disable)
+            manifest = _write(inputs, out, names, crop, splits, static, (ysl, xsl), shard_size, disable, target)
             swap_in(out, target)
         except BaseException:
             shutil.rmtree(out, ignore_errors=True)
@@ -181,8 +201,10 @@ def _write(
     window: tuple[slice, slice],
     shard_size: int,
     disable: bool | None,
+    target: Path,
 ) -> Manifest:
-    """Pass 2: write the shards, statistics, static file (mask, lat, lon) and manifest into ``out``."""
+    """Pass 2: write the shards, statistics, static file (mask, lat, lon) and manifest into ``out``
+    (the staging folder that becomes ``target``, the name that messages give)."""
     from tqdm import tqdm
 
     ocean, lat, lon = static
@@ -209,7 +231,7 @@ def _write(
                 stats.update(block[sel], ocean)
             bar.update(block.shape[0])
         bar.close()
-    std = safe_std(stats.std, list(VARIABLES), str(out / "static.h5"))
+    std = safe_std(stats.std, list(VARIABLES), str(target / "static.h5"))
     write_static(out, ocean, lat, lon, stats.mean, std, summary=stats.summary(), attrs={"stats_split": "train"})
     source = {
         "converter": "hpc_seaice.data.convert",
