@@ -79,3 +79,19 @@ def test_inputs_that_do_not_fit_together_name_the_file(tmp_path):
     later.to_netcdf(percent, engine="h5netcdf")
     with pytest.raises(UserError, match=r"percent\.nc: concentration units"):
         open_inputs([str(paths[0]), str(percent)], NAMES)
+
+
+def test_inputs_on_different_grids_of_one_size_are_refused(tmp_path):
+    paths, _, _ = _write(tmp_path)
+    lat = np.linspace(70.0, 80.0, 30).reshape(6, 5)
+    for k, path in enumerate(paths):  # the same lat/lon in every file, once as float64, once as float32
+        with xr.open_dataset(path, engine="h5netcdf") as src:
+            ds = src.load()
+        coords = {"lat": (("y", "x"), lat.astype(np.float32 if k else np.float64)), "lon": (("y", "x"), -lat)}
+        ds.assign_coords(coords).to_netcdf(path, engine="h5netcdf")
+    open_inputs([str(p) for p in paths], NAMES).close()  # one grid: accepted
+    with xr.open_dataset(paths[2], engine="h5netcdf") as src:
+        ds = src.load()
+    ds.assign_coords(lat=ds.lat + 0.5).to_netcdf(paths[2], engine="h5netcdf")  # another grid, same size
+    with pytest.raises(UserError, match=r"part0\.nc: lat/lon differ from those of .*part2\.nc"):
+        open_inputs([str(p) for p in paths], NAMES)

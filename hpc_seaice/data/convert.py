@@ -29,7 +29,7 @@ import numpy as np
 from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.convert_inputs import Inputs, open_inputs
 from hpc_seaice.data.grid import polar_lat_lon
-from hpc_seaice.data.layout import coordinate
+from hpc_seaice.data.layout import LAT_NAMES, LON_NAMES, coordinate
 from hpc_seaice.data.manifest import DEFAULT_SPLITS, Layout, Manifest, in_split, split_bounds, to_iso, write_manifest
 from hpc_seaice.data.replace import staging_dir, swap_in, terminate_as_exit
 from hpc_seaice.data.shards import ShardWriter, check_target
@@ -39,8 +39,6 @@ from hpc_seaice.data.variables import VARIABLES
 from hpc_seaice.data.verify import iter_blocks
 from hpc_seaice.errors import UserError
 
-LAT_NAMES = ("lat", "latitude", "nav_lat", "nav_lat_grid_T")
-LON_NAMES = ("lon", "longitude", "nav_lon", "nav_lon_grid_T")
 # Values this far outside a physical bound are rounding (clipped); further out they are an error.
 BOUND_TOLERANCE = 1e-4
 

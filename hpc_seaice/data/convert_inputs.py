@@ -11,6 +11,7 @@ steps reads only the files it spans and memory stays bounded whatever the archiv
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from hpc_seaice.data.layout import decode_times, map_dims
+from hpc_seaice.data.layout import LAT_NAMES, LON_NAMES, coordinate, decode_times, map_dims
 from hpc_seaice.data.variables import VARIABLES
 from hpc_seaice.errors import UserError
 
@@ -39,6 +40,7 @@ class InputFile:
     times: np.ndarray  # datetime64[s]
     grid: tuple[int, int]
     sic_in_percent: bool
+    lat_lon: str | None = None  # digest of the file's lat/lon (as float32); None when it has none
 
 
 @dataclass
@@ -158,7 +160,19 @@ def check_file(path: str, names: Sequence[str]) -> InputFile:
             raise UserError(f"{path}: time {dims[0]!r} is not strictly increasing")
         grid = (int(ds.sizes[dims[1]]), int(ds.sizes[dims[2]]))
         sic_units = str(ds[names[VARIABLES.index("sic")]].attrs.get("units", "")).strip()
-    return InputFile(path, engine, dims, times, grid, sic_units in PERCENT_UNITS)
+        lat_lon = _lat_lon_digest(path, ds, dims, grid)
+    return InputFile(path, engine, dims, times, grid, sic_units in PERCENT_UNITS, lat_lon)
+
+
+def _lat_lon_digest(path: str, ds: Any, dims: tuple[str, str, str], grid: tuple[int, int]) -> str | None:
+    """A digest of the file's lat and lon on its (y, x) grid, as float32 (the precision files store)."""
+    coords = [coordinate(path, ds, names, dims[1], dims[2], grid) for names in (LAT_NAMES, LON_NAMES)]
+    if all(c is None for c in coords):
+        return None
+    digest = hashlib.sha256()
+    for c in coords:
+        digest.update(b"-" if c is None else np.nan_to_num(c.astype(np.float32), nan=-999.0).tobytes())
+    return digest.hexdigest()
 
 
 def _check_together(files: list[InputFile]) -> None:
@@ -171,6 +185,11 @@ def _check_together(files: list[InputFile]) -> None:
             raise UserError(f"{f.path}: grid {f.grid} differs from {first.grid} of {first.path}")
         if f.engine != first.engine:
             raise UserError(f"{f.path}: {f.engine} input among {first.engine} ones; convert NetCDF and zarr apart")
+        if f.lat_lon is not None and first.lat_lon is not None and f.lat_lon != first.lat_lon:
+            raise UserError(
+                f"{f.path}: lat/lon differ from those of {first.path}, though the grids have one size; "
+                "convert the outputs of different grids apart"
+            )
         if f.sic_in_percent != first.sic_in_percent:
             raise UserError(f"{f.path}: concentration units (percent or fraction) differ from those of {first.path}")
 

@@ -21,6 +21,8 @@ from hpc_seaice.errors import UserError
 TIME_NAMES = ("time", "t", "time_counter", "valid_time", "date")
 Y_NAMES = ("y", "yc", "nj", "j", "rows", "ny", "lat", "latitude", "south_north")
 X_NAMES = ("x", "xc", "ni", "i", "cols", "nx", "lon", "longitude", "west_east")
+LAT_NAMES = ("lat", "latitude", "nav_lat", "nav_lat_grid_T")
+LON_NAMES = ("lon", "longitude", "nav_lon", "nav_lon_grid_T")
 STANDARD_NAMES = {
     "T": ("time",),
     "Y": ("projection_y_coordinate", "grid_latitude", "latitude"),
