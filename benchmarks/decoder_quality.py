@@ -18,8 +18,8 @@ deterministically (encoder mean, clamp(mu)); scores against the true states: RMS
 (ocean cells), the small-scale thickness PSD log-ratio (Hann-windowed isotropic spectrum over
 the central box, mean log10 ratio over the upper half of the wavenumbers; 0 = as much
 small-scale energy as the truth, < 0 = smoother), the marginal-ice-zone area error (mean
-|area - true area| / mean true area) and the plateau shares (ocean cells with sic exactly 0 or
-exactly 1, and sit exactly 0), as absolute differences from the truth.
+|area - true area| / mean true area) and the plateau shares (ocean cells with sit exactly 0,
+sic exactly 0 or 1, damage exactly 1: ``evaluation.plateaus``), as absolute differences from the truth.
 
 Each frozen-encoder decoder is trained once per ``--seeds`` entry; the table gives mean ± std
 over the seeds, and the notes say per score whether the light decoder is within 5 % of the
@@ -50,6 +50,7 @@ from benchmarks.common import (
 from hpc_seaice.data.dataset import ShardedDataset
 from hpc_seaice.data.variables import VARIABLES
 from hpc_seaice.evaluation.metrics import miz_area, rmse
+from hpc_seaice.evaluation.plateaus import plateau_shares
 from hpc_seaice.evaluation.spectra import central_arctic_box, isotropic_psd, log_ratio
 from hpc_seaice.inference.loading import load_inference_model
 
@@ -103,17 +104,10 @@ def small_scale_log_ratio(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray)
     return log_ratio(p, t, np.arange(len(t)) >= len(t) // 2)
 
 
-def plateau_shares(x: np.ndarray, ocean: np.ndarray) -> dict[str, float]:
-    sic, sit = x[:, CH["sic"]][:, ocean], x[:, CH["sit"]][:, ocean]
-    shares = {"sic == 0": sic == 0, "sic == 1": sic == 1, "sit == 0": sit == 0}
-    return {name: float(hit.mean()) for name, hit in shares.items()}
-
-
 def scores(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
-    ocean = mask > 0.5
     err = np.sqrt((rmse(pred, truth, mask) ** 2).mean(axis=0))  # [N, C] -> [C], over all states
     miz_pred, miz_true = miz_area(pred[:, CH["sic"]], mask, 1.0), miz_area(truth[:, CH["sic"]], mask, 1.0)
-    shares, true_shares = plateau_shares(pred, ocean), plateau_shares(truth, ocean)
+    shares, true_shares = plateau_shares(pred, mask), plateau_shares(truth, mask)
     return {
         "rmse": {var: float(err[c]) for c, var in enumerate(VARIABLES)},
         "psd_small_scale_log10_ratio": small_scale_log_ratio(pred, truth, mask),

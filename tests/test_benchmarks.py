@@ -237,8 +237,9 @@ def test_decoder_quality_scores_perfect_and_offset_reconstructions(tiny_dataset)
     thicker[:, 0] += 0.1 * (mask > 0.5)
     s = quality.scores(thicker, truth, mask)
     assert math.isclose(s["rmse"]["sit"], 0.1, rel_tol=1e-9) and s["rmse"]["sic"] == 0
-    assert s["plateau_shares"]["sit == 0"] == 0
-    assert math.isclose(s["plateau_share_error"]["sit == 0"], perfect["plateau_shares"]["sit == 0"])
+    assert s["plateau_shares"]["sit=0"] == 0 and s["plateau_share_error"]["sic=1"] == 0
+    assert math.isclose(s["plateau_share_error"]["sit=0"], perfect["plateau_shares"]["sit=0"])
+    assert set(s["plateau_shares"]) == {"sit=0", "sic=0", "sic=1", "damage=1"}
 
 
 def test_decoder_quality_verdicts_apply_the_5_percent_target_and_the_seed_spread() -> None:
