@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -75,3 +77,43 @@ def test_batch_loader_matches_per_sample_reads_and_keeps_held_batches(tiny_datas
         for back, h in enumerate(reversed(held)):
             torch.testing.assert_close(h, expected[step - back], rtol=0, atol=0)
     loader.close()
+
+
+WORKER_ERROR = """
+import sys
+from hpc_seaice.data.batch_loader import BatchLoader
+from hpc_seaice.errors import UserError
+from hpc_seaice.runtime.stopping import ignore_stop_signals
+
+
+class FailsAt6:  # a batch holding sample 6 raises, as a corrupt sample does in a worker
+    sample_channels, grid = 1, (2, 2)
+
+    def __len__(self):
+        return 100
+
+    def read_batch(self, indices, out):
+        if 6 in indices:
+            raise UserError("sample 6: corrupt")
+        out[...] = 0
+        return out
+
+
+loader = BatchLoader(FailsAt6(), range(100), 2, num_workers=2, worker_init_fn=ignore_stop_signals)
+try:
+    for _ in loader:
+        pass
+except UserError as exc:
+    kept = exc  # as a caller that reports the error keeps it (and with it the loader's iterator)
+    loader.close()
+    print(kept)
+    sys.exit(2)
+"""
+
+
+def test_a_process_whose_loader_worker_failed_exits_after_close():
+    """The trainer's workers ignore SIGTERM. After an error raised in one, the error's traceback keeps
+    the loader's iterator and its workers alive, and at exit Python waited for them forever (a
+    corrupt sample hung the training job): close() must end them."""
+    proc = subprocess.run([sys.executable, "-c", WORKER_ERROR], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout.strip() == "sample 6: corrupt", proc.stderr[-2000:]

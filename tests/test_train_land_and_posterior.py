@@ -3,13 +3,16 @@ ocean fraction of its grid, and latent diffusion trains on posterior samples or 
 
 from __future__ import annotations
 
+import shutil
+
+import h5py
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 import xarray as xr
 import yaml
-from helpers import hpc_seaice, tiny_autoencoder_config, tiny_diffusion_config
+from helpers import hpc_seaice, tiny_autoencoder_config, tiny_diffusion_config, write_config
 from helpers_runs import encoded_by_a_tiny_vae
 
 from hpc_seaice.config import UNetConfig, VAEConfig, config_from_dict
@@ -154,3 +157,21 @@ def test_an_old_layout_run_resumes_from_its_own_config(tiny_dataset, tmp_path):
     assert latest_checkpoint(run).name.endswith("4")
     rewritten = yaml.safe_load((run / "config.yaml").read_text())["unet"]
     assert {k: rewritten[k] for k in OLD_UNET} == OLD_UNET  # written out in full: no guess next time
+
+
+def test_a_nan_log_variance_stops_training_in_one_line_with_loader_workers(latents, tmp_path):
+    """logvar is not checked at start (only the means are): a NaN in it surfaces in a loader worker,
+    and the run must exit 2 naming the shard, not hang at exit waiting for its workers."""
+    data = tmp_path / "latents"
+    shutil.copytree(latents["latents"], data)
+    shard = sorted(data.glob("train-*.h5"))[0]
+    with h5py.File(shard, "r+") as f:
+        f["logvar"][7, 1, 2, 2] = np.nan
+    config = tiny_diffusion_config(data, tmp_path / "run", data={"num_workers": 2})
+    config["unet"]["in_channels"] = 4
+    proc = hpc_seaice("train", str(write_config(tmp_path / "c.yaml", config)), check=False, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"hpc-seaice train: error: {shard}: sample 7 at 2010-05-27T00:00:00: NaN or infinite values in the "
+        "posterior log-variance (logvar)"
+    ]

@@ -132,8 +132,16 @@ class BatchLoader:
             yield self.ring[int(slot), : int(n)]
 
     def close(self) -> None:
-        """Unpin the ring (GPU); workers end with the loader's last reference."""
+        """Unpin the ring (GPU) and end the workers.
+
+        Ended here, not left to the loader's last reference: after an error raised in a worker
+        (a corrupt sample), the error's traceback keeps the DataLoader's iterator alive, and
+        workers that ignore SIGTERM (the trainer's) then block the interpreter's exit forever.
+        """
         if self.pinned:
             torch.cuda.cudart().cudaHostUnregister(self.ring.data_ptr())
             self.pinned = False
+        iterator = getattr(self.loader, "_iterator", None)  # persistent workers: the DataLoader keeps it
+        if iterator is not None:
+            iterator._shutdown_workers()  # what its __del__ does; repeated calls are no-ops
         self.loader = None
