@@ -95,3 +95,16 @@ def test_inputs_on_different_grids_of_one_size_are_refused(tmp_path):
     ds.assign_coords(lat=ds.lat + 0.5).to_netcdf(paths[2], engine="h5netcdf")  # another grid, same size
     with pytest.raises(UserError, match=r"part0\.nc: lat/lon differ from those of .*part2\.nc"):
         open_inputs([str(p) for p in paths], NAMES)
+
+
+def test_later_inputs_are_compared_with_the_first_that_has_lat_lon(tmp_path):
+    """A first file without lat/lon does not let two later ones on different grids through."""
+    paths, _, _ = _write(tmp_path)
+    lat = np.linspace(70.0, 80.0, 30).reshape(6, 5)
+    for k, path in enumerate(paths[1:], start=1):
+        with xr.open_dataset(path, engine="h5netcdf") as src:
+            ds = src.load()
+        coords = {"lat": (("y", "x"), lat + 0.5 * (k == 2)), "lon": (("y", "x"), -lat)}  # part0: another grid
+        ds.assign_coords(coords).to_netcdf(path, engine="h5netcdf")
+    with pytest.raises(UserError, match=r"part0\.nc: lat/lon differ from those of .*part1\.nc"):
+        open_inputs([str(p) for p in paths], NAMES)

@@ -177,6 +177,8 @@ def _lat_lon_digest(path: str, ds: Any, dims: tuple[str, str, str], grid: tuple[
 
 def _check_together(files: list[InputFile]) -> None:
     first = files[0]
+    # lat/lon: against the first file that has them (files without them say nothing about the grid)
+    located = next((f for f in files if f.lat_lon is not None), first)
     for a, b in zip(files, files[1:]):
         if b.times[0] <= a.times[-1]:
             raise UserError(f"{b.path}: time steps overlap those of {a.path}")
@@ -185,9 +187,9 @@ def _check_together(files: list[InputFile]) -> None:
             raise UserError(f"{f.path}: grid {f.grid} differs from {first.grid} of {first.path}")
         if f.engine != first.engine:
             raise UserError(f"{f.path}: {f.engine} input among {first.engine} ones; convert NetCDF and zarr apart")
-        if f.lat_lon is not None and first.lat_lon is not None and f.lat_lon != first.lat_lon:
+        if f.lat_lon is not None and located.lat_lon is not None and f.lat_lon != located.lat_lon:
             raise UserError(
-                f"{f.path}: lat/lon differ from those of {first.path}, though the grids have one size; "
+                f"{f.path}: lat/lon differ from those of {located.path}, though the grids have one size; "
                 "convert the outputs of different grids apart"
             )
         if f.sic_in_percent != first.sic_in_percent:
