@@ -427,6 +427,20 @@ def test_sampling_hashes_only_the_weights_not_the_optimizer_state(run, capsys, t
     _one_line(code, capsys.readouterr().err.strip().splitlines(), "trainer_state.pt: changed or damaged")
 
 
+def test_sampling_refuses_weights_that_the_hash_table_does_not_list(run, capsys, tmp_path):
+    """A checkpoint with a hash table that lacks model.pt: the weights were put there later (or the
+    table edited); inference, which checks only what it reads, must not load them unchecked."""
+    run_dir, _ = run
+    meta_path = run_dir / "checkpoints" / STEP6 / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["files"]["model.pt"]
+    meta_path.write_text(json.dumps(meta))
+    argv = ["sample", "--run", str(run_dir), "--num", "1", "--steps", "2", "--out", str(tmp_path / "s.nc")]
+    capsys.readouterr()
+    code = main(argv)
+    _one_line(code, capsys.readouterr().err.strip().splitlines(), "model.pt: not part of the checkpoint as written")
+
+
 @pytest.mark.parametrize(
     ("setup", "needle", "usable"),
     [

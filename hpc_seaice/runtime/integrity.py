@@ -49,7 +49,7 @@ def verify_files(folder: Path, only: Collection[str] | None = None) -> dict[str,
     """Check every file ``meta.json`` lists against its sha256; return the metadata.
 
     ``only``: check just these files (inference reads the weights, not the optimizer state,
-    which is twice their size), and skip the check for files the table does not list.
+    which is twice their size); one of them on disk but not in the table is refused too.
     Checkpoints written before hashes were recorded have no ``files`` table and pass unchecked.
     """
     meta = read_meta(folder)
@@ -63,10 +63,9 @@ def verify_files(folder: Path, only: Collection[str] | None = None) -> dict[str,
             raise UserError(f"{path}: missing from the checkpoint")
         if sha256_file(path) != digest:
             raise UserError(f"{path}: changed or damaged since it was written (sha256 mismatch)")
-    # torch and DeepSpeed find their files by name: an added one would load unchecked
-    if "files" in meta and only is None:
-        for path in sorted(folder.rglob("*.pt")):
+    if "files" in meta:  # torch and DeepSpeed find their files by name: an added one would load unchecked
+        for path in sorted(folder.rglob("*.pt")) if only is None else [folder / name for name in only]:
             relative = path.relative_to(folder)
-            if relative.parts[0] not in NOT_HASHED and relative.as_posix() not in meta["files"]:
+            if path.is_file() and relative.parts[0] not in NOT_HASHED and relative.as_posix() not in meta["files"]:
                 raise UserError(f"{path}: not part of the checkpoint as written (not listed in {META_NAME}); remove it")
     return meta
