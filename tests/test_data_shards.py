@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import h5py
 import numpy as np
@@ -113,6 +114,14 @@ def test_posterior_items_are_the_mean_and_sigma_over_the_latent_std(tmp_path):
     ds = ShardedDataset(tmp_path / "nan", split=None, posterior=True)
     with pytest.raises(UserError, match=r"shard-00001.h5: sample 2 .*posterior log-variance"):
         ds.read_batch([0, 6], np.empty((2, 10, H, W), np.float32))
+    # A finite log-variance whose sigma is beyond float32 (exp(250)): named as such, quietly (one line).
+    logvar[6, 2, 1, 3] = 500.0
+    _latent_set(tmp_path / "huge", x, logvar, mean, std)
+    ds = ShardedDataset(tmp_path / "huge", split=None, posterior=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warning would be a second line on stderr
+        with pytest.raises(UserError, match=r"shard-00001.h5: sample 2 .*posterior log-variance \(logvar\)"):
+            ds.read_batch([0, 6], np.empty((2, 10, H, W), np.float32))
 
 
 def test_rank_writers_merge_and_latent_logvar(tmp_path):

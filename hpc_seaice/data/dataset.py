@@ -202,8 +202,16 @@ class ShardedDataset(Dataset):
     def _nan_error(self, i: int, x: np.ndarray) -> UserError:
         k, j = int(self._shard[i]), int(self._local[i])
         where = f"{self._shard_files[k]}: sample {j} at {to_iso(self.times[i])}"
-        if self.posterior and not np.isfinite(self.logvar(i)).all():
-            return UserError(f"{where}: NaN or infinite values in the posterior log-variance (logvar)")
+        if self.posterior:
+            logvar = self.logvar(i)
+            if not np.isfinite(logvar).all():
+                return UserError(f"{where}: NaN or infinite values in the posterior log-variance (logvar)")
+            with np.errstate(over="ignore"):
+                if not np.isfinite(np.exp(0.5 * logvar - self._log_std())).all():
+                    return UserError(
+                        f"{where}: posterior log-variance (logvar) up to {logvar.max():g}: "
+                        "sigma = exp(logvar / 2) overflows float32"
+                    )
         for c, name in enumerate(self.manifest.variables):
             if not np.isfinite(x[c][self._ocean]).all():
                 return UserError(f"{where}: NaN or infinite values in ocean cells of {name}")
@@ -229,7 +237,8 @@ class ShardedDataset(Dataset):
             sigma = x[:, self.num_channels :]
             np.multiply(sigma, 0.5, out=sigma)
             np.subtract(sigma, self._log_std(), out=sigma)
-            np.exp(sigma, out=sigma)
+            with np.errstate(over="ignore"):  # an overflow is reported below, in one line
+                np.exp(sigma, out=sigma)
         # One dot product catches NaN/inf anywhere (NaN * 0 is still NaN), so garbage never
         # trains; it is the cheapest full reduction numpy offers (BLAS).
         flat = x.reshape(-1)
