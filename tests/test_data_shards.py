@@ -87,7 +87,7 @@ def test_round_trip_and_manifest(tmp_path):
 def _latent_set(root, x: np.ndarray, logvar: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
     with _writer(root, latent=True) as w:
         w.write(x, _times(len(x)), logvar=logvar)
-    write_manifest(root, w.build_manifest())
+    write_manifest(root, w.build_manifest(splits={"train": ["2016-12-30", "2017-01-01"]}))
     write_static(root, np.ones((H, W)), np.zeros((H, W)), np.zeros((H, W)), mean, std)
 
 
@@ -114,6 +114,11 @@ def test_posterior_items_are_the_mean_and_sigma_over_the_latent_std(tmp_path):
     ds = ShardedDataset(tmp_path / "nan", split=None, posterior=True)
     with pytest.raises(UserError, match=r"shard-00001.h5: sample 2 .*posterior log-variance"):
         ds.read_batch([0, 6], np.empty((2, 10, H, W), np.float32))
+    # data verify (and the training start-up check, which reads the first samples of a shard)
+    # checks the log-variance beside the means: latent training reads both.
+    verify_dataset(tmp_path / "ok")
+    with pytest.raises(UserError, match=r"shard-00001.h5: NaN or infinite values in the posterior log-variance"):
+        verify_dataset(tmp_path / "nan")
     # A finite log-variance whose sigma is beyond float32 (exp(250)): named as such, quietly (one line).
     logvar[6, 2, 1, 3] = 500.0
     _latent_set(tmp_path / "huge", x, logvar, mean, std)

@@ -51,6 +51,18 @@ def check_values(
             raise UserError(f"{where}: {name} value {v:g} at {to_iso(times[k])} outside bounds [{lo:g}, {hi:g}]")
 
 
+def check_logvar(f: Any, sl: slice, times: np.ndarray, where: str) -> None:
+    """A latent shard's posterior log-variances of samples ``sl`` are readable and finite."""
+    try:
+        logvar = f["logvar"][sl]
+    except OSError as exc:
+        raise UserError(f"{where}: cannot read logvar, truncated or corrupt ({exc})") from None
+    bad = ~np.isfinite(logvar.reshape(len(logvar), -1)).all(axis=1)
+    if bad.any():
+        at = to_iso(times[int(np.argmax(bad))])
+        raise UserError(f"{where}: NaN or infinite values in the posterior log-variance (logvar) at {at}")
+
+
 def split_counts(path: str | os.PathLike, manifest: Manifest | None = None) -> dict[str, int]:
     """Samples per split from the shards' time arrays (opens each shard briefly)."""
     manifest = manifest or read_manifest(path)
@@ -75,7 +87,8 @@ def verify_dataset(
 
     Checks: manifest schema and variables, static file (mask, lat/lon, stats shape), every shard
     (readable HDF5, layout, shape, variables, sha256, strictly increasing times inside the shard's
-    span) and every value (no NaN in ocean cells, finite land, physical bounds), and that every
+    span) and every value (no NaN in ocean cells, finite land, physical bounds; a latent set's
+    log-variances finite), and that every
     split holds at least one sample. The cheap form that training runs at start: ``hashes=False``,
     ``max_shards`` evenly spaced shards (first and last included) and the first
     ``samples_per_shard`` samples of each; the split check then needs every shard and is skipped.
@@ -139,6 +152,8 @@ def verify_dataset(
                 except OSError as exc:
                     raise UserError(f"{where}: cannot read fields, truncated or corrupt ({exc})") from None
                 check_values(block, ocean, manifest, times[sl], where)
+                if manifest.kind == "latent":  # latent training reads sigma = exp(logvar / 2) beside the means
+                    check_logvar(f, sl, times[sl], where)
         all_times.append(times)
     if chosen is not manifest.shards:
         return
