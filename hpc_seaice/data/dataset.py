@@ -291,7 +291,7 @@ class ShardedDataset(Dataset):
     def load_into_memory(self) -> None:
         """Read the whole split once into shared memory (normalised); later reads are gathers.
 
-        For data sets that fit (a paper-scale latent set is about 3 GB): no file access and no
+        For data sets that fit (a paper-scale latent set is about 3 GB, 6 GB with ``posterior``): no file access and no
         normalisation per batch afterwards. The array is in torch shared memory, so DataLoader
         workers (forked or spawned) use it without copies; call it before starting them.
         """
