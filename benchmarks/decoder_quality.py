@@ -169,7 +169,7 @@ def verdicts(
         if k == "psd_small_scale_log10_ratio":
             change, holds = abs(lm) - abs(cm), abs(lm) <= 1.05 * abs(cm)
         else:
-            change, holds = lm / max(cm, 1e-12) - 1, lm <= 1.05 * cm
+            change, holds = (lm / cm - 1 if cm > 0 else float(lm > 0)), lm <= 1.05 * cm  # 0 and 0: no change
         beyond = bool(n > 1 and abs(lm - cm) > 2 * se)
         out[k] = {"light": lm, "conv": cm, "change": change, "holds": bool(holds), "beyond_seed_spread": beyond}
     return out

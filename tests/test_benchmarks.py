@@ -261,3 +261,6 @@ def test_decoder_quality_verdicts_apply_the_5_percent_target_and_the_seed_spread
     assert not bad["rmse sit"]["holds"] and not bad["psd_small_scale_log10_ratio"]["holds"]
     assert bad["rmse sit"]["beyond_seed_spread"]
     assert quality.verdicts(light(-0.5, 0.5), conv, 2)["psd_small_scale_log10_ratio"]["holds"]  # closer to 0 wins
+    zero = {"share sic=1 error": {"mean": 0.0, "std": 0.0}}
+    both_exact = quality.verdicts(zero, zero, 2)["share sic=1 error"]  # both decoders get the share exactly
+    assert both_exact["change"] == 0 and both_exact["holds"]
