@@ -117,14 +117,17 @@ def scores(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[str, A
     }
 
 
-def train(name: str, overrides: list[str], log_dir: Path) -> float:
+def train(name: str, overrides: list[str], log_dir: Path) -> float | None:
+    """Train one run; its wall time in seconds, or None when a finished run in ``--work`` is reused."""
     run_dir = run_dir_of(overrides)
+    if (run_dir / "checkpoints" / "latest").exists():
+        print(f"reusing {name}: {run_dir} (trained before; delete it to train again)", flush=True)
+        return None
+    print(f"training {name}: {' '.join(overrides)}", flush=True)
     t0 = time.perf_counter()
-    if not (run_dir / "checkpoints" / "latest").exists():
-        print(f"training {name}: {' '.join(overrides)}", flush=True)
-        cmd = [sys.executable, "-m", "hpc_seaice", "train", str(CONFIG), *overrides]
-        with open(log_dir / f"{run_dir.name}.log", "w") as log:
-            subprocess.run(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
+    cmd = [sys.executable, "-m", "hpc_seaice", "train", str(CONFIG), *overrides]
+    with open(log_dir / f"{run_dir.name}.log", "w") as log:
+        subprocess.run(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
     return time.perf_counter() - t0
 
 
@@ -255,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         f"steps ('conv', seed 0), then each decoder trained {args.steps} steps against that frozen encoder, "
         f"once per seed ({', '.join(map(str, seeds))})."
     )
+    reused = sum(v is None for v in seconds.values())
+    if reused:
+        header += f" Scored by this code; {reused} of {len(seconds)} runs were trained by an earlier run in {work}."
     json_path, md_path = write_report(
         args.name,
         rows,
