@@ -213,7 +213,7 @@ def measure_grid(geometry: str, samples: int, shard_size: int, batch: int, repea
             readers[name] = BatchLoaderPass(root, w, batch, in_memory)
             paths[name] = readers[name]
         for w in (0, 2) if latent else ():
-            name = f"batch loader, {w} workers, mean and posterior sigma"
+            name = f"batch loader, {w} workers, mean and posterior logvar"
             readers[name] = BatchLoaderPass(root, w, batch, in_memory=False, posterior=True)
             paths[name] = readers[name]
         name = "DataLoader alone, 2 workers (zero-cost dataset)"
@@ -232,7 +232,7 @@ def measure_grid(geometry: str, samples: int, shard_size: int, batch: int, repea
         for key in paths:
             mbs = nbytes[key] / 1e6 / best[key]
             item_channels = getattr(getattr(readers.get(key), "ds", None), "sample_channels", channels)
-            item_mb = sample_mb * item_channels / channels  # a posterior item is mean and sigma
+            item_mb = sample_mb * item_channels / channels  # a posterior item is mean and logvar
             rows.append(
                 {
                     "grid": f"{channels}x{grid}x{grid}",

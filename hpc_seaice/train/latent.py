@@ -6,8 +6,9 @@
 - The VAE's posterior is q(z | x) = N(mu, sigma^2); ``encode`` stores mu as the latent and
   log sigma^2 beside it. Training on means learns the distribution of mu; training on posterior
   samples z = mu + sigma * eps learns the distribution the decoder was trained to decode (as in
-  Rombach et al. 2022). ``diffusion.latent_posterior`` chooses; sigma arrives with the batch
-  (the data set reads it beside the mean, in the loader's workers); the noise eps is seeded from the
+  Rombach et al. 2022). ``diffusion.latent_posterior`` chooses; logvar arrives with the batch
+  (the data set reads it beside the mean, in the loader's workers) and sigma is computed on the
+  training device; the noise eps is seeded from the
   sample's global stream position like every other training noise, so 1 and N ranks and a
   resumed run see the same z.
 """
@@ -21,6 +22,6 @@ def trains_on_posterior(cfg: ExperimentConfig, kind: str) -> bool:
     """Whether a run trains on posterior samples z = mu + sigma * eps of a ``kind`` data set.
 
     Then its training batches are read with ``ShardedDataset(posterior=True)``: [2C, h, w] per
-    sample, the standardised mean and sigma / latent std, both from the same batch buffers.
+    sample, the standardised mean and the stored log-variance, both from the same batch buffers.
     """
     return cfg.stage == "diffusion" and kind == "latent" and cfg.diffusion.latent_posterior == "sample"

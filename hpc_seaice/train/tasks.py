@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -124,8 +125,11 @@ class DiffusionTask(Task):
         self.schedule = build_schedule(cfg.diffusion)
         self.loss_module = self.make_loss_module(self.net)
         self.sample_shape = (len(manifest.variables), *manifest.grid)
-        # Latent runs on posterior samples: training batches are [mean, sigma] (2C channels).
+        # Latent runs on posterior samples: training batches are [mean, logvar] (2C channels) and
+        # sigma = exp(logvar / 2) / latent std is computed here, on the training device.
         self.posterior = trains_on_posterior(cfg, manifest.kind)
+        if self.posterior:
+            self.log_std = torch.as_tensor(np.log(static.std), dtype=torch.float32, device=device).view(-1, 1, 1)
 
     def make_loss_module(self, net):
         return DiffusionLoss(net, self.schedule)
@@ -138,10 +142,10 @@ class DiffusionTask(Task):
         if self.posterior and step >= 0:  # validation batches hold the means only and score them
             channels = self.sample_shape[0]
             if x.shape[1] != 2 * channels:
-                raise ValueError(f"posterior training needs [mean, sigma] batches of {2 * channels} channels")
-            x, sigma = x[:, :channels], x[:, channels:]
+                raise ValueError(f"posterior training needs [mean, logvar] batches of {2 * channels} channels")
+            x, logvar = x[:, :channels], x[:, channels:]
             z_eps = per_sample_normal(positions, self.sample_shape, seed, SALT_POSTERIOR, self.device)
-            x = x + sigma * z_eps
+            x = x + torch.exp(0.5 * logvar.float() - self.log_std) * z_eps
         loss, per_sample = module(x, self.mask, gamma, eps)
         return loss, {"gamma": gamma.detach().float(), "weighted": per_sample.detach().float()}
 
