@@ -173,6 +173,23 @@ def test_suite_combines_the_parts_results(speed_run: Path, scaling_run: Path) ->
     assert "| benchmark |" in (speed_run / "summary.md").read_text()
 
 
+def test_suite_reports_every_trainer_loader_path_against_the_target() -> None:
+    suite = bench("__main__")
+    rows = [
+        {"grid": "16x64x64", "path": "raw h5py, new array per batch", "vs_raw": 1.0},
+        {"grid": "16x64x64", "path": "batch loader, 0 workers", "vs_raw": 0.85},
+        {"grid": "16x64x64", "path": "batch loader, 2 workers", "vs_raw": 0.69},
+        {"grid": "16x64x64", "path": "batch loader, 0 workers, in memory", "vs_raw": 1.2},
+        {"grid": "16x64x64", "path": "reader, 0 workers, collate", "vs_raw": 0.9},
+    ]
+    out = suite.dataloader_rows({"results": rows, "environment": {"device": "cpu"}})
+    # with and without workers, each from-disk batch-loader path: a miss is not hidden behind a better path
+    assert [(r["measure"].rsplit(", ", 2)[-2:], r["verdict"]) for r in out] == [
+        (["batch loader", "0 workers"], "met"),
+        (["batch loader", "2 workers"], "missed"),
+    ]
+
+
 def test_scaling_summaries_skip_warmup_windows_and_compute_efficiencies() -> None:
     scaling = bench("scaling")
     windows = [
