@@ -1,7 +1,7 @@
 """Decoder quality: the light (sub-pixel) VAE decoder against the mirror (conv) decoder, same encoder.
 
     python -m benchmarks.decoder_quality                    # 64 x 64 synthetic data, 400 steps per run
-    python -m benchmarks.decoder_quality --grid 128 --steps 1500 --seeds 0,1,2   # the README's comparison (demo geometry)
+    python -m benchmarks.decoder_quality --grid 128 --steps 1500 --seeds 0,1,2   # the README comparison (128 x 128)
     python -m benchmarks.decoder_quality --grid 128 --steps 1500 --work /tmp/dq
 
 Why: the light decoder makes a latent sample cheap; it must not make it worse. Three runs of

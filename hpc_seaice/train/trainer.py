@@ -71,7 +71,7 @@ def batch_geometry(cfg: ExperimentConfig, world: int) -> int:
 
 
 def _open_datasets(cfg: ExperimentConfig) -> tuple[Any, Any]:
-    posterior = trains_on_posterior(cfg, read_manifest(cfg.data.path).kind)  # batches of [mean, sigma]
+    posterior = trains_on_posterior(cfg, read_manifest(cfg.data.path).kind)  # batches of [mean, logvar]
     train = ShardedDataset(cfg.data.path, split=cfg.data.train_split, in_memory=cfg.data.in_memory, posterior=posterior)
     try:
         val = ShardedDataset(cfg.data.path, split=cfg.data.val_split) if cfg.train.val_every > 0 else None
