@@ -84,11 +84,15 @@ def test_inputs_that_do_not_fit_together_name_the_file(tmp_path):
 def test_inputs_on_different_grids_of_one_size_are_refused(tmp_path):
     paths, _, _ = _write(tmp_path)
     lat = np.linspace(70.0, 80.0, 30).reshape(6, 5)
-    for k, path in enumerate(paths):  # the same lat/lon in every file, once as float64, once as float32
+    # One grid written three ways: float64; float32 with longitudes in 0..360 instead of -180..180;
+    # int16 packed with a scale factor of 1e-3 degrees (a netCDF habit).
+    for k, path in enumerate(paths):
         with xr.open_dataset(path, engine="h5netcdf") as src:
             ds = src.load()
-        coords = {"lat": (("y", "x"), lat.astype(np.float32 if k else np.float64)), "lon": (("y", "x"), -lat)}
-        ds.assign_coords(coords).to_netcdf(path, engine="h5netcdf")
+        lon = np.mod(-lat, 360.0) if k == 1 else -lat
+        coords = {"lat": (("y", "x"), lat.astype(np.float32 if k else np.float64)), "lon": (("y", "x"), lon)}
+        packed = {"lat": {"dtype": "int16", "scale_factor": 1e-3, "add_offset": 75.0}} if k == 2 else {}
+        ds.assign_coords(coords).to_netcdf(path, engine="h5netcdf", encoding=packed)
     open_inputs([str(p) for p in paths], NAMES).close()  # one grid: accepted
     with xr.open_dataset(paths[2], engine="h5netcdf") as src:
         ds = src.load()

@@ -11,7 +11,6 @@ steps reads only the files it spans and memory stays bounded whatever the archiv
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -28,6 +27,8 @@ from hpc_seaice.data.variables import VARIABLES
 from hpc_seaice.errors import UserError
 
 PERCENT_UNITS = ("%", "percent")
+LAT_LON_PROBES = 1024  # cells whose lat/lon are compared between inputs
+LAT_LON_TOLERANCE = 1e-3  # degrees (about 100 m): float32 storage or packing differ by far less
 
 
 @dataclass
@@ -40,7 +41,7 @@ class InputFile:
     times: np.ndarray  # datetime64[s]
     grid: tuple[int, int]
     sic_in_percent: bool
-    lat_lon: str | None = None  # digest of the file's lat/lon (as float32); None when it has none
+    lat_lon: np.ndarray | None = None  # lat and lon at evenly spaced cells [2, k]; None when it has none
 
 
 @dataclass
@@ -160,19 +161,30 @@ def check_file(path: str, names: Sequence[str]) -> InputFile:
             raise UserError(f"{path}: time {dims[0]!r} is not strictly increasing")
         grid = (int(ds.sizes[dims[1]]), int(ds.sizes[dims[2]]))
         sic_units = str(ds[names[VARIABLES.index("sic")]].attrs.get("units", "")).strip()
-        lat_lon = _lat_lon_digest(path, ds, dims, grid)
+        lat_lon = _lat_lon_probe(path, ds, dims, grid)
     return InputFile(path, engine, dims, times, grid, sic_units in PERCENT_UNITS, lat_lon)
 
 
-def _lat_lon_digest(path: str, ds: Any, dims: tuple[str, str, str], grid: tuple[int, int]) -> str | None:
-    """A digest of the file's lat and lon on its (y, x) grid, as float32 (the precision files store)."""
+def _lat_lon_probe(path: str, ds: Any, dims: tuple[str, str, str], grid: tuple[int, int]) -> np.ndarray | None:
+    """The file's lat and lon at up to ``LAT_LON_PROBES`` evenly spaced cells of its (y, x) grid.
+
+    Enough to tell two grids apart (another projection, a shifted crop), small enough to keep one
+    per input; a missing lat or lon is NaN.
+    """
     coords = [coordinate(path, ds, names, dims[1], dims[2], grid) for names in (LAT_NAMES, LON_NAMES)]
     if all(c is None for c in coords):
         return None
-    digest = hashlib.sha256()
-    for c in coords:
-        digest.update(b"-" if c is None else np.nan_to_num(c.astype(np.float32), nan=-999.0).tobytes())
-    return digest.hexdigest()
+    cells = np.unique(np.linspace(0, grid[0] * grid[1] - 1, LAT_LON_PROBES).astype(np.int64))
+    return np.stack([np.full(len(cells), np.nan) if c is None else c.reshape(-1)[cells] for c in coords])
+
+
+def same_grid(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two lat/lon probes agree within ``LAT_LON_TOLERANCE`` degrees (longitudes modulo 360;
+    NaN where both are NaN), so one grid stored at two precisions or in two longitude conventions matches."""
+    lat = np.abs(a[0] - b[0])
+    lon = np.abs((a[1] - b[1] + 180.0) % 360.0 - 180.0)
+    close = np.stack([lat, lon]) <= LAT_LON_TOLERANCE
+    return bool(np.all(close | (np.isnan(a) & np.isnan(b))))
 
 
 def _check_together(files: list[InputFile]) -> None:
@@ -187,7 +199,7 @@ def _check_together(files: list[InputFile]) -> None:
             raise UserError(f"{f.path}: grid {f.grid} differs from {first.grid} of {first.path}")
         if f.engine != first.engine:
             raise UserError(f"{f.path}: {f.engine} input among {first.engine} ones; convert NetCDF and zarr apart")
-        if f.lat_lon is not None and located.lat_lon is not None and f.lat_lon != located.lat_lon:
+        if f.lat_lon is not None and located.lat_lon is not None and not same_grid(f.lat_lon, located.lat_lon):
             raise UserError(
                 f"{f.path}: lat/lon differ from those of {located.path}, though the grids have one size; "
                 "convert the outputs of different grids apart"
