@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 
 from hpc_seaice.data.layout import LAT_NAMES, LON_NAMES, coordinate, decode_times, map_dims
+from hpc_seaice.data.pca import evenly_spaced
 from hpc_seaice.data.variables import VARIABLES
 from hpc_seaice.errors import UserError
 
@@ -174,7 +175,7 @@ def _lat_lon_probe(path: str, ds: Any, dims: tuple[str, str, str], grid: tuple[i
     coords = [coordinate(path, ds, names, dims[1], dims[2], grid) for names in (LAT_NAMES, LON_NAMES)]
     if all(c is None for c in coords):
         return None
-    cells = np.unique(np.linspace(0, grid[0] * grid[1] - 1, LAT_LON_PROBES).astype(np.int64))
+    cells = evenly_spaced(grid[0] * grid[1], LAT_LON_PROBES)
     return np.stack([np.full(len(cells), np.nan) if c is None else c.reshape(-1)[cells] for c in coords])
 
 
