@@ -10,10 +10,11 @@ steps reads only the files it spans and memory stays bounded whatever the archiv
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -132,11 +133,17 @@ def engine_of(path: str) -> str:
     return "h5netcdf"
 
 
+@contextlib.contextmanager
+def _quiet_zarr() -> Iterator[None]:
+    """zarr stores without consolidated metadata open fine, only a little slower: no warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
+        yield
+
+
 def _open(path: str, engine: str) -> Any:
     try:
-        with warnings.catch_warnings():
-            # zarr stores without consolidated metadata open fine, only a little slower
-            warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
+        with _quiet_zarr():
             return xr.open_dataset(path, engine=engine, chunks=None)
     except Exception as exc:  # xarray/h5py/zarr raise many types for unreadable files
         raise UserError(f"{path}: cannot open with xarray ({engine}): {_reason(exc)}") from None
@@ -226,8 +233,7 @@ def open_inputs(inputs: Sequence[str], names: Sequence[str], block_bytes: int = 
     # dimension names of every file: the chunks apply when a file is opened, before the renaming.
     chunks = {name: steps if k == 0 else -1 for f in files for k, name in enumerate(f.dims)}
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*consolidated metadata.*")
+        with _quiet_zarr():
             ds = xr.open_mfdataset(
                 [f.path for f in files],
                 engine=files[0].engine,
