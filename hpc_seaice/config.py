@@ -162,9 +162,8 @@ class VAEConfig(PresetSection):
     beta: Number = Field(1e-4, ge=0)  # weight of the KL term (per latent element, like the NLL per value)
     sigma_init: Number = 0.5  # initial decoder scale per variable, in normalised units
     decoder_arch: Literal["conv", "light"] = "conv"  # conv (mirror of the encoder) | light (models/light_decoder.py)
-    light_channels: list[int] = Field(
-        default_factory=lambda: [128, 48]
-    )  # light: widths on the latent grid and the next 1-2
+    # light: widths on the latent grid and on the next one or two (each 2x finer)
+    light_channels: list[int] = Field(default_factory=lambda: [128, 48])
     refine_channels: int = Field(16, ge=0)  # light: hidden width of the full-resolution refinement (0 = none)
     frozen_encoder: str = ""  # an autoencoder run: train only the decoder, its encoder loaded and frozen
     channels_last: bool = False
