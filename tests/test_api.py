@@ -79,8 +79,16 @@ def test_open_run_samples_what_the_sample_command_writes(data_space_run, tmp_pat
 
 def test_open_run_refuses_bad_arguments_and_non_diffusion_runs(data_space_run, tmp_path):
     run = hs.open_run(data_space_run, device="cpu")
-    for bad in ({"n": 0}, {"n": 2, "steps": 0}, {"n": 2, "seed": -1}, {"n": 2.5}):
-        with pytest.raises(UserError):
+    bad_arguments = (
+        ({"n": 0}, "n must be an integer >= 1, got 0"),
+        ({"n": 2, "steps": 0}, "steps must be an integer >= 1, got 0"),
+        ({"n": 2, "batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+        ({"n": 2, "seed": -1}, "seed must be an integer >= 0, got -1"),
+        ({"n": 2.5}, "n must be an integer >= 1, got 2.5"),
+    )
+    for bad, message in bad_arguments:
+        with pytest.raises(ValueError, match=f"^{message}$") as raised:
             run.sample(**bad, progress=False)
+        assert isinstance(raised.value, UserError)  # and the CLI's one-line kind
     with pytest.raises(UserError, match="not a run folder"):
         hs.open_run(tmp_path)

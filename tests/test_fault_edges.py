@@ -53,6 +53,17 @@ def _sample(capsys, out, *extra: str) -> tuple[int, list[str]]:
     return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "low"), [("--num", "0", 1), ("--steps", "0", 1), ("--batch-size", "0", 1), ("--seed", "-1", 0)]
+)
+def test_sample_refuses_a_bad_sampling_argument_in_one_line(tmp_path, capsys, option, value, low):
+    """Checked before the run is opened (here it does not exist): one line naming the option and value."""
+    code, lines = _sample(capsys, tmp_path / "s.nc", option, value)
+    assert code == 2 and lines == [f"hpc-seaice sample: error: {option} must be an integer >= {low}, got {value}"], (
+        lines
+    )
+
+
 def test_sample_never_deletes_a_scratch_path_that_is_not_its_own(tmp_path, capsys):
     """``<out>.parts`` is emptied and removed by sample: a user's folder or file there is refused."""
     out = tmp_path / "s.nc"

@@ -16,9 +16,9 @@ import torch
 import xarray as xr
 
 from hpc_seaice.data.samples_file import samples_dataset
-from hpc_seaice.errors import UserError
 from hpc_seaice.inference.ensemble import (
     check_diffusion_run,
+    check_sampling_args,
     field_static,
     generate_ensemble,
     noise_warning,
@@ -46,10 +46,11 @@ class Run:
     def sample(
         self, n: int, steps: int | None = None, seed: int = 0, batch_size: int = 8, progress: bool = True
     ) -> xr.Dataset:
-        """``n`` generated states; ``steps`` defaults to the run's ``diffusion.sampler_steps``."""
-        for label, value, low in (("n", n, 1), ("steps", steps, 1), ("batch_size", batch_size, 1), ("seed", seed, 0)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-                raise UserError(f"{label} must be an integer >= {low}, got {value!r}")
+        """``n`` generated states; ``steps`` defaults to the run's ``diffusion.sampler_steps``.
+
+        A bad argument raises :class:`~hpc_seaice.inference.ensemble.SamplingArgumentError` (a ValueError).
+        """
+        check_sampling_args(n, steps, batch_size, seed)
         steps = steps or self.loaded.config.diffusion.sampler_steps
         warning = noise_warning(self.loaded)
         if warning:

@@ -23,6 +23,25 @@ from hpc_seaice.inference.loading import LoadedRun
 
 SALT_SAMPLE = 11  # keeps sampling noise apart from training noise streams
 SAMPLER_NAME = "heun (Karras et al. 2022, Alg. 2), EDM discretisation"
+API_NAMES = ("n", "steps", "batch_size", "seed")  # how ``Run.sample`` calls them; the CLI passes its options
+
+
+class SamplingArgumentError(UserError, ValueError):
+    """A bad sample count, step count, batch size or seed: one line and exit 2 on the CLI, a ValueError in Python."""
+
+
+def check_sampling_args(
+    n: int, steps: int | None, batch_size: int, seed: int, names: tuple[str, str, str, str] = API_NAMES
+) -> None:
+    """The one check of the sampling arguments, for ``hpc-seaice sample`` and ``Run.sample`` alike.
+
+    ``names`` label the four values in the message (``--num`` ... on the command line), so the user
+    reads the option they typed; ``steps`` may be None (the run's ``diffusion.sampler_steps``).
+    """
+    values = (n, 1 if steps is None else steps, batch_size, seed)
+    for label, value, low in zip(names, values, (1, 1, 1, 0), strict=True):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise SamplingArgumentError(f"{label} must be an integer >= {low}, got {value!r}")
 
 
 def check_diffusion_run(loaded: LoadedRun) -> None:

@@ -22,6 +22,7 @@ from hpc_seaice.data.samples_file import samples_dataset, write_samples
 from hpc_seaice.errors import UserError
 from hpc_seaice.inference.ensemble import (
     check_diffusion_run,
+    check_sampling_args,
     field_static,
     generate_ensemble,
     noise_warning,
@@ -33,14 +34,9 @@ from hpc_seaice.runtime import distributed as hdist
 
 
 def _check_args(args: Any) -> None:
-    if args.num <= 0:
-        raise UserError(f"--num must be positive, got {args.num}")
-    if args.steps is not None and args.steps < 1:
-        raise UserError(f"--steps must be at least 1, got {args.steps}")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.seed < 0:
-        raise UserError(f"--seed must be >= 0, got {args.seed}")
+    check_sampling_args(
+        args.num, args.steps, args.batch_size, args.seed, ("--num", "--steps", "--batch-size", "--seed")
+    )
     out = Path(args.out)
     if out.suffix != ".nc":
         raise UserError(f"--out {out}: expected a .nc file")
