@@ -23,7 +23,7 @@ from hpc_seaice.data.h5files import open_h5
 from hpc_seaice.data.manifest import Manifest, in_split, manifest_path, read_manifest
 from hpc_seaice.data.pca import leading_pc_std
 from hpc_seaice.data.shards import check_shard_layout, shard_times
-from hpc_seaice.data.static import GEOMETRY_KEYS, read_static, static_path, write_static
+from hpc_seaice.data.static import GEOMETRY_KEYS, Static, read_static, static_path, write_static
 from hpc_seaice.data.verify import iter_blocks
 from hpc_seaice.errors import UserError
 
@@ -123,6 +123,26 @@ def stored_geometry(static: Any) -> dict[str, np.ndarray]:
     return {k: getattr(static, k) for k in GEOMETRY_KEYS if getattr(static, k) is not None}
 
 
+def _rewrite_stats(
+    root: str | os.PathLike,
+    static: Static,
+    mean: np.ndarray,
+    std: np.ndarray,
+    summary: dict[str, np.ndarray] | None,
+    attrs: dict[str, Any],
+    pc1_std: float | None,
+) -> None:
+    """Rewrite ``static.h5`` with these statistics, keeping its mask, lat/lon and grid geometry.
+
+    ``pc1_std`` joins ``attrs`` when it is finite; otherwise a value already there stays.
+    """
+    if pc1_std is not None and np.isfinite(pc1_std):
+        attrs = {**attrs, "pc1_std": float(pc1_std)}
+    write_static(
+        root, static.mask, static.lat, static.lon, mean, std, summary=summary, attrs=attrs, **stored_geometry(static)
+    )
+
+
 def store_stats(
     root: str | os.PathLike, stats: RunningStats, split: str, *, std: np.ndarray, pc1_std: float | None = None
 ) -> None:
@@ -132,19 +152,7 @@ def store_stats(
     """
     static = read_static(root)
     attrs = {**static.attrs, "stats_split": split}
-    if pc1_std is not None and np.isfinite(pc1_std):
-        attrs["pc1_std"] = float(pc1_std)
-    write_static(
-        root,
-        static.mask,
-        static.lat,
-        static.lon,
-        stats.mean,
-        std,
-        summary=stats.summary(),
-        attrs=attrs,
-        **stored_geometry(static),
-    )
+    _rewrite_stats(root, static, stats.mean, std, stats.summary(), attrs, pc1_std)
 
 
 def add_pc1_std(root: str | os.PathLike, split: str = "train") -> float:
@@ -157,18 +165,7 @@ def add_pc1_std(root: str | os.PathLike, split: str = "train") -> float:
     if static.mean is None or static.std is None:
         raise UserError(f"{static_path(root)}: no normalisation statistics; run hpc-seaice data stats {root}")
     pc1 = leading_pc_std(root, split, static.mean, static.std)
-    attrs = {**static.attrs, "pc1_std": float(pc1)} if np.isfinite(pc1) else static.attrs
-    write_static(
-        root,
-        static.mask,
-        static.lat,
-        static.lon,
-        static.mean,
-        static.std,
-        summary=static.summary,
-        attrs=attrs,
-        **stored_geometry(static),
-    )
+    _rewrite_stats(root, static, static.mean, static.std, static.summary, static.attrs, pc1)
     return pc1
 
 
