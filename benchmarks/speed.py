@@ -23,7 +23,9 @@ candidates are measured here with the same device, precision and batch size:
   as a fraction of it (CPU runs too), beside the MFU against a GPU's vendor bf16 peak.
 - compiled against eager sampling calls (``--compile-compare``, on by default without
   ``--quick``): ``evaluation.generate.compile_for_sampling`` on the latent denoiser and the VAE
-  decoder (and the data-space denoiser on a GPU), timed, with the largest output difference.
+  decoder (and the data-space denoiser on a GPU), timed, with the largest output difference;
+  ``--compile-only`` measures just that (each eager call timed beside its compiled one), for a
+  step after an eager run (``benchmarks/gpu.sh``).
 - FLOPs of every network call counted by ``torch.utils.flop_counter`` on the meta device
   (convolutions, matmuls, attention; element-wise work is not counted), and peak memory.
 
@@ -35,8 +37,9 @@ shows how close the derivation is.
 
 Modules: ``speed_plan`` (geometry, repeats), ``speed_timing`` (timers, devices, peaks; also used
 by ``benchmarks.scaling``), ``speed_flops`` (models, FLOP counts), ``speed_measure`` (the
-measurements), ``speed_sweep`` (batch sweep, matmul peak, compiled vs eager), ``speed_summary``
-(ratios), ``speed_report`` (tables); this module is the command line.
+measurements), ``speed_sweep`` (batch sweep, matmul peak, compiled vs eager), ``speed_setup`` (device, geometry,
+networks), ``speed_compile`` (``--compile-only``), ``speed_summary`` (ratios), ``speed_report``
+(tables); this module is the command line.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from benchmarks.common import (
     print_report,
     write_report,
 )
+from benchmarks.speed_compile import run_compile_only
 from benchmarks.speed_measure import measure
 from benchmarks.speed_plan import NETWORK_EVALS, SAMPLER_STEPS
 from benchmarks.speed_report import NOTES, header, sweep_table, table_rows
@@ -105,10 +109,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="time torch.compile'd against eager sampling calls and check they agree (default: on, off with "
         "--quick; compilation takes minutes on a CPU)",
     )
+    p.add_argument(
+        "--compile-only",
+        action="store_true",
+        help="only compiled against eager sampling calls, each eager one timed beside it in this run (no "
+        "training, sampling, sweep or encode measurements: those are the eager run's); no plot",
+    )
     p.add_argument("--quick", action="store_true", help="demo presets at 5x128x128 / 16x16x16 (CI smoke test)")
     add_output_options(p, name="speed", name_help="result file name (default speed)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG bar chart")
     args = p.parse_args(argv)
+    if args.compile_only and (args.compile or args.compare_compiled is False):
+        p.error("--compile-only compares compiled with eager calls: drop --compile and --no-compile-compare")
+    if args.compile_only:
+        args.compare_compiled = True
     if args.compare_compiled is None:
         args.compare_compiled = not args.quick
     if args.batch_size < 0 or args.repeats < 0 or args.threads < 0 or args.retries < 0:
@@ -121,6 +135,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     CONTENTION.update(min_cpu_share=args.min_cpu_share, retries=args.retries)
+    if args.compile_only:
+        return run_compile_only(args)
     load_start = load_average()
     started = time.perf_counter()
     result = measure(args)

@@ -9,44 +9,20 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
 import torch
 
-from benchmarks.speed_flops import ocean_mask, unet_config, unet_flops, vae_flops, vae_stats
-from benchmarks.speed_plan import (
-    GEOMETRY,
-    NETWORK_EVALS,
-    SAMPLER_STEPS,
-    Plan,
-    make_plans,
-)
+from benchmarks.speed_compile import compiled_calls
+from benchmarks.speed_flops import vae_stats
+from benchmarks.speed_plan import NETWORK_EVALS, SAMPLER_STEPS
+from benchmarks.speed_setup import Case, Setup, build_bench_vae, build_denoiser, halving_batch_on_oom, make_setup
 from benchmarks.speed_summary import summarise
-from benchmarks.speed_sweep import compiled_sampling, measure_matmul_flops, sweep_space
-from benchmarks.speed_timing import (
-    autocast,
-    log,
-    peak_memory_mb,
-    reset_peak_memory,
-    resolve_device,
-    resolve_precision,
-    timed,
-)
+from benchmarks.speed_sweep import measure_matmul_flops, sweep_space
+from benchmarks.speed_timing import autocast, log, peak_memory_mb, reset_peak_memory, timed
 from hpc_seaice.config import config_to_dict
-
-
-@dataclass(frozen=True)
-class Case:
-    """What a timed phase runs under; built per space from ``Setup.case`` so an out-of-memory retry
-    re-reads the halved batch."""
-
-    batch: int
-    plan: Plan
-    device: torch.device
-    precision: str
-    label: str  # prefix of the log lines: the space, or "VAE"
 
 
 def measure_training(net: torch.nn.Module, shape: Sequence[int], mask: torch.Tensor, case: Case) -> dict[str, Any]:
@@ -198,41 +174,14 @@ def measure_vae_encode(vae: torch.nn.Module, shape: Sequence[int], case: Case) -
     }
 
 
-@dataclass
-class Setup:
-    """What both spaces share in one run: device, precision, batch, geometry and the VAE config."""
-
-    args: argparse.Namespace
-    device: torch.device
-    precision: str
-    batch: int
-    plans: dict[str, Plan]
-    presets: dict[str, str]  # data, latent, vae
-    shapes: dict[str, tuple[int, ...]]  # data, latent: [C, H, W]
-    vae_cfg: Any
-    field_mask: torch.Tensor
-    flops: dict[str, dict[str, int]]  # data, latent, vae: FLOPs per sample (meta-device counts)
-    sweep: tuple[int, ...]  # batch sizes of the sampling sweep (empty: none)
-    compare_compiled: bool  # time compiled vs eager sampling calls (latent; data too on GPU)
-
-    def case(self, space: str) -> Case:
-        """The batch, plan, device and precision of one space's measurements."""
-        return Case(self.batch, self.plans[space], self.device, self.precision, space)
-
-
 def run_space(setup: Setup, space: str, vae: torch.nn.Module) -> dict[str, Any]:
     """Build one denoiser and measure its training step and its sampler."""
     from hpc_seaice.diffusion.sampler import VDenoiser
     from hpc_seaice.inference.generate import DataSpaceDecoder, LatentDecoder
-    from hpc_seaice.models.build import build_unet, count_parameters
+    from hpc_seaice.models.build import count_parameters
 
     device, shape, field_mask = setup.device, setup.shapes[space], setup.field_mask
-    cfg = unet_config(setup.presets[space], setup.args.channels_last)
-    torch.manual_seed(0)
-    net = build_unet(cfg).to(device)
-    if setup.args.compile:
-        net.compile()
-    model_mask = field_mask if space == "data" else torch.ones(shape[1:], device=device)
+    cfg, net, model_mask = build_denoiser(setup, space)
     training = measure_training(net, shape, model_mask, setup.case(space))
     if space == "data":
         stats = vae_stats()
@@ -264,19 +213,6 @@ def run_space(setup: Setup, space: str, vae: torch.nn.Module) -> dict[str, Any]:
         setup.precision,
         setup.args.repeats,
     )
-    compiled = []
-    if setup.compare_compiled and (space == "latent" or device.type == "cuda"):
-        compiled = compiled_sampling(
-            space,
-            denoiser,
-            vae.decoder if space == "latent" else None,
-            shape,
-            setup.shapes["latent"],
-            setup.batch,
-            device,
-            setup.precision,
-            setup.args.repeats or 3,
-        )
     return {
         "preset": setup.presets[space],
         "config": config_to_dict(cfg),  # the preset as resolved now: presets may change over time
@@ -285,83 +221,34 @@ def run_space(setup: Setup, space: str, vae: torch.nn.Module) -> dict[str, Any]:
         "training": training,
         "sampling": sampling,
         "sweep": sweep,
-        "compiled": compiled,
+        "compiled": compiled_calls(setup, space, denoiser, vae),
     }
-
-
-def is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Everything, in one process: FLOPs, the VAE, latent side (small, first), then data side."""
-    from hpc_seaice.models.build import build_vae, count_parameters, load_model_preset
+    from hpc_seaice.models.build import count_parameters
 
-    device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    data_preset, latent_preset, vae_preset, side = GEOMETRY[args.quick]
-    vae_cfg = load_model_preset(vae_preset)
-    vae_cfg.channels_last = args.channels_last
-    data_shape = (vae_cfg.in_channels, side, side)
-    with torch.device("meta"):
-        latent_shape = tuple(build_vae(vae_cfg, **vae_stats()).latent_shape(side, side))
-    flops = {
-        "data": unet_flops(unet_config(data_preset, False), data_shape),
-        "latent": unet_flops(unet_config(latent_preset, False), latent_shape),
-        "vae": vae_flops(vae_cfg, data_shape),
-    }
-    log(
-        "FLOPs per sample: data forward {:.3g} G, train step {:.3g} G; latent forward {:.3g} G, train step "
-        "{:.3g} G; VAE encode {:.3g} G, decode {:.3g} G".format(
-            flops["data"]["forward"] / 1e9,
-            flops["data"]["train_step"] / 1e9,
-            flops["latent"]["forward"] / 1e9,
-            flops["latent"]["train_step"] / 1e9,
-            flops["vae"]["encode"] / 1e9,
-            flops["vae"]["decode"] / 1e9,
-        )
-    )
-    setup = Setup(
-        args=args,
-        device=device,
-        precision=resolve_precision(args.precision, device),
-        batch=args.batch_size or (8 if device.type == "cuda" else 1),
-        plans=make_plans(device, args.repeats, args.full_sampling),
-        presets={"data": data_preset, "latent": latent_preset, "vae": vae_preset},
-        shapes={"data": data_shape, "latent": latent_shape},
-        vae_cfg=vae_cfg,
-        field_mask=ocean_mask(side, device),
-        flops=flops,
-        sweep=tuple(args.sweep),
-        compare_compiled=args.compare_compiled and not args.compile,
-    )
+    setup = make_setup(args)
+    device, flops = setup.device, setup.flops
     matmul = measure_matmul_flops(device, setup.precision)
     log(f"dense matmul: {matmul['flops_per_s'] / 1e9:.1f} GFLOP/s ({matmul['how']})")
+    data_shape, latent_shape = setup.shapes["data"], setup.shapes["latent"]
     log(
         f"device {device} ({torch.get_num_threads()} threads), precision {setup.precision}, compile {args.compile}, "
-        f"batch {setup.batch}; data {data_preset} {'x'.join(map(str, data_shape))} vs latent {latent_preset} "
-        f"{'x'.join(map(str, latent_shape))} + {vae_preset}"
+        f"batch {setup.batch}; data {setup.presets['data']} {'x'.join(map(str, data_shape))} vs latent "
+        f"{setup.presets['latent']} {'x'.join(map(str, latent_shape))} + {setup.presets['vae']}"
     )
     requested = setup.batch
-    while True:
-        try:
-            torch.manual_seed(0)
-            vae = build_vae(vae_cfg, **vae_stats()).to(device).eval()
-            if args.compile:
-                vae.encoder.compile()  # encode/decode are methods, not forward: compile the parts
-                vae.decoder.compile()
-            encode = measure_vae_encode(vae, data_shape, replace(setup.case("latent"), label="VAE"))
-            spaces = {space: run_space(setup, space, vae) for space in ("latent", "data")}
-            break
-        except RuntimeError as exc:
-            if device.type != "cuda" or not is_oom(exc) or setup.batch == 1:
-                raise
-            log(f"out of memory at batch {setup.batch}; retrying all at batch {setup.batch // 2} (both spaces)")
-            setup.batch //= 2
-            torch.cuda.empty_cache()
+
+    def both_spaces() -> tuple[torch.nn.Module, dict[str, Any], dict[str, Any]]:
+        vae = build_bench_vae(setup)
+        encode = measure_vae_encode(vae, data_shape, replace(setup.case("latent"), label="VAE"))
+        return vae, encode, {space: run_space(setup, space, vae) for space in ("latent", "data")}
+
+    vae, encode, spaces = halving_batch_on_oom(setup, both_spaces)
     vae_info = {
-        "config": config_to_dict(vae_cfg),
+        "config": config_to_dict(setup.vae_cfg),
         "parameters": count_parameters(vae),
         "flops_per_sample": flops["vae"],
         "encode": encode,

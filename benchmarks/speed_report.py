@@ -163,6 +163,25 @@ NOTES = (
 )
 
 
+COMPILED_TITLE = "torch.compile (hpc_seaice.inference.generate.compile_for_sampling) against eager"
+
+
+def compiled_rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per compiled call: its eager and compiled times from the same run, compile time, agreement."""
+    return [
+        {
+            "call": c["what"],
+            "batch": c["batch"],
+            "eager (s)": _g(c["eager_s"]),
+            "compiled (s)": _g(c["compiled_s"]),
+            "speed-up": _g(c["speedup"], "x"),
+            "compile time (s)": f"{c['compile_s']:.0f}",
+            "largest compiled - eager difference": f"{c['max_abs_diff']:.2g} (outputs up to {c['max_abs_output']:.2g})",
+        }
+        for c in r.get("compiled", [])
+    ]
+
+
 def sweep_table(r: dict[str, Any]) -> str:
     """Markdown: per space and batch, time per call against its FLOPs; then compiled vs eager."""
     rows = []
@@ -189,19 +208,8 @@ def sweep_table(r: dict[str, Any]) -> str:
             "",
             markdown_table(rows),
         ]
-    comp = [
-        {
-            "call": c["what"],
-            "batch": c["batch"],
-            "eager (s)": _g(c["eager_s"]),
-            "compiled (s)": _g(c["compiled_s"]),
-            "speed-up": _g(c["speedup"], "x"),
-            "compile time (s)": f"{c['compile_s']:.0f}",
-            "max |compiled - eager|": f"{c['max_abs_diff']:.2g} (outputs up to {c['max_abs_output']:.2g})",
-        }
-        for c in r.get("compiled", [])
-    ]
+    comp = compiled_rows(r)
     if comp:
-        parts += ["", "torch.compile (hpc_seaice.inference.generate.compile_for_sampling) against eager:", ""]
+        parts += ["", f"{COMPILED_TITLE}:", ""]
         parts.append(markdown_table(comp))
     return "\n".join(parts)

@@ -239,6 +239,42 @@ def test_gpu_script_parses() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_speed_compile_only_compares_compiled_calls_and_measures_nothing_else(tmp_path: Path, monkeypatch) -> None:
+    """gpu.sh's compile step (``--compile-only``) must not re-run the eager run's measurements: it
+    builds the networks and hands each one to the compiled-vs-eager comparison (stubbed here:
+    compiling takes minutes), whose eager and compiled timings come from the same run."""
+    speed, speed_compile = bench("speed"), bench("speed_compile")
+
+    def eager_run(*args, **kwargs):
+        raise AssertionError("--compile-only ran the eager measurements")
+
+    compared = []
+
+    def compiled_sampling(space, denoiser, *rest):
+        shape, batch = rest[-6], rest[-4]  # ..., shape, latent shape, batch, device, precision, repeats
+        compared.append((space, tuple(shape), batch))
+        return [
+            {"what": f"{space} call", "batch": batch, "eager_s": 2.0, "compiled_s": 0.5, "speedup": 4.0}
+            | {"compile_s": 30.0, "max_abs_diff": 1e-6, "max_abs_output": 3.0}
+        ]
+
+    monkeypatch.setattr(speed, "measure", eager_run)
+    measure = bench("speed_measure")
+    for name in ("measure_training", "measure_sampling", "measure_vae_encode", "sweep_space", "measure_matmul_flops"):
+        monkeypatch.setattr(measure, name, eager_run)
+    monkeypatch.setattr(speed_compile, "compiled_sampling", compiled_sampling)
+    argv = ["--quick", "--device", "cpu", "--batch-size", "2", "--compile-only", "--out", str(tmp_path)]
+    assert speed.main([*argv, "--name", "compiled"]) == 0
+    assert compared == [("latent", (16, 16, 16), 2)]  # on a CPU only the latent side is compiled
+    record = check_record(tmp_path / "compiled.json", "compiled")
+    assert record["settings"]["compile_only"] is True and "spaces" not in record["summary"]
+    assert [row["speed-up"] for row in record["results"]] == ["4x"]
+    text = check_markdown(tmp_path / "compiled.md", "call", 1)
+    assert "both timed in this run" in text and "| latent call | 2 | 2 | 0.5 | 4x |" in text
+    with pytest.raises(SystemExit):
+        speed.parse_args(["--compile-only", "--compile"])
+
+
 def test_decoder_quality_scores_perfect_and_offset_reconstructions(tiny_dataset) -> None:
     quality = bench("decoder_quality")
     from hpc_seaice.data.dataset import ShardedDataset
