@@ -45,7 +45,8 @@ def compiled_calls(setup: Setup, space: str, denoiser: torch.nn.Module, vae: tor
     return compiled_sampling(
         space,
         denoiser,
-        vae.decoder if space == "latent" else None,
+        vae if space == "latent" else None,
+        setup.field_mask,
         setup.shapes[space],
         setup.shapes["latent"],
         setup.batch,

@@ -162,16 +162,22 @@ def compare_compiled(
 def compiled_sampling(
     space: str,
     denoiser: torch.nn.Module,
-    decoder: torch.nn.Module | None,
+    vae: torch.nn.Module | None,
+    field_mask: torch.Tensor,
     shape: Sequence[int],
-    latent_decoder_input: Sequence[int] | None,
+    latent_shape: Sequence[int],
     batch: int,
     device: torch.device,
     precision: str,
     repeats: int,
 ) -> list[dict[str, Any]]:
-    """Compiled (``compile_for_sampling``) vs eager: one denoiser call and, for latents, one decode."""
-    from hpc_seaice.inference.generate import compile_for_sampling
+    """Compiled (``compile_for_sampling``) vs eager: one denoiser call and, with a ``vae``, one decode.
+
+    The decode is the sampler's own (``LatentDecoder``, eager or ``compile=True``): it hands the
+    decoder network the land mask through ``decode_params``, without which a decoder with a mask
+    channel cannot run; the network pass is what gets compiled.
+    """
+    from hpc_seaice.inference.generate import LatentDecoder, compile_for_sampling
 
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(batch, *shape, generator=gen).to(device)
@@ -187,11 +193,20 @@ def compiled_sampling(
             repeats,
         )
     ]
-    if decoder is not None and latent_decoder_input is not None:
-        z = torch.randn(batch, *latent_decoder_input, generator=gen).to(device)
+    if vae is not None:
+        z = torch.randn(batch, *latent_shape, generator=gen).to(device)
+        stats = (torch.zeros(latent_shape[0]), torch.ones(latent_shape[0]))  # irrelevant to the cost
+        eager = LatentDecoder(vae, *stats, field_mask, device)
+        compiled = LatentDecoder(vae, *stats, field_mask, device, compile=True)
         out.append(
             compare_compiled(
-                "VAE decoder pass", decoder, compile_for_sampling(decoder, device), (z,), device, precision, repeats
+                "VAE decoder pass",
+                lambda latents: eager(latents)[0],
+                lambda latents: compiled(latents)[0],
+                (z,),
+                device,
+                precision,
+                repeats,
             )
         )
     return out
