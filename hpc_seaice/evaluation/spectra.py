@@ -27,6 +27,7 @@ smoothing of a latent model shows.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -155,6 +156,20 @@ def hann_window(n: int) -> np.ndarray:
     return w / np.sqrt(np.mean(w**2))
 
 
+@functools.lru_cache(maxsize=8)
+def _psd_geometry(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flattened :func:`ring_index` rings, ring counts and :func:`hann_window` of an ``n x n`` box.
+
+    Why cached: they depend on the box side alone, and an evaluation takes the spectrum of the same
+    box for every state and model; built once per side, they are read-only as every call shares them.
+    """
+    ring, counts = ring_index(n)
+    shared = (ring.ravel(), counts, hann_window(n))
+    for array in shared:
+        array.flags.writeable = False
+    return shared
+
+
 def isotropic_psd(
     fields: np.ndarray,
     mask: np.ndarray | None = None,
@@ -194,15 +209,15 @@ def isotropic_psd(
         if not ocean.any():
             raise ValueError("the spectrum box holds no ocean cell")
         x = laplace_fill(x, ocean) if estimator == "tapered" else _mean_fill(x, ocean)
+    ring, counts, window = _psd_geometry(n)
     if estimator == "tapered":
-        x = remove_plane(x) * hann_window(n)
+        x = remove_plane(x) * window
     power = np.abs(np.fft.fft2(x)) ** 2
     power = power.reshape(-1, n * n).mean(axis=0) if power.ndim > 2 else power.ravel()
-    ring, counts = ring_index(n)
-    sums = np.bincount(ring.ravel(), weights=power, minlength=n // 2 + 1)[1 : n // 2 + 1]
+    sums = np.bincount(ring, weights=power, minlength=n // 2 + 1)[1 : n // 2 + 1]
     k, wavelength = wavenumbers(n, dx_km)
     psd = sums * (2.0 * np.pi * k) / counts
-    return Spectrum(k, wavelength, psd, counts)
+    return Spectrum(k, wavelength, psd, counts.copy())  # the caller's own counts, not the shared ones
 
 
 def log_ratio(psd: np.ndarray, ref_psd: np.ndarray, select: np.ndarray | None = None) -> float:
