@@ -163,6 +163,13 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{value} is not a finite number > 0")
+    return value
+
+
 def comma_list(item: Callable[[str], T], expected: str) -> Callable[[str], list[T]]:
     """An argparse ``type`` for a comma-separated list ('' for none), each entry read by ``item``.
 

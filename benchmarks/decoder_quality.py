@@ -2,28 +2,30 @@
 
     python -m benchmarks.decoder_quality                    # 64 x 64 synthetic data, 400 steps per run
     python -m benchmarks.decoder_quality --grid 128 --steps 1500 --seeds 0,1,2   # the README comparison (128 x 128)
-    python -m benchmarks.decoder_quality --grid 128 --steps 1500 --work /tmp/dq
+    python -m benchmarks.decoder_quality --grid 128 --steps 1500 --work /tmp/dq --lrs 0.004
 
-Why: the light decoder makes a latent sample cheap; it must not make it worse. Three runs of
+Why: the light decoder makes a latent sample cheap; it must not make it worse. Runs of
 ``hpc-seaice train`` on one synthetic data set (``configs/demo/autoencoder.yaml``, demo-vae):
 
-- ``conv``: encoder and mirror decoder trained together (``--steps``);
-- ``conv, frozen encoder``: a fresh mirror decoder trained against ``conv``'s frozen encoder;
-- ``light, frozen encoder``: the light decoder trained the same way (``vae.frozen_encoder``);
+- ``conv``: encoder and mirror decoder trained together (``--steps``, the config's learning rate);
+- ``conv, frozen encoder, lr X``: a fresh mirror decoder trained against ``conv``'s frozen encoder;
+- ``light, frozen encoder, lr X``: the light decoder trained the same way (``vae.frozen_encoder``);
   by default with the ``paper-vae`` design at demo widths (levels 64, 32, 16; refinement 16).
 
-The last two differ only in the decoder's architecture (same encoder, same latents, same
-decoder training budget): that pair is the comparison. Every test state is reconstructed
-deterministically (encoder mean, clamp(mu)); scores against the true states: RMSE per variable
-(ocean cells), the small-scale thickness PSD log-ratio (Hann-windowed isotropic spectrum over
-the central box, mean log10 ratio over the upper half of the wavenumbers; 0 = as much
-small-scale energy as the truth, < 0 = smoother), the marginal-ice-zone area error (mean
+The frozen-encoder pairs differ only in the decoder's architecture (same encoder, same latents,
+same decoder training budget and learning rate): each pair is one comparison. Both decoders are
+trained at every ``--lrs`` entry because they need not share the best rate: the light decoder's
+sub-pixel convolutions and deeper coarse levels train slower at the joint VAE's 1e-3. Every test
+state is reconstructed deterministically (encoder mean, clamp(mu)); scores against the true states:
+RMSE per variable (ocean cells), the small-scale thickness PSD log-ratio (Hann-windowed isotropic
+spectrum over the central box, mean log10 ratio over the upper half of the wavenumbers; 0 = as
+much small-scale energy as the truth, < 0 = smoother), the marginal-ice-zone area error (mean
 |area - true area| / mean true area) and the plateau shares (ocean cells with sit exactly 0,
 sic exactly 0 or 1, damage exactly 1: ``evaluation.plateaus``), as absolute differences from the truth.
 
 Each frozen-encoder decoder is trained once per ``--seeds`` entry; the table gives mean ± std
-over the seeds, and the notes say per score whether the light decoder is within 5 % of the
-mirror one or better, and whether the difference exceeds twice its standard error.
+over the seeds, and the notes say per learning rate and score whether the light decoder is
+within 5 % of the mirror one or better, and whether the difference exceeds twice its standard error.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from benchmarks.common import (
     markdown_table,
     non_negative_int,
     out_dir_for,
+    positive_float,
     write_report,
 )
 from hpc_seaice.data.dataset import ShardedDataset
@@ -58,25 +61,43 @@ CH = {name: i for i, name in enumerate(VARIABLES)}
 CONFIG = REPO_ROOT / "configs" / "demo" / "autoencoder.yaml"
 
 
-def runs(work: Path, steps: int, light: list[str], seeds: list[int]) -> dict[str, dict[int, list[str]]]:
+def runs(
+    work: Path, steps: int, light: list[str], seeds: list[int], lrs: list[float]
+) -> dict[str, dict[int, list[str]]]:
     """Run name -> seed -> overrides of ``configs/demo/autoencoder.yaml`` (trained in this order).
 
-    The joint run (``conv``) is trained once (seed 0): its encoder is the one every decoder
-    run sees. Each frozen-encoder decoder is trained once per seed (``train.seed``).
+    The joint run (``conv``) is trained once (seed 0, the config's learning rate): its encoder is
+    the one every decoder run sees. Each frozen-encoder decoder is trained once per seed
+    (``train.seed``) and per learning rate (``optim.lr``), both decoders at every rate.
     """
     conv = work / "runs" / "conv"
     common = [f"data.path={work / 'data'}", f"train.max_steps={steps}", "train.val_every=0", "train.progress=false"]
     common += [f"train.checkpoint_every={steps}", "data.num_workers=0"]
     frozen = [f"vae.frozen_encoder={conv}"]
 
-    def per_seed(name: str, extra: list[str]) -> dict[int, list[str]]:
-        return {s: [*common, *extra, f"train.seed={s}", f"run.dir={work / 'runs' / f'{name}-seed{s}'}"] for s in seeds}
+    def per_seed(name: str, lr: float, extra: list[str]) -> dict[int, list[str]]:
+        folder = f"{name}-lr{lr:g}"
+        return {
+            s: [
+                *common,
+                *extra,
+                f"optim.lr={lr!r}",
+                f"train.seed={s}",
+                f"run.dir={work / 'runs' / f'{folder}-seed{s}'}",
+            ]
+            for s in seeds
+        }
 
-    return {
-        "conv": {0: [*common, f"run.dir={conv}"]},
-        "conv, frozen encoder": per_seed("conv-frozen", frozen),
-        "light, frozen encoder": per_seed("light-frozen", [*frozen, "vae.decoder_arch=light", *light]),
-    }
+    plan = {"conv": {0: [*common, f"run.dir={conv}"]}}
+    for lr in lrs:
+        plan[decoder_name("conv", lr)] = per_seed("conv-frozen", lr, frozen)
+        plan[decoder_name("light", lr)] = per_seed("light-frozen", lr, [*frozen, "vae.decoder_arch=light", *light])
+    return plan
+
+
+def decoder_name(arch: str, lr: float) -> str:
+    """The table's name of a frozen-encoder decoder run: architecture and learning rate."""
+    return f"{arch}, frozen encoder, lr {lr:g}"
 
 
 def run_dir_of(overrides: list[str]) -> Path:
@@ -182,6 +203,30 @@ KIND = {"miz_area_error": "pct", "psd_small_scale_log10_ratio": "psd"}
 LABEL = {"psd_small_scale_log10_ratio": "small-scale PSD log10 ratio", "miz_area_error": "MIZ-area error"}
 
 
+def verdict_notes(verdict: dict[str, dict[str, Any]], n: int, lr: float) -> str:
+    """One paragraph: per score the light decoder's change against conv at ``lr``, and the 5 % target."""
+    changes = "; ".join(
+        f"{k} {100 * v['change']:+.1f}%" if k != "psd_small_scale_log10_ratio" else f"{k} {v['change']:+.3f}"
+        for k, v in verdict.items()
+    )
+    spread = (
+        ". Differences beyond twice their standard error over the seeds: "
+        + (", ".join(k for k, v in verdict.items() if v["beyond_seed_spread"]) or "none")
+        if n > 1
+        else ". One seed: no seed spread measured"
+    )
+    return (
+        f"At lr {lr:g}, light vs conv (both trained against the same frozen encoder; means over {n} seed(s)); "
+        f"change (relative for errors, in |log10 ratio| for the PSD) and the 5 % target: {changes}. "
+        "Target (light within 5 % of conv or better) holds for: "
+        + (", ".join(k for k, v in verdict.items() if v["holds"]) or "none")
+        + "; does not hold in this run for: "
+        + (", ".join(k for k, v in verdict.items() if not v["holds"]) or "none")
+        + spread
+        + "."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.decoder_quality", description=__doc__.splitlines()[0])
     p.add_argument("--grid", type=int, default=64, help="synthetic grid side (default 64)")
@@ -192,21 +237,27 @@ def main(argv: list[str] | None = None) -> int:
         default=[0],
         help="comma-separated train.seed values of the decoder runs (default 0)",
     )
+    p.add_argument(
+        "--lrs",
+        type=comma_list(positive_float, "comma-separated learning rates > 0"),
+        default=[1e-3, 4e-3],
+        help="comma-separated optim.lr values; both decoders are trained at each (default 0.001,0.004)",
+    )
     p.add_argument("--light-channels", default="[64,32,16]", help="vae.light_channels of the light run")
     p.add_argument("--light-refine", type=int, default=16, help="vae.refine_channels of the light run (default 16)")
     p.add_argument("--work", default="", help="folder for the data set and runs (default: a folder under /tmp)")
     add_output_options(p, name="decoder_quality")
     args = p.parse_args(argv)
-    seeds = sorted(set(args.seeds))
-    if not seeds:
-        p.error("--seeds: give at least one seed")
+    seeds, lrs = sorted(set(args.seeds)), sorted(set(args.lrs))
+    if not seeds or not lrs:
+        p.error("--seeds and --lrs: give at least one value each")
     work = Path(args.work or f"/tmp/hpc-seaice-decoder-quality-{args.grid}-{args.steps}")
     work.mkdir(parents=True, exist_ok=True)
     if not (work / "data" / "manifest.json").is_file():
         synth = ["data", "synth", "--out", str(work / "data"), "--grid", str(args.grid), "--freq", "5D"]
         subprocess.run([sys.executable, "-m", "hpc_seaice", *synth, "--overwrite"], cwd=REPO_ROOT, check=True)
     light = [f"vae.light_channels={args.light_channels}", f"vae.refine_channels={args.light_refine}"]
-    plan = runs(work, args.steps, light, seeds)
+    plan = runs(work, args.steps, light, seeds, lrs)
     seconds = {(name, s): train(name, o, work) for name, by_seed in plan.items() for s, o in by_seed.items()}
     test = ShardedDataset(work / "data", split="test", normalize=False)
     truth = np.stack([test.raw(i) for i in range(len(test))])
@@ -228,35 +279,24 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     n = len(seeds)
-    verdict = verdicts(summary["light, frozen encoder"]["mean_std"], summary["conv, frozen encoder"]["mean_std"], n)
+    verdict = {
+        f"lr {lr:g}": verdicts(
+            summary[decoder_name("light", lr)]["mean_std"], summary[decoder_name("conv", lr)]["mean_std"], n
+        )
+        for lr in lrs
+    }
     settings = {
         **{k: getattr(args, k) for k in ("grid", "steps", "light_channels", "light_refine")},
-        **{"seeds": seeds, "config": str(CONFIG.relative_to(REPO_ROOT)), "test_states": len(truth), "work": str(work)},
+        **{"seeds": seeds, "lrs": lrs, "config": str(CONFIG.relative_to(REPO_ROOT)), "test_states": len(truth)},
+        "work": str(work),
     }
-    notes = (
-        f"Light vs conv (both decoders trained against the same frozen encoder; means over {n} seed(s)); "
-        "change (relative for errors, in |log10 ratio| for the PSD) and the 5 % target: "
-        + "; ".join(
-            f"{k} {100 * v['change']:+.1f}%" if k != "psd_small_scale_log10_ratio" else f"{k} {v['change']:+.3f}"
-            for k, v in verdict.items()
-        )
-        + ". Target (light within 5 % of conv or better) holds for: "
-        + (", ".join(k for k, v in verdict.items() if v["holds"]) or "none")
-        + "; does not hold in this run for: "
-        + (", ".join(k for k, v in verdict.items() if not v["holds"]) or "none")
-        + (
-            ". Differences beyond twice their standard error over the seeds: "
-            + (", ".join(k for k, v in verdict.items() if v["beyond_seed_spread"]) or "none")
-            if n > 1
-            else ". One seed: no seed spread measured"
-        )
-        + ". Reconstructions of the test split, deterministic; values are mean ± std over seeds."
-    )
+    notes = " ".join(verdict_notes(verdict[f"lr {lr:g}"], n, lr) for lr in lrs)
+    notes += " Reconstructions of the test split, deterministic; values are mean ± std over seeds."
     out = out_dir_for(args.out, quick=False)
     header = (
         f"Synthetic {args.grid} x {args.grid} data, {len(truth)} test states; demo-vae encoder trained {args.steps} "
         f"steps ('conv', seed 0), then each decoder trained {args.steps} steps against that frozen encoder, "
-        f"once per seed ({', '.join(map(str, seeds))})."
+        f"once per seed ({', '.join(map(str, seeds))}) and learning rate ({', '.join(f'{lr:g}' for lr in lrs)})."
     )
     reused = sum(v is None for v in seconds.values())
     if reused:

@@ -295,6 +295,21 @@ def test_decoder_quality_scores_perfect_and_offset_reconstructions(tiny_dataset)
     assert set(s["plateau_shares"]) == {"sit=0", "sic=0", "sic=1", "damage=1"}
 
 
+def test_decoder_quality_trains_both_decoders_at_every_learning_rate_in_their_own_folders(tmp_path) -> None:
+    quality = bench("decoder_quality")
+    plan = quality.runs(tmp_path, 10, ["vae.refine_channels=16"], [0, 1], [1e-3, 4e-3])
+    assert set(plan) == {"conv"} | {quality.decoder_name(a, lr) for a in ("conv", "light") for lr in (1e-3, 4e-3)}
+    folders = [quality.run_dir_of(o) for by_seed in plan.values() for o in by_seed.values()]
+    assert len(set(folders)) == len(folders) == 1 + 2 * 2 * 2  # no run reuses another's folder
+    assert not any(o.startswith("optim.lr=") for o in plan["conv"][0])  # the joint run keeps the config's rate
+    for lr in (1e-3, 4e-3):
+        for arch in ("conv", "light"):
+            for seed, overrides in plan[quality.decoder_name(arch, lr)].items():
+                assert f"optim.lr={lr!r}" in overrides and f"train.seed={seed}" in overrides
+                assert f"vae.frozen_encoder={tmp_path / 'runs' / 'conv'}" in overrides
+                assert ("vae.decoder_arch=light" in overrides) == (arch == "light")
+
+
 def test_decoder_quality_verdicts_apply_the_5_percent_target_and_the_seed_spread() -> None:
     quality = bench("decoder_quality")
     conv = quality.aggregate(
