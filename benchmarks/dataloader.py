@@ -17,13 +17,19 @@ and interleaved so that every path sees the same machine load, it times (best of
   DataLoader with 0 or 2 worker processes, with torch's default collate or the pass-through
   :func:`hpc_seaice.data.dataset.collate`.
 - batch loader: :class:`hpc_seaice.data.batch_loader.BatchLoader`, the same batches read by
-  0 or 2 workers into a shared ring of batch buffers (a worker hands over a slot number, not the
-  data), and with the split held in memory (``in_memory=True``, 0 workers).
+  0 or 2 workers into a shared ring of batch buffers (a worker hands over batch numbers, not the
+  data; by default about 8 MB of consecutive batches per hand-over, and once with one batch per
+  hand-over, what the loader did before), and with the split held in memory (``in_memory=True``,
+  0 workers).
 - batch loader with posterior (latent geometries): what latent training on posterior samples
   reads, the mean and the stored log-variance of each sample (``posterior=True``: [2C, h, w]
   per sample, twice the bytes; MB/s counts both), 0 and 2 workers.
 - DataLoader alone: a dataset of zeros with the same shapes and 2 workers, i.e. what the worker
   processes and their shared-memory transfer cost by themselves, the ceiling for any reader.
+
+Paths with workers keep reading ahead between timed passes; the batches they hold ready when a
+pass starts (up to workers x prefetch factor hand-overs) are taken before the timer starts, so no
+path is credited with work done while another was timed.
 
 The files were just written, so every path reads from the page cache: the comparison measures
 the reader's own overhead (calls, normalisation, collation, transfer), which is what it adds on
@@ -57,6 +63,13 @@ from hpc_seaice.data.synth import generate
 def _touch(x: np.ndarray) -> None:
     """Touch every 4 KiB page, as any consumer would: shared-memory pages fault in only here."""
     x.reshape(-1)[::1024].sum()
+
+
+def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[int, float]:
+    """``fn``'s bytes and its seconds."""
+    t0 = time.perf_counter()
+    nbytes = fn(*args, **kwargs)
+    return nbytes, time.perf_counter() - t0
 
 
 def raw_pass(root: Path, batch: int, reuse: bool) -> int:
@@ -99,30 +112,37 @@ class ReaderPass:
             num_workers=num_workers,
             collate_fn=collate if passthrough else None,
             persistent_workers=num_workers > 0,
-            prefetch_factor=4 if num_workers > 0 else None,
+            prefetch_factor=PREFETCH if num_workers > 0 else None,
         )
-        self._start(batch)
+        self._start(batch, num_workers * PREFETCH)
 
-    def _start(self, batch: int) -> None:
+    def _start(self, batch: int, banked: int) -> None:
+        """``banked``: batches the workers may have ready when a pass starts (they run on between passes)."""
         self.it = iter(self.loader)
         t0 = time.perf_counter()
         for _ in range(2):  # worker start-up and first opens are not steady state
             next(self.it)
         self.startup_s = time.perf_counter() - t0
         self.batches = max(1, len(self.ds) // batch)
+        self.banked = banked
 
-    def __call__(self) -> int:
+    def __call__(self) -> tuple[int, float]:
+        """Bytes of one pass and its seconds, timed after the batches read ahead between passes."""
+        for x in itertools.islice(self.it, self.banked):  # read before the pass began: not timed
+            _touch(x.numpy())
         total = 0
+        t0 = time.perf_counter()
         for x in itertools.islice(self.it, self.batches):
             _touch(x.numpy())
             total += x.numel() * x.element_size()
-        return total
+        return total, time.perf_counter() - t0
 
     def close(self) -> None:
         del self.it
         self.ds.close()
 
 
+PREFETCH = 4  # DataLoader prefetch_factor of every path with workers
 READERS = [(0, False), (0, True), (2, False), (2, True)]  # (workers, pass-through collate)
 BATCH_LOADERS = [(0, False), (2, False), (0, True)]  # (workers, in memory)
 LATENT_CHANNELS = 16
@@ -131,11 +151,20 @@ LATENT_CHANNELS = 16
 class BatchLoaderPass(ReaderPass):
     """The same shuffled global batches through :class:`BatchLoader` (shared ring of batch buffers)."""
 
-    def __init__(self, root: Path, num_workers: int, batch: int, in_memory: bool, posterior: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        num_workers: int,
+        batch: int,
+        in_memory: bool,
+        posterior: bool = False,
+        handover_bytes: int | None = None,
+    ) -> None:
         self.ds = ShardedDataset(root, split=None, in_memory=in_memory, posterior=posterior)
         sampler = GlobalBatchSampler(len(self.ds), global_batch=batch, rank=0, world_size=1, seed=0)
-        self.loader = BatchLoader(self.ds, sampler, batch, num_workers=num_workers, prefetch_factor=4, hold=2)
-        self._start(batch)
+        size = {} if handover_bytes is None else {"handover_bytes": handover_bytes}
+        self.loader = BatchLoader(self.ds, sampler, batch, num_workers=num_workers, prefetch_factor=PREFETCH, **size)
+        self._start(batch, num_workers * PREFETCH * self.loader.per_item)
 
 
 def make_latent_set(root: Path, side: int, samples: int, shard_size: int) -> None:
@@ -176,9 +205,9 @@ class LoaderOnlyPass(ReaderPass):
             sampler=GlobalBatchSampler(n, global_batch=batch, rank=0, world_size=1, seed=0),
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
-            prefetch_factor=4 if num_workers > 0 else None,
+            prefetch_factor=PREFETCH if num_workers > 0 else None,
         )
-        self._start(batch)
+        self._start(batch, num_workers * PREFETCH)
 
     def close(self) -> None:
         del self.it
@@ -200,8 +229,8 @@ def measure_grid(geometry: str, samples: int, shard_size: int, batch: int, repea
         n = read_manifest(root).num_samples
         sample_mb = channels * grid * grid * 4 / 1e6
         paths: dict[str, Any] = {
-            "raw h5py, new array per batch": lambda: raw_pass(root, batch, reuse=False),
-            "raw h5py, reused buffer": lambda: raw_pass(root, batch, reuse=True),
+            "raw h5py, new array per batch": lambda: timed(raw_pass, root, batch, reuse=False),
+            "raw h5py, reused buffer": lambda: timed(raw_pass, root, batch, reuse=True),
         }
         readers = {}
         for w, passthrough in READERS:
@@ -212,6 +241,9 @@ def measure_grid(geometry: str, samples: int, shard_size: int, batch: int, repea
             name = f"batch loader, {w} workers{', in memory' if in_memory else ''}"
             readers[name] = BatchLoaderPass(root, w, batch, in_memory)
             paths[name] = readers[name]
+        name = "batch loader, 2 workers, one batch per hand-over"
+        readers[name] = BatchLoaderPass(root, 2, batch, in_memory=False, handover_bytes=0)
+        paths[name] = readers[name]
         for w in (0, 2) if latent else ():
             name = f"batch loader, {w} workers, mean and posterior logvar"
             readers[name] = BatchLoaderPass(root, w, batch, in_memory=False, posterior=True)
@@ -223,9 +255,8 @@ def measure_grid(geometry: str, samples: int, shard_size: int, batch: int, repea
         nbytes: dict[str, int] = {}
         for _ in range(repeat):  # interleaved, so every path sees the same machine load
             for key, fn in paths.items():
-                t = time.perf_counter()
-                nbytes[key] = fn()
-                best[key] = min(best.get(key, float("inf")), time.perf_counter() - t)
+                nbytes[key], seconds = fn()
+                best[key] = min(best.get(key, float("inf")), seconds)
         raw_mbs = nbytes["raw h5py, new array per batch"] / 1e6 / best["raw h5py, new array per batch"]
         ceil_mbs = nbytes["raw h5py, reused buffer"] / 1e6 / best["raw h5py, reused buffer"]
         rows = []

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hpc_seaice.data import shard_reader
-from hpc_seaice.data.batch_loader import BatchLoader, NumberedBatches, ring_slots
+from hpc_seaice.data.batch_loader import MAX_PER_ITEM, BatchLoader, NumberedBatches, batches_per_item, ring_slots
 from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset
 
 
@@ -24,9 +24,21 @@ def expected_batches(ds: ShardedDataset, sampler, batch: int, count: int) -> lis
 
 def test_numbered_batches_cover_the_stream_in_order():
     batches = list(NumberedBatches(range(10), 4))
-    assert batches == [(0, [0, 1, 2, 3]), (1, [4, 5, 6, 7]), (2, [8, 9])]
-    with pytest.raises(ValueError):
-        NumberedBatches(range(3), 0)
+    assert batches == [(0, [[0, 1, 2, 3]]), (1, [[4, 5, 6, 7]]), (2, [[8, 9]])]
+    items = list(NumberedBatches(range(11), 2, per_item=3))  # three batches per hand-over, numbered on
+    assert items == [(0, [[0, 1], [2, 3], [4, 5]]), (3, [[6, 7], [8, 9], [10]])]
+    assert list(NumberedBatches(range(12), 2, per_item=3))[-1] == (3, [[6, 7], [8, 9], [10, 11]])
+    for bad in ({"batch_size": 0}, {"batch_size": 2, "per_item": 0}):
+        with pytest.raises(ValueError):
+            NumberedBatches(range(3), **bad)
+
+
+def test_batches_per_hand_over_fill_the_hand_over_size_within_bounds():
+    assert batches_per_item(2 << 20, 8 << 20) == 4  # 8 latents of 16 x 64 x 64: 2 MB a batch
+    assert batches_per_item(3 << 20, 8 << 20) == 3  # rounded up, so a hand-over holds at least 8 MB
+    assert batches_per_item(42 << 20, 8 << 20) == 1  # 512 x 512 fields: one batch is enough
+    assert batches_per_item(1, 8 << 20) == MAX_PER_ITEM and batches_per_item(2 << 20, 0) == 1
+    assert ring_slots(2, 2, 3, per_item=4) == 3 + 4 * (1 + 2 * 2) and ring_slots(0, 2, 3, per_item=4) == 4
 
 
 def test_neighbouring_samples_are_read_with_one_call(tiny_dataset, monkeypatch):
@@ -62,13 +74,16 @@ def test_in_memory_dataset_gives_the_same_samples_without_files(tiny_dataset):
     assert not memory._handles
 
 
-@pytest.mark.parametrize("workers, in_memory", [(0, False), (2, False), (2, True)])
-def test_batch_loader_matches_per_sample_reads_and_keeps_held_batches(tiny_dataset, workers, in_memory):
+@pytest.mark.parametrize("workers, in_memory, per_item", [(0, False, 1), (2, False, 1), (2, True, 1), (2, False, 3)])
+def test_batch_loader_matches_per_sample_reads_and_keeps_held_batches(tiny_dataset, workers, in_memory, per_item):
     ds = ShardedDataset(tiny_dataset, split="train", in_memory=in_memory)
-    batch, steps, hold = 4, 15, 2  # 60 samples: more than an epoch (41), so batches span epochs
+    batch, steps, hold = 4, 40, 2  # 160 samples: batches span epochs (41) and the ring wraps around
     sampler = GlobalBatchSampler(len(ds), global_batch=batch, rank=0, world_size=1, seed=3)
-    loader = BatchLoader(ds, sampler, batch, num_workers=workers, prefetch_factor=2, hold=hold)
-    assert loader.ring.shape[0] == ring_slots(workers, 2, hold)
+    batch_bytes = 4 * batch * ds.sample_channels * ds.grid[0] * ds.grid[1]
+    loader = BatchLoader(
+        ds, sampler, batch, num_workers=workers, prefetch_factor=2, hold=hold, handover_bytes=per_item * batch_bytes
+    )
+    assert loader.per_item == per_item and loader.ring.shape[0] == ring_slots(workers, 2, hold, per_item)
     expected = expected_batches(ShardedDataset(tiny_dataset, split="train"), sampler, batch, steps)
     held: list[torch.Tensor] = []
     for step, x in enumerate(itertools.islice(iter(loader), steps)):

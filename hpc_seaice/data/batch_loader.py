@@ -7,11 +7,16 @@ on a 2-core VM, DataLoader workers delivered a fifth of a raw h5py read even for
 zeros. Here the main process allocates one ring of batch buffers in shared memory before the
 workers start; a worker reads batch number ``s`` straight into slot ``s % slots`` (one
 contiguous multi-sample read per run of neighbouring samples, normalised per batch) and hands
-over only ``(slot, size)``. The DataLoader runs with ``batch_size=None`` over numbered batches.
+over only its batch number and size. The DataLoader runs with ``batch_size=None`` over numbered
+batches. Each hand-over still costs a round trip through the DataLoader's queues (pickling, a
+pipe, a wake-up: tenths of a millisecond), as much as reading a 2 MB batch from the page cache;
+so a worker fills ``per_item`` consecutive batches per hand-over, sized to ``handover_bytes``
+(8 MB by default: 4 batches of 8 latents of 16 x 64 x 64, one batch of 512 x 512 fields).
 
 Slot reuse is safe by construction: the DataLoader keeps at most ``num_workers x
-prefetch_factor`` batches in flight, so with ``slots = hold + 1 + num_workers x
-prefetch_factor`` no worker writes into any of the last ``hold`` batches the consumer received.
+prefetch_factor`` items (of ``per_item`` batches) in flight beyond the one the consumer reads, so
+with ``slots = hold + per_item x (1 + num_workers x prefetch_factor)`` no worker writes into any
+of the last ``hold`` batches the consumer received.
 A consumer that keeps more batches alive than ``hold`` (e.g. gradient accumulation over k
 micro-batches keeps k, plus the previous step's while fetching) must raise ``hold`` or copy.
 
@@ -23,6 +28,7 @@ DataLoader's extra copy into a pinned buffer.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -30,30 +36,39 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 
-class NumberedBatches(Sampler[tuple[int, list[int]]]):
-    """Groups a per-sample index stream into ``(batch number, indices)`` of ``batch_size`` each.
+class NumberedBatches(Sampler[tuple[int, list[list[int]]]]):
+    """Groups a per-sample index stream into items ``(first batch number, [indices of each batch])``.
 
-    The last batch of a finite stream may be shorter; an infinite stream (the trainer's
-    :class:`~hpc_seaice.data.dataset.GlobalBatchSampler`) never ends.
+    Each item holds ``per_item`` consecutive batches of ``batch_size`` samples (the last item of a
+    finite stream may hold fewer, its last batch fewer samples); an infinite stream (the
+    trainer's :class:`~hpc_seaice.data.dataset.GlobalBatchSampler`) never ends.
     """
 
-    def __init__(self, sampler: Iterable[int], batch_size: int) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    def __init__(self, sampler: Iterable[int], batch_size: int, per_item: int = 1) -> None:
+        if batch_size < 1 or per_item < 1:
+            raise ValueError(f"batch_size and per_item must be >= 1, got {batch_size} and {per_item}")
         self.sampler = sampler
         self.batch_size = batch_size
+        self.per_item = per_item
 
-    def __iter__(self) -> Iterator[tuple[int, list[int]]]:
+    def __iter__(self) -> Iterator[tuple[int, list[list[int]]]]:
         stream = iter(self.sampler)
-        for number in itertools.count():
-            chunk = [int(i) for i in itertools.islice(stream, self.batch_size)]
-            if not chunk:
+        for first in itertools.count(0, self.per_item):
+            item = []
+            for _ in range(self.per_item):
+                chunk = [int(i) for i in itertools.islice(stream, self.batch_size)]
+                if not chunk:
+                    break
+                item.append(chunk)
+            if not item:
                 return
-            yield number, chunk
+            yield first, item
+            if len(item) < self.per_item or len(item[-1]) < self.batch_size:
+                return
 
 
 class RingFill(Dataset):
-    """Worker side: ``ring_fill[(number, indices)]`` fills slot ``number % slots``, returns ``(slot, n)``."""
+    """Worker side: ``ring_fill[(first, batches)]`` fills slots ``first + j`` (mod slots), returns sizes."""
 
     def __init__(self, dataset: Any, ring: torch.Tensor) -> None:
         self.dataset = dataset
@@ -62,17 +77,25 @@ class RingFill(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, list[int]]) -> tuple[int, int]:
-        number, indices = key
-        slot = number % self.ring.shape[0]
-        n = len(indices)
-        self.dataset.read_batch(indices, self.ring[slot, :n].numpy())
-        return slot, n
+    def __getitem__(self, key: tuple[int, list[list[int]]]) -> tuple[int, list[int]]:
+        first, batches = key
+        for j, indices in enumerate(batches):
+            slot = (first + j) % self.ring.shape[0]
+            self.dataset.read_batch(indices, self.ring[slot, : len(indices)].numpy())
+        return first, [len(indices) for indices in batches]
 
 
-def ring_slots(num_workers: int, prefetch_factor: int, hold: int) -> int:
+def ring_slots(num_workers: int, prefetch_factor: int, hold: int, per_item: int = 1) -> int:
     """Slots that keep the last ``hold`` delivered batches intact while workers run ahead."""
-    return hold + 1 + (num_workers * prefetch_factor if num_workers else 0)
+    return hold + (per_item * (1 + num_workers * prefetch_factor) if num_workers else 1)
+
+
+MAX_PER_ITEM = 16  # tiny batches: enough to hide the hand-over, without a ring of thousands of slots
+
+
+def batches_per_item(batch_bytes: int, handover_bytes: int) -> int:
+    """Consecutive batches a worker fills per hand-over: ``handover_bytes`` worth, 1 to ``MAX_PER_ITEM``."""
+    return min(MAX_PER_ITEM, max(1, -(-handover_bytes // max(batch_bytes, 1))))
 
 
 class BatchLoader:
@@ -95,11 +118,15 @@ class BatchLoader:
         pin_memory: bool = False,
         worker_init_fn: Callable[[int], None] | None = None,
         multiprocessing_context: Any = None,
+        handover_bytes: int = 8 << 20,
     ) -> None:
-        if num_workers < 0 or prefetch_factor < 1 or hold < 1:
-            raise ValueError("num_workers must be >= 0, prefetch_factor and hold >= 1")
-        slots = ring_slots(num_workers, prefetch_factor, hold)
-        self.ring = torch.empty((slots, batch_size, dataset.sample_channels, *dataset.grid), dtype=torch.float32)
+        if num_workers < 0 or prefetch_factor < 1 or hold < 1 or handover_bytes < 0:
+            raise ValueError("num_workers and handover_bytes must be >= 0, prefetch_factor and hold >= 1")
+        shape = (batch_size, dataset.sample_channels, *dataset.grid)
+        batch_bytes = 4 * math.prod(shape)
+        self.per_item = batches_per_item(batch_bytes, handover_bytes) if num_workers else 1
+        slots = ring_slots(num_workers, prefetch_factor, hold, self.per_item)
+        self.ring = torch.empty((slots, *shape), dtype=torch.float32)
         if num_workers:
             self.ring.share_memory_()
         self.pinned = False
@@ -108,7 +135,7 @@ class BatchLoader:
             torch.cuda.cudart().cudaHostRegister(self.ring.data_ptr(), nbytes, 0)
             self.pinned = True
         self.fill = RingFill(dataset, self.ring)
-        self.batches = NumberedBatches(sampler, batch_size)
+        self.batches = NumberedBatches(sampler, batch_size, self.per_item)
         self.loader: DataLoader | None = None
         if num_workers:
             self.loader = DataLoader(
@@ -123,13 +150,11 @@ class BatchLoader:
             )
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        if self.loader is None:
-            for key in self.batches:
-                slot, n = self.fill[key]
-                yield self.ring[slot, :n]
-            return
-        for slot, n in self.loader:
-            yield self.ring[int(slot), : int(n)]
+        items = (self.fill[key] for key in self.batches) if self.loader is None else iter(self.loader)
+        slots = self.ring.shape[0]
+        for first, sizes in items:
+            for j, n in enumerate(sizes):
+                yield self.ring[(int(first) + j) % slots, : int(n)]
 
     def close(self) -> None:
         """Unpin the ring (GPU) and end the workers.
