@@ -76,7 +76,7 @@ def runs(
     frozen = [f"vae.frozen_encoder={conv}"]
 
     def per_seed(name: str, lr: float, extra: list[str]) -> dict[int, list[str]]:
-        folder = f"{name}-lr{lr:g}"
+        folder = f"{name}-lr{rate_text(lr)}"
         return {
             s: [
                 *common,
@@ -95,9 +95,18 @@ def runs(
     return plan
 
 
+def rate_text(lr: float) -> str:
+    """A learning rate as it names folders, rows and notes: the shortest text that reads back as ``lr``.
+
+    Not ``:g``: two rates the same to six digits would share one name, and one would silently
+    replace the other's runs and verdict.
+    """
+    return repr(float(lr))
+
+
 def decoder_name(arch: str, lr: float) -> str:
     """The table's name of a frozen-encoder decoder run: architecture and learning rate."""
-    return f"{arch}, frozen encoder, lr {lr:g}"
+    return f"{arch}, frozen encoder, lr {rate_text(lr)}"
 
 
 def run_dir_of(overrides: list[str]) -> Path:
@@ -216,7 +225,7 @@ def verdict_notes(verdict: dict[str, dict[str, Any]], n: int, lr: float) -> str:
         else ". One seed: no seed spread measured"
     )
     return (
-        f"At lr {lr:g}, light vs conv (both trained against the same frozen encoder; means over {n} seed(s)); "
+        f"At lr {rate_text(lr)}, light vs conv (both trained against the same frozen encoder; means over {n} seed(s)); "
         f"change (relative for errors, in |log10 ratio| for the PSD) and the 5 % target: {changes}. "
         "Target (light within 5 % of conv or better) holds for: "
         + (", ".join(k for k, v in verdict.items() if v["holds"]) or "none")
@@ -280,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     n = len(seeds)
     verdict = {
-        f"lr {lr:g}": verdicts(
+        f"lr {rate_text(lr)}": verdicts(
             summary[decoder_name("light", lr)]["mean_std"], summary[decoder_name("conv", lr)]["mean_std"], n
         )
         for lr in lrs
@@ -290,13 +299,13 @@ def main(argv: list[str] | None = None) -> int:
         **{"seeds": seeds, "lrs": lrs, "config": str(CONFIG.relative_to(REPO_ROOT)), "test_states": len(truth)},
         "work": str(work),
     }
-    notes = " ".join(verdict_notes(verdict[f"lr {lr:g}"], n, lr) for lr in lrs)
+    notes = " ".join(verdict_notes(verdict[f"lr {rate_text(lr)}"], n, lr) for lr in lrs)
     notes += " Reconstructions of the test split, deterministic; values are mean ± std over seeds."
     out = out_dir_for(args.out, quick=False)
     header = (
         f"Synthetic {args.grid} x {args.grid} data, {len(truth)} test states; demo-vae encoder trained {args.steps} "
         f"steps ('conv', seed 0), then each decoder trained {args.steps} steps against that frozen encoder, "
-        f"once per seed ({', '.join(map(str, seeds))}) and learning rate ({', '.join(f'{lr:g}' for lr in lrs)})."
+        f"once per seed ({', '.join(map(str, seeds))}) and learning rate ({', '.join(map(rate_text, lrs))})."
     )
     reused = sum(v is None for v in seconds.values())
     if reused:

@@ -310,6 +310,19 @@ def test_decoder_quality_trains_both_decoders_at_every_learning_rate_in_their_ow
                 assert ("vae.decoder_arch=light" in overrides) == (arch == "light")
 
 
+def test_decoder_quality_names_rates_that_differ_beyond_six_digits_apart(tmp_path) -> None:
+    """Rates are named by their shortest exact text: 0.001 and 0.0010000001 (the same at 6
+    significant digits) must be two pairs of runs in two folders, not one run under one name."""
+    quality = bench("decoder_quality")
+    lrs = [1e-3, 1.0000001e-3]
+    plan = quality.runs(tmp_path, 10, [], [0], lrs)
+    assert len(plan) == 1 + 2 * len(lrs)
+    folders = {quality.run_dir_of(o) for by_seed in plan.values() for o in by_seed.values()}
+    assert len(folders) == len(plan)
+    assert quality.rate_text(1e-3) == "0.001" and quality.rate_text(4e-3) == "0.004"  # usual rates read as typed
+    assert quality.rate_text(1e-5) == "1e-05"
+
+
 def test_decoder_quality_verdicts_apply_the_5_percent_target_and_the_seed_spread() -> None:
     quality = bench("decoder_quality")
     conv = quality.aggregate(
