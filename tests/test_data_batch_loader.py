@@ -94,6 +94,35 @@ def test_batch_loader_matches_per_sample_reads_and_keeps_held_batches(tiny_datas
     loader.close()
 
 
+@pytest.mark.parametrize("workers, per_item", [(0, 1), (2, 1), (2, 3)])
+def test_a_new_pass_keeps_the_batches_held_from_the_last_one(tiny_dataset, workers, per_item):
+    """A second ``iter()`` (the next epoch of a finite sampler, or a pass after one left early) must
+    not write into the last ``hold`` batches the consumer received: its numbering, and so its slots,
+    continue where the consumer stopped. A pass of slots + 1 batches ends in slot 0, where a pass
+    that numbered from 0 again wrote its first batch."""
+    ds = ShardedDataset(tiny_dataset, split="train")
+    batch, hold = 2, 2
+    batch_bytes = 4 * batch * ds.sample_channels * ds.grid[0] * ds.grid[1]
+    slots = ring_slots(workers, 1, hold, per_item)
+    stream = [i % len(ds) for i in range((slots + 1) * batch)]
+    loader = BatchLoader(
+        ds, stream, batch, num_workers=workers, prefetch_factor=1, hold=hold, handover_bytes=per_item * batch_bytes
+    )
+    assert loader.ring.shape[0] == slots and loader.per_item == per_item
+    expected = expected_batches(ShardedDataset(tiny_dataset, split="train"), stream, batch, slots + 1)
+    first = list(loader)
+    assert len(first) == slots + 1
+    torch.testing.assert_close(first[-1], expected[-1], rtol=0, atol=0)
+    again = iter(loader)
+    torch.testing.assert_close(next(again), expected[0], rtol=0, atol=0)
+    torch.testing.assert_close(first[-1], expected[-1], rtol=0, atol=0)  # still held: the last `hold` received
+    left = list(itertools.islice(again, 3))  # leave this pass early; the next one starts after what was received
+    resumed = next(iter(loader))
+    torch.testing.assert_close(left[-1], expected[3], rtol=0, atol=0)
+    torch.testing.assert_close(resumed, expected[0], rtol=0, atol=0)
+    loader.close()
+
+
 WORKER_ERROR = """
 import sys
 from hpc_seaice.data.batch_loader import BatchLoader

@@ -19,6 +19,9 @@ with ``slots = hold + per_item x (1 + num_workers x prefetch_factor)`` no worker
 of the last ``hold`` batches the consumer received.
 A consumer that keeps more batches alive than ``hold`` (e.g. gradient accumulation over k
 micro-batches keeps k, plus the previous step's while fetching) must raise ``hold`` or copy.
+A new pass (``iter()`` again: the next epoch of a finite sampler, or after leaving a pass early)
+numbers its batches on from the last one the consumer received, not from 0: the DataLoader's
+reset lets the old pass's workers finish first, so the same bound holds across passes.
 
 On a GPU (``pin_memory=True``) the ring is page-locked once (``cudaHostRegister``), so every
 batch copies to the device asynchronously (``.to(device, non_blocking=True)``) without the
@@ -50,10 +53,11 @@ class NumberedBatches(Sampler[tuple[int, list[list[int]]]]):
         self.sampler = sampler
         self.batch_size = batch_size
         self.per_item = per_item
+        self.start = 0  # number of the first batch of the next pass (BatchLoader continues its numbering)
 
     def __iter__(self) -> Iterator[tuple[int, list[list[int]]]]:
         stream = iter(self.sampler)
-        for first in itertools.count(0, self.per_item):
+        for first in itertools.count(self.start, self.per_item):
             item = []
             for _ in range(self.per_item):
                 chunk = [int(i) for i in itertools.islice(stream, self.batch_size)]
@@ -136,6 +140,7 @@ class BatchLoader:
             self.pinned = True
         self.fill = RingFill(dataset, self.ring)
         self.batches = NumberedBatches(sampler, batch_size, self.per_item)
+        self.received = 0  # batches handed to the consumer: the next pass numbers on from here
         self.loader: DataLoader | None = None
         if num_workers:
             self.loader = DataLoader(
@@ -150,10 +155,12 @@ class BatchLoader:
             )
 
     def __iter__(self) -> Iterator[torch.Tensor]:
+        self.batches.start = self.received  # set before iter(loader) draws the pass's sampler iterator
         items = (self.fill[key] for key in self.batches) if self.loader is None else iter(self.loader)
         slots = self.ring.shape[0]
         for first, sizes in items:
             for j, n in enumerate(sizes):
+                self.received = int(first) + j + 1
                 yield self.ring[(int(first) + j) % slots, : int(n)]
 
     def close(self) -> None:
