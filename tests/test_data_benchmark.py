@@ -23,7 +23,9 @@ def test_dataloader_benchmark_writes_json_and_table(tmp_path, capsys):
     paths = [r["path"] for r in rows]
     assert paths[0] == "raw h5py, new array per batch" and rows[0]["vs_raw"] == 1.0
     assert sum(p.startswith("reader") for p in paths) == 8 and sum(p.startswith("DataLoader alone") for p in paths) == 2
-    assert sum(p.startswith("batch loader") for p in paths) == 8  # 3 per geometry, 2 with posterior (latent)
+    # 3 per geometry, the one-batch-per-hand-over path per geometry, 2 with posterior (latent)
+    assert sum(p.startswith("batch loader") for p in paths) == 10
+    assert sum(p == "batch loader, 2 workers, one batch per hand-over" for p in paths) == 2
     posterior = [r for r in rows if "posterior" in r["path"]]
     assert {r["grid"] for r in posterior} == {"16x16x16"} and all(r["samples"] == 40 for r in posterior)
     assert {r["grid"] for r in rows} == {"16x16x16", "5x32x32"}  # the latent geometry and fields
