@@ -27,9 +27,74 @@ def test_dataloader_benchmark_writes_json_and_table(tmp_path, capsys):
     assert sum(p.startswith("batch loader") for p in paths) == 10
     assert sum(p == "batch loader, 2 workers, one batch per hand-over" for p in paths) == 2
     posterior = [r for r in rows if "posterior" in r["path"]]
-    assert {r["grid"] for r in posterior} == {"16x16x16"} and all(r["samples"] == 40 for r in posterior)
+    assert {r["grid"] for r in posterior} == {"16x16x16"}
+    # a sample counts mean and logvar once: 0 workers time the 5 batches of 8 of the 40 samples; 2 workers
+    # a round of hand-overs of 16 batches each (a batch is 256 KB), 2 x 16 x 8 samples
+    assert sorted(r["samples"] for r in posterior) == [40, 256]
     assert {r["grid"] for r in rows} == {"16x16x16", "5x32x32"}  # the latent geometry and fields
     assert all(r["MB_per_s"] > 0 and r["samples"] > 0 for r in rows)
     table = (tmp_path / "dataloader.md").read_text()
     assert "| grid | path |" in table and "Environment: device" in table
     assert "reader, 2 workers, collate" in capsys.readouterr().out
+
+
+class _Clock:
+    now = 0.0
+
+
+class _ScheduledLoader:
+    """A DataLoader's schedule on a clock, without processes: hand-over ``i`` (``per_item`` batches,
+    one time unit each) goes to worker ``i % workers``, which reads its hand-overs in order; the
+    consumer's receipt of hand-over ``k`` puts ``k + workers x prefetch`` (torch's ``_process_data``)."""
+
+    def __init__(self, clock: _Clock, workers: int, per_item: int, prefetch: int) -> None:
+        self.clock, self.workers, self.per_item, self.prefetch = clock, workers, per_item, prefetch
+
+    def __iter__(self):
+        import itertools
+
+        import torch
+
+        clock, workers, per_item = self.clock, self.workers, self.per_item
+        x = torch.zeros(1)
+        if workers == 0:
+            while True:
+                clock.now += 1
+                yield x
+        free, done = [clock.now] * workers, {}
+
+        def put(i: int) -> None:
+            w = i % workers
+            free[w] = max(free[w], clock.now) + per_item
+            done[i] = free[w]
+
+        for i in range(workers * self.prefetch):
+            put(i)
+        for k in itertools.count():
+            clock.now = max(clock.now, done.pop(k))
+            put(k + workers * self.prefetch)
+            for _ in range(per_item):
+                yield x
+
+
+def test_timed_passes_measure_the_workers_own_rate(monkeypatch):
+    """Every pass, whatever its length against the hand-over size, must measure what the workers
+    deliver in steady state (one batch per time unit each): not less because a pass ended inside a
+    round of hand-overs, not more because the next pass counted batches read before it began
+    (best-of-repeat would pick that one). Passes start after a long idle gap (other paths timed)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks import dataloader
+
+    clock = _Clock()
+    monkeypatch.setattr(dataloader.time, "perf_counter", lambda: clock.now)
+    for workers, per_item, samples in [(2, 13, 32), (2, 4, 16), (2, 1, 5), (2, 16, 5), (0, 1, 7)]:
+        reader = object.__new__(dataloader.ReaderPass)
+        reader.ds = range(samples)
+        reader.loader = _ScheduledLoader(clock, workers, per_item, dataloader.PREFETCH)
+        reader._start(1, workers, per_item)
+        assert reader.batches >= samples
+        for _ in range(3):
+            clock.now += 1e4
+            nbytes, seconds = reader()
+            assert nbytes / 4 / seconds == max(1, workers), (workers, per_item, samples)
