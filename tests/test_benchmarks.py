@@ -180,6 +180,7 @@ def test_suite_reports_every_trainer_loader_path_against_the_target() -> None:
         {"grid": "16x64x64", "path": "batch loader, 0 workers", "vs_raw": 0.85},
         {"grid": "16x64x64", "path": "batch loader, 2 workers", "vs_raw": 0.69},
         {"grid": "16x64x64", "path": "batch loader, 0 workers, in memory", "vs_raw": 1.2},
+        {"grid": "16x64x64", "path": "batch loader, 2 workers, one batch per hand-over", "vs_raw": 0.5},
         {"grid": "16x64x64", "path": "reader, 0 workers, collate", "vs_raw": 0.9},
     ]
     out = suite.dataloader_rows({"results": rows, "environment": {"device": "cpu"}})
