@@ -49,7 +49,7 @@ class ShardedDataset(Dataset):
 
     With a DataLoader, batches are fetched whole (``__getitems__``); pass ``collate_fn=collate``
     to receive them without the default collate's extra copy. :class:`~hpc_seaice.data.batch_loader.BatchLoader`
-    goes further: workers fill batches in a shared ring and hand over only its slot numbers.
+    goes further: workers fill batches in a shared ring and hand over only their batch numbers.
     ``in_memory=True`` reads the split once into shared memory (see :meth:`load_into_memory`).
 
     ``posterior=True`` (latent data sets, normalised): each sample is [2C, h, w], the standardised
