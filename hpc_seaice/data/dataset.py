@@ -181,9 +181,16 @@ class ShardedDataset(Dataset):
             local = [int(self._local[items[k]]) for k in ks]
             self._shard_handle(shard, name).read_many(local, [out[k] for k in ks])
 
+    def _checked(self, indices: Sequence[int]) -> list[int]:
+        """``indices`` as ints, each within [-len, len) (negative ones count from the end)."""
+        items = [int(i) for i in indices]
+        for i in items:
+            if not -len(self) <= i < len(self):
+                raise IndexError(f"index {i} out of range for {len(self)} samples")
+        return items
+
     def _read(self, i: int, out: np.ndarray) -> np.ndarray:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"index {i} out of range for {len(self)} samples")
+        (i,) = self._checked([i])
         k, j = int(self._shard[i]), int(self._local[i])
         self._shard_handle(k).read(j, out)
         return out
@@ -273,10 +280,7 @@ class ShardedDataset(Dataset):
         normalised in one numpy call per group, not per sample, with no second trip to memory.
         An in-memory data set (``in_memory=True``) gathers the rows it already holds.
         """
-        items = [int(i) for i in indices]
-        for i in items:
-            if not -len(self) <= i < len(self):
-                raise IndexError(f"index {i} out of range for {len(self)} samples")
+        items = self._checked(indices)
         if self._memory is not None:
             np.take(self._memory.numpy(), items, axis=0, out=out)
             return out
@@ -315,10 +319,7 @@ class ShardedDataset(Dataset):
         """
         if self.manifest.kind != "latent":
             raise ValueError("logvar exists only in latent data sets")
-        items = [int(i) for i in indices]
-        for i in items:
-            if not -len(self) <= i < len(self):
-                raise IndexError(f"index {i} out of range for {len(self)} samples")
+        items = self._checked(indices)
         out = np.empty((len(items), self.num_channels, *self.grid), np.float32)
         self._read_by_shard(items, out, "logvar")
         return out
