@@ -24,7 +24,7 @@ from hpc_seaice.data.manifest import Manifest, in_split, manifest_path, read_man
 from hpc_seaice.data.pca import leading_pc_std
 from hpc_seaice.data.shards import check_shard_layout, shard_times
 from hpc_seaice.data.static import GEOMETRY_KEYS, Static, read_static, static_path, write_static
-from hpc_seaice.data.verify import iter_blocks
+from hpc_seaice.data.verify import iter_blocks, read_block
 from hpc_seaice.errors import UserError
 
 
@@ -196,15 +196,11 @@ def compute_stats(
             sel = np.nonzero(in_split(shard_times(f), span))[0]
             if sel.size == 0:
                 continue
-            d = f["fields"]
             lo, hi = int(sel[0]), int(sel[-1]) + 1  # a split is a time interval: contiguous in a shard
             if hi - lo != sel.size:
                 raise UserError(f"{where}: time is not increasing (run hpc-seaice data verify)")
             for sl in iter_blocks(hi - lo, c * h * w * 4):
-                try:
-                    block = d[lo + sl.start : lo + sl.stop]
-                except OSError as exc:
-                    raise UserError(f"{where}: cannot read fields, truncated or corrupt ({exc})") from None
+                block = read_block(f, "fields", slice(lo + sl.start, lo + sl.stop), where)
                 _check_finite(block, ocean, manifest, where)
                 stats.update(block, ocean)
     if stats.count == 0:

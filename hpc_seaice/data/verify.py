@@ -51,12 +51,17 @@ def check_values(
             raise UserError(f"{where}: {name} value {v:g} at {to_iso(times[k])} outside bounds [{lo:g}, {hi:g}]")
 
 
+def read_block(f: Any, name: str, sl: slice, where: str) -> np.ndarray:
+    """Samples ``sl`` of array ``name`` of an open shard; an unreadable block is one line naming ``where``."""
+    try:
+        return f[name][sl]
+    except OSError as exc:
+        raise UserError(f"{where}: cannot read {name}, truncated or corrupt ({exc})") from None
+
+
 def check_logvar(f: Any, sl: slice, times: np.ndarray, where: str) -> None:
     """A latent shard's posterior log-variances of samples ``sl`` are readable and finite."""
-    try:
-        logvar = f["logvar"][sl]
-    except OSError as exc:
-        raise UserError(f"{where}: cannot read logvar, truncated or corrupt ({exc})") from None
+    logvar = read_block(f, "logvar", sl, where)
     bad = ~np.isfinite(logvar.reshape(len(logvar), -1)).all(axis=1)
     if bad.any():
         at = to_iso(times[int(np.argmax(bad))])
@@ -144,13 +149,9 @@ def verify_dataset(
         if to_iso(times[0]) != info.time_start or to_iso(times[-1]) != info.time_end:
             raise UserError(f"{where}: time span {to_iso(times[0])}..{to_iso(times[-1])} != manifest")
         with open_h5(spath_i) as f:
-            d = f["fields"]
             count = info.count if samples_per_shard is None else min(info.count, samples_per_shard)
             for sl in iter_blocks(count, c * h * w * 4):
-                try:
-                    block = d[sl]
-                except OSError as exc:
-                    raise UserError(f"{where}: cannot read fields, truncated or corrupt ({exc})") from None
+                block = read_block(f, "fields", sl, where)
                 check_values(block, ocean, manifest, times[sl], where)
                 if manifest.kind == "latent":  # latent training reads sigma = exp(logvar / 2) beside the means
                     check_logvar(f, sl, times[sl], where)
