@@ -30,10 +30,12 @@ and interleaved so that every path sees the same machine load, it times (best of
 Paths with workers keep reading ahead between timed passes; the batches they hold ready when a
 pass starts (up to workers x prefetch factor hand-overs, and the rest of a hand-over already begun)
 are taken before the timer starts, so no path is credited with work done while another was timed.
-A timed pass is a whole number of rounds of hand-overs (workers x batches per hand-over, at least
-the samples of one data set): a pass that ended inside a round would wait for the whole round's
-reads, and the next pass would then be credited with the batches read ahead, which best-of-repeat
-picks (a batch loader with 13 batches per hand-over over 32-batch passes: +23 %).
+Taking them costs time, during which the workers refill as much again, so a timed pass is at
+least 20 times what they can hold ready (the read-ahead credits it by at most 5 %; with passes of
+one data set, 64 x 64 fields with 13 batches per hand-over measured 4.6x to 9.8x the raw read).
+A pass is also a whole number of rounds of hand-overs (workers x batches per hand-over): a pass
+that ended inside a round would wait for the whole round's reads, and the next pass would then be
+credited with the batches read ahead, which best-of-repeat picks (+23 % in a simulation).
 
 The files were just written, so every path reads from the page cache: the comparison measures
 the reader's own overhead (calls, normalisation, collation, transfer), which is what it adds on
@@ -130,7 +132,10 @@ class ReaderPass:
         self.taken, self.per_item = 2, per_item
         self.banked = workers * PREFETCH * per_item  # ready when a pass starts (workers run on between passes)
         round_ = max(1, workers) * per_item
-        self.batches = -(-max(1, len(self.ds) // batch) // round_) * round_
+        # Taking the banked batches costs time, during which the workers refill up to ``banked``
+        # again: a pass of READ_AHEAD_SHARE x that is credited by at most 1 / READ_AHEAD_SHARE.
+        batches = max(1, len(self.ds) // batch, READ_AHEAD_SHARE * self.banked)
+        self.batches = -(-batches // round_) * round_
 
     def __call__(self) -> tuple[int, float]:
         """Bytes of one pass and its seconds, timed after the batches read ahead between passes."""
@@ -151,6 +156,7 @@ class ReaderPass:
 
 
 PREFETCH = 4  # DataLoader prefetch_factor of every path with workers
+READ_AHEAD_SHARE = 20  # a timed pass is at least this many times what the workers can hold ready
 READERS = [(0, False), (0, True), (2, False), (2, True)]  # (workers, pass-through collate)
 BATCH_LOADERS = [(0, False), (2, False), (0, True)]  # (workers, in memory)
 LATENT_CHANNELS = 16
