@@ -183,10 +183,11 @@ class DiffusionConfig(Section):
     schedule: Literal["adaptive", "cosine"] = "adaptive"  # adaptive (Kingma & Gao 2023) | cosine (fixed)
     adaptive_bins: int = 100
     adaptive_decay: Number = 0.999
-    sampler_steps: int = Field(28, ge=1)  # the step density of 20 steps on the authors' [-10, 15], over [-14, 15]
+    sampler_steps: int = Field(30, ge=1)  # Heun steps: within 5 % of the data's std in every PC (docs/sampler.md)
     sampler_gamma_min: Number = -14.0  # sampling log-SNR range: sigma_ve = exp(-gamma / 2); e^7 >= 3 x PC1 std
     sampler_gamma_max: Number = 15.0
-    sampler_rho: Number = 7.0
+    sampler_spacing: Literal["log-snr", "edm"] = "log-snr"  # noise levels equal in gamma | Karras et al.'s rho
+    sampler_rho: Number = Field(7.0, gt=0)  # the edm spacing's rho (unused by log-snr)
     latent_posterior: Literal["sample", "mean"] = "sample"  # latent runs train on z = mu + sigma * eps, or on mu
 
 

@@ -53,7 +53,9 @@ def noise_warning(loaded: LoadedRun) -> str | None:
     """The one-line warning when the run's sampler starts from too little noise for its data."""
     diffusion = loaded.config.diffusion
     sigma_min, sigma_max = sampler_sigma_range(diffusion)
-    return noise_range_warning(sigma_max, loaded.data_static.pc1_std, sigma_min, diffusion.sampler_rho)
+    return noise_range_warning(
+        sigma_max, loaded.data_static.pc1_std, sigma_min, diffusion.sampler_spacing, diffusion.sampler_rho
+    )
 
 
 def field_static(loaded: LoadedRun) -> Any:
