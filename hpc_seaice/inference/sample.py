@@ -8,7 +8,6 @@ number of ranks and the batch size (up to float differences between batch sizes)
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from hpc_seaice.data.loading.dataset import partition
 from hpc_seaice.errors import UserError
 from hpc_seaice.inference.ensemble import (
     check_diffusion_run,
+    check_sample_memory,
     check_sampling_args,
     field_static,
     generate_ensemble,
@@ -45,19 +45,9 @@ def _check_args(args: Any) -> Output:
 
 def _check_size(args: Any, output: Output, field_shape: tuple[int, ...]) -> None:
     """The samples must fit in rank 0's memory (it assembles the file) and on disk: say so before generating."""
-    per_sample = 2 * 4 * int(np.prod(field_shape))  # float32 fields and their values before clipping
-    needed = args.num * per_sample
+    needed = check_sample_memory(args.num, field_shape, "--num")
     # the ranks' parts and the NetCDF file (compressed, at most as large) are on disk together
     output.check(2 * needed, f"{args.num} samples")
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return
-    if 2 * needed > memory:
-        raise UserError(
-            f"--num {args.num}: rank 0 assembles the samples in memory, about {2 * needed / 1e9:.3g} GB, "
-            f"more than this machine's {memory / 1e9:.3g} GB; write several files with fewer samples"
-        )
 
 
 def _begin(args: Any, output: Output, field_shape: tuple[int, ...]) -> str:
