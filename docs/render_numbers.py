@@ -1,6 +1,6 @@
-"""Render the measured numbers that README.md and docs/*.md quote, from benchmarks/results/*.json.
+"""Render the measured numbers the READMEs and docs/*.md quote, from benchmarks/results/*.json.
 
-    python docs/render_numbers.py          # rewrite every marked block in README.md and docs/*.md
+    python docs/render_numbers.py          # rewrite every marked block in README.md, benchmarks/README.md, docs/*.md
     python docs/render_numbers.py --check  # exit 1 naming each block that differs (the tests run this)
 
 A quoted number sits between two markers,
@@ -537,7 +537,7 @@ RENDERERS: dict[str, Callable[[Results], str]] = {
 
 def pages(root: Path) -> list[Path]:
     """The files whose marked blocks this script owns."""
-    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    return [root / "README.md", root / "benchmarks" / "README.md", *sorted((root / "docs").glob("*.md"))]
 
 
 def render_text(text: str, res: Results, where: str = "") -> str:
