@@ -537,7 +537,8 @@ RENDERERS: dict[str, Callable[[Results], str]] = {
 
 def pages(root: Path) -> list[Path]:
     """The files whose marked blocks this script owns."""
-    return [root / "README.md", root / "benchmarks" / "README.md", *sorted((root / "docs").glob("*.md"))]
+    candidates = [root / "README.md", root / "benchmarks" / "README.md", *sorted((root / "docs").glob("*.md"))]
+    return [page for page in candidates if page.is_file()]
 
 
 def render_text(text: str, res: Results, where: str = "") -> str:
