@@ -8,7 +8,7 @@ in memory (its ocean cells only, ``N x C x P`` float32) because the CRPS against
 members. Several ``--samples`` files are scored in the same pass and land in one table and one
 set of overlaid curves, as in the paper.
 
-Scores (our definitions where the paper's could not be recovered; README "Evaluation" lists them):
+Scores (our definitions where the paper's could not be recovered; docs/sample_and_evaluate.md lists them):
 
 - CRPS per variable: the generated ensemble as a forecast for every reference state (a
   climatological CRPS), averaged over ocean cells and states; standard and fair estimators.
