@@ -6,10 +6,10 @@ within 5 % of the data std. The spectrum (``NODES``) was measured on a normalise
 ``hpc-seaice data synth --grid 64 --freq 6h`` (train split: 11688 states, D = 11300 values over
 the ocean cells of the five variables, so the D x D covariance resolves every direction), by
 ``python -m benchmarks.sampler_convergence --data DIR``: the stds of all 8465 directions down to
-3e-3 (where the smooth spectrum ends: the last 116 of the 8581 directions with variance fall to
-1e-5 within 1.4 % of the index range, cells that see ice in a handful of states), as (k, std) nodes
+3e-3 (where the smooth spectrum ends: the last 108 of the 8573 directions with variance fall to
+1e-5, cells that see ice in a handful of states), as (k, std) nodes
 between which it is a power law in k (within 2 % of every measured std). Its leading 500 stds were
-measured to scale with the grid side (x 1.85 - 2.07 from 32 x 32 to 64 x 64), so the 512 x 512
+measured to scale with the grid side (x 1.78 - 2.07 from 32 x 32 to 64 x 64), so the 512 x 512
 head is 8 x them, up to the leading PC's 332. With the old default (28 EDM steps, rho 7) the
 returned std was 27 % too wide at 0.003, 19 % at 0.01 and 4.7 % at 1 (benchmarks/results/sampler_convergence.md).
 """

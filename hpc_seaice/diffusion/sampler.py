@@ -11,15 +11,16 @@ Two spacings of the noise levels (``diffusion.sampler_spacing``):
 - ``log-snr`` (the default): equal steps in log sigma, i.e. in the log-SNR gamma = -2 log sigma.
 - ``edm``: Karras et al.'s sigma_i = (sigma_max^(1/rho) + i / (N - 1) (sigma_min^(1/rho) -
   sigma_max^(1/rho)))^rho. With rho = 7 its steps in log sigma grow from the top to the bottom of
-  the range: on [e^-7.5, e^7] in 28 steps they are 0.23 wide at sigma_max and 1.8 at sigma_min.
+  the range: on [e^-7.5, e^7] in 28 steps they are 0.23 wide at sigma_max and 1.6 at sigma_min.
 
 Why log-SNR: along a data direction of variance s^2 the ODE only bends near sigma = s (for a
 Gaussian, x(sigma) is proportional to sqrt(s^2 + sigma^2)), and the normalised states have
-principal-component stds from about 300 down to about 0.01 (docs/sampler.md). Equal steps in
-log sigma give every direction the same discretisation error; the EDM steps at small sigma are so
-wide that an exact Gaussian denoiser came out 8-19 % too wide along directions of std 0.01-0.1
-(28 steps), against at most 4 % in every direction with equal log-SNR steps at the same cost.
-The default is 30 steps (59 calls) on [e^-7.5, e^7]: 3.6 % at most (``benchmarks/sampler_convergence.py``).
+principal-component stds from about 330 down to about 0.003 (docs/sampler.md). Equal steps in
+log sigma give every direction about the same discretisation error; the EDM steps at small sigma
+are so wide that with an exact Gaussian denoiser 28 of them returned 10-19 % too much std along
+directions of std 0.1-0.01 (27 % at 0.003), against at most 4.2 % in every direction with equal
+log-SNR steps at the same cost. The default, 30 steps (59 calls) on [e^-7.5, e^7], is within
+3.6 % (``benchmarks/sampler_convergence.py``, tests/test_diffusion_sampler_spectrum.py).
 
 Everything is batch-wise: one call of the denoiser per evaluation for the whole batch, and the
 result is a deterministic function of the noise.

@@ -26,7 +26,7 @@ Scores (our definitions where the paper's could not be recovered; docs/sample_an
   Wasserstein-1 distance between the generated and reference distributions.
 - ``--reconstruct RUN_DIR``: the autoencoder's deterministic reconstruction of every reference
   state, RMSE and bias per variable and its thickness spectrum.
-- ``--step-sweep RUN_DIR``: the main scores of one run sampled with 10, 20, 40 Heun steps.
+- ``--step-sweep RUN_DIR``: the main scores of one run sampled with 15, 30, 60 Heun steps.
 """
 
 from __future__ import annotations
