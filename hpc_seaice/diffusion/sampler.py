@@ -46,8 +46,10 @@ SIGMA_MIN = math.exp(-15.0 / 2)
 SIGMA_MAX = math.exp(14.0 / 2)
 PC_STD_FACTOR = 3.0  # sigma_max should be at least this many times the data's leading-PC std
 SPACINGS = ("log-snr", "edm")
-DEFAULT_SPACING = "log-snr"
-DEFAULT_STEPS = 30  # diffusion.sampler_steps: within 5 % on the data's spectrum (docs/sampler.md)
+# The defaults of diffusion.sampler_spacing and .sampler_steps (one source: the config model):
+# 30 steps equally spaced in log-SNR, within 5 % on the data's spectrum (docs/sampler.md).
+DEFAULT_SPACING: str = DiffusionConfig.model_fields["sampler_spacing"].default
+DEFAULT_STEPS: int = DiffusionConfig.model_fields["sampler_steps"].default
 # The step of the default log-SNR schedule in log sigma (0.5 on [e^-7.5, e^7] in 30 steps):
 # steps_for_range keeps it when the range is widened.
 LOG_SIGMA_STEP = math.log(SIGMA_MAX / SIGMA_MIN) / (DEFAULT_STEPS - 1)
