@@ -6,7 +6,10 @@ writer per file, so no parallel HDF5 is needed); rank 0 merges the manifests and
 latent standardisation statistics over the train split, stored in the latent ``static.h5``: latent
 diffusion trains on them and its samples are decoded with them. The same pass stores the std of
 the latents' leading principal component (``pc1_std``), which ``sample`` checks its noise range
-against. The VAE's run is only read.
+against. The VAE's run is only read. The manifest's ``source`` records the VAE checkpoint, the
+sha256 of its weights and the identity of the fields set encoded
+(:class:`~hpc_seaice.data.format.provenance.LatentProvenance` reads them back), so a latent set is
+never decoded by other weights or on another coast than it was made with.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from hpc_seaice.data.format.manifest import Layout, in_split, merge_manifests, read_manifest, write_manifest
+from hpc_seaice.data.format.provenance import WEIGHTS_FILE, encoding_source
 from hpc_seaice.data.format.replace import dataset_output, verify_new
 from hpc_seaice.data.format.shards import ShardWriter
 from hpc_seaice.data.format.static import read_static, write_static
@@ -28,6 +32,7 @@ from hpc_seaice.data.geo.latent_grid import block_mean
 from hpc_seaice.data.loading.dataset import ShardedDataset, partition
 from hpc_seaice.data.stats.normalisation import compute_stats
 from hpc_seaice.errors import UserError
+from hpc_seaice.fileio import sha256_file
 from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.outputs import Output
 from hpc_seaice.runtime import distributed as hdist
@@ -159,11 +164,8 @@ def _encode(
     if env.is_main:
         try:
             manifest = merge_manifests(parts)
-            manifest.source = {
-                "autoencoder_run": str(Path(autoencoder_run).resolve()),
-                "autoencoder_step": loaded.step,
-                "fields_dataset": str(Path(data).resolve()),
-            }
+            weights = find_checkpoint(autoencoder_run, loaded.step) / WEIGHTS_FILE  # the pinned checkpoint it used
+            manifest.source = encoding_source(autoencoder_run, loaded.step, sha256_file(weights), data, fields, static)
             write_manifest(out_dir, manifest)
             ones = np.ones(latent_shape[1:], dtype=np.float32)
             write_static(out_dir, ones, block_mean(static.lat, factor), block_mean(static.lon, factor))

@@ -24,7 +24,7 @@ from hpc_seaice.config import (
     VAEConfig,
     config_from_dict,
 )
-from hpc_seaice.data.geo.latent_grid import latent_ocean_fraction
+from hpc_seaice.data.format.provenance import LatentProvenance
 from hpc_seaice.errors import UserError
 from hpc_seaice.models.unet import UNet
 from hpc_seaice.models.vae import VAE
@@ -60,11 +60,14 @@ def build_vae(
     return _finish(vae, cfg.channels_last, cfg.compile, parts=(vae.encoder, vae.decoder))
 
 
-def build_stage_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.Module:
+def build_stage_model(
+    cfg: ExperimentConfig, manifest: Any, static: Any, provenance: LatentProvenance | None = None
+) -> nn.Module:
     """The network of ``cfg.stage`` for a data set (its manifest and static fields), checked to fit it.
 
     Training builds it to train, inference to load a run's weights into: one definition, so a
-    checkpoint always meets the network it was trained as.
+    checkpoint always meets the network it was trained as. A latent set's denoiser sees the ocean
+    fraction of the fields its ``provenance`` resolves (read from the manifest when not given).
     """
     channels = len(manifest.variables)
     if cfg.stage == "autoencoder":
@@ -107,7 +110,10 @@ def build_stage_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.M
     except ValueError as exc:
         raise UserError(f"{cfg.data.path} (grid {manifest.grid}) does not fit the unet config: {exc}") from None
     if cfg.unet.mask_channel:
-        ocean = static.mask if manifest.kind == "fields" else latent_ocean_fraction(cfg.data.path, manifest)
+        if manifest.kind == "fields":
+            ocean = static.mask
+        else:
+            ocean = (provenance or LatentProvenance.of(cfg.data.path, manifest)).ocean_fraction()
         net.set_ocean_fraction(torch.as_tensor(ocean, dtype=torch.float32))
     return net
 
