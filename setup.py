@@ -27,6 +27,8 @@ setup(
         "tqdm>=4.60",
         "pyyaml>=6.0",
         "pydantic>=2.0",
+        "pint>=0.24",  # units of inputs and samples files (data convert, evaluate)
+        "cf-xarray>=0.10",  # its pint registry reads CF unit strings (m s-1, %, 1)
     ],
     extras_require={
         # netCDF4: the tests read the NetCDF we write with a second library; mkdocs and its plugins

@@ -13,6 +13,8 @@ import importlib
 
 from hpc_seaice import __version__
 from hpc_seaice.command import run_command
+from hpc_seaice.data.format.units import ASSUME_HELP
+from hpc_seaice.data.format.units import PROJECT as PROJECT_UNITS
 
 # sub-command -> "module:function"
 HANDLERS = {
@@ -63,6 +65,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
         "validation=2017-01-01..2017-12-31,test=2018-01-01..2018-12-31)",
     )
     convert.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+    convert.add_argument("--assume-units", nargs="?", const=PROJECT_UNITS, default=None, help=ASSUME_HELP)
 
     stats = dsub.add_parser(
         "stats",
@@ -143,6 +146,7 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
         "--reconstruct", nargs="*", default=[], help="autoencoder run folders (or latent diffusion runs: their VAE)"
     )
     evaluate.add_argument("--max-states", type=int, default=0, help="cap on reference states (0 = all)")
+    evaluate.add_argument("--assume-units", nargs="?", const=PROJECT_UNITS, default=None, help=ASSUME_HELP)
     evaluate.add_argument(
         "--dx-km",
         type=float,

@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.blocks import evenly_spaced
+from hpc_seaice.data.format.units import parse_assume_units
 from hpc_seaice.data.format.variables import ICE_COVER_THRESHOLD, VARIABLES
 from hpc_seaice.data.geo.cell_geometry import grid_geometry
 from hpc_seaice.data.loading.dataset import ShardedDataset
@@ -140,11 +141,13 @@ def evaluate(
     spectrum: str = "tapered",
     step_sweep: str | os.PathLike | None = None,
     sweep_samples: int = DEFAULT_SWEEP_SAMPLES,
+    assume_units: str | None = None,
 ) -> dict[str, Any]:
     """Score sample files and autoencoder runs against a split; write metrics, report, figures.
 
     ``dx_km``: spacing of the spectrum's wavelength axis; default the grid's mean spacing in the
     spectrum box (from ``static.h5``'s geometry or lat/lon). Areas always use per-cell areas.
+    ``assume_units``: ``--assume-units`` (:func:`~hpc_seaice.data.format.units.parse_assume_units`).
 
     Returns:
         The metrics dictionary written to ``out/metrics.json``.
@@ -166,6 +169,7 @@ def evaluate(
         raise UserError(f"--dx-km must be positive and finite, got {dx_km}")
     if max_states < 0:
         raise UserError(f"--max-states must be >= 0 (0 = all states), got {max_states}")
+    assumed = parse_assume_units(assume_units)
     out = Path(out)
     output = report_output(out, [("--data", data), *(("--samples", p) for p in sample_paths)])
 
@@ -199,7 +203,8 @@ def evaluate(
     names = _unique_names([p.stem for p in sample_paths])
     lat_lon = (np.asarray(ref.static.lat), np.asarray(ref.static.lon))
     models = [
-        load_generated(p, n, data_desc, grid, mask, psd_of, cell_area, lat_lon) for p, n in zip(sample_paths, names)
+        load_generated(p, n, data_desc, grid, mask, psd_of, cell_area, lat_lon, assumed)
+        for p, n in zip(sample_paths, names)
     ]
     names = [m.name for m in models]
     # Files of one run at different step counts (a step sweep): name them by their steps.

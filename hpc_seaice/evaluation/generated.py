@@ -8,14 +8,14 @@ of the CRPS per state (:attr:`GeneratedModel.abs_error_sum`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hpc_seaice.data.format.samples_file import RAW_SUFFIX, read_samples, sample_arrays
+from hpc_seaice.data.format.samples_file import RAW_SUFFIX, read_samples, sample_arrays, variable_values
 from hpc_seaice.data.format.variables import BOUNDS, VARIABLES
 from hpc_seaice.data.geo.cell_geometry import great_circle_m
 from hpc_seaice.errors import UserError
@@ -59,10 +59,13 @@ def load_generated(
     psd: Callable[[np.ndarray], Any],
     cell_area_km2: np.ndarray,
     lat_lon: tuple[np.ndarray, np.ndarray],
+    assume_units: Mapping[str, str] | None = None,
 ) -> GeneratedModel:
     """Read a samples file and compute its ensemble-only scores; user errors for another grid or mask.
 
     ``psd`` is the spectrum estimator applied to the thickness members (the same as the reference's).
+    Values are read in the project's units: each variable's ``units`` converted, or replaced by
+    ``assume_units`` (``--assume-units``, parsed).
     """
     ds = read_samples(path)
     try:
@@ -88,7 +91,7 @@ def load_generated(
                     f"lat/lon mismatch: samples file {path} is up to {apart.max() / 1e3:.3g} km away from "
                     f"the cells of data set {data_desc}"
                 )
-        fields, _, _ = sample_arrays(ds, with_raw=False)
+        fields, _, _ = sample_arrays(ds, with_raw=False, assumed=assume_units)
         attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ds.attrs.items()}
         # Bounds before clipping where the file keeps them, one variable at a time (memory).
         applies = out_of_bounds_applies(attrs)
@@ -97,7 +100,7 @@ def load_generated(
         for c, var in enumerate(VARIABLES if applies else ()):
             lower, upper = BOUNDS[var]
             if var + RAW_SUFFIX in ds.variables:
-                values = ds[var + RAW_SUFFIX].values[:, None]
+                values = variable_values(ds, var + RAW_SUFFIX, assume_units)[:, None]
                 raw_found = True
             else:
                 values = fields[:, c : c + 1]

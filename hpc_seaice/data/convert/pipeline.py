@@ -41,6 +41,7 @@ from hpc_seaice.data.format.manifest import (
 from hpc_seaice.data.format.replace import dataset_output, verify_new
 from hpc_seaice.data.format.shards import ShardWriter
 from hpc_seaice.data.format.static import write_static
+from hpc_seaice.data.format.units import parse_assume_units
 from hpc_seaice.data.format.variables import VARIABLES
 from hpc_seaice.data.geo.grid import polar_lat_lon
 from hpc_seaice.data.stats.normalisation import RunningStats, add_pc1_std, safe_std
@@ -116,19 +117,23 @@ def convert(
     overwrite: bool = False,
     splits: dict[str, list[str]] | None = None,
     progress: bool | None = None,
+    assume_units: str | None = None,
 ) -> Manifest:
     """Convert NetCDF/zarr ``inputs`` into a sharded data set at ``out`` (with statistics).
 
-    ``variables`` are the source names of ``sit, sic, damage, siu, siv``, in this order.
+    ``variables`` are the source names of ``sit, sic, damage, siu, siv``, in this order. Each
+    variable's ``units`` are read and converted to the project's; ``assume_units``
+    (``--assume-units``: ``sit=cm,sic=%``, or ``project``) states them instead.
     """
 
     names = list(variables)
     if len(names) != len(VARIABLES):
         raise UserError(f"--variables: give {len(VARIABLES)} names for {','.join(VARIABLES)}, got {len(names)}")
     splits = splits or {k: list(v) for k, v in DEFAULT_SPLITS.items()}
+    assumed = parse_assume_units(assume_units)
     given = [("input", path) for path in inputs if Path(path).exists()]
     output = dataset_output(out, "data convert", overwrite, given).check()  # before any work
-    inputs = open_inputs(inputs, names)
+    inputs = open_inputs(inputs, names, assumed=assumed)
     try:
         return _convert_inputs(inputs, output, names, crop, shard_size, splits, progress)
     finally:

@@ -6,6 +6,8 @@ One file holds one model's ensemble: dims ``(sample, y, x)``, the five variables
 provenance (run, checkpoint step, sampler, steps, seed, ...) as global attributes, so that a file
 is self-describing months later. Optional ``<var>_raw`` variables keep the values before clipping
 to the physical bounds, from which ``evaluate`` measures how often a model leaves the bounds.
+Reading converts each variable from its ``units`` to the project's (:mod:`hpc_seaice.data.format.units`),
+so a file written elsewhere in cm or % scores like one in m and 1.
 
 Land cells keep the values they were given (the sampler writes 0 there); ``mask`` says which
 cells are ocean.
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from hpc_seaice.data.format.units import to_project_factor
 from hpc_seaice.data.format.variables import BOUNDS, LONG_NAMES, UNITS, VARIABLES
 from hpc_seaice.data.geo.grid import (
     CENTRAL_MERIDIAN,
@@ -255,21 +258,36 @@ def read_samples(path: str | os.PathLike) -> xr.Dataset:
     return ds
 
 
-def sample_arrays(ds: xr.Dataset, with_raw: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """``(fields [N, C, H, W] float32, raw [N, C, H, W] or None, mask [H, W] float32)``.
+def variable_values(ds: xr.Dataset, name: str, assumed: Mapping[str, str] | None = None) -> np.ndarray:
+    """Variable ``name`` (one of ``VARIABLES``, or its ``<var>_raw``) in the project's units, float32.
+
+    Its ``units`` attribute is read and converted, or replaced by ``assumed`` (``--assume-units``,
+    by variable name); missing or unknown units are one line naming the file and the variable.
+    """
+    where = str(ds.encoding.get("source", "samples file"))
+    factor = to_project_factor(where, name.removesuffix(RAW_SUFFIX), ds[name].attrs, assumed or {}, name)
+    values = np.asarray(ds[name].values, dtype=np.float32)
+    return values if factor == 1.0 else values * np.float32(factor)
+
+
+def sample_arrays(
+    ds: xr.Dataset, with_raw: bool = True, assumed: Mapping[str, str] | None = None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """``(fields [N, C, H, W] float32, raw [N, C, H, W] or None, mask [H, W] float32)``, in the
+    project's units (:func:`variable_values`).
 
     ``raw`` holds ``<var>_raw`` where present and the clipped values for the variables that have
     no raw copy; it is None when no variable has one (or ``with_raw`` is false, to save memory).
     """
     fields = np.empty((ds.sizes["sample"], len(VARIABLES), ds.sizes["y"], ds.sizes["x"]), np.float32)
     for c, name in enumerate(VARIABLES):
-        fields[:, c] = ds[name].values
+        fields[:, c] = variable_values(ds, name, assumed)
     has_raw = [name + RAW_SUFFIX in ds.variables for name in VARIABLES]
     raw = None
     if with_raw and any(has_raw):
         raw = np.stack(
             [
-                ds[name + RAW_SUFFIX].values.astype(np.float32) if present else fields[:, c]
+                variable_values(ds, name + RAW_SUFFIX, assumed) if present else fields[:, c]
                 for c, (name, present) in enumerate(zip(VARIABLES, has_raw))
             ],
             axis=1,
