@@ -1,4 +1,4 @@
-"""Install hpc-seaice. torch is pinned by `make install` (see README: CPU and CUDA installs)."""
+"""Install hpc-seaice. torch is pinned by `make install` (see docs/getting_started.md: CPU and CUDA installs)."""
 
 from setuptools import find_packages, setup
 
@@ -7,8 +7,8 @@ setup(
     version="0.1.0",
     description="Distributed data-space and latent diffusion models of Arctic-wide sea ice",
     packages=find_packages(include=["hpc_seaice", "hpc_seaice.*"]),
-    # the real coastline on the model grid, made by `make coastline` (see hpc_seaice/data/coastline.py)
-    package_data={"hpc_seaice.data": ["coastline.npz"]},
+    # the real coastline on the model grid, made by `make coastline` (see hpc_seaice/data/geo/coastline.py)
+    package_data={"hpc_seaice.data.geo": ["coastline.npz"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
@@ -29,8 +29,16 @@ setup(
         "pydantic>=2.0",
     ],
     extras_require={
-        # netCDF4: the tests read the NetCDF we write with a second library
-        "dev": ["pytest>=7", "ruff>=0.5", "netCDF4>=1.6"],
+        # netCDF4: the tests read the NetCDF we write with a second library; mkdocs and its plugins
+        # build the documentation site (`make docs`; the tests build it with --strict)
+        "dev": [
+            "pytest>=7",
+            "ruff>=0.5",
+            "netCDF4>=1.6",
+            "mkdocs>=1.6",
+            "mkdocs-material>=9.5",
+            "mkdocstrings-python>=1.10",
+        ],
         # only to regenerate hpc_seaice/data/coastline.npz; importing it loads about 0.9 GB
         "coastline": ["global-land-mask>=1.0"],
     },

@@ -26,8 +26,8 @@ import numpy as np
 from scipy import ndimage
 
 from benchmarks.common import add_output_options, load_average, out_dir_for, positive_int, print_report, write_report
-from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.verify import iter_blocks
+from hpc_seaice.data.blocks import iter_blocks
+from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.evaluation import memorization as MM
 
 PAPER_TRAIN_STATES = 11_700  # 2009-2016, 6-hourly
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     data = Path(args.data) if args.data else Path(args.work) / f"synth{args.grid}_{args.freq}"
     if not args.data and not (data / "manifest.json").is_file():
-        from hpc_seaice.data.synth import generate
+        from hpc_seaice.data.synth.generate import generate
 
         generate(data, grid=args.grid, freq=args.freq, seed=3, shard_size=64, progress=False, overwrite=True)
     load_start = load_average()
