@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hpc_seaice.data.format.h5files import h5_file
+from hpc_seaice.data.format.h5files import check_self_contained, h5_file
 from hpc_seaice.data.format.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -214,7 +214,8 @@ def _is_dataset_file(name: str) -> bool:
 
 
 def check_shard_layout(f: h5py.File, info: ShardInfo, manifest: Manifest, where: str) -> None:
-    """Datasets, shape, dtype and variable names of one open shard against the manifest."""
+    """Links, datasets, shape, dtype and variable names of one open shard against the manifest."""
+    check_self_contained(f, where)
     if "fields" not in f or "time" not in f:
         raise UserError(f"{where}: missing dataset 'fields' or 'time'")
     d = f["fields"]
