@@ -28,7 +28,7 @@ install: $(STAMP)
 # optional extra is needed only here (its import loads about 0.9 GB), never by tests or the demo.
 coastline: install
 	$(PY) -m pip install -q global-land-mask
-	$(PY) -m hpc_seaice.data.coastline --regenerate
+	$(PY) -m hpc_seaice.data.geo.coastline --regenerate
 
 demo: install
 	$(PY) -m hpc_seaice.demo

@@ -7,8 +7,8 @@ setup(
     version="0.1.0",
     description="Distributed data-space and latent diffusion models of Arctic-wide sea ice",
     packages=find_packages(include=["hpc_seaice", "hpc_seaice.*"]),
-    # the real coastline on the model grid, made by `make coastline` (see hpc_seaice/data/coastline.py)
-    package_data={"hpc_seaice.data": ["coastline.npz"]},
+    # the real coastline on the model grid, made by `make coastline` (see hpc_seaice/data/geo/coastline.py)
+    package_data={"hpc_seaice.data.geo": ["coastline.npz"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hpc_seaice.atomic import atomic_write
+from hpc_seaice.fileio import atomic_write
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_OUT_HELP = "results folder (default benchmarks/results, or .../quick)"

@@ -15,8 +15,8 @@ and interleaved so that every path sees the same machine load, it times (best of
 - reader: a training pass, i.e. shuffled global batches from :class:`GlobalBatchSampler`
   through :class:`ShardedDataset` (normalised, masked, checked float32 tensors) and a torch
   DataLoader with 0 or 2 worker processes, with torch's default collate or the pass-through
-  :func:`hpc_seaice.data.dataset.collate`.
-- batch loader: :class:`hpc_seaice.data.batch_loader.BatchLoader`, the same batches read by
+  :func:`hpc_seaice.data.loading.dataset.collate`.
+- batch loader: :class:`hpc_seaice.data.loading.batch_loader.BatchLoader`, the same batches read by
   0 or 2 workers into a shared ring of batch buffers (a worker hands over batch numbers, not the
   data; by default about 8 MB of consecutive batches per hand-over, and once with one batch per
   hand-over, what the loader did before), and with the split held in memory (``in_memory=True``,
@@ -58,12 +58,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.common import add_output_options, comma_list, markdown_table, write_report
-from hpc_seaice.data.batch_loader import BatchLoader
-from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset, collate
-from hpc_seaice.data.manifest import Layout, read_manifest, write_manifest
-from hpc_seaice.data.shards import ShardWriter
-from hpc_seaice.data.static import write_static
-from hpc_seaice.data.synth import generate
+from hpc_seaice.data.format.manifest import Layout, read_manifest, write_manifest
+from hpc_seaice.data.format.shards import ShardWriter
+from hpc_seaice.data.format.static import write_static
+from hpc_seaice.data.loading.batch_loader import BatchLoader
+from hpc_seaice.data.loading.dataset import GlobalBatchSampler, ShardedDataset, collate
+from hpc_seaice.data.synth.generate import generate
 
 
 def _touch(x: np.ndarray) -> None:

@@ -50,8 +50,8 @@ from benchmarks.common import (
     positive_float,
     write_report,
 )
-from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.variables import VARIABLES
+from hpc_seaice.data.format.variables import VARIABLES
+from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.evaluation.metrics import miz_area, rmse
 from hpc_seaice.evaluation.plateaus import plateau_shares
 from hpc_seaice.evaluation.spectra import central_arctic_box, isotropic_psd, log_ratio

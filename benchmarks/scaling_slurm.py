@@ -40,7 +40,7 @@ from benchmarks.scaling_slurm_report import finish_rows, write_outputs
 from benchmarks.slurm import BenchJob, Outcome, add_resource_arguments, cluster_name, run_jobs
 from hpc_seaice.cluster.resources import Resources
 from hpc_seaice.config import config_from_dict, with_absolute_paths
-from hpc_seaice.data.manifest import MANIFEST_NAME, read_manifest
+from hpc_seaice.data.format.manifest import MANIFEST_NAME, read_manifest
 
 NAME = "scaling_slurm"
 PRESETS = {False: ("demo-data", "demo-latent", "demo-vae", 128), True: ("tiny-unet", "tiny-unet", "tiny-vae", 64)}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import environment, markdown_table
-from hpc_seaice.atomic import atomic_target, atomic_write
+from hpc_seaice.fileio import atomic_target, atomic_write
 
 WEAK = ("base", "weak")
 STRONG = ("base", "strong")

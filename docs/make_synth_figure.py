@@ -17,9 +17,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hpc_seaice.data.deformation import total_deformation  # noqa: E402
-from hpc_seaice.data.synth import synth_times  # noqa: E402
-from hpc_seaice.data.synth_model import SyntheticArctic  # noqa: E402
+from hpc_seaice.data.geo.deformation import total_deformation  # noqa: E402
+from hpc_seaice.data.synth.generate import synth_times  # noqa: E402
+from hpc_seaice.data.synth.model import SyntheticArctic  # noqa: E402
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ __all__ = ["open_dataset", "open_run"]
 
 def __getattr__(name: str) -> Any:
     if name == "open_dataset":
-        from hpc_seaice.data.lazy import open_dataset
+        from hpc_seaice.data.loading.lazy import open_dataset
 
         return open_dataset
     if name == "open_run":

@@ -16,10 +16,10 @@ from hpc_seaice.command import run_command
 
 # sub-command -> "module:function"
 HANDLERS = {
-    "data synth": "hpc_seaice.data.synth:cli_synth",
-    "data convert": "hpc_seaice.data.convert:cli_convert",
-    "data stats": "hpc_seaice.data.stats:cli_stats",
-    "data verify": "hpc_seaice.data.verify:cli_verify",
+    "data synth": "hpc_seaice.data.synth.generate:cli_synth",
+    "data convert": "hpc_seaice.data.convert.pipeline:cli_convert",
+    "data stats": "hpc_seaice.data.stats.normalisation:cli_stats",
+    "data verify": "hpc_seaice.data.format.verify:cli_verify",
     "train": "hpc_seaice.train.trainer:cli_train",
     "encode": "hpc_seaice.inference.encode:cli_encode",
     "sample": "hpc_seaice.inference.sample:cli_sample",

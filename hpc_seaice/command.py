@@ -20,9 +20,9 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from types import ModuleType
+from typing import Protocol
 
-from hpc_seaice.errors import UserError
+from hpc_seaice.errors import PeerLost, UserError
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # a bug, or a lost peer
@@ -34,23 +34,32 @@ EXIT_CTRL_C = 130  # stopped at once (a second Ctrl-C)
 _RANK_VARIABLES = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID")
 
 
-class PeerLost(RuntimeError):
-    """A collective failed: another rank, or the link to it, is gone (or it timed out).
+class ProcessGroup(Protocol):
+    """What a command needs of a process group: whether it is up, this rank, and the exit path."""
 
-    Raised by :func:`hpc_seaice.runtime.distributed.collective` around our collectives, so that
-    what happened is told by the type, not by matching the backend's message (gloo raises a plain
-    RuntimeError).
+    def is_initialized(self) -> bool: ...
+
+    def rank(self) -> int: ...
+
+    def finalize_and_exit(self, code: int) -> None: ...
+
+
+_attached: ProcessGroup | None = None
+
+
+def attach_process_group(group: ProcessGroup) -> None:
+    """Called by :mod:`hpc_seaice.runtime.distributed` when it is imported.
+
+    The dependency runs upward by registration, not by import: a command that never loaded the
+    runtime (and torch) has no process group, and this module stays importable without torch.
     """
+    global _attached
+    _attached = group
 
 
-def _process_group() -> ModuleType | None:
-    """:mod:`hpc_seaice.runtime.distributed` when a process group is up, else None.
-
-    Looked up, not imported: a command that never loaded it has no process group, and importing
-    it (and torch) only to find that out would slow down every light command.
-    """
-    hdist = sys.modules.get("hpc_seaice.runtime.distributed")
-    return hdist if hdist is not None and hdist.is_initialized() else None
+def _process_group() -> ProcessGroup | None:
+    """The attached process group when it is up, else None."""
+    return _attached if _attached is not None and _attached.is_initialized() else None
 
 
 def _rank() -> int:

@@ -25,8 +25,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from hpc_seaice.atomic import atomic_write
 from hpc_seaice.errors import UserError
+from hpc_seaice.fileio import atomic_write
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
 

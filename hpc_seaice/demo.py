@@ -27,10 +27,10 @@ import sys
 import time
 from pathlib import Path
 
-from hpc_seaice.atomic import atomic_write
 from hpc_seaice.config import load_config
 from hpc_seaice.demo_compute import checkpoint_at_cost, total_training_seconds
 from hpc_seaice.demo_report import Stage, write_report
+from hpc_seaice.fileio import atomic_write
 from hpc_seaice.runtime.checkpoint import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hpc_seaice.data.variables import VARIABLES
+from hpc_seaice.data.format.variables import VARIABLES
 from hpc_seaice.evaluation.findings import Roles, finest_band, fmt, paper_findings, render_findings
 
 

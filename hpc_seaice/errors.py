@@ -21,3 +21,12 @@ class UserError(Exception):
             return text
         last = text.rstrip().splitlines()[-1]
         return last.split("UserError: ", 1)[-1]
+
+
+class PeerLost(RuntimeError):
+    """A collective failed: another rank, or the link to it, is gone (or it timed out).
+
+    Raised by :func:`hpc_seaice.runtime.distributed.collective` around our collectives, so that
+    what happened is told by the type, not by matching the backend's message (gloo raises a plain
+    RuntimeError).
+    """

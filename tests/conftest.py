@@ -18,7 +18,7 @@ TINY_SHARD_SIZE = 8
 
 
 def _make_tiny(root: Path, grid: int, seed: int) -> Path:
-    from hpc_seaice.data.synth import generate
+    from hpc_seaice.data.synth.generate import generate
 
     generate(root, grid=grid, freq=TINY_FREQ, seed=seed, shard_size=TINY_SHARD_SIZE, progress=False)
     return root

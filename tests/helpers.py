@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from hpc_seaice.data.variables import BOUNDS, VARIABLES
+from hpc_seaice.data.format.variables import BOUNDS, VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

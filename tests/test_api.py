@@ -5,7 +5,7 @@ import pytest
 import xarray as xr
 
 import hpc_seaice as hs
-from hpc_seaice.data.dataset import ShardedDataset
+from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.errors import UserError
 
 

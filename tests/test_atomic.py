@@ -2,7 +2,7 @@
 
 import pytest
 
-from hpc_seaice.atomic import atomic_target, atomic_write
+from hpc_seaice.fileio import atomic_target, atomic_write
 
 
 def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):

@@ -227,7 +227,7 @@ def test_scaling_summaries_skip_warmup_windows_and_compute_efficiencies() -> Non
 def test_training_flops_count_grouped_convolution_backward_once_per_group(groups: int, transposed: bool) -> None:
     import torch
 
-    speed = bench("speed_flops")
+    speed = bench("speed.flops")
     conv = (torch.nn.ConvTranspose2d if transposed else torch.nn.Conv2d)(64, 64, 3, padding=1, groups=groups)
     x = torch.randn(1, 64, 8, 8, requires_grad=True)
     forward = speed.count_flops(lambda: conv(x))
@@ -244,7 +244,7 @@ def test_speed_compile_only_compares_compiled_calls_and_measures_nothing_else(tm
     """gpu.sh's compile step (``--compile-only``) must not re-run the eager run's measurements: it
     builds the networks and hands each one to the compiled-vs-eager comparison (stubbed here:
     compiling takes minutes), whose eager and compiled timings come from the same run."""
-    speed, speed_compile = bench("speed"), bench("speed_compile")
+    speed, speed_compile = bench("speed.run"), bench("speed.compiled")
 
     def eager_run(*args, **kwargs):
         raise AssertionError("--compile-only ran the eager measurements")
@@ -260,7 +260,7 @@ def test_speed_compile_only_compares_compiled_calls_and_measures_nothing_else(tm
         ]
 
     monkeypatch.setattr(speed, "measure", eager_run)
-    measure = bench("speed_measure")
+    measure = bench("speed.measure")
     for name in ("measure_training", "measure_sampling", "measure_vae_encode", "sweep_space", "measure_matmul_flops"):
         monkeypatch.setattr(measure, name, eager_run)
     monkeypatch.setattr(speed_compile, "compiled_sampling", compiled_sampling)
@@ -278,7 +278,7 @@ def test_speed_compile_only_compares_compiled_calls_and_measures_nothing_else(tm
 
 def test_decoder_quality_scores_perfect_and_offset_reconstructions(tiny_dataset) -> None:
     quality = bench("decoder_quality")
-    from hpc_seaice.data.dataset import ShardedDataset
+    from hpc_seaice.data.loading.dataset import ShardedDataset
 
     ds = ShardedDataset(tiny_dataset, split="test", normalize=False)
     truth = np.stack([ds.raw(i) for i in range(len(ds))]).astype(np.float64)

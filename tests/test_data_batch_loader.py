@@ -11,9 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from hpc_seaice.data import shard_reader
-from hpc_seaice.data.batch_loader import MAX_PER_ITEM, BatchLoader, NumberedBatches, batches_per_item, ring_slots
-from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset
+from hpc_seaice.data.format import shard_reader
+from hpc_seaice.data.loading.batch_loader import (
+    MAX_PER_ITEM,
+    BatchLoader,
+    NumberedBatches,
+    batches_per_item,
+    ring_slots,
+)
+from hpc_seaice.data.loading.dataset import GlobalBatchSampler, ShardedDataset
 
 
 def expected_batches(ds: ShardedDataset, sampler, batch: int, count: int) -> list[torch.Tensor]:
@@ -125,7 +131,7 @@ def test_a_new_pass_keeps_the_batches_held_from_the_last_one(tiny_dataset, worke
 
 WORKER_ERROR = """
 import sys
-from hpc_seaice.data.batch_loader import BatchLoader
+from hpc_seaice.data.loading.batch_loader import BatchLoader
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime.stopping import ignore_stop_signals
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpc_seaice.data.cell_geometry import EARTH_RADIUS_M as R
-from hpc_seaice.data.cell_geometry import geometry_from_lat_lon, grid_geometry
-from hpc_seaice.data.static import Static
+from hpc_seaice.data.format.static import Static
+from hpc_seaice.data.geo.cell_geometry import EARTH_RADIUS_M as R
+from hpc_seaice.data.geo.cell_geometry import geometry_from_lat_lon, grid_geometry
 
 
 def test_regular_lat_lon_grid():

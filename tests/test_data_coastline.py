@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from hpc_seaice.data.coastline import COASTLINE_FILE, main, ocean_mask
-from hpc_seaice.data.grid import Grid, forward
+from hpc_seaice.data.geo.coastline import COASTLINE_FILE, main, ocean_mask
+from hpc_seaice.data.geo.grid import Grid, forward
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ import pytest
 import xarray as xr
 
 from hpc_seaice.cli import main
-from hpc_seaice.data import replace
-from hpc_seaice.data.convert import convert, parse_crop, parse_splits
-from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.manifest import read_manifest
-from hpc_seaice.data.static import read_static
-from hpc_seaice.data.verify import verify_dataset
+from hpc_seaice.data.convert.pipeline import convert, parse_crop, parse_splits
+from hpc_seaice.data.format import replace
+from hpc_seaice.data.format.manifest import read_manifest
+from hpc_seaice.data.format.static import read_static
+from hpc_seaice.data.format.verify import verify_dataset
+from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.errors import UserError
 
 PAD_Y, PAD_X = (3, 2), (1, 4)  # the source grid is larger than the 32 x 32 target

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from hpc_seaice.data.convert_inputs import open_inputs
+from hpc_seaice.data.convert.inputs import open_inputs
 from hpc_seaice.errors import UserError
 
 NAMES = ["sit", "sic", "damage", "siu", "siv"]

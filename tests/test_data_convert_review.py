@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from hpc_seaice.data.convert import convert
-from hpc_seaice.data.convert_inputs import open_inputs
+from hpc_seaice.data.convert.inputs import open_inputs
+from hpc_seaice.data.convert.pipeline import convert
 from hpc_seaice.errors import UserError
 
 NAMES = ["sit", "sic", "damage", "siu", "siv"]
@@ -101,7 +101,7 @@ def test_cells_nan_in_only_some_time_steps_are_reported_not_dropped_silently(tmp
 
 SIGTERM_DURING_WRITE = """
 import os, signal, sys
-from hpc_seaice.data import convert as c
+from hpc_seaice.data.convert import pipeline as c
 real_write = c._write
 def write_then_terminated(inputs, staging, *args):
     real_write(inputs, staging, *args)  # the new set is complete in the staging folder...
@@ -120,7 +120,7 @@ def test_sigterm_while_writing_removes_the_staging_folder_and_keeps_the_old_set(
     import subprocess
     import sys
 
-    from hpc_seaice.data.manifest import read_manifest
+    from hpc_seaice.data.format.manifest import read_manifest
 
     parts, _ = _parts(n_files=2, steps=6)
     paths = [tmp_path / f"part{i}.nc" for i in range(2)]

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, default_collate
 
-from hpc_seaice.data.dataset import GlobalBatchSampler, ShardedDataset, collate, partition
+from hpc_seaice.data.loading.dataset import GlobalBatchSampler, ShardedDataset, collate, partition
 from hpc_seaice.errors import UserError
 
 

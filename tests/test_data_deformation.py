@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpc_seaice.data import deformation as D
+from hpc_seaice.data.geo import deformation as D
 
 
 def _grid(h: int, w: int, dx: float, dy: float) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hpc_seaice.data.grid import (
+from hpc_seaice.data.geo.grid import (
     SEMI_MAJOR_M,
     Grid,
     check_grid,
@@ -195,7 +195,7 @@ def test_integral_of_inverse_k2_gives_the_ellipsoidal_polar_cap():
 @pytest.mark.parametrize("n", [512, 128, 32])
 def test_cell_areas_sum_to_the_true_area_of_the_domain(n):
     """Sum of per-cell areas vs the ellipsoidal area of the 6144 km square (Gauss-Legendre)."""
-    from hpc_seaice.data.grid import BASE_CELL_M, X0_M, Y0_M
+    from hpc_seaice.data.geo.grid import BASE_CELL_M, X0_M, Y0_M
 
     side = 512 * BASE_CELL_M
     nodes, weights = np.polynomial.legendre.leggauss(300)

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from hpc_seaice.cli import main
-from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.h5files import sha256_file
-from hpc_seaice.data.manifest import Layout, Manifest, merge_manifests, read_manifest, write_manifest
-from hpc_seaice.data.shards import ShardWriter
-from hpc_seaice.data.static import read_static, write_static
-from hpc_seaice.data.verify import verify_dataset
+from hpc_seaice.data.format.manifest import Layout, Manifest, merge_manifests, read_manifest, write_manifest
+from hpc_seaice.data.format.shards import ShardWriter
+from hpc_seaice.data.format.static import read_static, write_static
+from hpc_seaice.data.format.verify import verify_dataset
+from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.errors import UserError
+from hpc_seaice.fileio import sha256_file
 
 H, W = 6, 5
 

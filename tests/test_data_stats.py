@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.pca import DEFAULT_MAX_STATES, evenly_spaced, leading_pc_std_of
-from hpc_seaice.data.static import read_static, write_static
-from hpc_seaice.data.stats import RunningStats, add_pc1_std, compute_stats
+from hpc_seaice.data.blocks import evenly_spaced
+from hpc_seaice.data.format.static import read_static, write_static
+from hpc_seaice.data.loading.dataset import ShardedDataset
+from hpc_seaice.data.stats.normalisation import RunningStats, add_pc1_std, compute_stats
+from hpc_seaice.data.stats.pca import DEFAULT_MAX_STATES, leading_pc_std_of
 
 
 def _train_ocean_values(path):
@@ -62,9 +63,9 @@ def test_running_stats_merge_is_exact_in_any_grouping():
 def test_constant_variable_gets_unit_std(tmp_path, capsys):
     import math
 
-    from hpc_seaice.data.manifest import Layout, write_manifest
-    from hpc_seaice.data.shards import ShardWriter
-    from hpc_seaice.data.static import write_static
+    from hpc_seaice.data.format.manifest import Layout, write_manifest
+    from hpc_seaice.data.format.shards import ShardWriter
+    from hpc_seaice.data.format.static import write_static
 
     layout = Layout("latent", ["a", "b"], ["1", "1"], [-math.inf] * 2, [math.inf] * 2, (3, 3))
     w = ShardWriter(tmp_path, layout, 8)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from hpc_seaice.cli import main
-from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.manifest import read_manifest
-from hpc_seaice.data.static import read_static
-from hpc_seaice.data.synth import generate, summarize, synth_times
-from hpc_seaice.data.synth_model import SyntheticArctic
-from hpc_seaice.data.verify import verify_dataset
+from hpc_seaice.data.format.manifest import read_manifest
+from hpc_seaice.data.format.static import read_static
+from hpc_seaice.data.format.verify import verify_dataset
+from hpc_seaice.data.loading.dataset import ShardedDataset
+from hpc_seaice.data.synth.generate import generate, summarize, synth_times
+from hpc_seaice.data.synth.model import SyntheticArctic
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +132,8 @@ def test_cli_synth_bad_arguments(tmp_path, capsys, args, needle):
 
 
 def test_static_has_true_cell_sizes_and_the_grid(tiny_dataset, tiny_dataset_64, tiny_dataset_copy):
-    from hpc_seaice.data.grid import Grid, grid_from_attrs
-    from hpc_seaice.data.stats import compute_stats
+    from hpc_seaice.data.geo.grid import Grid, grid_from_attrs
+    from hpc_seaice.data.stats.normalisation import compute_stats
 
     areas = {}
     for root, n in ((tiny_dataset, 32), (tiny_dataset_64, 64)):
@@ -152,7 +152,7 @@ def test_static_has_true_cell_sizes_and_the_grid(tiny_dataset, tiny_dataset_64, 
 
 
 def test_static_without_cell_sizes_reads_none(tmp_path):
-    from hpc_seaice.data.static import write_static
+    from hpc_seaice.data.format.static import write_static
 
     write_static(tmp_path, np.ones((4, 4)), np.zeros((4, 4)), np.zeros((4, 4)))
     s = read_static(tmp_path)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from hpc_seaice.data.synth import synth_times
-from hpc_seaice.data.synth_dynamics import advect
-from hpc_seaice.data.synth_model import JUMP_REF, SyntheticArctic
+from hpc_seaice.data.synth.dynamics import advect
+from hpc_seaice.data.synth.generate import synth_times
+from hpc_seaice.data.synth.model import JUMP_REF, SyntheticArctic
 
 
 def total_deformation(u: np.ndarray, v: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
@@ -255,7 +255,7 @@ def test_advection_moves_a_field_by_the_displacement():
 
 def test_damage_is_a_memory_relaxing_over_10_to_30_days(monkeypatch):
     """Without new LKFs, damage stays with the ice and decays by exp(-t / tau), tau in 10-30 days."""
-    import hpc_seaice.data.synth_model as sm
+    import hpc_seaice.data.synth.model as sm
 
     model = SyntheticArctic(64, seed=2, dt_days=1.0)
     times = synth_times("2009-01-01", "2009-01-20", "1D")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpc_seaice.data.variables import VARIABLES
+from hpc_seaice.data.format.variables import VARIABLES
 from hpc_seaice.evaluation.calibration import cover_calibration, partial_cover_error, sea_ice_cover_probability
 from hpc_seaice.evaluation.plateaus import out_of_bounds_applies, plateau_counts, plateau_shares, shares_from_counts
 

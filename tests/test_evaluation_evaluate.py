@@ -17,11 +17,11 @@ from helpers import tiny_autoencoder_config, tiny_diffusion_config
 
 from hpc_seaice.cli import main
 from hpc_seaice.config import config_from_dict
-from hpc_seaice.data.manifest import Layout, in_split, write_manifest
-from hpc_seaice.data.samples_file import samples_dataset, write_samples
-from hpc_seaice.data.shards import ShardWriter
-from hpc_seaice.data.static import write_static
-from hpc_seaice.data.variables import BOUNDS, VARIABLES
+from hpc_seaice.data.format.manifest import Layout, in_split, write_manifest
+from hpc_seaice.data.format.samples_file import samples_dataset, write_samples
+from hpc_seaice.data.format.shards import ShardWriter
+from hpc_seaice.data.format.static import write_static
+from hpc_seaice.data.format.variables import BOUNDS, VARIABLES
 from hpc_seaice.evaluation.evaluate import select_states
 from hpc_seaice.evaluation.metrics import crps_ensemble, masked_mean, rmse
 from hpc_seaice.evaluation.spectra import isotropic_psd, log_ratio
@@ -382,7 +382,7 @@ def test_no_ocean_in_the_spectrum_box_is_a_one_line_error(reference, tmp_path, c
     """An all-land grid, or ocean only along the border (no centred box is mostly ocean)."""
     import shutil
 
-    from hpc_seaice.data.static import read_static
+    from hpc_seaice.data.format.static import read_static
 
     root, _, lat, lon = reference
     data = tmp_path / "data"
@@ -405,7 +405,7 @@ def test_no_ocean_in_the_spectrum_box_is_a_one_line_error(reference, tmp_path, c
 def test_a_box_that_is_not_mostly_ocean_is_a_one_line_warning(reference, tmp_path, capsys):
     import shutil
 
-    from hpc_seaice.data.static import read_static
+    from hpc_seaice.data.format.static import read_static
 
     root, mask, lat, lon = reference
     data = tmp_path / "data"

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from hpc_seaice.data.variables import VARIABLES
+from hpc_seaice.data.format.variables import VARIABLES
 from hpc_seaice.evaluation.findings import Roles, finest_band, paper_findings, render_findings
 
 ROLES = Roles("data", "ldm-c", "ldm-g", "vae-c", "vae-g")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hpc_seaice.config import DiffusionConfig, config_from_dict
-from hpc_seaice.data.variables import BOUNDS, VARIABLES
+from hpc_seaice.data.format.variables import BOUNDS, VARIABLES
 from hpc_seaice.inference.generate import LatentDecoder, compile_for_sampling, generate
 from hpc_seaice.models.build import build_unet, build_vae
 

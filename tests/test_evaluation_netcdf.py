@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from hpc_seaice.data.samples_file import read_samples, sample_arrays, samples_dataset, write_samples
-from hpc_seaice.data.variables import UNITS, VARIABLES
+from hpc_seaice.data.format.samples_file import read_samples, sample_arrays, samples_dataset, write_samples
+from hpc_seaice.data.format.variables import UNITS, VARIABLES
 from hpc_seaice.errors import UserError
 
 

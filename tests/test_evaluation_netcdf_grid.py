@@ -5,8 +5,8 @@ from __future__ import annotations
 import netCDF4
 import numpy as np
 
-from hpc_seaice.data.grid import Grid, polar_lat_lon
-from hpc_seaice.data.samples_file import projected_axes, read_samples, samples_dataset, write_samples
+from hpc_seaice.data.format.samples_file import projected_axes, read_samples, samples_dataset, write_samples
+from hpc_seaice.data.geo.grid import Grid, polar_lat_lon
 
 
 def _fields(n: int) -> np.ndarray:

@@ -6,8 +6,8 @@ import xarray as xr
 from helpers import hpc_seaice, tiny_diffusion_config
 
 from hpc_seaice.config import config_from_dict
-from hpc_seaice.data.static import read_static
-from hpc_seaice.data.stats import add_pc1_std
+from hpc_seaice.data.format.static import read_static
+from hpc_seaice.data.stats.normalisation import add_pc1_std
 from hpc_seaice.train.trainer import run_training
 
 

@@ -17,7 +17,7 @@ from helpers import tiny_autoencoder_config
 
 from hpc_seaice.cli import main
 from hpc_seaice.config import config_from_dict
-from hpc_seaice.data.manifest import read_manifest
+from hpc_seaice.data.format.manifest import read_manifest
 from hpc_seaice.runtime.runlock import LOCK_NAME, RunLock
 from hpc_seaice.train.trainer import run_training
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from helpers import hpc_seaice, tiny_autoencoder_config, tiny_diffusion_config
 
 from hpc_seaice.config import config_from_dict
-from hpc_seaice.data.static import read_static
+from hpc_seaice.data.format.static import read_static
 from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.train.trainer import run_training
 

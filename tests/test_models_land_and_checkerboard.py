@@ -12,8 +12,8 @@ from helpers import NEUTRAL_VAE_STATS
 from torch import nn
 
 from hpc_seaice.config import config_from_dict
-from hpc_seaice.data.manifest import read_manifest
-from hpc_seaice.data.static import read_static
+from hpc_seaice.data.format.manifest import read_manifest
+from hpc_seaice.data.format.static import read_static
 from hpc_seaice.errors import UserError
 from hpc_seaice.models.build import build_stage_model, build_vae
 from hpc_seaice.models.layers import GridPosition, upsample_layer

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hpc_seaice.config import config_from_dict
-from hpc_seaice.data.variables import BOUNDS, VARIABLES
+from hpc_seaice.data.format.variables import BOUNDS, VARIABLES
 from hpc_seaice.models.build import build_vae, load_model_preset
 from hpc_seaice.models.censored import censored_gaussian_nll, gaussian_nll
 from hpc_seaice.models.vae import VAE

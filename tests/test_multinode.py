@@ -224,7 +224,7 @@ def shard_arrays(folder: Path) -> tuple[list, np.ndarray, np.ndarray]:
     """(manifest shards in manifest order, their times and latent means, concatenated)."""
     import h5py
 
-    from hpc_seaice.data.manifest import read_manifest
+    from hpc_seaice.data.format.manifest import read_manifest
 
     manifest = read_manifest(folder)
     times, values = [], []
@@ -238,8 +238,8 @@ def shard_arrays(folder: Path) -> tuple[list, np.ndarray, np.ndarray]:
 
 def test_encode_on_two_hosts_writes_every_sample_once(two_node_cluster, tiny_dataset, tmp_path):
     from hpc_seaice.config import config_from_dict
-    from hpc_seaice.data.manifest import read_manifest
-    from hpc_seaice.data.verify import split_counts
+    from hpc_seaice.data.format.manifest import read_manifest
+    from hpc_seaice.data.format.verify import split_counts
     from hpc_seaice.inference.encode import encode_dataset
     from hpc_seaice.runtime.distributed import DistEnv
     from hpc_seaice.train.trainer import run_training

@@ -13,9 +13,9 @@ from helpers import hpc_seaice, tiny_autoencoder_config, tiny_diffusion_config, 
 from helpers_runs import encoded_by_a_tiny_vae
 
 from hpc_seaice.config import config_from_dict
-from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.manifest import read_manifest
-from hpc_seaice.data.static import read_static
+from hpc_seaice.data.format.manifest import read_manifest
+from hpc_seaice.data.format.static import read_static
+from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.train.trainer import run_training
 
 
@@ -68,7 +68,7 @@ def test_encode_skips_an_empty_split(trained, tmp_path):
 
 def test_encoding_other_data_with_the_same_vae_changes_no_earlier_run(trained, tmp_path):
     """encode only reads the VAE run: an LDM's samples stay the same after other data are encoded."""
-    from hpc_seaice.data.synth import generate
+    from hpc_seaice.data.synth.generate import generate
 
     def sample(name: str) -> np.ndarray:
         out = tmp_path / name

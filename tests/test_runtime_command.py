@@ -10,10 +10,9 @@ from hpc_seaice.command import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USER_ERROR,
-    PeerLost,
     run_command,
 )
-from hpc_seaice.errors import UserError
+from hpc_seaice.errors import PeerLost, UserError
 from hpc_seaice.runtime import distributed as hdist
 
 

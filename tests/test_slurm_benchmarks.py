@@ -117,7 +117,7 @@ def test_probe_times_each_step_and_keeps_ddp_gradients(tmp_path, monkeypatch):
 @pytest.mark.slurm
 def test_speed_comparison_runs_as_a_job_on_a_compute_node(slurm_cluster, tmp_path):
     out = tmp_path / "results"
-    command = ("-m", "benchmarks.speed_slurm", "--gpus-per-node", "0", "--work", str(tmp_path / "work"), "--time", "10")
+    command = ("-m", "benchmarks.speed.slurm", "--gpus-per-node", "0", "--work", str(tmp_path / "work"), "--time", "10")
     speed_args = ("--", "--quick", "--device", "cpu", "--repeats", "1", "--no-plot", "--out", str(out))
     proc = slurm_cluster.run(sys.executable, *command, *speed_args, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

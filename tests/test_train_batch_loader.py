@@ -5,7 +5,7 @@ from __future__ import annotations
 from helpers import losses, tiny_diffusion_config
 
 from hpc_seaice.config import config_from_dict
-from hpc_seaice.data import batch_loader
+from hpc_seaice.data.loading import batch_loader
 from hpc_seaice.train import trainer
 
 

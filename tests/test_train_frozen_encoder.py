@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from hpc_seaice.config import config_from_dict
-from hpc_seaice.data.manifest import read_manifest
-from hpc_seaice.data.static import read_static
+from hpc_seaice.data.format.manifest import read_manifest
+from hpc_seaice.data.format.static import read_static
 from hpc_seaice.errors import UserError
 from hpc_seaice.models.build import build_stage_model
 from hpc_seaice.runtime.checkpoint import latest_checkpoint

@@ -16,9 +16,9 @@ from helpers import hpc_seaice, tiny_autoencoder_config, tiny_diffusion_config, 
 from helpers_runs import encoded_by_a_tiny_vae
 
 from hpc_seaice.config import UNetConfig, VAEConfig, config_from_dict
-from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.manifest import read_manifest
-from hpc_seaice.data.static import read_static
+from hpc_seaice.data.format.manifest import read_manifest
+from hpc_seaice.data.format.static import read_static
+from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.diffusion.noise import mix_seed, per_sample_normal
 from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.train.tasks import SALT_POSTERIOR, DiffusionTask

@@ -21,7 +21,7 @@ import torch
 from helpers import ROOT, child_env, read_metrics, tiny_diffusion_config, write_config
 
 from hpc_seaice.cli import main
-from hpc_seaice.data.static import read_static, write_static
+from hpc_seaice.data.format.static import read_static, write_static
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime.checkpoint import latest_checkpoint
 from hpc_seaice.runtime.runlock import LOCK_NAME, RunLock

@@ -6,6 +6,6 @@ cover), ``plateaus``, ``spectra`` (isotropic PSD, banded ratios), ``findings``, 
 ``figures``, ``report``, ``generated`` (one samples file and its ensemble-only scores),
 ``reconstruction`` (autoencoder runs), ``step_sweep`` and ``evaluate`` (the ``hpc-seaice evaluate``
 command). Sampling itself is ``hpc_seaice.inference.sample``; the samples file format is
-``hpc_seaice.data.samples_file`` and the kinematics (divergence, shear, total deformation)
-``hpc_seaice.data.deformation``.
+``hpc_seaice.data.format.samples_file`` and the kinematics (divergence, shear, total deformation)
+``hpc_seaice.data.geo.deformation``.
 """

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from hpc_seaice.data.variables import ICE_COVER_THRESHOLD
+from hpc_seaice.data.format.variables import ICE_COVER_THRESHOLD
 
 
 def ice_covered(sic: np.ndarray, threshold: float = ICE_COVER_THRESHOLD) -> np.ndarray:

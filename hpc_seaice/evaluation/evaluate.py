@@ -45,12 +45,11 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 from tqdm import tqdm
 
-from hpc_seaice.atomic import atomic_write
 from hpc_seaice.cli_args import options_for
-from hpc_seaice.data.cell_geometry import grid_geometry
-from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.pca import evenly_spaced
-from hpc_seaice.data.variables import ICE_COVER_THRESHOLD, VARIABLES
+from hpc_seaice.data.blocks import evenly_spaced
+from hpc_seaice.data.format.variables import ICE_COVER_THRESHOLD, VARIABLES
+from hpc_seaice.data.geo.cell_geometry import grid_geometry
+from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.errors import UserError
 from hpc_seaice.evaluation import metrics as M
 from hpc_seaice.evaluation import report
@@ -71,6 +70,7 @@ from hpc_seaice.evaluation.spectra import (
     wavenumbers,
 )
 from hpc_seaice.evaluation.step_sweep import DEFAULT_SWEEP_SAMPLES, generate_sweep, sweep_table
+from hpc_seaice.fileio import atomic_write
 from hpc_seaice.outputs import check_output_dir
 
 RECONSTRUCT_BATCH = 4

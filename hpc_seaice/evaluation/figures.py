@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from hpc_seaice.data.cell_geometry import CellGeometry
-from hpc_seaice.data.variables import ICE_COVER_THRESHOLD
+from hpc_seaice.data.format.variables import ICE_COVER_THRESHOLD
+from hpc_seaice.data.geo.cell_geometry import CellGeometry
 from hpc_seaice.evaluation import plots
 
 

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpc_seaice.data.variables import VARIABLES
+from hpc_seaice.data.format.variables import VARIABLES
 
 SIMILAR_FACTOR = 1.5  # CRPS ratios in [1/1.5, 1.5] count as "similar"
 SMOOTH_LOG10 = -0.1  # a band log10-ratio below this lost at least ~20 % of the test set's power

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from hpc_seaice.data.cell_geometry import great_circle_m
-from hpc_seaice.data.samples_file import RAW_SUFFIX, read_samples, sample_arrays
-from hpc_seaice.data.variables import BOUNDS, VARIABLES
+from hpc_seaice.data.format.samples_file import RAW_SUFFIX, read_samples, sample_arrays
+from hpc_seaice.data.format.variables import BOUNDS, VARIABLES
+from hpc_seaice.data.geo.cell_geometry import great_circle_m
 from hpc_seaice.errors import UserError
 from hpc_seaice.evaluation import metrics as M
 from hpc_seaice.evaluation.calibration import sea_ice_cover_probability

@@ -5,7 +5,7 @@ information and would otherwise dilute every score by about half. Functions take
 with the grid in the last two axes ``[..., H, W]`` and a mask ``[H, W]`` (1 = ocean);
 :func:`crps_ensemble` also accepts torch tensors.
 
-Kinematics (divergence, shear, total deformation) are in :mod:`hpc_seaice.data.deformation` (the
+Kinematics (divergence, shear, total deformation) are in :mod:`hpc_seaice.data.geo.deformation` (the
 generator needs them too) and re-exported here, as the public API names them;
 the ice-cover calibration in :mod:`hpc_seaice.evaluation.calibration`, the plateau shares in
 :mod:`hpc_seaice.evaluation.plateaus`.
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from hpc_seaice.data.deformation import divergence, shear, total_deformation  # noqa: F401 (public API)
-from hpc_seaice.data.variables import MIZ_RANGE
+from hpc_seaice.data.format.variables import MIZ_RANGE
+from hpc_seaice.data.geo.deformation import divergence, shear, total_deformation  # noqa: F401 (public API)
 
 # --------------------------------------------------------------------------------------------
 # Ensemble CRPS
@@ -180,7 +180,7 @@ def miz_area(
         sic: ``[..., H, W]`` concentration (fraction).
         mask: ``[H, W]``, 1 = ocean.
         cell_area: area of each cell ``[H, W]`` (the grid's cells are not equal; see
-            :mod:`hpc_seaice.data.cell_geometry`) or one scalar; the result has its units.
+            :mod:`hpc_seaice.data.geo.cell_geometry`) or one scalar; the result has its units.
 
     Returns:
         ``[...]`` areas.

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hpc_seaice.data.variables import VARIABLES
+from hpc_seaice.data.format.variables import VARIABLES
 
 # (key in metrics.json, variable, plateau value)
 PLATEAUS: tuple[tuple[str, str, float], ...] = (

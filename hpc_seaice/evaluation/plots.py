@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hpc_seaice.data.deformation import SECONDS_PER_DAY, Spacing, speed, total_deformation  # noqa: E402
+from hpc_seaice.data.geo.deformation import SECONDS_PER_DAY, Spacing, speed, total_deformation  # noqa: E402
 
 LAND_COLOUR = "#c9b99b"  # muted tan: distinct from every colour map used here
 REFERENCE_COLOUR = "black"

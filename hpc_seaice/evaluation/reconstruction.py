@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpc_seaice.data.variables import VARIABLES
+from hpc_seaice.data.format.variables import VARIABLES
 from hpc_seaice.errors import UserError
 from hpc_seaice.evaluation.metrics import masked_mean
 from hpc_seaice.evaluation.spectra import band_log_ratios, log_ratio

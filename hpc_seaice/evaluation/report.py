@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hpc_seaice.atomic import atomic_write
-from hpc_seaice.data.variables import UNITS
+from hpc_seaice.data.format.variables import UNITS
 from hpc_seaice.evaluation.plateaus import PLATEAUS
 from hpc_seaice.evaluation.spectra import BANDS_KM
+from hpc_seaice.fileio import atomic_write
 
 FIGURE_TITLES = {
     "maps": "Thickness, concentration, speed and total deformation (test state vs first sample)",

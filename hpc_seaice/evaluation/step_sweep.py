@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hpc_seaice.data.samples_file import samples_dataset, write_samples
+from hpc_seaice.data.format.samples_file import samples_dataset, write_samples
 from hpc_seaice.evaluation.reconstruction import evaluation_device
 from hpc_seaice.inference.ensemble import check_diffusion_run, field_static, generate_ensemble, sample_attrs
 from hpc_seaice.inference.loading import load_inference_model

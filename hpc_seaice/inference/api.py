@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import xarray as xr
 
-from hpc_seaice.data.samples_file import samples_dataset
+from hpc_seaice.data.format.samples_file import samples_dataset
 from hpc_seaice.inference.ensemble import (
     check_diffusion_run,
     check_sampling_args,

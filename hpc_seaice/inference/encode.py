@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hpc_seaice.data.dataset import ShardedDataset, partition
-from hpc_seaice.data.latent_grid import block_mean
-from hpc_seaice.data.manifest import Layout, in_split, merge_manifests, read_manifest, write_manifest
-from hpc_seaice.data.shards import ShardWriter, prepare_output_dir
-from hpc_seaice.data.static import read_static, write_static
-from hpc_seaice.data.stats import compute_stats
-from hpc_seaice.data.verify import verify_dataset
+from hpc_seaice.data.format.manifest import Layout, in_split, merge_manifests, read_manifest, write_manifest
+from hpc_seaice.data.format.shards import ShardWriter, prepare_output_dir
+from hpc_seaice.data.format.static import read_static, write_static
+from hpc_seaice.data.format.verify import verify_dataset
+from hpc_seaice.data.geo.latent_grid import block_mean
+from hpc_seaice.data.loading.dataset import ShardedDataset, partition
+from hpc_seaice.data.stats.normalisation import compute_stats
 from hpc_seaice.errors import UserError
 from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.outputs import check_output_dir

@@ -14,21 +14,21 @@ import torch
 from torch import nn
 
 from hpc_seaice.config import load_config
-from hpc_seaice.data.manifest import manifest_path, read_manifest
-from hpc_seaice.data.static import read_static
+from hpc_seaice.data.format.manifest import manifest_path, read_manifest
+from hpc_seaice.data.format.static import read_static
 from hpc_seaice.errors import UserError
 from hpc_seaice.models.build import build_stage_model
 from hpc_seaice.runtime.checkpoint import (
     CHECKPOINTS,
     LATEST,
     STATE_FILES,
+    earlier_usable,
     find_checkpoint,
     load_module_state,
     load_states,
 )
 from hpc_seaice.runtime.identity import check_identity
 from hpc_seaice.runtime.integrity import verify_files
-from hpc_seaice.runtime.startup import earlier_usable
 
 
 @dataclass

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from hpc_seaice.data.dataset import partition
-from hpc_seaice.data.samples_file import samples_dataset, write_samples
+from hpc_seaice.data.format.samples_file import samples_dataset, write_samples
+from hpc_seaice.data.loading.dataset import partition
 from hpc_seaice.errors import UserError
 from hpc_seaice.inference.ensemble import (
     check_diffusion_run,

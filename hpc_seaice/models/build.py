@@ -24,7 +24,7 @@ from hpc_seaice.config import (
     VAEConfig,
     config_from_dict,
 )
-from hpc_seaice.data.latent_grid import latent_ocean_fraction
+from hpc_seaice.data.geo.latent_grid import latent_ocean_fraction
 from hpc_seaice.errors import UserError
 from hpc_seaice.models.unet import UNet
 from hpc_seaice.models.vae import VAE

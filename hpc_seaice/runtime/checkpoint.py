@@ -31,10 +31,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from hpc_seaice.atomic import atomic_write
 from hpc_seaice.errors import UserError
+from hpc_seaice.fileio import atomic_write
 from hpc_seaice.runtime import distributed as hdist
-from hpc_seaice.runtime.integrity import file_hashes, read_meta
+from hpc_seaice.runtime.integrity import file_hashes, read_meta, verify_files
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -311,3 +311,41 @@ def load_module_state(module: nn.Module, state: dict[str, Any], where: str) -> N
     except RuntimeError as exc:
         first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
         raise UserError(f"{where}: checkpoint does not match the configured model ({first})") from None
+
+
+def check_usable(folder: Path) -> None:
+    """Raise a one-line UserError unless ``folder`` is a complete, unaltered checkpoint."""
+    if not folder.is_dir():
+        raise UserError(f"{folder}: missing")
+    meta = verify_files(folder)
+    if "files" not in meta:  # written before hashes were recorded: read our files once to be sure
+        load_states(folder, torch.device("cpu"))
+        optimizer = folder / "optimizer.pt"
+        if optimizer.is_file():
+            try:
+                torch.load(optimizer, map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - any damage of the file
+                raise UserError(f"{optimizer}: unreadable ({type(exc).__name__})") from None
+
+
+def earlier_usable(run_dir: Path, newer_than: str = "~") -> Path | None:
+    """The newest complete checkpoint before ``newer_than`` that passes the checks, if any."""
+    for folder in reversed(complete_checkpoints(run_dir)):
+        if folder.name < newer_than:
+            try:
+                check_usable(folder)
+                return folder
+            except UserError:
+                continue
+    return None
+
+
+def fallback_hint(run_dir: Path, failed: str = "~") -> str:
+    """Where to go from an unusable checkpoint: the newest earlier one that passes the checks."""
+    earlier = earlier_usable(run_dir, failed)
+    if earlier is None:
+        return "; no earlier complete checkpoint passes its checks"
+    return (
+        f"; the earlier complete checkpoint {earlier.name} can be used: run.fallback_checkpoint={earlier.name} "
+        f"(or run.fallback_checkpoint=auto to fall back automatically)"
+    )

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from hpc_seaice.command import PeerLost
-from hpc_seaice.errors import UserError
+from hpc_seaice.command import attach_process_group
+from hpc_seaice.errors import PeerLost, UserError
 
 
 @contextlib.contextmanager
@@ -369,3 +369,14 @@ def decided_by_main(decide: Callable[[], object]) -> object:
     if status == "crash":
         raise RuntimeError(str(value))
     return value
+
+
+class _ThisProcessGroup:
+    """This module's process group, as :mod:`hpc_seaice.command` sees it (see attach_process_group)."""
+
+    is_initialized = staticmethod(is_initialized)
+    rank = staticmethod(rank)
+    finalize_and_exit = staticmethod(finalize_and_exit)
+
+
+attach_process_group(_ThisProcessGroup())

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from hpc_seaice.atomic import atomic_write
 from hpc_seaice.errors import UserError
+from hpc_seaice.fileio import atomic_write
 
 IDENTITY_NAME = "data_identity.json"
 STATS_RTOL = 1e-9  # statistics are float64 written once; recomputing them gives the same numbers

@@ -14,8 +14,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from hpc_seaice.data.h5files import sha256_file
 from hpc_seaice.errors import UserError
+from hpc_seaice.fileio import sha256_file
 
 META_NAME = "meta.json"
 NOT_HASHED = (META_NAME, "universal", "universal.log", ".universal-tmp", "pins")

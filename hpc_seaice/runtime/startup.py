@@ -21,27 +21,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from hpc_seaice.command import PeerLost
-from hpc_seaice.data.manifest import read_manifest
-from hpc_seaice.data.static import read_static
-from hpc_seaice.data.verify import verify_dataset
-from hpc_seaice.errors import UserError
+from hpc_seaice.data.format.manifest import read_manifest
+from hpc_seaice.data.format.static import read_static
+from hpc_seaice.data.format.verify import verify_dataset
+from hpc_seaice.errors import PeerLost, UserError
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import (
     CHECKPOINTS,
     LATEST,
     STEP_NAME,
     check_resumable,
+    check_usable,
     complete_checkpoints,
+    earlier_usable,
+    fallback_hint,
     find_checkpoint,
     load_module_state,
     load_states,
     read_pointer,
 )
 from hpc_seaice.runtime.identity import compare_identity, data_identity, read_identity, record_identity
-from hpc_seaice.runtime.integrity import read_meta, verify_files
+from hpc_seaice.runtime.integrity import read_meta
 from hpc_seaice.runtime.runlock import RunLock
 
 QUICK_SHARDS = 3  # shards whose first samples are read at start
@@ -106,44 +106,6 @@ def _check_data(cfg: Any) -> dict[str, Any]:
     return data_identity(read_manifest(cfg.data.path), read_static(cfg.data.path))
 
 
-def _usable(folder: Path) -> None:
-    """Raise a one-line UserError unless ``folder`` is a complete, unaltered checkpoint."""
-    if not folder.is_dir():
-        raise UserError(f"{folder}: missing")
-    meta = verify_files(folder)
-    if "files" not in meta:  # written before hashes were recorded: read our files once to be sure
-        load_states(folder, torch.device("cpu"))
-        optimizer = folder / "optimizer.pt"
-        if optimizer.is_file():
-            try:
-                torch.load(optimizer, map_location="cpu", weights_only=True)
-            except Exception as exc:  # noqa: BLE001 - any damage of the file
-                raise UserError(f"{optimizer}: unreadable ({type(exc).__name__})") from None
-
-
-def earlier_usable(run_dir: Path, newer_than: str = "~") -> Path | None:
-    """The newest complete checkpoint before ``newer_than`` that passes the checks, if any."""
-    for folder in reversed(complete_checkpoints(run_dir)):
-        if folder.name < newer_than:
-            try:
-                _usable(folder)
-                return folder
-            except UserError:
-                continue
-    return None
-
-
-def fallback_hint(run_dir: Path, failed: str = "~") -> str:
-    """Where to go from an unusable checkpoint: the newest earlier one that passes the checks."""
-    earlier = earlier_usable(run_dir, failed)
-    if earlier is None:
-        return "; no earlier complete checkpoint passes its checks"
-    return (
-        f"; the earlier complete checkpoint {earlier.name} can be used: run.fallback_checkpoint={earlier.name} "
-        f"(or run.fallback_checkpoint=auto to fall back automatically)"
-    )
-
-
 def select_checkpoint(run_dir: Path, fallback: str) -> Path | None:
     """The checkpoint to resume from (rank 0): ``latest``, else a recovered or fall-back one, else None.
 
@@ -168,7 +130,7 @@ def select_checkpoint(run_dir: Path, fallback: str) -> Path | None:
             )
         failed = complete[-1].name
         try:
-            _usable(complete[-1])
+            check_usable(complete[-1])
             notice(f"{root / LATEST} is missing; resuming from the newest complete checkpoint {failed}")
             return complete[-1]
         except UserError as exc:
@@ -176,7 +138,7 @@ def select_checkpoint(run_dir: Path, fallback: str) -> Path | None:
     elif name is not None:
         failed = name
         try:
-            _usable(root / name)
+            check_usable(root / name)
             return root / name
         except UserError as exc:
             problem = f"{root / LATEST} names {name}: {exc}"
@@ -193,7 +155,7 @@ def select_checkpoint(run_dir: Path, fallback: str) -> Path | None:
             earlier = find_checkpoint(run_dir, fallback)
         except UserError as exc:
             raise UserError(f"{problem}; config key 'run.fallback_checkpoint': {exc}") from None
-        _usable(earlier)
+        check_usable(earlier)
     notice(f"{problem}; falling back to {earlier.name} (run.fallback_checkpoint={fallback})")
     return earlier
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hpc_seaice.atomic import atomic_write
+from hpc_seaice.fileio import atomic_write
 
 
 def peak_memory_mb(device: torch.device) -> float:

@@ -20,24 +20,23 @@ from typing import Any
 
 import torch
 
-from hpc_seaice.command import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_OK, PeerLost, say
+from hpc_seaice.command import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_OK, say
 from hpc_seaice.config import ExperimentConfig, dump_config, load_config, with_absolute_paths
-from hpc_seaice.data.batch_loader import BatchLoader
-from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.manifest import read_manifest
-from hpc_seaice.data.sampler import GlobalBatchSampler, partition
+from hpc_seaice.data.format.manifest import read_manifest
+from hpc_seaice.data.loading.batch_loader import BatchLoader
+from hpc_seaice.data.loading.dataset import ShardedDataset
+from hpc_seaice.data.loading.sampler import GlobalBatchSampler, partition
 from hpc_seaice.diffusion.ema import EMA
 from hpc_seaice.diffusion.noise import mix_seed
-from hpc_seaice.errors import UserError
+from hpc_seaice.errors import PeerLost, UserError
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import all_finite, latest_checkpoint, save_checkpoint
 from hpc_seaice.runtime.startup import prepare_run, restore, resume_keys
 from hpc_seaice.runtime.stopping import StopRequest, ignore_stop_signals
 from hpc_seaice.train.engines import build_engine, lr_at
 from hpc_seaice.train.failures import describe_collective_failure, record_job
-from hpc_seaice.train.latent import trains_on_posterior
 from hpc_seaice.train.monitor import build_monitor, peak_memory_mb
-from hpc_seaice.train.tasks import build_task
+from hpc_seaice.train.tasks import build_task, trains_on_posterior
 from hpc_seaice.train.validation import validation_images
 
 VALIDATION_STEP = -1  # a fixed noise/log-SNR draw, so validation losses are comparable over time
