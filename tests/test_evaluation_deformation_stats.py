@@ -105,7 +105,7 @@ def test_gaussian_field_with_known_increments(h):
 
 
 def test_grid_deformation_is_the_cell_total_deformation():
-    from hpc_seaice.data.deformation import total_deformation
+    from hpc_seaice.data.geo.deformation import total_deformation
 
     u, v = _gaussian_velocity(0.5, 3, 64)
     pack = np.ones((64, 64), bool)

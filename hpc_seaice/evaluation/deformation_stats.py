@@ -11,7 +11,7 @@ continuous, heavy-tailed PDF rather than a spike of rigid cells at zero.
 The scaling estimator (:func:`deformation_scaling`) is the standard one:
 
 1. velocity gradients ``du/dx, du/dy, dv/dx, dv/dy`` per cell, centred differences with the
-   true spacings (:func:`hpc_seaice.data.deformation.velocity_gradients`), kept only at pack
+   true spacings (:func:`hpc_seaice.data.geo.deformation.velocity_gradients`), kept only at pack
    cells whose four neighbours are pack too (a clean stencil, :func:`stencil_mask`);
 2. for each box side L (cells), the four gradients averaged over every L x L box of a tiling
    whose cells all have a clean stencil ("fully in the pack"); several tilings shifted by
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpc_seaice.data.deformation import SECONDS_PER_DAY, Spacing, stencil_mask, velocity_gradients
+from hpc_seaice.data.geo.deformation import SECONDS_PER_DAY, Spacing, stencil_mask, velocity_gradients
 
 RIGID_PER_DAY = 1e-4  # below this a cell is "rigid" (the threshold, 1/day)
 DEFAULT_SCALES = (1, 2, 4, 8, 16, 32)
