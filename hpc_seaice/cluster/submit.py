@@ -27,18 +27,21 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from hpc_seaice.cluster.accounting import JobIdentity
 from hpc_seaice.cluster.environment import SUBMITTED, append_record, slurm_folder
 from hpc_seaice.cluster.job import DEFAULT_ENTRY, TrainingJob
 from hpc_seaice.cluster.resources import Resources, parse_time_minutes, sbatch_parameters, sbatch_script
 from hpc_seaice.cluster.waiting import wait_for
 from hpc_seaice.config import ExperimentConfig, config_to_dict, load_config, with_absolute_paths
 from hpc_seaice.errors import UserError
+from hpc_seaice.runtime.private import check_private
 
 ARRAY_FOLDER = ".slurm-arrays"  # held-array staging folder, next to the run folders
 
@@ -48,6 +51,14 @@ class Submitted:
     job: Any  # submitit.slurm.slurm.SlurmJob
     config: ExperimentConfig
     array_index: int | None = None
+    since: float | None = None  # time.time() just before sbatch
+    work_dir: str = ""  # where sbatch ran (SLURM's WorkDir)
+    job_name: str = ""  # the name sbatch was given
+
+    @property
+    def identity(self) -> JobIdentity:
+        """What tells this job's sacct record from older jobs' with the same id."""
+        return JobIdentity(str(self.job.job_id), self.job_name, self.work_dir, submitted=self.since)
 
     @property
     def run_dir(self) -> Path:
@@ -142,8 +153,12 @@ def submit(
     res.validate()
     if max_requeues < 0:
         raise UserError(f"--max-requeues must not be negative, got {max_requeues}")
+    for cfg in configs:  # the job unpickles its slurm/ files there, and --wait its results
+        if Path(cfg.run.dir).exists():
+            check_private(Path(cfg.run.dir), cfg.run.allow_shared_dir)
     _require_slurm()
     params = sbatch_parameters(res, _job_name(configs[0]))
+    since, work_dir = time.time(), os.getcwd()
     # Submitted from inside an allocation, the job would inherit its SLURM_* and rank variables.
     with submitit.helpers.clean_env():
         if not is_array:
@@ -154,10 +169,14 @@ def submit(
         else:
             submitted = _submit_array(configs, params, max_requeues, entry)
     for item in submitted:
+        item.since, item.work_dir, item.job_name = since, work_dir, params["job_name"]
         append_record(
             slurm_folder(item.run_dir) / SUBMITTED,
             {
                 "job_id": item.job.job_id,
+                "job_name": params["job_name"],
+                "work_dir": work_dir,
+                "time": since,
                 "array_index": item.array_index,
                 "nodes": res.nodes,
                 "tasks_per_node": res.ntasks_per_node,
