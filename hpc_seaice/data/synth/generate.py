@@ -3,12 +3,13 @@
 Real neXtSIM output cannot be downloaded here, so this generator puts synthetic sea ice on the
 real geography: the grid is a north-polar stereographic grid like EPSG:3413 (``grid``) and the
 land mask is the real coastline (``coastline``); the sea ice is synthetic, with a regional
-climatology (``synth_climate``), LKF networks, rigid plates and damage memory
-(``synth_dynamics``), spectral AR(1) random fields (``synth_fields``), all stepped by
-``synth_model.SyntheticArctic``. This module is the time axis, the streaming writer (samples
+climatology (``climate``), the 2010s seasonal cycle (``seasons``), a multifractal drift
+(``cascade``), LKF slips and damage memory (``dynamics``), spectral AR(1) random fields
+(``fields``), all stepped by ``model.SyntheticArctic`` (docs/synthetic_arctic.md compares its
+statistics with observations). This module is the time axis, the streaming writer (samples
 go to disk shard by shard, memory stays bounded at any grid and length), the summary and the
-CLI. Everything random is drawn from one ``numpy.random.Generator`` seeded with ``--seed``, so
-a data set is reproducible.
+CLI. Everything random is drawn from generators seeded with ``--seed``, so a data set is
+reproducible.
 """
 
 from __future__ import annotations
