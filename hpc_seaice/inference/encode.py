@@ -11,6 +11,7 @@ against. The VAE's run is only read.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.outputs import check_output_dir
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import find_checkpoint, pin_checkpoint
+from hpc_seaice.runtime.distributed import DistEnv
 
 
 def posterior_summary(latent_var: np.ndarray, posterior_var: np.ndarray) -> str:
@@ -65,7 +67,18 @@ def _check_and_pin(autoencoder_run: str, data: str, out_dir: Path, overwrite: bo
     return int(folder.name.removeprefix("step_"))
 
 
-def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, overwrite: bool, env: Any) -> Path:
+def encode_dataset(
+    autoencoder_run: str | os.PathLike,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    batch_size: int,
+    overwrite: bool,
+    env: DistEnv,
+) -> Path:
+    """Encode every split of ``data`` with the VAE of ``autoencoder_run`` into the latent set ``out``.
+
+    Runs on every rank of ``env`` (each encodes its part of each split); returns the latent folder.
+    """
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     out_dir = Path(out)
@@ -152,10 +165,3 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
         raise UserError("rank 0 could not finish the latent data set (its message says why)")
     hdist.barrier()
     return out_dir
-
-
-def cli_encode(args: Any) -> int:
-    """``hpc-seaice encode``, on every rank of whatever launcher started it."""
-    env = hdist.init_distributed()
-    encode_dataset(args.autoencoder, args.data, args.out, args.batch_size, args.overwrite, env)
-    return 0

@@ -13,7 +13,6 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -31,63 +30,78 @@ from hpc_seaice.inference.ensemble import (
 from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.outputs import check_free_space, check_output_file, check_scratch_dir
 from hpc_seaice.runtime import distributed as hdist
+from hpc_seaice.runtime.distributed import DistEnv
 
 
-def _check_args(args: Any) -> None:
-    check_sampling_args(
-        args.num, args.steps, args.batch_size, args.seed, ("--num", "--steps", "--batch-size", "--seed")
-    )
-    out = Path(args.out)
+def _check_request(num: int, steps: int | None, batch_size: int, seed: int, out: Path, overwrite: bool) -> None:
+    check_sampling_args(num, steps, batch_size, seed, ("--num", "--steps", "--batch-size", "--seed"))
     if out.suffix != ".nc":
         raise UserError(f"--out {out}: expected a .nc file")
-    check_output_file(out, "--out", args.overwrite)
+    check_output_file(out, "--out", overwrite)
     check_scratch_dir(out.with_name(out.name + ".parts"), "--out", "rank*.npz")  # emptied by sample_run
 
 
-def _check_size(args: Any, field_shape: tuple[int, ...]) -> None:
+def _check_size(num: int, out: Path, field_shape: tuple[int, ...]) -> None:
     """The samples must fit in rank 0's memory (it assembles the file) and on disk: say so before generating."""
     per_sample = 2 * 4 * int(np.prod(field_shape))  # float32 fields and their values before clipping
-    needed = args.num * per_sample
-    check_free_space(args.out, needed, "--out", f"{args.num} samples")
+    needed = num * per_sample
+    check_free_space(out, needed, "--out", f"{num} samples")
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         return
     if 2 * needed > memory:
         raise UserError(
-            f"--num {args.num}: rank 0 assembles the samples in memory, about {2 * needed / 1e9:.3g} GB, "
+            f"--num {num}: rank 0 assembles the samples in memory, about {2 * needed / 1e9:.3g} GB, "
             f"more than this machine's {memory / 1e9:.3g} GB; write several files with fewer samples"
         )
 
 
-def sample_run(args: Any, env: Any) -> int:
-    _check_args(args)
-    loaded = load_inference_model(args.run, args.checkpoint, env.device)
+def sample_run(
+    run: str | os.PathLike,
+    num: int,
+    out: str | os.PathLike,
+    env: DistEnv,
+    *,
+    steps: int | None = None,
+    seed: int = 0,
+    batch_size: int = 4,
+    checkpoint: str = "latest",
+    overwrite: bool = False,
+    name: str | None = None,
+) -> int:
+    """Generate ``num`` samples of diffusion run ``run`` into the NetCDF file ``out``, on every rank of ``env``.
+
+    ``steps`` None takes the run's ``diffusion.sampler_steps``; ``name`` is the model's name in
+    evaluation reports (default: the run folder's). Returns the exit code (0).
+    """
+    out = Path(out)
+    _check_request(num, steps, batch_size, seed, out, overwrite)
+    loaded = load_inference_model(run, checkpoint, env.device)
     check_diffusion_run(loaded)
     manifest = loaded.data_manifest
-    if args.steps is None:
-        args.steps = loaded.config.diffusion.sampler_steps
+    if steps is None:
+        steps = loaded.config.diffusion.sampler_steps
     warning = noise_warning(loaded)
     if warning and env.is_main:
         print(f"hpc-seaice sample: {warning}", file=sys.stderr, flush=True)
     static = field_static(loaded)
-    _check_size(args, (5, *static.mask.shape))
+    _check_size(num, out, (5, *static.mask.shape))
 
-    out = Path(args.out)
     parts = out.with_name(out.name + ".parts")
     if env.is_main:
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(parts, ignore_errors=True)
         parts.mkdir()
         print(
-            f"hpc-seaice sample | run {args.run} (step {loaded.step}, {manifest.kind} space) | {args.num} samples "
-            f"on {env.world_size} rank(s) | Heun {args.steps} steps ({2 * args.steps - 1} network calls each)",
+            f"hpc-seaice sample | run {run} (step {loaded.step}, {manifest.kind} space) | {num} samples "
+            f"on {env.world_size} rank(s) | Heun {steps} steps ({2 * steps - 1} network calls each)",
             flush=True,
         )
     hdist.barrier()
-    mine = list(partition(args.num, env.rank, env.world_size))
+    mine = list(partition(num, env.rank, env.world_size))
     start = time.perf_counter()
-    fields, raw = generate_ensemble(loaded, mine, args.seed, args.steps, args.batch_size, env.device, env.is_main)
+    fields, raw = generate_ensemble(loaded, mine, seed, steps, batch_size, env.device, env.is_main)
     elapsed = time.perf_counter() - start
     np.savez(
         parts / f"rank{env.rank:05d}.npz",
@@ -100,22 +114,17 @@ def sample_run(args: Any, env: Any) -> int:
         pieces = [np.load(path) for path in sorted(parts.glob("rank*.npz"))]
         index = np.concatenate([p["index"] for p in pieces])
         order = np.argsort(index)
-        if not np.array_equal(index[order], np.arange(args.num)):
+        if not np.array_equal(index[order], np.arange(num)):
             raise RuntimeError("sample parts do not cover every sample exactly once")
         fields = np.concatenate([p["fields"] for p in pieces])[order]
         raw = np.concatenate([p["raw"] for p in pieces])[order]
-        attrs = sample_attrs(loaded, args.steps, args.seed, args.name)
+        attrs = sample_attrs(loaded, steps, seed, name)
         write_samples(out, samples_dataset(fields, static.mask, static.lat, static.lon, attrs, raw=raw))
         shutil.rmtree(parts, ignore_errors=True)
         rate = len(mine) / elapsed if elapsed > 0 else float("nan")
         print(
-            f"wrote {args.num} samples to {out} | rank 0 generated {len(mine)} in {elapsed:.1f} s "
+            f"wrote {num} samples to {out} | rank 0 generated {len(mine)} in {elapsed:.1f} s "
             f"({rate:.3g} samples/s per rank, {env.device.type})",
             flush=True,
         )
     return 0
-
-
-def cli_sample(args: Any) -> int:
-    """``hpc-seaice sample``, on every rank of whatever launcher started it."""
-    return sample_run(args, hdist.init_distributed())

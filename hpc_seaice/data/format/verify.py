@@ -150,13 +150,3 @@ def verify_dataset(
                 f"{manifest_path(path)}: split {name} ({span[0]}..{span[1]}) has no samples; data cover "
                 f"{manifest.time_start}..{manifest.time_end}"
             )
-
-
-def cli_verify(args: Any) -> int:
-    """``hpc-seaice data verify DIR``."""
-    verify_dataset(args.path)
-    manifest = read_manifest(args.path)
-    counts = split_counts(args.path, manifest)
-    per_split = ", ".join(f"{k} {v}" for k, v in counts.items())
-    print(f"{args.path}: OK ({manifest.num_samples} samples in {len(manifest.shards)} shards; {per_split})")
-    return 0
