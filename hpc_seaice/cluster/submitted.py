@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hpc_seaice.cluster.environment import slurm_folder
 from hpc_seaice.config import ExperimentConfig
 
+if TYPE_CHECKING:
+    from submitit import Job
+
 
 @dataclass
 class Submitted:
-    job: Any  # submitit.slurm.slurm.SlurmJob
+    job: Job  # a submitit SlurmJob
     config: ExperimentConfig
     array_index: int | None = None
 

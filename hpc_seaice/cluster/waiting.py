@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hpc_seaice.cluster.pending import cannot_start, describe, queue_reasons
 from hpc_seaice.cluster.submitted import Submitted
+
+if TYPE_CHECKING:
+    from submitit import Job
 
 # submitit's list of states in which a job may still run (a requeued job passes through them)
 INCOMPLETE_STATES = {"READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "PREEMPTED", ""}
@@ -35,7 +38,7 @@ class JobEnd:
         return self.state not in INCOMPLETE_STATES
 
 
-def job_state(job: Any) -> str:
+def job_state(job: Job) -> str:
     """The job's SLURM state from sacct (forced refresh); "" when sacct does not know it yet."""
     return str(job.get_info(mode="force").get("State", "")).split(" ")[0].upper()
 

@@ -8,7 +8,6 @@ compiles in place, so state_dict keys stay the same with and without compilation
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import yaml
@@ -24,6 +23,8 @@ from hpc_seaice.config import (
     config_from_dict,
     preset_names,
 )
+from hpc_seaice.data.format.manifest import Manifest
+from hpc_seaice.data.format.static import Static
 from hpc_seaice.data.geo.latent_grid import latent_ocean_fraction
 from hpc_seaice.errors import UserError
 from hpc_seaice.models.unet import UNet
@@ -60,7 +61,7 @@ def build_vae(
     return _finish(vae, cfg.channels_last, cfg.compile, parts=(vae.encoder, vae.decoder))
 
 
-def build_stage_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.Module:
+def build_stage_model(cfg: ExperimentConfig, manifest: Manifest, static: Static) -> nn.Module:
     """The network of ``cfg.stage`` for a data set (its manifest and static fields), checked to fit it.
 
     Training builds it to train, inference to load a run's weights into: one definition, so a

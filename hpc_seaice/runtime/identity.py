@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from hpc_seaice.data.format.manifest import Manifest
+from hpc_seaice.data.format.static import Static
 from hpc_seaice.errors import UserError
 from hpc_seaice.fileio import atomic_write
 
@@ -24,7 +26,7 @@ IDENTITY_NAME = "data_identity.json"
 STATS_RTOL = 1e-9  # statistics are float64 written once; recomputing them gives the same numbers
 
 
-def data_identity(manifest: Any, static: Any) -> dict[str, Any]:
+def data_identity(manifest: Manifest, static: Static) -> dict[str, Any]:
     """The identity record of an open data set (manifest + static file)."""
     mask = np.ascontiguousarray(np.asarray(static.mask) > 0.5, dtype=np.uint8)
     stats = {
@@ -67,7 +69,9 @@ def _differs(key: str, recorded: Any, found: Any) -> bool:
     return recorded != found
 
 
-def compare_identity(recorded: dict[str, Any], found: dict[str, Any], run_dir: Any, data_path: Any) -> None:
+def compare_identity(
+    recorded: dict[str, Any], found: dict[str, Any], run_dir: str | os.PathLike, data_path: str | os.PathLike
+) -> None:
     """One line naming the first difference between a run's recorded data and the data found."""
     names = {"mask_sha256": "land mask", "ocean_cells": "ocean cell count", "mean": "normalisation mean"}
     for key in ("kind", "variables", "grid", "ocean_cells", "mask_sha256", "mean", "std"):
@@ -82,7 +86,9 @@ def compare_identity(recorded: dict[str, Any], found: dict[str, Any], run_dir: A
             )
 
 
-def check_identity(run_dir: str | os.PathLike, data_path: Any, manifest: Any, static: Any) -> None:
+def check_identity(
+    run_dir: str | os.PathLike, data_path: str | os.PathLike, manifest: Manifest, static: Static
+) -> None:
     """Refuse a data set that differs from the one the run recorded (no record: nothing to check)."""
     recorded = read_identity(run_dir)
     if recorded is not None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
+import h5py
 import numpy as np
 from tqdm import tqdm
 
@@ -44,7 +44,7 @@ def check_values(
             raise UserError(f"{where}: {name} value {v:g} at {to_iso(times[k])} outside bounds [{lo:g}, {hi:g}]")
 
 
-def check_logvar(f: Any, sl: slice, times: np.ndarray, where: str) -> None:
+def check_logvar(f: h5py.File, sl: slice, times: np.ndarray, where: str) -> None:
     """A latent shard's posterior log-variances of samples ``sl`` are readable and finite."""
     logvar = read_block(f, "logvar", sl, where)
     bad = ~np.isfinite(logvar.reshape(len(logvar), -1)).all(axis=1)

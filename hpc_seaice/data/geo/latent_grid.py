@@ -7,11 +7,12 @@ fields data set it was encoded from, whose ``static.h5`` has the mask.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from hpc_seaice.data.format.manifest import Manifest
 from hpc_seaice.data.format.static import read_static
 from hpc_seaice.errors import UserError
 
@@ -24,7 +25,7 @@ def block_mean(values: np.ndarray, factor: int) -> np.ndarray:
     return values.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
 
 
-def latent_ocean_fraction(data_path: str, manifest: Any) -> np.ndarray:
+def latent_ocean_fraction(data_path: str | os.PathLike, manifest: Manifest) -> np.ndarray:
     """Ocean fraction [h, w] of each latent cell, from the mask of the fields the latents encode."""
     fields = (manifest.source or {}).get("fields_dataset")
     if not fields or not Path(fields).is_dir():

@@ -117,7 +117,7 @@ def safe_std(std: np.ndarray, variables: list[str], where: str) -> np.ndarray:
     return std
 
 
-def stored_geometry(static: Any) -> dict[str, np.ndarray]:
+def stored_geometry(static: Static) -> dict[str, np.ndarray]:
     """The grid-geometry datasets of a :class:`Static` that are present, to carry over on a rewrite."""
     return {k: getattr(static, k) for k in GEOMETRY_KEYS if getattr(static, k) is not None}
 
