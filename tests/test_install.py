@@ -51,8 +51,15 @@ def test_requirement_is_installed(requirement: str) -> None:
         pytest.fail(f"{requirement} (named in setup.py) is not installed: run `make install`")
 
 
+def installed_version(target: Path) -> str:
+    """The version the installed copy declares (its dist-info folder's name)."""
+    (info,) = target.glob("hpc_seaice-*.dist-info")
+    return info.name.removeprefix("hpc_seaice-").removesuffix(".dist-info")
+
+
 def test_a_non_editable_install_loads_the_presets(tmp_path: Path) -> None:
-    """An installed copy (no ``-e``) carries its package data: the network presets and the coastline.
+    """An installed copy (no ``-e``) carries its package data (the network presets and the coastline)
+    and its console script runs.
 
     The source is copied first so that the build's own files (``build/``, ``*.egg-info``) land in
     the temporary folder, not in the repository.
@@ -82,3 +89,8 @@ def test_a_non_editable_install_loads_the_presets(tmp_path: Path) -> None:
     assert names.split(",") == shipped
     expected = yaml.safe_load((ROOT / "hpc_seaice" / "presets" / "paper-data.yaml").read_text())["base_channels"]
     assert checks == f"{expected} True"
+    # the console script (entry point hpc_seaice.cli:main) of the installed copy
+    script = subprocess.run(
+        [str(target / "bin" / "hpc-seaice"), "--version"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert script.returncode == 0 and script.stdout.strip() == f"hpc-seaice {installed_version(target)}", script
