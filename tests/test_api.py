@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 import hpc_seaice as hs
@@ -92,6 +93,17 @@ def test_open_run_refuses_bad_arguments_and_non_diffusion_runs(data_space_run, t
         assert isinstance(raised.value, UserError)  # and the CLI's one-line kind
     with pytest.raises(UserError, match="not a run folder"):
         hs.open_run(tmp_path)
+    # What the CLI checks, the API checks (was: an allocation of terabytes; a CUDA error deep in loading).
+    with pytest.raises(
+        ValueError, match=r"^n 1000000000000: the samples are assembled in memory, about .* GB"
+    ) as raised:
+        run.sample(10**12, progress=False)
+    assert isinstance(raised.value, UserError)
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="^device 'cuda': CUDA is not available on this machine; use device='cpu'$"):
+            hs.open_run(data_space_run, device="cuda")
+    with pytest.raises(UserError, match="^device 'gpu' is not a device name torch knows"):
+        hs.open_run(data_space_run, device="gpu")
 
 
 def test_open_dataset_has_the_samples_file_grid_and_aligns_with_samples(tiny_dataset, tmp_path):

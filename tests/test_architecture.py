@@ -24,7 +24,7 @@ MAX_LINES = 600
 
 # Bottom to top; a module may import from its own layer and the layers below it.
 LAYERS = [
-    {"errors", "config", "fileio", "outputs", "command", "__version__"},
+    {"errors", "config", "fileio", "filelock", "outputs", "command", "__version__"},
     {"data"},
     {"models", "diffusion"},
     {"runtime"},

@@ -28,18 +28,8 @@ def run_encode(args: argparse.Namespace) -> int:
 
 def run_sample(args: argparse.Namespace) -> int:
     """``hpc-seaice sample``, on every rank of whatever launcher started it."""
-    from hpc_seaice.inference.sample import sample_run
+    from hpc_seaice.cli.options import options_for
+    from hpc_seaice.inference.sample import SampleRequest, sample_run
     from hpc_seaice.runtime.distributed import init_distributed
 
-    return sample_run(
-        args.run,
-        args.num,
-        args.out,
-        init_distributed(),
-        steps=args.steps,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        checkpoint=args.checkpoint,
-        overwrite=args.overwrite,
-        name=args.name,
-    )
+    return sample_run(SampleRequest(**options_for(SampleRequest, args)), init_distributed())

@@ -8,7 +8,7 @@ in memory (its ocean cells only, ``N x C x P`` float32) because the CRPS against
 members. Several ``--samples`` files are scored in the same pass and land in one table and one
 set of overlaid curves, as in the paper.
 
-Scores (our definitions where the paper's could not be recovered; README "Evaluation" lists them):
+Scores (our definitions where the paper's could not be recovered; docs/sample_and_evaluate.md lists them):
 
 - CRPS per variable: the generated ensemble as a forecast for every reference state (a
   climatological CRPS), averaged over ocean cells and states; standard and fair estimators.
@@ -32,7 +32,6 @@ Scores (our definitions where the paper's could not be recovered; README "Evalua
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import sys
@@ -55,6 +54,7 @@ from hpc_seaice.evaluation import report
 from hpc_seaice.evaluation.calibration import cover_calibration, ice_covered
 from hpc_seaice.evaluation.figures import write_figures
 from hpc_seaice.evaluation.generated import CH, load_generated
+from hpc_seaice.evaluation.output import report_output, write_report_folder
 from hpc_seaice.evaluation.plateaus import plateau_counts, shares_from_counts
 from hpc_seaice.evaluation.reconstruction import load_reconstruction
 from hpc_seaice.evaluation.spectra import (
@@ -69,7 +69,6 @@ from hpc_seaice.evaluation.spectra import (
     wavenumbers,
 )
 from hpc_seaice.evaluation.step_sweep import DEFAULT_SWEEP_SAMPLES, generate_sweep, sweep_table
-from hpc_seaice.fileio import atomic_write
 
 RECONSTRUCT_BATCH = 4
 
@@ -166,8 +165,7 @@ def evaluate(
     if max_states < 0:
         raise UserError(f"--max-states must be >= 0 (0 = all states), got {max_states}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder")
+    output = report_output(out, [("--data", data), *(("--samples", p) for p in sample_paths)])
 
     ref = _open_reference(data, split)
     mask = (np.asarray(ref.static.mask) > 0.5).astype(np.float32)
@@ -323,14 +321,13 @@ def evaluate(
         result["reconstructions"][rec.name] = rec.scores(ref_psd, wavelength)
     result["step_sweep"] = sweep_table(result["models"])
 
-    out.mkdir(parents=True, exist_ok=True)
-    result["figures"] = write_figures(
-        out, result, models, recs, ref_example, mask, geometry, CH, _reference_label(ref, indices)
-    )
+    def figures(folder: Path) -> dict[str, str]:
+        return write_figures(
+            folder, result, models, recs, ref_example, mask, geometry, CH, _reference_label(ref, indices)
+        )
+
     result = _jsonable(result)
-    atomic_write(out / "metrics.json", json.dumps(result, indent=1, allow_nan=False) + "\n")
-    report.write_report(out / "report.md", result)
-    return result
+    return write_report_folder(output, result, figures, report.write_report)
 
 
 def _spectrum_box(mask: np.ndarray, data: str) -> tuple[slice, slice]:

@@ -6,6 +6,7 @@ rank or batch made it (up to float differences between batch sizes).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +43,41 @@ def check_sampling_args(
     for label, value, low in zip(names, values, (1, 1, 1, 0), strict=True):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise SamplingArgumentError(f"{label} must be an integer >= {low}, got {value!r}")
+
+
+def check_sample_memory(n: int, field_shape: tuple[int, ...], label: str) -> int:
+    """Bytes of ``n`` samples with their raw copies (float32); refused when over this machine's memory.
+
+    The CLI's rank 0 and ``Run.sample`` both hold every sample in memory at the end.
+    """
+    needed = n * 2 * 4 * int(np.prod(field_shape))
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return needed
+    if 2 * needed > memory:
+        raise SamplingArgumentError(
+            f"{label} {n}: the samples are assembled in memory, about {2 * needed / 1e9:.3g} GB, "
+            f"more than this machine's {memory / 1e9:.3g} GB; sample fewer at a time"
+        )
+    return needed
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """The device to sample on: CUDA when there is one (default); a named device that this machine
+    lacks or a name torch does not know is one clear error, not a failure deep inside loading."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SamplingArgumentError(f"device {device!r} is not a device name torch knows (cpu, cuda, cuda:1)") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SamplingArgumentError(f"device {device!r}: CUDA is not available on this machine; use device='cpu'")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise SamplingArgumentError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return chosen
 
 
 def check_diffusion_run(loaded: LoadedRun) -> None:

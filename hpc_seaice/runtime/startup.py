@@ -71,8 +71,13 @@ class RunStart:
 
 
 def resume_keys(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Config values a checkpoint cannot follow a change of; recorded in its meta.json."""
+    """Config values a checkpoint cannot follow a change of; recorded in its meta.json.
+
+    ``train.seed`` and ``data.train_split`` decide which samples come next: another value on resume
+    would repeat some samples and skip others of the epoch under way.
+    """
     keys = {"stage": cfg.stage, "engine.name": cfg.engine.name, "engine.zero_stage": cfg.engine.zero_stage}
+    keys |= {"train.seed": cfg.train.seed, "data.train_split": cfg.data.train_split}
     if cfg.stage == "diffusion":
         keys |= {"diffusion.schedule": cfg.diffusion.schedule, "diffusion.adaptive_bins": cfg.diffusion.adaptive_bins}
     else:

@@ -31,7 +31,7 @@ from hpc_seaice.diffusion.noise import mix_seed
 from hpc_seaice.errors import PeerLost, UserError
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import all_finite, latest_checkpoint, save_checkpoint
-from hpc_seaice.runtime.startup import prepare_run, restore, resume_keys
+from hpc_seaice.runtime.startup import notice, prepare_run, restore, resume_keys
 from hpc_seaice.runtime.stopping import StopRequest, ignore_stop_signals
 from hpc_seaice.train.engines import build_engine, lr_at
 from hpc_seaice.train.failures import describe_collective_failure, record_job
@@ -151,7 +151,11 @@ def _train(cfg: ExperimentConfig, env: Any, micro: int, start: Any) -> int:
     engine = build_engine(task.loss_module, cfg, env, micro, load_universal=start.reshard)
     start_step, start_sample, nonfinite_total = restore(start, cfg, env, task, ema, engine)
     if env.is_main:  # only now: a config that does not match the checkpoint must not replace the run's
-        dump_config(cfg, run_dir / "config.yaml")
+        changes = dump_config(cfg, run_dir / "config.yaml", start_step)
+        if changes:
+            notice(
+                f"resuming at step {start_step} with changed config (history kept in config.yaml): {'; '.join(changes)}"
+            )
 
     sampler = GlobalBatchSampler(
         len(train_set),

@@ -11,14 +11,13 @@ for NetCDF, zarr for zarr stores) in time blocks of about 64 MB, so memory is bo
 archive size (:mod:`hpc_seaice.data.convert.inputs`); files are ordered by their first time stamp
 and must not overlap. Dimensions, lat/lon and calendars are mapped by :mod:`hpc_seaice.data.convert.layout`;
 the set is written beside ``--out`` and swapped in only when complete and checked
-(:mod:`hpc_seaice.data.format.replace`).
+(:mod:`hpc_seaice.outputs`, :mod:`hpc_seaice.data.format.replace`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,13 +36,14 @@ from hpc_seaice.data.format.manifest import (
     to_iso,
     write_manifest,
 )
-from hpc_seaice.data.format.replace import staging_dir, swap_in, terminate_as_exit
-from hpc_seaice.data.format.shards import ShardWriter, check_target
+from hpc_seaice.data.format.replace import dataset_output, verify_new
+from hpc_seaice.data.format.shards import ShardWriter
 from hpc_seaice.data.format.static import write_static
 from hpc_seaice.data.format.variables import VARIABLES
 from hpc_seaice.data.geo.grid import polar_lat_lon
 from hpc_seaice.data.stats.normalisation import RunningStats, add_pc1_std, safe_std
 from hpc_seaice.errors import UserError
+from hpc_seaice.outputs import Output
 
 # Values this far outside a physical bound are rounding (clipped); further out they are an error.
 BOUND_TOLERANCE = 1e-4
@@ -124,17 +124,18 @@ def convert(
     if len(names) != len(VARIABLES):
         raise UserError(f"--variables: give {len(VARIABLES)} names for {','.join(VARIABLES)}, got {len(names)}")
     splits = splits or {k: list(v) for k, v in DEFAULT_SPLITS.items()}
-    check_target(out, overwrite)  # before any work; the old set is replaced only at the very end
+    given = [("input", path) for path in inputs if Path(path).exists()]
+    output = dataset_output(out, "data convert", overwrite, given).check()  # before any work
     inputs = open_inputs(inputs, names)
     try:
-        return _convert_inputs(inputs, out, names, crop, shard_size, splits, progress)
+        return _convert_inputs(inputs, output, names, crop, shard_size, splits, progress)
     finally:
         inputs.close()
 
 
 def _convert_inputs(
     inputs: Inputs,
-    out: str | os.PathLike,
+    output: Output,
     names: list[str],
     crop: str | None,
     shard_size: int,
@@ -154,6 +155,8 @@ def _convert_inputs(
                 f"({span[0]}..{span[1]}) would be empty; set the splits with --splits"
             )
     disable = None if progress is None else not progress
+    output.inputs += [("input", f.path) for f in inputs.files]
+    output.check(len(VARIABLES) * grid[0] * grid[1] * 4 * len(times), f"{len(times)} samples")
 
     # Pass 1: the mask, from sit alone.
     ocean, ever = np.ones(grid, bool), np.zeros(grid, bool)
@@ -182,16 +185,12 @@ def _convert_inputs(
     lat = default_lat if lat is None else np.where(np.isfinite(lat[ysl, xsl]), lat[ysl, xsl], default_lat)
     lon = default_lon if lon is None else np.where(np.isfinite(lon[ysl, xsl]), lon[ysl, xsl], default_lon)
 
-    target = Path(out)
-    with terminate_as_exit():  # scancel / a time limit: the staging folder is removed, not left behind
-        out = staging_dir(target)  # the old data set stays until the new one is complete and checked
-        try:
-            static = (ocean, lat, lon)
-            manifest = _write(inputs, out, names, crop, splits, static, (ysl, xsl), shard_size, disable, target)
-            swap_in(out, target)
-        except BaseException:
-            shutil.rmtree(out, ignore_errors=True)
-            raise
+    with output.writing():  # the old data set stays until the new one is complete and checked
+        static = (ocean, lat, lon)
+        manifest = _write(
+            inputs, output.path, names, crop, splits, static, (ysl, xsl), shard_size, disable, output.target
+        )
+        output.commit(verify_new)
     return manifest
 
 

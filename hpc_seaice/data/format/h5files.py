@@ -12,6 +12,7 @@ from typing import Any
 import h5py
 
 from hpc_seaice.errors import UserError
+from hpc_seaice.fileio import GuardedFile, write_error
 
 _HASH_BLOCK = 8 << 20
 
@@ -41,3 +42,57 @@ def open_h5(path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> h5py.Fil
     except OSError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{path}: cannot read HDF5 file, truncated or corrupt ({reason})") from None
+
+
+class H5Create:
+    """A new HDF5 file at ``path`` (never an existing one, never through a link), opened to write.
+
+    ``with H5Create(path) as f: ...`` writes through :class:`~hpc_seaice.fileio.GuardedFile`: a full
+    disk or another I/O error becomes one UserError naming the file (``name`` if given: the name
+    the user knows, not the temporary one), raised only after HDF5 has closed the file cleanly.
+    Written directly, HDF5 2.0 crashes the process with a segmentation fault after a failed flush
+    (see GuardedFile). :meth:`check` raises the error early (a long writer calls it between
+    blocks). The file is fsynced when it closes.
+    """
+
+    def __init__(self, path: str | os.PathLike, name: str | None = None) -> None:
+        self.path = path
+        self.shown = name or str(path)
+        self.raw: GuardedFile | None = None
+        self.file: h5py.File | None = None
+
+    def __enter__(self) -> h5py.File:
+        try:
+            self.raw = GuardedFile(self.path)
+        except OSError as exc:
+            raise UserError(write_error(self.shown, exc)) from None
+        try:
+            self.file = h5py.File(self.raw, "w")
+        except BaseException:
+            self.raw.close()
+            raise
+        return self.file
+
+    def check(self) -> None:
+        """Raise the one-line error of a write that failed so far."""
+        if self.raw is not None and self.raw.error is not None:
+            raise UserError(write_error(self.shown, self.raw.error))
+
+    def close(self) -> None:
+        """Close the HDF5 file and the OS file; then raise a write error, if any."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        if self.raw is not None and not self.raw.closed:
+            self.raw.sync()
+            self.raw.close()
+        self.check()
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except UserError:
+            pass  # the exception on its way out says more (or the same)

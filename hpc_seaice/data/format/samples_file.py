@@ -39,7 +39,7 @@ from hpc_seaice.data.geo.grid import (
     forward,
 )
 from hpc_seaice.errors import UserError
-from hpc_seaice.fileio import atomic_target
+from hpc_seaice.fileio import GuardedFile, atomic_target, write_error
 
 ENGINE = "h5netcdf"
 RAW_SUFFIX = "_raw"
@@ -245,7 +245,14 @@ def write_samples(path: str | os.PathLike, ds: xr.Dataset) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_target(path) as tmp:
-        ds.to_netcdf(tmp, engine=ENGINE, encoding=encoding)
+        raw = GuardedFile(tmp)  # a full disk: one line below, not HDF5's crash (see GuardedFile)
+        try:
+            ds.to_netcdf(raw, engine=ENGINE, encoding=encoding)
+        finally:
+            raw.sync()
+            raw.close()
+        if raw.error is not None:
+            raise UserError(write_error(path, raw.error))
     return path
 
 
