@@ -78,6 +78,8 @@ class RunConfig(Section):
     # when `latest` is missing or fails its checks: "" = refuse (one line naming the candidates),
     # "auto" = the newest earlier checkpoint that passes them, or a checkpoint (step_300, step_00000300)
     fallback_checkpoint: str = ""
+    # start although other users can write the run folder (they could run code through its pickles)
+    allow_shared_dir: bool = False
 
 
 class DataConfig(Section):

@@ -8,13 +8,22 @@ once per session in a few seconds. They are shared: tests that modify a data set
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 from repo_state import changes, tree_state
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Checkpoints are signed with a per-user key (hpc_seaice/runtime/signing.py): the tests and every
+# process they start use a key of their own, never the user's ~/.config/hpc-seaice/key.
+_KEY_DIR = tempfile.mkdtemp(prefix="hpc-seaice-test-key-")
+atexit.register(shutil.rmtree, _KEY_DIR, ignore_errors=True)
+os.environ["HPC_SEAICE_KEY_FILE"] = os.path.join(_KEY_DIR, "key")
 
 TINY_FREQ = "73D"
 TINY_SHARD_SIZE = 8

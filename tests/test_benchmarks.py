@@ -259,7 +259,7 @@ def test_speed_compile_only_compares_compiled_calls_and_measures_nothing_else(tm
 
     compared = []
 
-    def compiled_sampling(space, denoiser, *rest):
+    def compiled_sampling(space, denoiser, *rest, backend="inductor"):
         shape, batch = rest[-6], rest[-4]  # ..., shape, latent shape, batch, device, precision, repeats
         compared.append((space, tuple(shape), batch))
         return [

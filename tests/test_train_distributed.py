@@ -32,7 +32,9 @@ from helpers import (
 )
 
 from hpc_seaice.config import config_from_dict
+from hpc_seaice.errors import UserError
 from hpc_seaice.runtime.checkpoint import latest_checkpoint
+from hpc_seaice.runtime.integrity import verify_files
 from hpc_seaice.runtime.stopping import STOP_FILE
 from hpc_seaice.train.trainer import run_training
 
@@ -91,6 +93,14 @@ def test_deepspeed_zero_checkpoint_resumes_on_another_world_size(tiny_dataset, t
     assert "converting" in proc.stderr and (run_dir / "checkpoints/step_00000003/universal/zero").is_dir()
     assert [m["step"] for m in read_metrics(run_dir) if "loss" in m] == [1, 2, 3, 4, 5, 6]
     assert_close_trajectories(losses(run_dir), single_process_reference)
+    # The universal form joined the checkpoint's signed hash table: checked like the rest from now on.
+    folder = run_dir / "checkpoints/step_00000003"
+    listed = [name for name in verify_files(folder)["files"] if name.startswith("universal/")]
+    assert len(listed) == sum(1 for p in (folder / "universal").rglob("*") if p.is_file()) > 0
+    victim = folder / next(name for name in listed if name.endswith(".pt"))
+    victim.write_bytes(victim.read_bytes()[:-1])
+    with pytest.raises(UserError, match="changed or damaged"):
+        verify_files(folder)
 
 
 def test_two_ranks_stopped_at_a_step_boundary_resume_the_same_trajectory(tiny_dataset, tmp_path):

@@ -26,6 +26,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from hpc_seaice.cluster.submitted import Submitted
 from hpc_seaice.cluster.waiting import wait_for
 from hpc_seaice.config import ExperimentConfig, config_to_dict, load_config, with_absolute_paths
 from hpc_seaice.errors import UserError
+from hpc_seaice.runtime.private import check_private
 
 ARRAY_FOLDER = ".slurm-arrays"  # held-array staging folder, next to the run folders
 
@@ -126,8 +128,12 @@ def submit(
     res.validate()
     if max_requeues < 0:
         raise UserError(f"--max-requeues must not be negative, got {max_requeues}")
+    for cfg in configs:  # the job unpickles its slurm/ files there, and --wait its results
+        if Path(cfg.run.dir).exists():
+            check_private(Path(cfg.run.dir), cfg.run.allow_shared_dir)
     _require_slurm()
     params = sbatch_parameters(res, _job_name(configs[0]))
+    since, work_dir = time.time(), os.getcwd()
     # Submitted from inside an allocation, the job would inherit its SLURM_* and rank variables.
     with submitit.helpers.clean_env():
         if not is_array:
@@ -138,10 +144,14 @@ def submit(
         else:
             submitted = _submit_array(configs, params, max_requeues, entry)
     for item in submitted:
+        item.since, item.work_dir, item.job_name = since, work_dir, params["job_name"]
         append_record(
             slurm_folder(item.run_dir) / SUBMITTED,
             {
                 "job_id": item.job.job_id,
+                "job_name": params["job_name"],
+                "work_dir": work_dir,
+                "time": since,
                 "array_index": item.array_index,
                 "nodes": res.nodes,
                 "tasks_per_node": res.ntasks_per_node,

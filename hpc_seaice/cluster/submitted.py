@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hpc_seaice.cluster.accounting import JobIdentity
 from hpc_seaice.cluster.environment import slurm_folder
 from hpc_seaice.config import ExperimentConfig
 
@@ -22,6 +23,14 @@ class Submitted:
     job: Job  # a submitit SlurmJob
     config: ExperimentConfig
     array_index: int | None = None
+    since: float | None = None  # time.time() just before sbatch
+    work_dir: str = ""  # where sbatch ran (SLURM's WorkDir)
+    job_name: str = ""  # the name sbatch was given
+
+    @property
+    def identity(self) -> JobIdentity:
+        """What tells this job's sacct record from older jobs' with the same id."""
+        return JobIdentity(str(self.job.job_id), self.job_name, self.work_dir, submitted=self.since)
 
     @property
     def run_dir(self) -> Path:

@@ -99,6 +99,7 @@ class LatentDecoder(FieldDecoder):
         device: torch.device,
         decode_batch: int = DECODE_BATCH,
         compile: bool = False,
+        compile_backend: str = "inductor",
     ) -> None:
         if decode_batch < 1:
             raise ValueError(f"decode_batch must be >= 1, got {decode_batch}")
@@ -106,7 +107,7 @@ class LatentDecoder(FieldDecoder):
         self.mean, self.std = _per_channel(mean, device), _per_channel(std, device)
         self.mask = torch.as_tensor(mask, dtype=torch.float32, device=device)
         self.decode_batch = decode_batch
-        self.network = compile_for_sampling(_DecoderMean(vae), device) if compile else None
+        self.network = compile_for_sampling(_DecoderMean(vae), device, compile_backend) if compile else None
 
     def _mu(self, z: torch.Tensor) -> torch.Tensor:
         if self.network is None:
@@ -144,14 +145,17 @@ class _SamplingNetwork(nn.Module):
         return self.compiled(*args).clone()
 
 
-def compile_for_sampling(net: nn.Module, device: torch.device) -> nn.Module:
+def compile_for_sampling(net: nn.Module, device: torch.device, backend: str = "inductor") -> nn.Module:
     """``torch.compile`` for inference: CUDA graphs on a GPU, Inductor's default mode elsewhere.
 
     The network itself is not changed (no in-place compilation), so its state_dict and
     training behaviour stay as they are; shapes are static (one sampling batch size).
+    ``backend``: Inductor, or a lighter one (``aot_eager``: the same graph capture without code
+    generation) where compiling must be quick (``benchmarks/gpu.sh --dry`` on a CPU).
     """
-    cuda_graphs = torch.device(device).type == "cuda"
-    compiled = torch.compile(net, mode="reduce-overhead" if cuda_graphs else None, dynamic=False)
+    cuda_graphs = torch.device(device).type == "cuda" and backend == "inductor"
+    mode = "reduce-overhead" if cuda_graphs else None
+    compiled = torch.compile(net, backend=backend, mode=mode, dynamic=False)
     return _SamplingNetwork(compiled, cuda_graphs)
 
 

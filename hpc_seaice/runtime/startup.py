@@ -2,7 +2,9 @@
 
 Rank 0 decides, every rank learns the outcome (:func:`~hpc_seaice.runtime.distributed.decided_by_main`):
 
-1. the run folder is a folder and writable, checkpoints included (found now, not after training);
+1. the run folder is a folder and writable, checkpoints included (found now, not after training),
+   nobody else can write it (:mod:`hpc_seaice.runtime.private`), and the key that signs
+   checkpoints can be read or made (:mod:`hpc_seaice.runtime.signing`);
 2. the run lock is taken (:mod:`hpc_seaice.runtime.runlock`): a second training of the same folder
    is refused before it touches anything;
 3. the data set passes the cheap checks of ``data verify`` (layout, variables, statistics, at
@@ -48,7 +50,9 @@ from hpc_seaice.runtime.checkpoint import (
 from hpc_seaice.runtime.distributed import DistEnv
 from hpc_seaice.runtime.identity import compare_identity, data_identity, read_identity, record_identity
 from hpc_seaice.runtime.integrity import read_meta
+from hpc_seaice.runtime.private import check_private
 from hpc_seaice.runtime.runlock import RunLock
+from hpc_seaice.runtime.signing import load_key
 
 QUICK_SHARDS = 3  # shards whose first samples are read at start
 QUICK_SAMPLES = 4
@@ -197,6 +201,8 @@ def prepare_run(cfg: ExperimentConfig, env: DistEnv) -> RunStart:
 
     def decide() -> tuple[str | None, bool]:
         _check_run_dir(run_dir)
+        check_private(run_dir, cfg.run.allow_shared_dir)
+        load_key()  # made or found now: a checkpoint that cannot be signed is found before training
         lock.acquire()
         try:
             _check_writable(run_dir / CHECKPOINTS)

@@ -44,6 +44,34 @@ def open_h5(path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> h5py.Fil
         raise UserError(f"{path}: cannot read HDF5 file, truncated or corrupt ({reason})") from None
 
 
+def check_self_contained(group: h5py.Group, where: str) -> None:
+    """Refuse an HDF5 file whose data live elsewhere: external or soft links, virtual datasets,
+    datasets with external raw storage.
+
+    Why: a shard is hashed as one file and the fast reader reads its samples at byte offsets of
+    that file. A link or a virtual dataset would make h5py read another file's bytes (which no
+    hash covers) while the reader reads the shard's own, so ``data verify`` and training would
+    see different data. This project never writes any of them.
+    """
+    for name in group:
+        link = group.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            kind = "an external link" if isinstance(link, h5py.ExternalLink) else "a soft link"
+            raise UserError(
+                f"{where}: '{group.name.rstrip('/')}/{name}' is {kind}; a data set file must hold its own data"
+            )
+        item = group[name]
+        if isinstance(item, h5py.Group):
+            check_self_contained(item, where)
+        elif isinstance(item, h5py.Dataset):
+            if item.is_virtual:
+                raise UserError(f"{where}: '{item.name}' is a virtual dataset; a data set file must hold its own data")
+            if item.external:
+                raise UserError(
+                    f"{where}: '{item.name}' stores its data in external files; a data set file must hold its own data"
+                )
+
+
 class H5Create:
     """A new HDF5 file at ``path`` (never an existing one, never through a link), opened to write.
 

@@ -116,6 +116,36 @@ def batches_per_item(batch_bytes: int, handover_bytes: int) -> int:
     return min(MAX_PER_ITEM, max(1, -(-handover_bytes // max(batch_bytes, 1))))
 
 
+class CudaRuntime(Protocol):
+    """The two calls of ``torch.cuda.cudart()`` that page-locking uses (tests pass a fake)."""
+
+    def cudaHostRegister(self, pointer: int, size: int, flags: int) -> int: ...  # noqa: N802 (CUDA's name)
+
+    def cudaHostUnregister(self, pointer: int) -> int: ...  # noqa: N802 (CUDA's name)
+
+
+def page_lock(ring: torch.Tensor, cudart: CudaRuntime | None = None) -> Callable[[], None] | None:
+    """Page-lock ``ring`` in place (``cudaHostRegister``) so batches copy to a GPU asynchronously.
+
+    Returns the function that unlocks it again, or None where there is no CUDA (nothing to do).
+    ``cudart``: the CUDA runtime (default ``torch.cuda.cudart()``); the one branch of the ring that
+    needs a GPU is this function, so tests run it with a fake runtime.
+    """
+    if cudart is None:
+        if not torch.cuda.is_available():
+            return None
+        cudart = torch.cuda.cudart()
+    pointer = ring.data_ptr()
+    code = cudart.cudaHostRegister(pointer, ring.numel() * ring.element_size(), 0)
+    if int(code) != 0:  # cudaSuccess; torch's binding returns the error code rather than raising
+        raise RuntimeError(f"cudaHostRegister of the batch ring failed with CUDA error {int(code)}")
+
+    def unlock() -> None:
+        cudart.cudaHostUnregister(pointer)
+
+    return unlock
+
+
 class BatchLoader:
     """Iterable of batches [n, C, H, W] (float32 views of a shared ring) from a batch-reading dataset.
 
@@ -123,6 +153,11 @@ class BatchLoader:
     (:class:`~hpc_seaice.data.loading.dataset.ShardedDataset`); ``sampler`` yields sample indices. With
     ``num_workers=0`` batches are read in the calling process into the same ring.
     """
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the ring is page-locked (``pin_memory`` with CUDA)."""
+        return self._unpin is not None
 
     def __init__(
         self,
@@ -147,11 +182,7 @@ class BatchLoader:
         self.ring = torch.empty((slots, *shape), dtype=torch.float32)
         if num_workers:
             self.ring.share_memory_()
-        self.pinned = False
-        if pin_memory and torch.cuda.is_available():
-            nbytes = self.ring.numel() * self.ring.element_size()
-            torch.cuda.cudart().cudaHostRegister(self.ring.data_ptr(), nbytes, 0)
-            self.pinned = True
+        self._unpin = page_lock(self.ring) if pin_memory else None
         self.fill = RingFill(dataset, self.ring)
         self.batches = NumberedBatches(sampler, batch_size, self.per_item)
         self.received = 0  # batches handed to the consumer: the next pass numbers on from here
@@ -184,9 +215,9 @@ class BatchLoader:
         (a corrupt sample), the error's traceback keeps the DataLoader's iterator alive, and
         workers that ignore SIGTERM (the trainer's) then block the interpreter's exit forever.
         """
-        if self.pinned:
-            torch.cuda.cudart().cudaHostUnregister(self.ring.data_ptr())
-            self.pinned = False
+        if self._unpin is not None:
+            self._unpin()
+            self._unpin = None
         iterator = getattr(self.loader, "_iterator", None)  # persistent workers: the DataLoader keeps it
         if iterator is not None:
             iterator._shutdown_workers()  # what its __del__ does; repeated calls are no-ops
