@@ -8,7 +8,11 @@ setup(
     description="Distributed data-space and latent diffusion models of Arctic-wide sea ice",
     packages=find_packages(include=["hpc_seaice", "hpc_seaice.*"]),
     # the real coastline on the model grid, made by `make coastline` (see hpc_seaice/data/geo/coastline.py)
-    package_data={"hpc_seaice.data.geo": ["coastline.npz"]},
+    package_data={
+        "hpc_seaice.data.geo": ["coastline.npz"],
+        # network presets (`preset: NAME` in a unet/vae section), loaded by name at run time
+        "hpc_seaice": ["presets/*.yaml"],
+    },
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",

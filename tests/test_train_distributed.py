@@ -7,6 +7,7 @@ exit codes.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,6 +56,9 @@ def test_ddp_two_ranks_follow_the_single_process_trajectory(tiny_dataset, tmp_pa
     proc = torchrun(2, "train", str(path))
     assert "2 rank(s) on 1 host(s)" in proc.stdout and "via torchrun" in proc.stdout
     assert_close_trajectories(losses(run_dir), single_process_reference)
+    # a normal run prints no warning a user cannot act on (torch's own, or torchrun's W-lines)
+    warned = [line for line in proc.stderr.splitlines() if "Warning" in line or re.match(r"W\d{4} ", line)]
+    assert not warned, "\n".join(warned)
 
 
 @pytest.mark.parametrize("zero_stage", [1, 2])

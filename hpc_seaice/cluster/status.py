@@ -23,7 +23,6 @@ from hpc_seaice.cluster import accounting
 from hpc_seaice.cluster.accounting import JobIdentity
 from hpc_seaice.cluster.environment import JOBS, REQUEUES, SUBMITTED, read_records, slurm_folder
 from hpc_seaice.cluster.pending import cannot_start, queue_reasons
-from hpc_seaice.errors import UserError
 
 SQUEUE_FIELDS = ("JobID", "JobIDRaw", "State", "Start", "End", "Elapsed", "NodeList")  # sacct's names
 
@@ -199,11 +198,3 @@ def format_status(run_dir: Path) -> str:
     checkpoint = last_checkpoint(run_dir)
     lines.append(f"last checkpoint: {checkpoint or 'none yet'}")
     return "\n".join(lines) + "\n"
-
-
-def cli_status(args: Any) -> int:
-    run_dir = Path(args.run_dir).expanduser().resolve()
-    if not run_dir.is_dir():
-        raise UserError(f"run folder not found: {args.run_dir}")
-    print(format_status(run_dir), end="", flush=True)
-    return 0

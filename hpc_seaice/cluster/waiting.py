@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from hpc_seaice.cluster import accounting
 from hpc_seaice.cluster.pending import cannot_start, describe, queue_reasons
-
-if TYPE_CHECKING:
-    from hpc_seaice.cluster.submit import Submitted
+from hpc_seaice.cluster.submitted import Submitted
 
 # submitit's list of states in which a job may still run (a requeued job passes through them)
 INCOMPLETE_STATES = {"READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "PREEMPTED", ""}

@@ -44,7 +44,6 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 from tqdm import tqdm
 
-from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.blocks import evenly_spaced
 from hpc_seaice.data.format.units import parse_assume_units
 from hpc_seaice.data.format.variables import ICE_COVER_THRESHOLD, VARIABLES
@@ -71,7 +70,6 @@ from hpc_seaice.evaluation.spectra import (
     wavenumbers,
 )
 from hpc_seaice.evaluation.step_sweep import DEFAULT_SWEEP_SAMPLES, generate_sweep, sweep_table
-from hpc_seaice.outputs import check_output_dir
 
 RECONSTRUCT_BATCH = 4
 
@@ -374,16 +372,3 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
-
-
-def cli_evaluate(args: Any) -> int:
-    """Handler of ``hpc-seaice evaluate``."""
-    check_output_dir(args.out, "--out")
-    result = evaluate(**options_for(evaluate, args))
-    out = Path(args.out)
-    print(
-        f"evaluated {len(result['models'])} model(s) and {len(result['reconstructions'])} reconstruction(s) "
-        f"against {result['num_states']} {args.split} states: {out / 'report.md'}",
-        flush=True,
-    )
-    return 0

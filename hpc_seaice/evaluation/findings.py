@@ -52,11 +52,12 @@ class Roles:
         return [(self.ldm_censored, self.vae_censored), (self.ldm_gaussian, self.vae_gaussian)]
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def fmt(value: Any, spec: str) -> str:
+def fmt(value: object, spec: str) -> str:
+    """``value`` formatted by ``spec`` when it is a finite number; "n/a" for anything else (None, NaN, text)."""
     return format(value, spec) if _finite(value) else "n/a"
 
 

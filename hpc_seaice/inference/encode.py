@@ -14,6 +14,7 @@ never decoded by other weights or on another coast than it was made with.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.outputs import Output
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import find_checkpoint, pin_checkpoint
+from hpc_seaice.runtime.distributed import DistEnv
 
 
 def posterior_summary(latent_var: np.ndarray, posterior_var: np.ndarray) -> str:
@@ -76,7 +78,14 @@ def _begin(output: Output, needed: int, count: int) -> str:
     return str(output.begin())
 
 
-def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, overwrite: bool, env: Any) -> Path:
+def encode_dataset(
+    autoencoder_run: str | os.PathLike,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    batch_size: int,
+    overwrite: bool,
+    env: DistEnv,
+) -> Path:
     """Encode every split of ``data`` with the VAE of ``autoencoder_run`` into the latent set ``out``.
 
     Written through :class:`~hpc_seaice.outputs.Output`: beside ``out`` first, swapped in by rank 0
@@ -113,7 +122,7 @@ def _encode(
     out_dir: Path,
     output: Output,
     batch_size: int,
-    env: Any,
+    env: DistEnv,
     fields: Any,
     static: Any,
     latent_shape: tuple[int, ...],
@@ -189,10 +198,3 @@ def _encode(
         raise UserError("rank 0 could not finish the latent data set (its message says why)")
     hdist.barrier()
     return output.target
-
-
-def cli_encode(args: Any) -> int:
-    """``hpc-seaice encode``, on every rank of whatever launcher started it."""
-    env = hdist.init_distributed()
-    encode_dataset(args.autoencoder, args.data, args.out, args.batch_size, args.overwrite, env)
-    return 0

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -38,6 +38,19 @@ from hpc_seaice.runtime.integrity import UNIVERSAL, add_files, file_hashes, read
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
+
+
+class EngineFiles(Protocol):
+    """What checkpointing needs of a training engine (:class:`hpc_seaice.train.engines.Engine`, a
+    layer above this one): its name and its own files (optimizer state, DeepSpeed partitions)."""
+
+    name: str
+
+    def save(self, folder: Path) -> None: ...
+
+    def load(self, folder: Path) -> None: ...
+
+
 PINS = "pins"  # <checkpoint>/pins/*.txt: data sets that were made with this checkpoint
 
 
@@ -121,7 +134,7 @@ def all_finite(module: nn.Module) -> bool:
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
-    engine: Any,
+    engine: EngineFiles,
     model_state: dict[str, Any],
     trainer_state: dict[str, Any],
     meta: dict[str, Any],

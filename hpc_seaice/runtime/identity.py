@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from hpc_seaice.data.format.identity import data_identity, identity_difference
+from hpc_seaice.data.format.manifest import Manifest
+from hpc_seaice.data.format.static import Static
 from hpc_seaice.errors import UserError
 from hpc_seaice.fileio import atomic_write
 
@@ -41,7 +43,9 @@ def read_identity(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     return data
 
 
-def compare_identity(recorded: dict[str, Any], found: dict[str, Any], run_dir: Any, data_path: Any) -> None:
+def compare_identity(
+    recorded: dict[str, Any], found: dict[str, Any], run_dir: str | os.PathLike, data_path: str | os.PathLike
+) -> None:
     """One line naming the first difference between a run's recorded data and the data found."""
     difference = identity_difference(recorded, found)
     if difference is not None:
@@ -51,7 +55,9 @@ def compare_identity(recorded: dict[str, Any], found: dict[str, Any], run_dir: A
         )
 
 
-def check_identity(run_dir: str | os.PathLike, data_path: Any, manifest: Any, static: Any) -> None:
+def check_identity(
+    run_dir: str | os.PathLike, data_path: str | os.PathLike, manifest: Manifest, static: Static
+) -> None:
     """Refuse a data set that differs from the one the run recorded (no record: nothing to check)."""
     recorded = read_identity(run_dir)
     if recorded is not None:

@@ -19,10 +19,12 @@ import torch
 from torch import nn
 
 from hpc_seaice.config import ExperimentConfig
+from hpc_seaice.data.format.manifest import Manifest
 from hpc_seaice.data.format.provenance import LatentProvenance
+from hpc_seaice.data.format.static import Static
 from hpc_seaice.diffusion.loss import diffusion_loss
 from hpc_seaice.diffusion.noise import mix_seed, per_sample_normal
-from hpc_seaice.diffusion.schedule import build_schedule, stratified_uniform
+from hpc_seaice.diffusion.schedule import Schedule, build_schedule, stratified_uniform
 from hpc_seaice.inference.loading import check_vae_weights
 from hpc_seaice.models.build import build_stage_model
 from hpc_seaice.train.frozen_encoder import freeze_encoder
@@ -83,7 +85,7 @@ class VAELoss(nn.Module):
 
 
 class DiffusionLoss(nn.Module):
-    def __init__(self, net: nn.Module, schedule: Any) -> None:
+    def __init__(self, net: nn.Module, schedule: Schedule) -> None:
         super().__init__()
         self.net = net
         self.schedule = schedule
@@ -102,7 +104,7 @@ class Task:
         """The training computation (loss in ``forward``) around ``net``."""
         raise NotImplementedError
 
-    def __init__(self, cfg: ExperimentConfig, manifest: Any, static: Any, device: torch.device) -> None:
+    def __init__(self, cfg: ExperimentConfig, manifest: Manifest, static: Static, device: torch.device) -> None:
         self.cfg = cfg
         self.manifest = manifest
         self.static = static
@@ -206,5 +208,5 @@ class DiffusionTask(Task):
         self.schedule.load_state_dict(state["schedule"])
 
 
-def build_task(cfg: ExperimentConfig, manifest: Any, static: Any, device: torch.device) -> Task:
+def build_task(cfg: ExperimentConfig, manifest: Manifest, static: Static, device: torch.device) -> Task:
     return (AutoencoderTask if cfg.stage == "autoencoder" else DiffusionTask)(cfg, manifest, static, device)

@@ -13,11 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from hpc_seaice.config import ExperimentConfig
+from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.diffusion.noise import per_sample_normal
 from hpc_seaice.inference.generate import decoder_for, generate
 from hpc_seaice.inference.loading import load_vae
 from hpc_seaice.train.monitor import field_image
-from hpc_seaice.train.tasks import SALT_VAL
+from hpc_seaice.train.tasks import SALT_VAL, Task
 
 SHOWN = (("sit", 0), ("sic", 1))  # thickness and concentration
 
@@ -34,7 +36,9 @@ def _images(prefix: str, fields: torch.Tensor, mask: np.ndarray) -> dict[str, np
 
 
 @torch.no_grad()
-def validation_images(cfg: Any, task: Any, ema_net: torch.nn.Module, val_set: Any, device: torch.device) -> dict:
+def validation_images(
+    cfg: ExperimentConfig, task: Task, ema_net: torch.nn.Module, val_set: ShardedDataset, device: torch.device
+) -> dict:
     was_training = ema_net.training
     ema_net.eval()
     try:

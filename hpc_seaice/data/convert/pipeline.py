@@ -21,11 +21,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.blocks import iter_blocks
 from hpc_seaice.data.convert.inputs import Inputs, open_inputs
 from hpc_seaice.data.convert.layout import LAT_NAMES, LON_NAMES, coordinate
@@ -290,13 +288,3 @@ def _check_block(
             )
         if math.isfinite(lo) or math.isfinite(hi):
             np.clip(x, lo, hi, out=x)
-
-
-def cli_convert(args: Any) -> int:
-    """``hpc-seaice data convert INPUT... --out DIR``: convert, then print the summary."""
-    from hpc_seaice.data.synth.generate import summarize
-
-    names = [n.strip() for n in args.variables.split(",") if n.strip()]
-    convert(**options_for(convert, args, variables=names, splits=parse_splits(getattr(args, "splits", ""))))
-    print(summarize(args.out), file=sys.stdout)
-    return 0

@@ -17,7 +17,7 @@ from hpc_seaice.fileio import GuardedFile, write_error
 _HASH_BLOCK = 8 << 20
 
 
-def h5_file(path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> h5py.File:
+def h5_file(path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> h5py.File:  # Any: h5py.File's own keywords
     """``h5py.File`` without POSIX file locks (Lustre/GPFS/NFS often lack them).
 
     HDF5 refuses to open a file twice in one process with different locking flags. This project
@@ -33,7 +33,7 @@ def h5_file(path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> h5py.Fil
         return h5py.File(path, mode, **kwargs)
 
 
-def open_h5(path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> h5py.File:
+def open_h5(path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> h5py.File:  # Any: h5py.File's own keywords
     """Open an HDF5 file for reading; a missing, truncated or corrupt file is a one-line UserError."""
     try:
         return h5_file(path, mode, **kwargs)

@@ -33,8 +33,10 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from multiprocessing.context import BaseContext
+from typing import Protocol
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -71,10 +73,22 @@ class NumberedBatches(Sampler[tuple[int, list[list[int]]]]):
                 return
 
 
+class BatchSource(Protocol):
+    """What the loader needs of a data set (:class:`~hpc_seaice.data.loading.dataset.ShardedDataset`
+    is one): its length, the channels and grid of one item, and a read of a batch into a buffer."""
+
+    sample_channels: int
+    grid: tuple[int, int]
+
+    def __len__(self) -> int: ...
+
+    def read_batch(self, indices: list[int], out: np.ndarray) -> None: ...
+
+
 class RingFill(Dataset):
     """Worker side: ``ring_fill[(first, batches)]`` fills slots ``first + j`` (mod slots), returns sizes."""
 
-    def __init__(self, dataset: Any, ring: torch.Tensor) -> None:
+    def __init__(self, dataset: BatchSource, ring: torch.Tensor) -> None:
         self.dataset = dataset
         self.ring = ring
 
@@ -102,7 +116,15 @@ def batches_per_item(batch_bytes: int, handover_bytes: int) -> int:
     return min(MAX_PER_ITEM, max(1, -(-handover_bytes // max(batch_bytes, 1))))
 
 
-def page_lock(ring: torch.Tensor, cudart: Any = None) -> Callable[[], None] | None:
+class CudaRuntime(Protocol):
+    """The two calls of ``torch.cuda.cudart()`` that page-locking uses (tests pass a fake)."""
+
+    def cudaHostRegister(self, pointer: int, size: int, flags: int) -> int: ...  # noqa: N802 (CUDA's name)
+
+    def cudaHostUnregister(self, pointer: int) -> int: ...  # noqa: N802 (CUDA's name)
+
+
+def page_lock(ring: torch.Tensor, cudart: CudaRuntime | None = None) -> Callable[[], None] | None:
     """Page-lock ``ring`` in place (``cudaHostRegister``) so batches copy to a GPU asynchronously.
 
     Returns the function that unlocks it again, or None where there is no CUDA (nothing to do).
@@ -139,7 +161,7 @@ class BatchLoader:
 
     def __init__(
         self,
-        dataset: Any,
+        dataset: BatchSource,
         sampler: Iterable[int],
         batch_size: int,
         *,
@@ -148,7 +170,7 @@ class BatchLoader:
         hold: int = 2,
         pin_memory: bool = False,
         worker_init_fn: Callable[[int], None] | None = None,
-        multiprocessing_context: Any = None,
+        multiprocessing_context: BaseContext | str | None = None,
         handover_bytes: int = 8 << 20,
     ) -> None:
         if num_workers < 0 or prefetch_factor < 1 or hold < 1 or handover_bytes < 0:

@@ -18,11 +18,9 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.format.manifest import DEFAULT_SPLITS, Layout, Manifest, in_split, read_manifest, write_manifest
 from hpc_seaice.data.format.replace import dataset_output, verify_new
 from hpc_seaice.data.format.shards import ShardWriter
@@ -231,14 +229,3 @@ def summarize(path: str | os.PathLike) -> str:
             row += f"{s['min'][k]:>10.4g}{s['max'][k]:>10.4g}{lo:>10}{hi:>10}"
         lines.append(row)
     return "\n".join(lines)
-
-
-def cli_synth(args: Any) -> int:
-    """``hpc-seaice data synth``: generate, then print the summary."""
-    import time
-
-    t0 = time.perf_counter()
-    generate(**options_for(generate, args))
-    print(summarize(args.out))
-    print(f"  generated in {time.perf_counter() - t0:.1f} s", file=sys.stdout)
-    return 0
