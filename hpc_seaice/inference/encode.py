@@ -137,9 +137,10 @@ def _encode(
     manifests = []
     posterior_var = np.zeros(channels + 1)  # train split: per-channel sums of sigma^2, then the count
     everything = ShardedDataset(data, split=None)  # the time of every sample: which splits have any
-    for split, span in fields.splits.items():
-        if not in_split(everything.times, span).any():
-            continue  # an empty split has nothing to encode
+    # An empty split has nothing to encode, and the latent set does not list it (verify refuses a
+    # split without samples).
+    splits = {name: span for name, span in fields.splits.items() if in_split(everything.times, span).any()}
+    for split in splits:
         dataset = ShardedDataset(data, split=split)
         mine = list(partition(len(dataset), env.rank, env.world_size))
         if not mine:
@@ -158,7 +159,7 @@ def _encode(
                     posterior_var[-1] += len(index) * latent_shape[1] * latent_shape[2]
                 bar.update(len(index))
         bar.close()
-        manifests.append(writer.build_manifest(splits=fields.splits))
+        manifests.append(writer.build_manifest(splits=splits))
     gathered: list[Any] = [None] * env.world_size
     if hdist.is_initialized():
         with hdist.collective("gathering the ranks' latent manifests"):  # a lost peer: one line, not a traceback
