@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from hpc_seaice.data.variables import ICE_COVER_THRESHOLD, MIZ_RANGE
+from hpc_seaice.data.format.variables import ICE_COVER_THRESHOLD, MIZ_RANGE
 from hpc_seaice.evaluation.bootstrap import (
     DEFAULT_BOOT,
     DEFAULT_SEED,
