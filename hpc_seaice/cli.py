@@ -168,6 +168,21 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--sweep-samples", type=int, default=8, help="samples per step count for --step-sweep (default 8)"
     )
+    evaluate.add_argument(
+        "--findings",
+        default=None,
+        metavar="data-space=A.nc,ldm-censored=B.nc,ldm-gaussian=C.nc",
+        help="decide the study's three findings (competitive, smoothing, censoring_miz: holds / does not hold / "
+        "undecided, against the floor and with 95%% intervals) for these three samples files (added to --samples "
+        "if missing); needs a validation split",
+    )
+    evaluate.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap replicates of every 95%% interval (samples and states resampled, fixed seed; default 1000)",
+    )
 
 
 class _IntermixedParser(argparse.ArgumentParser):
