@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpc_seaice.data.dataset import ShardedDataset
+from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.evaluation import consistency as CO
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from hpc_seaice.data.dataset import ShardedDataset
+from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.evaluation import memorization as MM
 
 

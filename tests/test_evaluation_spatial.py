@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from hpc_seaice.data.dataset import ShardedDataset
+from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.evaluation import spatial as S
 from hpc_seaice.evaluation.bootstrap import bootstrap_difference
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from hpc_seaice.data.variables import VARIABLES
+from hpc_seaice.data.format.variables import VARIABLES
 from hpc_seaice.evaluation.bootstrap import DEFAULT_BOOT, DEFAULT_SEED, bootstrap
 
 ZERO_SIC = 1e-3  # concentration at or below this is "no ice"

@@ -32,6 +32,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,19 @@ from hpc_seaice.evaluation.bootstrap import DEFAULT_BOOT, DEFAULT_SEED
 from hpc_seaice.evaluation.context import ScoringContext, cell_sample
 from hpc_seaice.evaluation.figures import write_figures
 from hpc_seaice.evaluation.findings import Roles, decide_findings
-from hpc_seaice.evaluation.floor import FLOOR_SPLIT, floor_size, load_floor, validation_split_problem
+from hpc_seaice.evaluation.floor import FLOOR_SPLIT, floor_size, load_floor, split_problem
 from hpc_seaice.evaluation.generated import GeneratedModel, load_generated
 from hpc_seaice.evaluation.plateaus import shares_from_counts
 from hpc_seaice.evaluation.reconstruction import load_reconstruction
 from hpc_seaice.evaluation.reference import ReferenceStream
 from hpc_seaice.evaluation.roles import FindingRoles, parse_findings
-from hpc_seaice.evaluation.scores import reference_entry, score_source
+from hpc_seaice.evaluation.scores import SourceScores, reference_entry, score_source
+from hpc_seaice.evaluation.source_checks import (
+    TestProjection,
+    consistency_entry,
+    memorization_entries,
+    reference_consistency,
+)
 from hpc_seaice.evaluation.spatial_scores import attach_variogram
 from hpc_seaice.evaluation.spectra import (
     BANDS_KM,
@@ -125,7 +132,23 @@ def _check_options(samples, reconstruct, step_sweep, sweep_samples, dx_km, max_s
         raise UserError(f"--out {out} is a file, not a folder")
 
 
-def evaluate(
+@dataclass
+class Evaluation:
+    """What one evaluation measured: the ``metrics.json`` dictionary and every source's replicates."""
+
+    metrics: dict[str, Any]
+    scores: dict[str, SourceScores]  # the models' (by name)
+    floor: SourceScores | None
+    wavelength_km: np.ndarray
+
+    def decide(self, roles: Roles) -> list[dict[str, Any]]:
+        """The three findings for any three of the evaluated models (:func:`.findings.decide_findings`)."""
+        if self.floor is None:
+            raise UserError(f"the findings need the floor, from split {FLOOR_SPLIT!r}")
+        return decide_findings(self.metrics, self.scores, self.floor, roles, self.wavelength_km)
+
+
+def run_evaluation(
     samples: Sequence[str | os.PathLike],
     data: str,
     out: str | os.PathLike,
@@ -140,17 +163,18 @@ def evaluate(
     findings: FindingRoles | None = None,
     n_boot: int = DEFAULT_BOOT,
     seed: int = DEFAULT_SEED,
-) -> dict[str, Any]:
+    figures: bool = True,
+) -> Evaluation:
     """Score sample files, the floor and autoencoder runs against a split; write metrics, report, figures.
 
     ``dx_km``: spacing of the spectrum's wavelength axis; default the grid's mean spacing in the
     spectrum box (from ``static.h5``'s geometry or lat/lon). Areas always use per-cell areas.
     ``findings``: the files of the three roles (:func:`.roles.parse_findings`); they are added to
     ``samples`` when missing, and the three findings are decided (this needs the validation split).
-    ``n_boot``, ``seed``: bootstrap replicates of every interval and their seed.
+    ``n_boot``, ``seed``: bootstrap replicates of every interval and their seed. ``figures``: draw the PNGs.
 
     Returns:
-        The metrics dictionary written to ``out/metrics.json``.
+        The :class:`Evaluation`; its ``metrics`` are written to ``out/metrics.json``.
     """
     samples = [Path(p) for p in samples]
     if findings is not None:
@@ -159,7 +183,7 @@ def evaluate(
     _check_options(samples, reconstruct, step_sweep, sweep_samples, dx_km, max_states, n_boot, spectrum, out)
     out = Path(out)
     ref = _open_reference(data, split)
-    floor_problem = validation_split_problem(data) if split != FLOOR_SPLIT else f"the reference split is {FLOOR_SPLIT}"
+    floor_problem = split_problem(data) if split != FLOOR_SPLIT else f"the reference split is {FLOOR_SPLIT}"
     if findings is not None and floor_problem:
         raise UserError(f"--findings needs the floor, from split {FLOOR_SPLIT!r}: {floor_problem}")
     ctx, box, geometry, dx_km = _context(ref, data, dx_km, spectrum)
@@ -169,7 +193,7 @@ def evaluate(
         samples += generate_sweep(str(step_sweep), sweep_dir, num=sweep_samples)
 
     models = _load_models(samples, ctx)
-    floor = None
+    floor, floor_scores = None, None
     if floor_problem:
         print(f"evaluate: warning: no floor ({floor_problem})", file=sys.stderr, flush=True)
     else:
@@ -182,6 +206,7 @@ def evaluate(
     indices = select_states(len(ref), max_states)
     k, wavelength = wavenumbers(box[0].stop - box[0].start, dx_km)
     stream = ReferenceStream(ctx, sources, wavelength)
+    tests = TestProjection(ctx.mask, np.asarray(ref.static.mean), np.asarray(ref.static.std))
     pending: list[np.ndarray] = []
 
     def flush() -> None:
@@ -195,6 +220,7 @@ def evaluate(
         state = np.asarray(ref.raw(int(i)), dtype=np.float64)
         state = np.where(ctx.ocean, state, 0.0)  # land carries no information (and may be NaN)
         stream.add(state)
+        tests.add(state[:, ctx.ocean])
         if recs:
             pending.append(state)
             if len(pending) >= RECONSTRUCT_BATCH:
@@ -243,22 +269,37 @@ def evaluate(
         result["models"][model.name], scores[model.name] = score_source(model, stream, draws)
     if floor is not None:
         result["floor"], floor_scores = score_source(floor, stream, draws)
+    memorization = memorization_entries(sources, tests, str(data), floor)
+    result["reference"]["consistency"] = reference_consistency(tests)
+    for source in sources:
+        entry = result["floor"] if source is floor else result["models"][source.name]
+        entry["consistency"] = consistency_entry(source, n_boot, seed)
+        entry["memorization"] = memorization[source.name] if memorization else None
     for rec in recs:
         result["reconstructions"][rec.name] = rec.scores(ref_psd, wavelength)
     result["step_sweep"] = sweep_table(result["models"])
+    evaluation = Evaluation(result, scores, floor_scores, wavelength)
     if findings is not None:
         roles = _roles(findings, models)
         result["findings_roles"] = roles.to_dict()
-        result["findings"] = decide_findings(result, scores, floor_scores, roles, wavelength)
+        result["findings"] = evaluation.decide(roles)
 
     out.mkdir(parents=True, exist_ok=True)
-    result["figures"] = write_figures(
-        out, result, models, floor, recs, stream, ctx.mask, geometry, _label(ref, indices)
+    result["figures"] = (
+        {}
+        if not figures
+        else write_figures(out, result, models, floor, recs, stream, ctx.mask, geometry, _label(ref, indices))
     )
-    result = _jsonable(result)
+    evaluation.metrics = result = _jsonable(result)
     atomic_write(out / "metrics.json", json.dumps(result, indent=1, allow_nan=False) + "\n")
     report.write_report(out / "report.md", result)
-    return result
+    return evaluation
+
+
+@functools.wraps(run_evaluation, assigned=("__annotations__",))
+def evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """:func:`run_evaluation` (same parameters), returning the metrics dictionary written to ``metrics.json``."""
+    return run_evaluation(*args, **kwargs).metrics
 
 
 def _context(ref: ShardedDataset, data: str, dx_km: float | None, spectrum: str):

@@ -8,7 +8,8 @@ interval spans it (the reason is given). Each threshold below carries its reason
 
 Sanity first. A finding that involves a model is ``undecided`` when that model fails a check
 against the floor (:func:`sanity_failures`): it copies training states, or an aggregate, spatial
-or large-scale spectral score lies beyond a stated multiple of the floor's. Why: per-cell scores
+or large-scale spectral score lies beyond a stated multiple of the floor's. A finding is not
+gated by the score it measures itself (the MIZ-area distance for ``censoring_miz``). Why: per-cell scores
 cannot tell noise, a per-cell shuffle or a copy of the training set from a good model, and two
 broken models can be "similar" or "better" than each other in any direction.
 
@@ -62,6 +63,7 @@ SANITY_SPECTRAL_FACTOR = 3.0
 # Smoothing: at least 0.1 decade (20 %) of power lost below the floor's interval; the old bare
 # -0.1 threshold was reached by 12-30 % of draws of real states, so it is stated against the floor.
 SMOOTH_MARGIN = 0.1
+MIZ_DISTANCE = "aggregate/miz_area/wasserstein"
 # A band needs at least 3 wavenumber rings: one ring is one number, not a spectrum shape.
 MIN_RINGS = 3
 
@@ -117,33 +119,34 @@ def sanity_band(wavelength_km: np.ndarray) -> str | None:
     return next((band for band, n in reversed(bands_with_rings(wavelength_km).items()) if n >= 1), None)
 
 
-def sanity_failures(entry: dict[str, Any], floor: dict[str, Any], wavelength_km: np.ndarray) -> list[str]:
-    """Why a model fails the checks against the floor (empty: it passes). ``entry``/``floor``: metrics.json entries."""
-    out = []
+def sanity_failures(entry: dict[str, Any], floor: dict[str, Any], wavelength_km: np.ndarray) -> dict[str, str]:
+    """Why a model fails the checks against the floor, by score key (empty: it passes).
+
+    ``entry``/``floor``: ``metrics.json`` entries with ``intervals``. Keys: ``memorization``,
+    ``aggregate/NAME/wasserstein``, ``variogram/all``, ``psd/VAR/BAND``.
+    """
+    out = {}
     memo = entry.get("memorization") or {}
     if memo.get("copies_training"):
-        out.append(f"copies training states ({_fmt(100 * memo.get('share_closer', math.nan))} % of samples closer)")
+        share = _fmt(100 * memo.get("share_below", math.nan))
+        out["memorization"] = f"copies training states ({share} % of samples closer to one than any test state)"
     mi, fi = entry["intervals"], floor["intervals"]
     for name in AGGREGATES:
         key = f"aggregate/{name}/wasserstein"
-        limit = SANITY_AGGREGATE_FACTOR * fi[key]["high"]
-        if not mi[key]["estimate"] <= limit:
-            out.append(
-                f"{name} W1 {_fmt(mi[key]['estimate'])} > {SANITY_AGGREGATE_FACTOR:g} x floor's {_fmt(fi[key]['high'])}"
-            )
-    key = "variogram/all"
-    if key in mi and key in fi:
-        limit = SANITY_SPATIAL_FACTOR * fi[key]["high"]
-        if not mi[key]["estimate"] <= limit:
+        if not mi[key]["estimate"] <= SANITY_AGGREGATE_FACTOR * fi[key]["high"]:
             value, high = _fmt(mi[key]["estimate"]), _fmt(fi[key]["high"])
-            out.append(f"variogram score {value} > {SANITY_SPATIAL_FACTOR:g} x floor's upper bound {high}")
+            out[key] = f"{name} W1 {value} > {SANITY_AGGREGATE_FACTOR:g} x floor's upper bound {high}"
+    key = "variogram/all"
+    if key in mi and key in fi and not mi[key]["estimate"] <= SANITY_SPATIAL_FACTOR * fi[key]["high"]:
+        value, high = _fmt(mi[key]["estimate"]), _fmt(fi[key]["high"])
+        out[key] = f"variogram score {value} > {SANITY_SPATIAL_FACTOR:g} x floor's upper bound {high}"
     band = sanity_band(wavelength_km)
     for var in SPECTRAL_VARIABLES if band else ():
         key = f"psd/{var}/{band}"
         bound = max(abs(fi[key]["low"]), abs(fi[key]["high"])) if _finite(_iv(fi[key])) else math.nan
         value = mi[key]["estimate"]
         if not abs(value) <= SANITY_SPECTRAL_FACTOR * bound:
-            out.append(
+            out[key] = (
                 f"{var} PSD log-ratio in {band} {_fmt(value, '+.2f')} beyond {SANITY_SPECTRAL_FACTOR:g} x floor's "
                 f"{_fmt(bound, '.2f')}"
             )
@@ -162,8 +165,13 @@ def _text(i: Interval, spec: str = ".3g") -> str:
     return f"{_fmt(i.estimate, spec)} [{_fmt(i.low, spec)}, {_fmt(i.high, spec)}]"
 
 
-def _gate(models: list[str], sanity: dict[str, list[str]]) -> str | None:
-    failing = [f"{m}: {'; '.join(sanity[m])}" for m in models if sanity.get(m)]
+def _gate(models: list[str], sanity: dict[str, dict[str, str]], measured: tuple[str, ...]) -> str | None:
+    """The reason a finding is undecided for its models' sanity (None: they pass), ``measured`` keys left out."""
+    failing = []
+    for m in models:
+        reasons = [text for key, text in sanity[m].items() if key not in measured]
+        if reasons:
+            failing.append(f"{m}: {'; '.join(reasons)}")
     return "a model fails a check against the floor (" + " | ".join(failing) + ")" if failing else None
 
 
@@ -223,7 +231,7 @@ def censoring_miz(scores: dict[str, SourceScores], roles: Roles) -> dict[str, An
     cens, gauss = scores[roles.ldm_censored], scores[roles.ldm_gaussian]
     numbers = {
         "censored - Gaussian: MIZ calibration error": difference(cens, gauss, "calibration/partial_error"),
-        "censored - Gaussian: MIZ-area W1 (million km2)": difference(cens, gauss, "aggregate/miz_area/wasserstein"),
+        "censored - Gaussian: MIZ-area W1 (million km2)": difference(cens, gauss, MIZ_DISTANCE),
     }
     below = all(_finite(i) and i.high < 0 for i in numbers.values())
     above = any(_finite(i) and i.low > 0 for i in numbers.values())
@@ -271,20 +279,22 @@ def decide_findings(
     """
     names = [roles.data_space, *roles.ldms()]
     sanity = {m: sanity_failures(metrics["models"][m], metrics["floor"], wavelength_km) for m in names}
+    # A finding is not gated by the score it measures: the censoring finding compares the LDMs'
+    # MIZ-area distances, so a Gaussian LDM with a clearly worse MIZ must not be "insane" for it.
     findings = [
-        (competitive(scores, roles), names),
-        (smoothing(scores, roles, floor, wavelength_km), names),
-        (censoring_miz(scores, roles), roles.ldms()),
+        (competitive(scores, roles), names, ()),
+        (smoothing(scores, roles, floor, wavelength_km), names, ()),
+        (censoring_miz(scores, roles), roles.ldms(), (MIZ_DISTANCE,)),
     ]
     out = []
-    for finding, involved in findings:
-        gate = _gate(involved, sanity)
+    for finding, involved, measured in findings:
+        gate = _gate(involved, sanity, measured)
         if gate and finding["verdict"] != UNDECIDED:
             finding["verdict_without_sanity"] = finding["verdict"]
             finding["verdict"], finding["reason"] = UNDECIDED, gate
         elif gate:
             finding["reason"] = f"{finding['reason']}; and {gate}"
-        finding["sanity"] = {m: sanity[m] for m in involved}
+        finding["sanity"] = {m: list(sanity[m].values()) for m in involved}
         out.append(finding)
     return out
 

@@ -45,8 +45,8 @@ def floor_indices(num_states: int, num: int, seed: int = FLOOR_SEED) -> np.ndarr
     return np.sort(np.random.default_rng(seed).choice(num_states, num, replace=False))
 
 
-def validation_split_problem(data: str | Path, split: str = FLOOR_SPLIT) -> str | None:
-    """Why the data set has no usable floor split (a sentence), or None when it has one."""
+def split_problem(data: str | Path, split: str = FLOOR_SPLIT) -> str | None:
+    """Why the data set has no usable ``split`` (a sentence), or None when it has states in it."""
     try:
         ds = ShardedDataset(str(data), split, normalize=False)
     except UserError as exc:

@@ -51,8 +51,8 @@ import numpy as np
 from scipy import sparse
 from scipy.stats import betabinom
 
-from hpc_seaice.data.dataset import ShardedDataset
-from hpc_seaice.data.verify import iter_blocks
+from hpc_seaice.data.blocks import iter_blocks
+from hpc_seaice.data.loading.dataset import ShardedDataset
 
 COARSE_SIDE = 64  # blocks per side of the projection (about)
 READ_BLOCK_BYTES = 256 << 20

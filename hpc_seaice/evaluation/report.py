@@ -17,7 +17,13 @@ from typing import Any
 from hpc_seaice.data.format.variables import UNITS
 from hpc_seaice.evaluation.findings import render_findings
 from hpc_seaice.evaluation.plateaus import PLATEAUS
-from hpc_seaice.evaluation.report_tables import aggregate_table, floor_note, spectra_table, variogram_table
+from hpc_seaice.evaluation.report_tables import (
+    aggregate_table,
+    checks_table,
+    floor_note,
+    spectra_table,
+    variogram_table,
+)
 from hpc_seaice.evaluation.report_tables import ci as _ci
 from hpc_seaice.evaluation.report_tables import fmt as _fmt
 from hpc_seaice.evaluation.report_tables import sources_of as _sources
@@ -169,6 +175,7 @@ def render_report(metrics: dict[str, Any]) -> str:
         lines += aggregate_table(metrics, sources)
         lines += spectra_table(sources)
         lines += variogram_table(sources)
+        lines += checks_table(metrics, sources)
         lines += _plateau_table(metrics, models)
         lines += _sweep_table(metrics.get("step_sweep", {}))
     if recs:

@@ -135,3 +135,48 @@ def variogram_table(sources: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines + table(["source", *VARIABLES, "all"], rows)
+
+
+def checks_table(metrics: dict[str, Any], sources: dict[str, Any]) -> list[str]:
+    """Memorisation flags and joint physical consistency per source."""
+    rows = []
+    for label, m in sources.items():
+        memo, cons = m.get("memorization"), m.get("consistency") or {}
+        if memo:
+            flag = "**yes**" if memo["copies_training"] else "no"
+            near = (
+                f"{fmt(100 * memo['share_below'], 3)} % (p {fmt(memo['p_value'], 2)}); "
+                f"median {fmt(memo['sample_nn_quantiles']['q50'], 3)} "
+                f"vs test {fmt(memo['test_nn_quantiles']['q50'], 3)}"
+            )
+        else:
+            flag, near = "n/a", "n/a"
+        shares = [_share(cons.get(check)) for check in _CHECKS]
+        rows.append([label, flag, near, *shares])
+    if not rows:
+        return []
+    ref = metrics["reference"].get("consistency", {})
+    rows.insert(0, ["test", "", "", *[fmt(100 * ref[c], 3) if c in ref else "n/a" for c in _CHECKS]])
+    lines = [
+        "",
+        "## Memorisation and physical consistency",
+        "",
+        "Copies: more than 5 % of the samples are closer to a training state than the closest test state is "
+        "(distances: RMS of the training-normalised fields over ocean cells in a block-mean projection, std units), "
+        "and that share is improbable for a model exchangeable with the test states. Consistency: percentage of "
+        "ocean cells with thickness > 1 cm where sic <= 0.001, sic > 0.1 where thickness <= 1 mm, and speed > "
+        "1 cm/s without ice.",
+        "",
+    ]
+    header = ["source", "copies training", "samples below threshold; nearest-train distance", *_CHECK_HEADS]
+    return lines + table(header, rows)
+
+
+_CHECKS = ("thickness_without_concentration", "concentration_without_thickness", "velocity_without_ice")
+_CHECK_HEADS = ["sit without sic %", "sic without sit %", "motion without ice %"]
+
+
+def _share(i: dict[str, float] | None) -> str:
+    if not i:
+        return "n/a"
+    return f"{fmt(100 * i['estimate'], 3)} [{fmt(100 * i['low'], 3)}, {fmt(100 * i['high'], 3)}]"
