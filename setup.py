@@ -1,4 +1,4 @@
-"""Install hpc-seaice. torch is pinned by `make install` (see README: CPU and CUDA installs)."""
+"""Install hpc-seaice. torch is pinned by `make install` (see docs/getting_started.md: CPU and CUDA installs)."""
 
 from setuptools import find_packages, setup
 
@@ -29,8 +29,16 @@ setup(
         "pydantic>=2.0",
     ],
     extras_require={
-        # netCDF4: the tests read the NetCDF we write with a second library
-        "dev": ["pytest>=7", "ruff>=0.5", "netCDF4>=1.6"],
+        # netCDF4: the tests read the NetCDF we write with a second library; mkdocs and its plugins
+        # build the documentation site (`make docs`; the tests build it with --strict)
+        "dev": [
+            "pytest>=7",
+            "ruff>=0.5",
+            "netCDF4>=1.6",
+            "mkdocs>=1.6",
+            "mkdocs-material>=9.5",
+            "mkdocstrings-python>=1.10",
+        ],
         # only to regenerate hpc_seaice/data/coastline.npz; importing it loads about 0.9 GB
         "coastline": ["global-land-mask>=1.0"],
     },

@@ -1,7 +1,7 @@
 """Decoder quality: the light (sub-pixel) VAE decoder against the mirror (conv) decoder, same encoder.
 
     python -m benchmarks.decoder_quality                    # 64 x 64 synthetic data, 400 steps per run
-    python -m benchmarks.decoder_quality --grid 128 --steps 1500 --seeds 0,1,2   # the README comparison (128 x 128)
+    python -m benchmarks.decoder_quality --grid 128 --steps 1500 --seeds 0,1,2   # docs/performance.md (128 x 128)
     python -m benchmarks.decoder_quality --grid 128 --steps 1500 --work /tmp/dq --lrs 0.004
 
 Why: the light decoder makes a latent sample cheap; it must not make it worse. Runs of
@@ -15,7 +15,7 @@ Why: the light decoder makes a latent sample cheap; it must not make it worse. R
 The frozen-encoder pairs differ only in the decoder's architecture (same encoder, same latents,
 same decoder training budget and learning rate): each pair is one comparison. Both decoders are
 trained at every ``--lrs`` entry because they need not share the best rate: at the joint VAE's
-1e-3 the light decoder was measured to lag far more than at 4e-3 or 8e-3 (README). Every test
+1e-3 the light decoder was measured to lag far more than at 4e-3 or 8e-3 (docs/performance.md). Every test
 state is reconstructed deterministically (encoder mean, clamp(mu)); scores against the true states:
 RMSE per variable (ocean cells), the small-scale thickness PSD log-ratio (Hann-windowed isotropic
 spectrum over the central box, mean log10 ratio over the upper half of the wavenumbers; 0 = as

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from hpc_seaice.config import load_config
 from hpc_seaice.demo_compute import checkpoint_at_cost, total_training_seconds
-from hpc_seaice.demo_report import Stage, write_report
+from hpc_seaice.demo_report import ROLE_MODELS, Stage, write_report
 from hpc_seaice.fileio import atomic_write
 from hpc_seaice.runtime.checkpoint import latest_checkpoint
 
@@ -221,7 +221,7 @@ class Demo:
             )
         evaluation = out / "evaluation"
         self.stage(
-            "evaluate the three models and the two VAEs against the test split",
+            "evaluate the three models, the floor and the two VAEs against the test split; decide the findings",
             (evaluation / "metrics.json").is_file(),
             [
                 _hpc(
@@ -236,6 +236,8 @@ class Demo:
                     str(evaluation),
                     "--reconstruct",
                     *map(str, vae_runs.values()),
+                    "--findings",
+                    ",".join(f"{role}={out / 'samples' / f'{role}.nc'}" for role in ROLE_MODELS),
                 )
             ],
             [str(evaluation / "report.md")],

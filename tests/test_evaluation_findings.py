@@ -134,6 +134,9 @@ def test_cli_decides_the_findings_and_reports_them(built, tmp_path):
     report = (out / "report.md").read_text()
     assert "## Findings" in report and render_findings(metrics["findings"])[0] in report
     assert metrics["floor"]["num_samples"] == N and "| floor (validation) |" in report
+    from hpc_seaice.demo_report import findings_section  # the demo's report renders the same findings
+
+    assert set(render_findings(metrics["findings"])) <= set(findings_section(metrics))
 
 
 def _error(capsys) -> str:

@@ -245,7 +245,7 @@ def test_pruning_keeps_latest_and_drops_abandoned_checkpoints(tmp_path):
 
 
 def test_validation_loss_is_part_of_its_step_record(tiny_dataset, tmp_path):
-    """metrics.jsonl: one record per logged step, each with loss/lr/samples_per_s (README, "Training")."""
+    """metrics.jsonl: one record per logged step, each with loss/lr/samples_per_s (docs/training.md, "Logging")."""
     run_dir = tmp_path / "val"
     train = {"max_steps": 6, "log_every": 3, "val_every": 2, "val_batches": 1, "image_every": 0}
     assert run_training(config_from_dict(tiny_diffusion_config(tiny_dataset, run_dir, train=train))) == 0
