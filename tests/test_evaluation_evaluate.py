@@ -151,7 +151,8 @@ def test_evaluate_end_to_end(reference, samples, tmp_path, capsys):
     rc = main(["evaluate", "--samples", str(a), str(b), "--data", str(root), "--out", str(out), "--max-states", "7"])
     assert rc == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
-    for name in ("maps.png", "spectra_sit.png", "spectra_all.png", "calibration.png", "miz_area.png", "aggregates.png"):
+    figures = ("maps.png", "spectra_sit.png", "spectra_all.png", "calibration.png", "miz_area.png", "aggregates.png")
+    for name in (*figures, "deformation_scaling.png"):
         assert (out / name).stat().st_size > 5000, name
     report = (out / "report.md").read_text()
     assert "data_space" in report and "Gaussian LDM" in report
@@ -243,6 +244,7 @@ def _check_floor(metrics: dict, root: Path, states: np.ndarray, mask: np.ndarray
     # every table has the floor row, before the models
     assert report.count("| floor (validation) |") >= 8
     assert floor["aggregates"]["extent"]["values"] and "variogram/all" in floor["intervals"]
+    assert "deformation" in floor and "deformation" in metrics["reference"] and "consistency" in floor
 
 
 def test_censored_out_of_bounds_is_na_and_step_sweep_lines_up_steps(reference, tmp_path):

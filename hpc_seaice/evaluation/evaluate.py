@@ -49,6 +49,7 @@ from hpc_seaice.evaluation import replicates as R
 from hpc_seaice.evaluation import report
 from hpc_seaice.evaluation.bootstrap import DEFAULT_BOOT, DEFAULT_SEED
 from hpc_seaice.evaluation.context import ScoringContext, cell_sample
+from hpc_seaice.evaluation.deformation_scores import DeformationAccumulator, source_deformation
 from hpc_seaice.evaluation.figures import write_figures
 from hpc_seaice.evaluation.findings import Roles, decide_findings
 from hpc_seaice.evaluation.floor import FLOOR_SPLIT, floor_size, load_floor, split_problem
@@ -207,6 +208,11 @@ def run_evaluation(
     k, wavelength = wavenumbers(box[0].stop - box[0].start, dx_km)
     stream = ReferenceStream(ctx, sources, wavelength)
     tests = TestProjection(ctx.mask, np.asarray(ref.static.mean), np.asarray(ref.static.std))
+
+    def deformation() -> DeformationAccumulator:
+        return DeformationAccumulator(ctx.grid, geometry.dx, geometry.dy, geometry.mean_spacing_km())
+
+    ref_deformation = deformation()
     pending: list[np.ndarray] = []
 
     def flush() -> None:
@@ -221,6 +227,7 @@ def run_evaluation(
         state = np.where(ctx.ocean, state, 0.0)  # land carries no information (and may be NaN)
         stream.add(state)
         tests.add(state[:, ctx.ocean])
+        ref_deformation.add(state[None], ctx.mask)
         if recs:
             pending.append(state)
             if len(pending) >= RECONSTRUCT_BATCH:
@@ -275,6 +282,8 @@ def run_evaluation(
         entry = result["floor"] if source is floor else result["models"][source.name]
         entry["consistency"] = consistency_entry(source, n_boot, seed)
         entry["memorization"] = memorization[source.name] if memorization else None
+        entry["deformation"] = source_deformation(source.ocean_members, ctx.mask, deformation())
+    result["reference"]["deformation"] = ref_deformation.result()
     for rec in recs:
         result["reconstructions"][rec.name] = rec.scores(ref_psd, wavelength)
     result["step_sweep"] = sweep_table(result["models"])

@@ -89,4 +89,8 @@ def write_figures(
         ]
         plots.plot_aggregate_histograms(out / "aggregates.png", agg_panels)
         figures["aggregates"] = "aggregates.png"
+        scaling = [("test", result["reference"]["deformation"]["scaling"], plots.REFERENCE_COLOUR)]
+        scaling += [(name, entry["deformation"]["scaling"], colour) for name, entry, colour, _ in sources]
+        plots.plot_deformation_scaling(out / "deformation_scaling.png", scaling)
+        figures["deformation"] = "deformation_scaling.png"
     return figures

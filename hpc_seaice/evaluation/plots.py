@@ -235,3 +235,29 @@ def plot_aggregate_histograms(
         ax.set_xlabel(xlabel)
     axes[0, 0].legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_deformation_scaling(path: str | Path, curves: Sequence[tuple[str, dict, str]]) -> Path:
+    """``<eps_L^q>`` against box side L (km), log-log, one panel per q; ``curves``: ``(label, scaling, colour)``."""
+    qs = next((c[1]["qs"] for c in curves if "qs" in c[1]), [1, 2, 3])
+    fig, axes = plt.subplots(1, len(qs), figsize=(4.4 * len(qs), 3.6), squeeze=False)
+    for i, q in enumerate(qs):
+        ax = axes[0, i]
+        for label, scaling, colour in curves:
+            if "moments_per_day_q" not in scaling:
+                continue
+            beta = scaling["beta"][i]
+            ax.loglog(
+                scaling["scales_km"],
+                scaling["moments_per_day_q"][i],
+                "o-",
+                ms=3,
+                color=colour,
+                label=f"{label} (beta {beta:.2f})",
+            )
+        ax.set_xlabel("box side L (km)")
+        ax.set_title(f"q = {q:g}: <eps_L^q> (1/day)^q", fontsize=10)
+        ax.grid(True, which="both", ls=":", lw=0.5, alpha=0.6)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -20,6 +20,7 @@ from hpc_seaice.evaluation.plateaus import PLATEAUS
 from hpc_seaice.evaluation.report_tables import (
     aggregate_table,
     checks_table,
+    deformation_table,
     floor_note,
     spectra_table,
     variogram_table,
@@ -38,6 +39,7 @@ FIGURE_TITLES = {
     "calibration": "Ice-cover probability: generated vs test, per 5 % bin of the test probability",
     "miz_area": "Marginal-ice-zone area distributions",
     "aggregates": "Distributions of the pan-Arctic aggregates per state",
+    "deformation": "Spatial scaling of total deformation over the pack: mean of its q-th power against box side",
 }
 
 
@@ -176,6 +178,7 @@ def render_report(metrics: dict[str, Any]) -> str:
         lines += spectra_table(sources)
         lines += variogram_table(sources)
         lines += checks_table(metrics, sources)
+        lines += deformation_table(metrics, sources)
         lines += _plateau_table(metrics, models)
         lines += _sweep_table(metrics.get("step_sweep", {}))
     if recs:

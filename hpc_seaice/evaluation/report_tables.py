@@ -180,3 +180,35 @@ def _share(i: dict[str, float] | None) -> str:
     if not i:
         return "n/a"
     return f"{fmt(100 * i['estimate'], 3)} [{fmt(100 * i['low'], 3)}, {fmt(100 * i['high'], 3)}]"
+
+
+def deformation_table(metrics: dict[str, Any], sources: dict[str, Any]) -> list[str]:
+    """beta(q) of the deformation scaling and the grid-scale PDF's shares, test first."""
+    rows = []
+    for label, m in {"test": metrics["reference"], **sources}.items():
+        d = m.get("deformation")
+        if not d:
+            continue
+        sc, pdf = d.get("scaling", {}), d.get("pdf", {})
+        beta = [fmt(b, 3) for b in sc["beta"]] if "beta" in sc else ["n/a"] * 3
+        below = next(iter(pdf.get("share_below", {}).values()), None)
+        above = pdf.get("share_above", {})
+        rows.append(
+            [label, *beta]
+            + [fmt(None if below is None else 100 * below, 3), fmt(100 * above["0.1"] if "0.1" in above else None, 3)]
+            + [fmt(pdf.get("tail_exponent"), 3)]
+        )
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Deformation",
+        "",
+        "Total deformation over the pack (sic >= 0.8): beta(q) = minus the log-log slope of the mean of the q-th "
+        "power of the deformation of L x L boxes (velocity gradients averaged over boxes fully in the pack) against "
+        "L (observed winter Arctic: about 0.2, 0.5, 1.0); grid-scale PDF: percentage of rigid cells (< 1e-4 / day), "
+        "of cells above 0.1 / day, and the survival-tail exponent.",
+        "",
+    ]
+    header = ["source", "beta(1)", "beta(2)", "beta(3)", "rigid %", "> 0.1/day %", "tail exponent"]
+    return lines + table(header, rows)
