@@ -21,11 +21,11 @@ import argparse
 import json
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import REPO_ROOT, RESULTS_OUT_HELP, environment, markdown_table, out_dir_for
+from benchmarks.common import REPO_ROOT, RESULTS_OUT_HELP, environment, markdown_table, out_dir_for, positive_int
 from hpc_seaice.demo import Demo, Plan
 from hpc_seaice.evaluation.findings import render_findings
 from hpc_seaice.fileio import atomic_write
@@ -43,7 +43,11 @@ def _steps(max_steps: int, batch: int, every: int) -> tuple[str, ...]:
     )
 
 
-# Sized from the per-step costs measured on this 2-core VM at 256 x 256 (see the module's report).
+# Per-step costs measured at 256 x 256 on this 2-core VM, 2 ranks, while other jobs kept the load at
+# about 7: VAE 5.5-6.7 s (batch 8), LDM 0.55 s (DDP) and 0.62 s (ZeRO-2) (batch 16), data space
+# 5.5-6.5 s (batch 8); data-space sampling about 16 s per sample (28 Heun steps), the LDMs' under
+# 1 s. At those costs this plan takes about 4.2 h; on an idle machine (2 ranks on 2 free cores,
+# about 3.5x faster by the load) about 1.2 h. --vae-steps, --ldm-steps, --data-steps resize it.
 FULL = Plan(
     grid=256,
     freq="5D",
@@ -166,8 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="", help=RESULTS_OUT_HELP)
     p.add_argument("--work", default="", help="folder of data, runs and samples (default study-work/ or study-quick/)")
     p.add_argument("--clean", action="store_true", help="remove the work folder first")
+    for run, flag in (("vae", "--vae-steps"), ("ldm", "--ldm-steps"), ("data-space", "--data-steps")):
+        p.add_argument(
+            flag, type=positive_int, default=None, help=f"training steps of the {run} run(s) (default: the plan's)"
+        )
     args = p.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    steps = {"vae": args.vae_steps, "ldm": args.ldm_steps, "data-space": args.data_steps}
+    if any(steps.values()):
+        extra = {run: (*plan.overrides[run], f"train.max_steps={n}") for run, n in steps.items() if n}
+        plan = replace(plan, overrides={**plan.overrides, **extra})
     work = Path(args.work) if args.work else REPO_ROOT / ("study-quick" if args.quick else "study-work")
     if args.clean:
         shutil.rmtree(work, ignore_errors=True)
