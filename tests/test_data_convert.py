@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from hpc_seaice import outputs
 from hpc_seaice.cli import main
 from hpc_seaice.data.convert.pipeline import convert, parse_crop, parse_splits
-from hpc_seaice.data.format import replace
 from hpc_seaice.data.format.manifest import read_manifest
 from hpc_seaice.data.format.static import read_static
 from hpc_seaice.data.format.verify import verify_dataset
@@ -279,20 +279,20 @@ def test_a_failed_swap_puts_the_old_set_back_and_other_hosts_staging_is_kept(sou
     convert([str(good)], out, NAMES, CROP, 16, progress=False)
     before = sorted((p.name, p.read_bytes()) for p in out.iterdir())
     dead = 2**22 + 1  # above Linux's largest pid_max: no process here has it
-    elsewhere = tmp_path / f".out{replace.STAGING}another-node-{dead}"  # alive there, for all we know
-    crashed_here = tmp_path / f".out{replace.STAGING}{socket.gethostname()}-{dead}"
+    elsewhere = tmp_path / f".out.tmp-another-node-{dead}-0a1b"  # alive there, for all we know
+    crashed_here = tmp_path / f".out.tmp-{socket.gethostname()}-{dead}-2c3d"
     elsewhere.mkdir()
     crashed_here.mkdir()
 
     real_replace = os.replace
-    staged = f".out{replace.STAGING}"
+    staged = ".out.tmp-"
 
     def failing(src, dst):
         if Path(src).parent.name.startswith(staged) and Path(dst) == out / "manifest.json":
             raise KeyboardInterrupt  # the new shards are in, the manifest not yet
         return real_replace(src, dst)
 
-    monkeypatch.setattr(replace.os, "replace", failing)
+    monkeypatch.setattr(outputs.os, "replace", failing)
     with pytest.raises(KeyboardInterrupt):
         convert([str(good)], out, NAMES, CROP, 32, progress=False, overwrite=True)
     monkeypatch.undo()
@@ -302,11 +302,13 @@ def test_a_failed_swap_puts_the_old_set_back_and_other_hosts_staging_is_kept(sou
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [elsewhere.name]
 
 
-def test_a_temporary_folder_that_cannot_be_made_is_one_line(source, tmp_path, capsys):
+def test_a_temporary_folder_that_cannot_be_made_is_one_line(source, tmp_path, capsys, monkeypatch):
+    """The temporary folder is made with mkdir, never reused: something in its place is refused."""
     xds, _, _ = source
     good = tmp_path / "good.nc"
     xds.to_netcdf(good, engine="h5netcdf")
-    blocker = tmp_path / f".out{replace.STAGING}{socket.gethostname()}-{os.getpid()}"
-    blocker.write_text("a file where the staging folder goes")  # read-only folders: root ignores them
+    monkeypatch.setattr(outputs.secrets, "token_hex", lambda n: "feed")  # its random part, made predictable
+    blocker = tmp_path / f".out.tmp-{socket.gethostname()}-{os.getpid()}-feed"
+    blocker.symlink_to(tmp_path / "elsewhere")  # a planted link: never followed
     rc, err = _convert_cli(capsys, good, tmp_path / "out")
     assert rc == 2 and len(err) == 1 and f"cannot create the temporary folder {blocker}" in err[0], err

@@ -57,10 +57,10 @@ def test_calibration_and_climatology_with_all_members_equal_the_full_scores(rng)
     assert clim["std_bias"][0] == pytest.approx((x.std(0) - y.std(0)).mean(), rel=1e-10)
 
 
-def test_draws_are_fixed_and_a_source_keeps_its_draws_when_another_is_added():
+def test_draws_are_fixed_and_do_not_depend_on_names_or_other_sources():
     one = R.draw(12, {"a": 5}, n_boot=50, seed=0)
-    two = R.draw(12, {"b": 7, "a": 5}, n_boot=50, seed=0)
-    assert np.array_equal(one.samples["a"], two.samples["a"]) and np.array_equal(one.states, two.states)
+    two = R.draw(12, {"b": 7, "renamed": 5}, n_boot=50, seed=0)
+    assert np.array_equal(one.samples["a"], two.samples["renamed"]) and np.array_equal(one.states, two.states)
     assert np.all(one.states.sum(axis=1) == 12) and np.all(two.samples["b"].sum(axis=1) == 7)
     assert not np.array_equal(R.draw(12, {"a": 5}, 50, seed=1).states, one.states)
 

@@ -64,29 +64,6 @@ def test_sample_refuses_a_bad_sampling_argument_in_one_line(tmp_path, capsys, op
     )
 
 
-def test_sample_never_deletes_a_scratch_path_that_is_not_its_own(tmp_path, capsys):
-    """``<out>.parts`` is emptied and removed by sample: a user's folder or file there is refused."""
-    out = tmp_path / "s.nc"
-    parts = tmp_path / "s.nc.parts"
-    parts.mkdir()
-    (parts / "notes.txt").write_text("mine")
-    code, err = _sample(capsys, out)
-    assert code == 2 and len(err) == 1 and f"{parts} holds notes.txt" in err[0], err
-    assert (parts / "notes.txt").read_text() == "mine"
-
-    (parts / "notes.txt").unlink()
-    parts.rmdir()
-    parts.write_text("a file")  # was: FileExistsError traceback after loading the model
-    code, err = _sample(capsys, out)
-    assert code == 2 and len(err) == 1 and f"{parts} is needed as a scratch folder" in err[0], err
-
-    parts.unlink()
-    parts.mkdir()
-    (parts / "rank00000.npz").write_bytes(b"left by a crashed sample")  # ours: passes this check
-    code, err = _sample(capsys, out)
-    assert code == 2 and len(err) == 1 and "not a run folder" in err[0], err
-
-
 def test_a_run_whose_data_set_was_moved_says_where_to_point_it(tiny_dataset, tmp_path, capsys):
     """sample, encode and evaluate --reconstruct read the run's data.path: a moved set said only
     'missing manifest' of a path the user may not know the run remembers."""

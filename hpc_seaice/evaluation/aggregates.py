@@ -7,7 +7,7 @@ mean. The aggregates are what sea-ice science reports first (NSIDC extent, PIOMA
 their distribution over states must match the test year's.
 
 Definitions (per state, over ocean cells, each cell with its own area from
-:mod:`hpc_seaice.data.cell_geometry`; comparisons in float32, the stored precision, as in
+:mod:`hpc_seaice.data.geo.cell_geometry`; comparisons in float32, the stored precision, as in
 :func:`metrics.miz_area` and :func:`calibration.ice_covered`):
 
 - extent: area of the cells with ``sic >= 0.15`` [million km^2];

@@ -26,7 +26,6 @@ a grey line in every figure. Every score has a 95 % bootstrap interval (:mod:`.r
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import sys
@@ -39,8 +38,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.blocks import evenly_spaced
+from hpc_seaice.data.format.units import parse_assume_units
 from hpc_seaice.data.format.variables import ICE_COVER_THRESHOLD, VARIABLES
 from hpc_seaice.data.geo.cell_geometry import grid_geometry
 from hpc_seaice.data.loading.dataset import ShardedDataset
@@ -54,10 +53,11 @@ from hpc_seaice.evaluation.figures import write_figures
 from hpc_seaice.evaluation.findings import Roles, decide_findings
 from hpc_seaice.evaluation.floor import FLOOR_SPLIT, floor_size, load_floor, split_problem
 from hpc_seaice.evaluation.generated import GeneratedModel, load_generated
+from hpc_seaice.evaluation.output import report_output, write_report_folder
 from hpc_seaice.evaluation.plateaus import shares_from_counts
 from hpc_seaice.evaluation.reconstruction import load_reconstruction
 from hpc_seaice.evaluation.reference import ReferenceStream
-from hpc_seaice.evaluation.roles import FindingRoles, parse_findings
+from hpc_seaice.evaluation.roles import FindingRoles
 from hpc_seaice.evaluation.scores import SourceScores, reference_entry, score_source
 from hpc_seaice.evaluation.source_checks import (
     TestProjection,
@@ -76,8 +76,6 @@ from hpc_seaice.evaluation.spectra import (
     wavenumbers,
 )
 from hpc_seaice.evaluation.step_sweep import DEFAULT_SWEEP_SAMPLES, generate_sweep, sweep_table
-from hpc_seaice.fileio import atomic_write
-from hpc_seaice.outputs import check_output_dir
 
 RECONSTRUCT_BATCH = 4
 
@@ -110,7 +108,7 @@ def _open_reference(data: str, split: str) -> ShardedDataset:
     return ds
 
 
-def _check_options(samples, reconstruct, step_sweep, sweep_samples, dx_km, max_states, n_boot, spectrum, out) -> None:
+def _check_options(samples, reconstruct, step_sweep, sweep_samples, dx_km, max_states, n_boot, spectrum) -> None:
     if spectrum not in ESTIMATORS:
         raise UserError(f"--spectrum {spectrum!r}: expected one of {', '.join(ESTIMATORS)}")
     if step_sweep is not None:
@@ -129,8 +127,6 @@ def _check_options(samples, reconstruct, step_sweep, sweep_samples, dx_km, max_s
         raise UserError(f"--max-states must be >= 0 (0 = all states), got {max_states}")
     if n_boot < 1:
         raise UserError(f"--bootstrap must be at least 1 replicate, got {n_boot}")
-    if Path(out).exists() and not Path(out).is_dir():
-        raise UserError(f"--out {out} is a file, not a folder")
 
 
 @dataclass
@@ -165,6 +161,7 @@ def run_evaluation(
     n_boot: int = DEFAULT_BOOT,
     seed: int = DEFAULT_SEED,
     figures: bool = True,
+    assume_units: str | None = None,
 ) -> Evaluation:
     """Score sample files, the floor and autoencoder runs against a split; write metrics, report, figures.
 
@@ -173,6 +170,7 @@ def run_evaluation(
     ``findings``: the files of the three roles (:func:`.roles.parse_findings`); they are added to
     ``samples`` when missing, and the three findings are decided (this needs the validation split).
     ``n_boot``, ``seed``: bootstrap replicates of every interval and their seed. ``figures``: draw the PNGs.
+    ``assume_units``: ``--assume-units`` (:func:`~hpc_seaice.data.format.units.parse_assume_units`).
 
     Returns:
         The :class:`Evaluation`; its ``metrics`` are written to ``out/metrics.json``.
@@ -181,8 +179,10 @@ def run_evaluation(
     if findings is not None:
         have = {p.resolve() for p in samples}
         samples += [p for p in findings.files() if p.resolve() not in have]
-    _check_options(samples, reconstruct, step_sweep, sweep_samples, dx_km, max_states, n_boot, spectrum, out)
+    _check_options(samples, reconstruct, step_sweep, sweep_samples, dx_km, max_states, n_boot, spectrum)
+    assumed = parse_assume_units(assume_units)
     out = Path(out)
+    output = report_output(out, [("--data", data), *(("--samples", p) for p in samples)])
     ref = _open_reference(data, split)
     floor_problem = split_problem(data) if split != FLOOR_SPLIT else f"the reference split is {FLOOR_SPLIT}"
     if findings is not None and floor_problem:
@@ -193,7 +193,7 @@ def run_evaluation(
         sweep_dir.mkdir(parents=True, exist_ok=True)
         samples += generate_sweep(str(step_sweep), sweep_dir, num=sweep_samples)
 
-    models = _load_models(samples, ctx)
+    models = _load_models(samples, ctx, assumed)
     floor, floor_scores = None, None
     if floor_problem:
         print(f"evaluate: warning: no floor ({floor_problem})", file=sys.stderr, flush=True)
@@ -293,15 +293,13 @@ def run_evaluation(
         result["findings_roles"] = roles.to_dict()
         result["findings"] = evaluation.decide(roles)
 
-    out.mkdir(parents=True, exist_ok=True)
-    result["figures"] = (
-        {}
-        if not figures
-        else write_figures(out, result, models, floor, recs, stream, ctx.mask, geometry, _label(ref, indices))
-    )
+    def draw(folder: Path) -> dict[str, str]:
+        if not figures:
+            return {}
+        return write_figures(folder, result, models, floor, recs, stream, ctx.mask, geometry, _label(ref, indices))
+
     evaluation.metrics = result = _jsonable(result)
-    atomic_write(out / "metrics.json", json.dumps(result, indent=1, allow_nan=False) + "\n")
-    report.write_report(out / "report.md", result)
+    write_report_folder(output, result, draw, report.write_report)
     return evaluation
 
 
@@ -342,9 +340,11 @@ def _context(ref: ShardedDataset, data: str, dx_km: float | None, spectrum: str)
     return ctx, box, geometry, dx_km
 
 
-def _load_models(sample_paths: Sequence[Path], ctx: ScoringContext) -> list[GeneratedModel]:
+def _load_models(
+    sample_paths: Sequence[Path], ctx: ScoringContext, assumed: dict[str, str] | None
+) -> list[GeneratedModel]:
     names = _unique_names([p.stem for p in sample_paths])
-    models = [load_generated(p, n, ctx) for p, n in zip(sample_paths, names)]
+    models = [load_generated(p, n, ctx, assumed) for p, n in zip(sample_paths, names)]
     names = [m.name for m in models]
     # Files of one run at different step counts (a step sweep): name them by their steps.
     names = [
@@ -394,17 +394,3 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
-
-
-def cli_evaluate(args: Any) -> int:
-    """Handler of ``hpc-seaice evaluate``."""
-    check_output_dir(args.out, "--out")
-    roles = parse_findings(args.findings) if args.findings else None
-    result = evaluate(**options_for(evaluate, args, findings=roles, n_boot=args.bootstrap))
-    out = Path(args.out)
-    print(
-        f"evaluated {len(result['models'])} model(s) and {len(result['reconstructions'])} reconstruction(s) "
-        f"against {result['num_states']} {args.split} states: {out / 'report.md'}",
-        flush=True,
-    )
-    return 0

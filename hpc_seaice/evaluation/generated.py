@@ -13,13 +13,14 @@ score can be recomputed on a resample of the members (:mod:`.replicates`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hpc_seaice.data.format.samples_file import RAW_SUFFIX, read_samples, sample_arrays
+from hpc_seaice.data.format.samples_file import RAW_SUFFIX, read_samples, sample_arrays, variable_values
 from hpc_seaice.data.format.variables import BOUNDS, VARIABLES
 from hpc_seaice.data.geo.cell_geometry import great_circle_m
 from hpc_seaice.errors import UserError
@@ -67,8 +68,14 @@ class GeneratedModel:
         return self.spectra["sit"].mean(axis=0)
 
 
-def load_generated(path: Path, name: str, ctx: ScoringContext) -> GeneratedModel:
-    """Read a samples file and compute its ensemble-only scores; user errors for another grid or mask."""
+def load_generated(
+    path: Path, name: str, ctx: ScoringContext, assume_units: Mapping[str, str] | None = None
+) -> GeneratedModel:
+    """Read a samples file and compute its ensemble-only scores; user errors for another grid or mask.
+
+    Values are read in the project's units: each variable's ``units`` converted, or replaced by
+    ``assume_units`` (``--assume-units``, parsed).
+    """
     grid, mask, data_desc, lat_lon = ctx.grid, ctx.mask, ctx.data_desc, ctx.lat_lon
     ds = read_samples(path)
     try:
@@ -94,7 +101,7 @@ def load_generated(path: Path, name: str, ctx: ScoringContext) -> GeneratedModel
                     f"lat/lon mismatch: samples file {path} is up to {apart.max() / 1e3:.3g} km away from "
                     f"the cells of data set {data_desc}"
                 )
-        fields, _, _ = sample_arrays(ds, with_raw=False)
+        fields, _, _ = sample_arrays(ds, with_raw=False, assumed=assume_units)
         attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ds.attrs.items()}
         # Bounds before clipping where the file keeps them, one variable at a time (memory).
         applies = out_of_bounds_applies(attrs)
@@ -103,7 +110,7 @@ def load_generated(path: Path, name: str, ctx: ScoringContext) -> GeneratedModel
         for c, var in enumerate(VARIABLES if applies else ()):
             lower, upper = BOUNDS[var]
             if var + RAW_SUFFIX in ds.variables:
-                values = ds[var + RAW_SUFFIX].values[:, None]
+                values = variable_values(ds, var + RAW_SUFFIX, assume_units)[:, None]
                 raw_found = True
             else:
                 values = fields[:, c : c + 1]

@@ -12,8 +12,11 @@ equal to the full-grid score wherever the cell sample is the whole ocean).
 Why one draw for everything: the reference-state draws ``v`` are shared by every source, so the
 replicates of two models' scores are *paired* (the shared state-to-state variation cancels in a
 difference or a ratio), and the difference of any two scores is bootstrapped by subtracting
-their replicate arrays. Each source's sample draws come from a stream seeded by its name, so a
-model's draws do not change when another model is added to the evaluation.
+their replicate arrays. The sample draws depend only on the number of samples (one stream per
+count): a score must not depend on a model's name or on which other models are evaluated, so
+the same file gives the same intervals under any name and beside any other files. Two models'
+samples are independent, so resampling them with the same index pattern is still resampling each
+of them uniformly.
 
 Scores at the cell sample (per-cell climatology and calibration): on grids with more ocean cells
 than :data:`.context.CELL_SAMPLE` the replicates are computed on the cell sample and the interval
@@ -23,7 +26,6 @@ sampling spread of the score measured on a fixed random set of cells); elsewhere
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,9 +56,9 @@ def _counts(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
     return out
 
 
-def source_seed(seed: int, name: str) -> np.random.SeedSequence:
-    """The stream of one source: from the seed and the source's name (stable under adding models)."""
-    return np.random.SeedSequence([seed, zlib.crc32(name.encode())])
+def sample_seed(seed: int, num_samples: int) -> np.random.SeedSequence:
+    """The stream of the sample draws of every source with ``num_samples`` samples."""
+    return np.random.SeedSequence([seed, 1, num_samples])
 
 
 def draw(n_states: int, sample_counts: dict[str, int], n_boot: int = DEFAULT_BOOT, seed: int = DEFAULT_SEED) -> Draws:
@@ -64,9 +66,8 @@ def draw(n_states: int, sample_counts: dict[str, int], n_boot: int = DEFAULT_BOO
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     states = _counts(np.random.default_rng(np.random.SeedSequence([seed, 0])), n_states, n_boot)
-    samples = {
-        name: _counts(np.random.default_rng(source_seed(seed, name)), n, n_boot) for name, n in sample_counts.items()
-    }
+    by_count = {n: _counts(np.random.default_rng(sample_seed(seed, n)), n, n_boot) for n in set(sample_counts.values())}
+    samples = {name: by_count[n] for name, n in sample_counts.items()}
     return Draws(states, samples)
 
 

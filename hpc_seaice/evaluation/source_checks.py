@@ -36,6 +36,7 @@ from hpc_seaice.evaluation.generated import GeneratedModel
 from hpc_seaice.evaluation.memorization import SHARE_LIMIT, Projection, memorization_verdict, nearest, nearest_for_sets
 
 TRAIN_SPLIT = "train"
+SAME_STATE = 1e-6  # std units: a sample this close to a test state is that state (float32 rounding aside)
 TEST_KEY = "\0test states"  # cannot clash with a model name
 
 
@@ -77,7 +78,7 @@ def memorization_entries(
     found = nearest_for_sets(sets, data, projection, TRAIN_SPLIT)
     test_nn = found[TEST_KEY].distance
     rho = {
-        s.name: found[s.name].distance / np.maximum(nearest(sets[s.name], sets[TEST_KEY]).distance, 1e-12)
+        s.name: found[s.name].distance / np.maximum(nearest(sets[s.name], sets[TEST_KEY]).distance, SAME_STATE)
         for s in sources
     }
     out = {}

@@ -12,16 +12,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
 import xarray as xr
 
 from hpc_seaice.data.format.samples_file import samples_dataset
 from hpc_seaice.inference.ensemble import (
     check_diffusion_run,
+    check_sample_memory,
     check_sampling_args,
     field_static,
     generate_ensemble,
     noise_warning,
+    resolve_device,
     sample_attrs,
 )
 from hpc_seaice.inference.loading import load_inference_model
@@ -31,7 +32,7 @@ class Run:
     """A trained diffusion run (data space or latent), its EMA weights loaded for sampling."""
 
     def __init__(self, run_dir: str | Path, checkpoint: str | int = "latest", device: str | None = None) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.loaded = load_inference_model(run_dir, checkpoint, self.device)
         check_diffusion_run(self.loaded)
 
@@ -51,12 +52,13 @@ class Run:
         A bad argument raises :class:`~hpc_seaice.inference.ensemble.SamplingArgumentError` (a ValueError).
         """
         check_sampling_args(n, steps, batch_size, seed)
+        static = field_static(self.loaded)
+        check_sample_memory(n, (5, *static.mask.shape), "n")
         steps = steps or self.loaded.config.diffusion.sampler_steps
         warning = noise_warning(self.loaded)
         if warning:
             print(f"hpc_seaice: {warning}", file=sys.stderr)
         fields, raw = generate_ensemble(self.loaded, range(n), seed, steps, batch_size, self.device, progress)
-        static = field_static(self.loaded)
         return samples_dataset(fields, static.mask, static.lat, static.lon, sample_attrs(self.loaded, steps, seed), raw)
 
 

@@ -6,11 +6,15 @@ writer per file, so no parallel HDF5 is needed); rank 0 merges the manifests and
 latent standardisation statistics over the train split, stored in the latent ``static.h5``: latent
 diffusion trains on them and its samples are decoded with them. The same pass stores the std of
 the latents' leading principal component (``pc1_std``), which ``sample`` checks its noise range
-against. The VAE's run is only read.
+against. The VAE's run is only read. The manifest's ``source`` records the VAE checkpoint, the
+sha256 of its weights and the identity of the fields set encoded
+(:class:`~hpc_seaice.data.format.provenance.LatentProvenance` reads them back), so a latent set is
+never decoded by other weights or on another coast than it was made with.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,17 +24,21 @@ import torch
 from tqdm import tqdm
 
 from hpc_seaice.data.format.manifest import Layout, in_split, merge_manifests, read_manifest, write_manifest
-from hpc_seaice.data.format.shards import ShardWriter, prepare_output_dir
+from hpc_seaice.data.format.provenance import WEIGHTS_FILE, encoding_source
+from hpc_seaice.data.format.replace import dataset_output, verify_new
+from hpc_seaice.data.format.shards import ShardWriter
 from hpc_seaice.data.format.static import read_static, write_static
 from hpc_seaice.data.format.verify import verify_dataset
 from hpc_seaice.data.geo.latent_grid import block_mean
 from hpc_seaice.data.loading.dataset import ShardedDataset, partition
 from hpc_seaice.data.stats.normalisation import compute_stats
 from hpc_seaice.errors import UserError
+from hpc_seaice.fileio import sha256_file
 from hpc_seaice.inference.loading import load_inference_model
-from hpc_seaice.outputs import check_output_dir
+from hpc_seaice.outputs import Output
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import find_checkpoint, pin_checkpoint
+from hpc_seaice.runtime.distributed import DistEnv
 
 
 def posterior_summary(latent_var: np.ndarray, posterior_var: np.ndarray) -> str:
@@ -47,29 +55,46 @@ def posterior_summary(latent_var: np.ndarray, posterior_var: np.ndarray) -> str:
     )
 
 
-def _check_and_pin(autoencoder_run: str, data: str, out_dir: Path, overwrite: bool) -> int:
-    """Rank 0, before any work: the cheap data checks, the output folder, and the VAE checkpoint
+def _check_and_pin(autoencoder_run: str, data: str, output: Output) -> int:
+    """Rank 0, before any work: the cheap data checks, the output's checks, and the VAE checkpoint
     pinned for the latent set (its run may go on training and prune it); returns its step."""
-    check_output_dir(out_dir, "--out")
+    output.check()
     if not Path(data).is_dir():
         raise UserError(f"--data {data}: no such data set folder")
     verify_dataset(data, progress=False, hashes=False, max_shards=3, samples_per_shard=4)
     if not (Path(autoencoder_run) / "config.yaml").is_file():
         raise UserError(f"--autoencoder {autoencoder_run}: not a run folder (no config.yaml)")
     folder = find_checkpoint(autoencoder_run, "latest")
-    prepare_output_dir(out_dir, overwrite)
     try:
-        pin_checkpoint(folder, out_dir)
+        pin_checkpoint(folder, output.target)
     except OSError as exc:
         print(f"hpc-seaice encode: warning: cannot pin {folder} ({exc.strerror}): keep it", file=sys.stderr)
     return int(folder.name.removeprefix("step_"))
 
 
-def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, overwrite: bool, env: Any) -> Path:
+def _begin(output: Output, needed: int, count: int) -> str:
+    """Rank 0: the free space for the new set, the lock and the temporary folder every rank writes into."""
+    output.check(needed, f"{count} latents (mean and log-variance)")
+    return str(output.begin())
+
+
+def encode_dataset(
+    autoencoder_run: str | os.PathLike,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    batch_size: int,
+    overwrite: bool,
+    env: DistEnv,
+) -> Path:
+    """Encode every split of ``data`` with the VAE of ``autoencoder_run`` into the latent set ``out``.
+
+    Written through :class:`~hpc_seaice.outputs.Output`: beside ``out`` first, swapped in by rank 0
+    when complete and checked; a failure or a kill on the way leaves an old set at ``out`` intact.
+    """
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    out_dir = Path(out)
-    step = hdist.decided_by_main(lambda: _check_and_pin(autoencoder_run, data, out_dir, overwrite))
+    output = dataset_output(out, "encode", overwrite, [("--data", data), ("--autoencoder", autoencoder_run)])
+    step = hdist.decided_by_main(lambda: _check_and_pin(autoencoder_run, data, output))
     loaded = load_inference_model(autoencoder_run, step, device=env.device, option="")  # no --checkpoint
     if loaded.config.stage != "autoencoder":
         raise UserError(f"--autoencoder {autoencoder_run}: a {loaded.config.stage} run, not an autoencoder run")
@@ -83,6 +108,29 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
     if loaded.config.vae.mask_channel:  # encode --data with its own coast, as the latent denoiser will see it
         vae.set_ocean_mask(torch.as_tensor(static.mask, dtype=torch.float32, device=env.device))
     latent_shape = tuple(vae.latent_shape(*fields.grid))
+    needed = 2 * 4 * int(np.prod(latent_shape)) * fields.num_samples
+    staging = Path(str(hdist.decided_by_main(lambda: _begin(output, needed, fields.num_samples))))
+    if not env.is_main:
+        return _encode(loaded, data, staging, output, batch_size, env, fields, static, latent_shape)
+    with output.writing(begin=False):  # rank 0 holds the lock and removes the folder after a failure
+        return _encode(loaded, data, staging, output, batch_size, env, fields, static, latent_shape)
+
+
+def _encode(
+    loaded: Any,
+    data: str,
+    out_dir: Path,
+    output: Output,
+    batch_size: int,
+    env: DistEnv,
+    fields: Any,
+    static: Any,
+    latent_shape: tuple[int, ...],
+) -> Path:
+    """Every rank encodes its part of each split into ``out_dir`` (the temporary folder); rank 0
+    adds the manifest and statistics and swaps the set in."""
+    vae = loaded.model
+    autoencoder_run = str(loaded.run_dir)
     channels = latent_shape[0]
     factor = fields.grid[0] // latent_shape[1]
 
@@ -125,18 +173,16 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
     if env.is_main:
         try:
             manifest = merge_manifests(parts)
-            manifest.source = {
-                "autoencoder_run": str(Path(autoencoder_run).resolve()),
-                "autoencoder_step": loaded.step,
-                "fields_dataset": str(Path(data).resolve()),
-            }
+            weights = find_checkpoint(autoencoder_run, loaded.step) / WEIGHTS_FILE  # the pinned checkpoint it used
+            manifest.source = encoding_source(autoencoder_run, loaded.step, sha256_file(weights), data, fields, static)
             write_manifest(out_dir, manifest)
             ones = np.ones(latent_shape[1:], dtype=np.float32)
             write_static(out_dir, ones, block_mean(static.lat, factor), block_mean(static.lon, factor))
             _, std = compute_stats(out_dir, "train", progress=False)  # stored in the latent static.h5
             pc1 = read_static(out_dir).pc1_std or float("nan")  # leading-PC std of the latents, stored by compute_stats
+            output.commit(verify_new)
             print(
-                f"encoded {manifest.num_samples} samples of {data} into {out_dir} "
+                f"encoded {manifest.num_samples} samples of {data} into {output.target} "
                 f"({channels} x {latent_shape[1]} x {latent_shape[2]} latents, {len(manifest.shards)} shards); "
                 f"latent std over train: {np.round(std, 3).tolist()}; leading PC std {pc1:.4g}",
                 flush=True,
@@ -151,11 +197,4 @@ def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, o
             raise failure
         raise UserError("rank 0 could not finish the latent data set (its message says why)")
     hdist.barrier()
-    return out_dir
-
-
-def cli_encode(args: Any) -> int:
-    """``hpc-seaice encode``, on every rank of whatever launcher started it."""
-    env = hdist.init_distributed()
-    encode_dataset(args.autoencoder, args.data, args.out, args.batch_size, args.overwrite, env)
-    return 0
+    return output.target

@@ -6,6 +6,7 @@ rank or batch made it (up to float differences between batch sizes).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,41 @@ def check_sampling_args(
             raise SamplingArgumentError(f"{label} must be an integer >= {low}, got {value!r}")
 
 
+def check_sample_memory(n: int, field_shape: tuple[int, ...], label: str) -> int:
+    """Bytes of ``n`` samples with their raw copies (float32); refused when over this machine's memory.
+
+    The CLI's rank 0 and ``Run.sample`` both hold every sample in memory at the end.
+    """
+    needed = n * 2 * 4 * int(np.prod(field_shape))
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return needed
+    if 2 * needed > memory:
+        raise SamplingArgumentError(
+            f"{label} {n}: the samples are assembled in memory, about {2 * needed / 1e9:.3g} GB, "
+            f"more than this machine's {memory / 1e9:.3g} GB; sample fewer at a time"
+        )
+    return needed
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """The device to sample on: CUDA when there is one (default); a named device that this machine
+    lacks or a name torch does not know is one clear error, not a failure deep inside loading."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SamplingArgumentError(f"device {device!r} is not a device name torch knows (cpu, cuda, cuda:1)") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SamplingArgumentError(f"device {device!r}: CUDA is not available on this machine; use device='cpu'")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise SamplingArgumentError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return chosen
+
+
 def check_diffusion_run(loaded: LoadedRun) -> None:
     if loaded.config.stage != "diffusion":
         raise UserError(f"{loaded.run_dir}: an {loaded.config.stage} run; sampling needs a diffusion run")
@@ -57,8 +93,8 @@ def noise_warning(loaded: LoadedRun) -> str | None:
 
 
 def field_static(loaded: LoadedRun) -> Any:
-    """The static file of the physical fields (the VAE's data set for a latent run)."""
-    return loaded.vae_run.data_static if loaded.is_latent else loaded.data_static
+    """The static file of the physical fields (for a latent run, the fields set its latents encode)."""
+    return loaded.field_static
 
 
 def generate_ensemble(
@@ -74,8 +110,9 @@ def generate_ensemble(
     manifest, static = loaded.data_manifest, loaded.data_static
     shape = (len(manifest.variables), *manifest.grid)
     model_mask = torch.as_tensor(static.mask, dtype=torch.float32, device=device)
-    decode = decoder_for(manifest, static, loaded.vae, field_static(loaded).mask, device)
-    grid = field_static(loaded).mask.shape
+    field_mask = loaded.field_static.mask  # one source with the denoiser's ocean fraction: the provenance
+    decode = decoder_for(manifest, static, loaded.vae, field_mask, device)
+    grid = field_mask.shape
     fields_out, raw_out = [np.zeros((0, 5, *grid), np.float32)], [np.zeros((0, 5, *grid), np.float32)]
     bar = tqdm(total=len(indices), unit="sample", disable=not progress, file=sys.stderr)
     for first in range(0, len(indices), batch_size):

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from hpc_seaice.command import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_OK, say
-from hpc_seaice.config import ExperimentConfig, dump_config, load_config, with_absolute_paths
+from hpc_seaice.config import ExperimentConfig, dump_config, with_absolute_paths
 from hpc_seaice.data.format.manifest import read_manifest
 from hpc_seaice.data.loading.batch_loader import BatchLoader
 from hpc_seaice.data.loading.dataset import ShardedDataset
@@ -31,7 +31,7 @@ from hpc_seaice.diffusion.noise import mix_seed
 from hpc_seaice.errors import PeerLost, UserError
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import all_finite, latest_checkpoint, save_checkpoint
-from hpc_seaice.runtime.startup import prepare_run, restore, resume_keys
+from hpc_seaice.runtime.startup import notice, prepare_run, restore, resume_keys
 from hpc_seaice.runtime.stopping import StopRequest, ignore_stop_signals
 from hpc_seaice.train.engines import build_engine, lr_at
 from hpc_seaice.train.failures import describe_collective_failure, record_job
@@ -151,7 +151,11 @@ def _train(cfg: ExperimentConfig, env: Any, micro: int, start: Any) -> int:
     engine = build_engine(task.loss_module, cfg, env, micro, load_universal=start.reshard)
     start_step, start_sample, nonfinite_total = restore(start, cfg, env, task, ema, engine)
     if env.is_main:  # only now: a config that does not match the checkpoint must not replace the run's
-        dump_config(cfg, run_dir / "config.yaml")
+        changes = dump_config(cfg, run_dir / "config.yaml", start_step)
+        if changes:
+            notice(
+                f"resuming at step {start_step} with changed config (history kept in config.yaml): {'; '.join(changes)}"
+            )
 
     sampler = GlobalBatchSampler(
         len(train_set),
@@ -311,9 +315,4 @@ def _validate(cfg, env, task, ema, val_set, micro, step, monitor) -> dict[str, f
     return {"val_loss": float(total[0] / total[1])} if total[1] > 0 else {}
 
 
-def cli_train(args: Any) -> int:
-    """``hpc-seaice train CONFIG [key=value ...]``; failures become exit codes in ``run_command``."""
-    return run_training(load_config(args.config, args.overrides))
-
-
-__all__ = ["cli_train", "fault_nan_steps", "run_training"]
+__all__ = ["fault_nan_steps", "run_training"]

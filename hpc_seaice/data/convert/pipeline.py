@@ -11,22 +11,19 @@ for NetCDF, zarr for zarr stores) in time blocks of about 64 MB, so memory is bo
 archive size (:mod:`hpc_seaice.data.convert.inputs`); files are ordered by their first time stamp
 and must not overlap. Dimensions, lat/lon and calendars are mapped by :mod:`hpc_seaice.data.convert.layout`;
 the set is written beside ``--out`` and swapped in only when complete and checked
-(:mod:`hpc_seaice.data.format.replace`).
+(:mod:`hpc_seaice.outputs`, :mod:`hpc_seaice.data.format.replace`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.blocks import iter_blocks
 from hpc_seaice.data.convert.inputs import Inputs, open_inputs
 from hpc_seaice.data.convert.layout import LAT_NAMES, LON_NAMES, coordinate
@@ -39,13 +36,15 @@ from hpc_seaice.data.format.manifest import (
     to_iso,
     write_manifest,
 )
-from hpc_seaice.data.format.replace import staging_dir, swap_in, terminate_as_exit
-from hpc_seaice.data.format.shards import ShardWriter, check_target
+from hpc_seaice.data.format.replace import dataset_output, verify_new
+from hpc_seaice.data.format.shards import ShardWriter
 from hpc_seaice.data.format.static import write_static
+from hpc_seaice.data.format.units import parse_assume_units
 from hpc_seaice.data.format.variables import VARIABLES
 from hpc_seaice.data.geo.grid import polar_lat_lon
 from hpc_seaice.data.stats.normalisation import RunningStats, add_pc1_std, safe_std
 from hpc_seaice.errors import UserError
+from hpc_seaice.outputs import Output
 
 # Values this far outside a physical bound are rounding (clipped); further out they are an error.
 BOUND_TOLERANCE = 1e-4
@@ -116,27 +115,32 @@ def convert(
     overwrite: bool = False,
     splits: dict[str, list[str]] | None = None,
     progress: bool | None = None,
+    assume_units: str | None = None,
 ) -> Manifest:
     """Convert NetCDF/zarr ``inputs`` into a sharded data set at ``out`` (with statistics).
 
-    ``variables`` are the source names of ``sit, sic, damage, siu, siv``, in this order.
+    ``variables`` are the source names of ``sit, sic, damage, siu, siv``, in this order. Each
+    variable's ``units`` are read and converted to the project's; ``assume_units``
+    (``--assume-units``: ``sit=cm,sic=%``, or ``project``) states them instead.
     """
 
     names = list(variables)
     if len(names) != len(VARIABLES):
         raise UserError(f"--variables: give {len(VARIABLES)} names for {','.join(VARIABLES)}, got {len(names)}")
     splits = splits or {k: list(v) for k, v in DEFAULT_SPLITS.items()}
-    check_target(out, overwrite)  # before any work; the old set is replaced only at the very end
-    inputs = open_inputs(inputs, names)
+    assumed = parse_assume_units(assume_units)
+    given = [("input", path) for path in inputs if Path(path).exists()]
+    output = dataset_output(out, "data convert", overwrite, given).check()  # before any work
+    inputs = open_inputs(inputs, names, assumed=assumed)
     try:
-        return _convert_inputs(inputs, out, names, crop, shard_size, splits, progress)
+        return _convert_inputs(inputs, output, names, crop, shard_size, splits, progress)
     finally:
         inputs.close()
 
 
 def _convert_inputs(
     inputs: Inputs,
-    out: str | os.PathLike,
+    output: Output,
     names: list[str],
     crop: str | None,
     shard_size: int,
@@ -156,6 +160,8 @@ def _convert_inputs(
                 f"({span[0]}..{span[1]}) would be empty; set the splits with --splits"
             )
     disable = None if progress is None else not progress
+    output.inputs += [("input", f.path) for f in inputs.files]
+    output.check(len(VARIABLES) * grid[0] * grid[1] * 4 * len(times), f"{len(times)} samples")
 
     # Pass 1: the mask, from sit alone.
     ocean, ever = np.ones(grid, bool), np.zeros(grid, bool)
@@ -184,16 +190,12 @@ def _convert_inputs(
     lat = default_lat if lat is None else np.where(np.isfinite(lat[ysl, xsl]), lat[ysl, xsl], default_lat)
     lon = default_lon if lon is None else np.where(np.isfinite(lon[ysl, xsl]), lon[ysl, xsl], default_lon)
 
-    target = Path(out)
-    with terminate_as_exit():  # scancel / a time limit: the staging folder is removed, not left behind
-        out = staging_dir(target)  # the old data set stays until the new one is complete and checked
-        try:
-            static = (ocean, lat, lon)
-            manifest = _write(inputs, out, names, crop, splits, static, (ysl, xsl), shard_size, disable, target)
-            swap_in(out, target)
-        except BaseException:
-            shutil.rmtree(out, ignore_errors=True)
-            raise
+    with output.writing():  # the old data set stays until the new one is complete and checked
+        static = (ocean, lat, lon)
+        manifest = _write(
+            inputs, output.path, names, crop, splits, static, (ysl, xsl), shard_size, disable, output.target
+        )
+        output.commit(verify_new)
     return manifest
 
 
@@ -286,13 +288,3 @@ def _check_block(
             )
         if math.isfinite(lo) or math.isfinite(hi):
             np.clip(x, lo, hi, out=x)
-
-
-def cli_convert(args: Any) -> int:
-    """``hpc-seaice data convert INPUT... --out DIR``: convert, then print the summary."""
-    from hpc_seaice.data.synth.generate import summarize
-
-    names = [n.strip() for n in args.variables.split(",") if n.strip()]
-    convert(**options_for(convert, args, variables=names, splits=parse_splits(getattr(args, "splits", ""))))
-    print(summarize(args.out), file=sys.stdout)
-    return 0

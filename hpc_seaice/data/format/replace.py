@@ -1,114 +1,60 @@
-"""Replacing a data set only once its successor is complete and checked.
+"""A data set as an output: which files of a folder are the data set's, and the checks before the swap.
 
-A new data set is written into a temporary folder beside the target (same file system, so every
-move is a rename). Only when it is complete and passes the checks of ``data verify`` are the old
-set's files moved aside and the new ones moved in, the manifest last; then the old files go. A
-failure at any earlier moment (bad input found late, a full disk, Ctrl-C, SIGTERM from ``scancel``
-or a time limit: see :func:`terminate_as_exit`), or a failed rename
-during the swap itself, leaves the old data set as it was; what else a user keeps in the target
-folder is never touched. Only a SIGKILL or power loss in the middle of the renames can leave the
-old files in ``.<name>.old-<pid>`` beside the target.
+Every command that writes a data set (``data synth``, ``data convert``, ``encode``) writes it through
+:func:`dataset_output` (:class:`hpc_seaice.outputs.Output`): into a temporary folder beside
+``--out``, swapped in only once complete and passing the checks of ``data verify``. With
+``--overwrite`` only the files the old manifest names (and the manifest and static file) are
+replaced; anything else a user keeps in the folder, even a file named like a shard
+(``backup-00001.h5``), is never touched.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
-import shutil
-import signal
-import socket
-import threading
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from hpc_seaice.data.format.manifest import MANIFEST_NAME
-from hpc_seaice.data.format.shards import _is_dataset_file
+from hpc_seaice.data.format.static import STATIC_NAME
 from hpc_seaice.data.format.verify import verify_dataset
 from hpc_seaice.errors import UserError
-
-STAGING = ".tmp-convert-"
-
-
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
+from hpc_seaice.outputs import Output
 
 
-@contextlib.contextmanager
-def terminate_as_exit() -> Iterator[None]:
-    """SIGTERM becomes ``SystemExit(143)`` inside the block, so clean-up code runs on the way out.
+def dataset_files(folder: Path) -> list[str]:
+    """The names of the data set in ``folder`` that the project wrote, the manifest first (empty: none).
 
-    By default SIGTERM ends the process at once, which would leave a staging folder (possibly
-    gigabytes) beside the target until the next conversion. Only in the main thread (where
-    Python runs signal handlers); the previous handler is restored afterwards.
+    Read from the manifest itself, not from a pattern. A manifest that cannot be read is refused:
+    which files belong to the set is then unknown, and guessing could delete a user's file.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    manifest = folder / MANIFEST_NAME
+    if not manifest.is_file():
+        return []
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        shards = [str(s["file"]) for s in json.loads(manifest.read_text())["shards"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(
+            f"{manifest}: cannot be read ({type(exc).__name__}), so which files are the old data set's is "
+            "unknown; remove the old data set by hand"
+        ) from None
+    if any(Path(name).name != name or name.startswith(".") for name in shards):
+        raise UserError(f"{manifest}: names shard files outside its folder; remove the old data set by hand")
+    return [MANIFEST_NAME, STATIC_NAME, *shards]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def dataset_output(
+    out: str | os.PathLike,
+    command: str,
+    overwrite: bool,
+    inputs: Sequence[tuple[str, str | os.PathLike]] = (),
+) -> Output:
+    """The :class:`~hpc_seaice.outputs.Output` of a data set written by ``command`` to ``out``."""
+    return Output(
+        out, command, folder=True, overwrite=overwrite, inputs=inputs, owned=dataset_files, last=MANIFEST_NAME
+    )
 
 
-def staging_dir(out: Path) -> Path:
-    """A fresh temporary folder beside ``out``; those of earlier conversions that died are removed.
-
-    The folder is named by host and pid: on a shared file system a conversion running on another
-    node is not mistaken for a dead one (its pid means nothing here) and keeps its folder.
-    """
-    parent = out.absolute().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{out}: cannot create its folder ({exc.strerror})") from None
-    prefix = f".{out.name}{STAGING}{socket.gethostname()}-"  # pids are checked on this host only
-    for old in parent.glob(f"{prefix}*"):
-        pid = old.name.removeprefix(prefix)
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
-    tmp = parent / f"{prefix}{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
-    except OSError as exc:  # a read-only parent folder, a file in the way
-        raise UserError(f"{out}: cannot create the temporary folder {tmp} beside it ({exc.strerror})") from None
-    return tmp
-
-
-def swap_in(tmp: Path, out: Path) -> None:
-    """Check the complete set in ``tmp``, then make it the data set at ``out``."""
-    verify_dataset(tmp, progress=False, hashes=True, samples_per_shard=4)
-    out.mkdir(parents=True, exist_ok=True)
-    old = [p for p in out.iterdir() if _is_dataset_file(p.name)]
-    backup = tmp.parent / f".{out.name}.old-{os.getpid()}"
-    backup.mkdir(exist_ok=True)
-    moved_old: list[str] = []
-    moved_new: list[str] = []
-    try:
-        for path in old:
-            os.replace(path, backup / path.name)
-            moved_old.append(path.name)
-        for path in sorted(tmp.iterdir(), key=lambda p: p.name == MANIFEST_NAME):  # the manifest last
-            os.replace(path, out / path.name)
-            moved_new.append(path.name)
-    except BaseException:  # a failed rename or Ctrl-C half-way: put the old set back as it was
-        for name in moved_new:
-            os.replace(out / name, tmp / name)
-        for name in moved_old:
-            os.replace(backup / name, out / name)
-        backup.rmdir()
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
-    tmp.rmdir()
+def verify_new(folder: Path) -> None:
+    """The checks a new data set passes before it replaces anything: layout, shapes, sample bounds."""
+    verify_dataset(folder, progress=False, hashes=False, samples_per_shard=4)  # the writer hashed each shard

@@ -9,7 +9,6 @@ a temporary name and renamed, so a crash never leaves a half file under a real n
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hpc_seaice.data.format.h5files import h5_file
+from hpc_seaice.data.format.h5files import H5Create, check_self_contained
 from hpc_seaice.data.format.manifest import (
     FORMAT_VERSION,
-    MANIFEST_NAME,
     TIME_UNITS,
     Layout,
     Manifest,
@@ -29,7 +27,6 @@ from hpc_seaice.data.format.manifest import (
     check_variables,
     to_iso,
 )
-from hpc_seaice.data.format.static import STATIC_NAME
 from hpc_seaice.errors import UserError
 from hpc_seaice.fileio import sha256_file
 
@@ -53,6 +50,7 @@ class ShardWriter:
         self.shard_prefix = shard_prefix
         self.shards: list[ShardInfo] = []
         self._file: h5py.File | None = None
+        self._h5: H5Create | None = None
         self._tmp: Path | None = None
         self._name = ""
         self._n = 0
@@ -62,7 +60,8 @@ class ShardWriter:
     def _open_shard(self, with_logvar: bool) -> None:
         self._name = f"{self.shard_prefix}-{len(self.shards):05d}.h5"
         self._tmp = self.out_dir / f".{self._name}.tmp-{os.getpid()}"
-        f = h5_file(self._tmp, "w")
+        self._h5 = H5Create(self._tmp)
+        f = self._h5.__enter__()
         c, h, w = self.layout.sample_shape
         for name in ("fields", "logvar") if with_logvar else ("fields",):
             d = f.create_dataset(
@@ -79,10 +78,10 @@ class ShardWriter:
     def _close_shard(self) -> None:
         if self._file is None:
             return
+        assert self._tmp is not None and self._h5 is not None
         times = self._file["time"][:]
-        self._file.close()
         self._file = None
-        assert self._tmp is not None
+        self._h5.close()  # a full disk: one line naming the file, raised after HDF5 closed it cleanly
         final = self.out_dir / self._name
         digest = sha256_file(self._tmp)
         os.replace(self._tmp, final)
@@ -134,6 +133,8 @@ class ShardWriter:
             t[lo:hi] = seconds[i : i + take]
             self._n = hi
             i += take
+            assert self._h5 is not None
+            self._h5.check()  # stop at the first failed write, not after the whole shard
             if self._n == self.shard_size:
                 self._close_shard()
         if len(seconds):
@@ -148,11 +149,11 @@ class ShardWriter:
 
     def abort(self) -> None:
         """Drop the shard being written (used when generation fails)."""
-        if self._file is not None:
-            self._file.close()
+        if self._h5 is not None:
+            self._h5.__exit__(RuntimeError)  # closed without raising its own write error
             self._file = None
-        if self._tmp is not None and self._tmp.exists():
-            self._tmp.unlink()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
         self._closed = True
 
     def build_manifest(
@@ -174,47 +175,9 @@ class ShardWriter:
             self.abort()
 
 
-def prepare_output_dir(out: str | os.PathLike, overwrite: bool) -> Path:
-    """Create ``out``; refuse a folder holding a data set unless ``overwrite``.
-
-    With ``overwrite`` only data set files are removed (manifest, static, shards, temporaries),
-    never anything else a user may keep there.
-    """
-    out = check_target(out, overwrite)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a parent that is a file, no permission, a read-only file system
-        raise UserError(f"{out}: cannot create the folder ({exc.strerror or exc})") from None
-    try:
-        for p in out.iterdir():
-            if _is_dataset_file(p.name):
-                p.unlink()
-    except OSError as exc:  # no permission to list the folder or to remove the old set's files
-        raise UserError(f"{out}: cannot remove the old data set ({exc.strerror or exc})") from None
-    return out
-
-
-def check_target(out: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse a target that is a file, or holds a data set without ``overwrite`` (before any work)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(_is_dataset_file(p.name) for p in out.iterdir()) and not overwrite:
-        raise UserError(f"{out}: already holds a data set; pass --overwrite to replace it")
-    return out
-
-
-def _is_dataset_file(name: str) -> bool:
-    """Manifest, static file, shards (``<prefix>-NNNNN.h5``) and our temporaries."""
-    return (
-        name in (MANIFEST_NAME, STATIC_NAME)
-        or re.fullmatch(r".+-\d{5}\.h5", name) is not None
-        or (name.startswith(".") and ".tmp-" in name)
-    )
-
-
 def check_shard_layout(f: h5py.File, info: ShardInfo, manifest: Manifest, where: str) -> None:
-    """Datasets, shape, dtype and variable names of one open shard against the manifest."""
+    """Links, datasets, shape, dtype and variable names of one open shard against the manifest."""
+    check_self_contained(f, where)
     if "fields" not in f or "time" not in f:
         raise UserError(f"{where}: missing dataset 'fields' or 'time'")
     d = f["fields"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from hpc_seaice.data.format.h5files import h5_file, open_h5
+from hpc_seaice.data.format.h5files import H5Create, check_self_contained, open_h5
 from hpc_seaice.data.format.manifest import FORMAT_VERSION
 from hpc_seaice.errors import UserError
 from hpc_seaice.fileio import atomic_target
@@ -68,7 +68,7 @@ def write_static(
         raise ValueError("mask must be 2-D")
     if np.asarray(lat).shape != mask.shape or np.asarray(lon).shape != mask.shape:
         raise ValueError("lat/lon must have the mask's shape")
-    with atomic_target(spath) as tmp, h5_file(tmp, "w") as f:
+    with atomic_target(spath) as tmp, H5Create(tmp, str(spath)) as f:
         f.create_dataset("mask", data=(mask > 0.5).astype(np.uint8))
         f.create_dataset("lat", data=np.asarray(lat, dtype=np.float32))
         f.create_dataset("lon", data=np.asarray(lon, dtype=np.float32))
@@ -98,6 +98,7 @@ def read_static(path: str | os.PathLike) -> Static:
     if not spath.is_file():
         raise UserError(f"{spath}: missing static file (mask, lat/lon, statistics)")
     with open_h5(spath) as f:
+        check_self_contained(f, str(spath))
         for key in ("mask", "lat", "lon"):
             if key not in f:
                 raise UserError(f"{spath}: missing dataset {key!r}")

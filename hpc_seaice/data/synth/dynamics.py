@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage, special
 
 FAULT_HALF_WIDTH = 0.5  # cells: the slip is spread over |F| / |grad F| of about this
+SLIP_CAP = 40.0  # the Pareto factor is capped here: a few extreme slips would dominate <eps^3>
 
 
 def fault_slip(
@@ -29,15 +30,16 @@ def fault_slip(
     """Velocity (m/s) of the active faults: a jump of ``slip`` x a Pareto factor across each zero contour.
 
     ``families``: one random field per fault family (its zero contours are the faults, lines
-    along ``line_angles_deg``); ``gate``: a smooth unit-variance Gaussian field. Faults are
-    active where it exceeds -0.5 (fading in over 0.4) and slip ``slip * (1 - Phi(gate))^(-1/tail)``:
-    the gate's quantile mapped onto a Pareto law of exponent ``tail``, so the slips, and with
-    them the tail of the grid-scale deformation, fall off as a power law. The slip is a shear
+    along ``line_angles_deg``); ``gate``: a unit-variance Gaussian field. Faults are active
+    where it exceeds -0.5 (fading in over 0.4) and slip ``slip * (1 - Phi(gate))^(-1/tail)``
+    (capped at :data:`SLIP_CAP`): the gate's quantile mapped onto a Pareto law of exponent
+    ``tail``, so the slips, and with them the tail of the grid-scale deformation, fall off as a
+    power law. The slip is a shear
     along the family's direction; where a contour bends away from it the same jump opens or
     closes the fault.
     """
     q = np.maximum(special.ndtr(-gate), 1e-6)  # the gate's upper-tail probability
-    active = np.clip((gate + 0.5) * 2.5, 0.0, 1.0) * np.exp(np.log(q) * (-1.0 / tail))
+    active = np.clip((gate + 0.5) * 2.5, 0.0, 1.0) * np.minimum(np.exp(np.log(q) * (-1.0 / tail)), SLIP_CAP)
     u = np.zeros_like(gate)
     v = np.zeros_like(gate)
     for f, angle in zip(families, line_angles_deg):

@@ -3,28 +3,27 @@
 Real neXtSIM output cannot be downloaded here, so this generator puts synthetic sea ice on the
 real geography: the grid is a north-polar stereographic grid like EPSG:3413 (``grid``) and the
 land mask is the real coastline (``coastline``); the sea ice is synthetic, with a regional
-climatology (``synth_climate``), LKF networks, rigid plates and damage memory
-(``synth_dynamics``), spectral AR(1) random fields (``synth_fields``), all stepped by
-``synth_model.SyntheticArctic``. This module is the time axis, the streaming writer (samples
+climatology (``climate``), the 2010s seasonal cycle (``seasons``), a multifractal drift
+(``cascade``), LKF slips and damage memory (``dynamics``), spectral AR(1) random fields
+(``fields``), all stepped by ``model.SyntheticArctic`` (docs/synthetic_arctic.md compares its
+statistics with observations). This module is the time axis, the streaming writer (samples
 go to disk shard by shard, memory stays bounded at any grid and length), the summary and the
-CLI. Everything random is drawn from one ``numpy.random.Generator`` seeded with ``--seed``, so
-a data set is reproducible.
+CLI. Everything random is drawn from generators seeded with ``--seed``, so a data set is
+reproducible.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.format.manifest import DEFAULT_SPLITS, Layout, Manifest, in_split, read_manifest, write_manifest
-from hpc_seaice.data.format.shards import ShardWriter, prepare_output_dir
+from hpc_seaice.data.format.replace import dataset_output, verify_new
+from hpc_seaice.data.format.shards import ShardWriter
 from hpc_seaice.data.format.static import read_static, write_static
 from hpc_seaice.data.format.variables import VARIABLES
 from hpc_seaice.data.format.verify import split_counts
@@ -89,16 +88,6 @@ def _check_splits(times: np.ndarray, splits: dict[str, list[str]], start: str, e
             )
 
 
-def _check_disk(out: Path, nbytes: int) -> None:
-    """Refuse a set the disk cannot hold; ``out`` need not exist yet (its first existing parent)."""
-    where = out.absolute()
-    while not where.exists() and where != where.parent:
-        where = where.parent
-    free = shutil.disk_usage(where).free
-    if nbytes > 0.95 * free:
-        raise UserError(f"{out}: the data set needs about {nbytes / 1e9:.1f} GB, only {free / 1e9:.1f} GB free")
-
-
 def generate(
     out: str | os.PathLike,
     grid: int = 512,
@@ -112,18 +101,38 @@ def generate(
     progress: bool | None = None,
     splits: dict[str, list[str]] | None = None,
 ) -> Manifest:
-    """Write a synthetic data set to ``out`` (shards, static with statistics, manifest last)."""
-    from tqdm import tqdm
-
+    """Write a synthetic data set to ``out``: beside it first, swapped in when complete and checked."""
     check_grid(grid)
     if seed < 0:
         raise UserError(f"--seed: {seed} must be >= 0")
     splits = {k: list(v) for k, v in (splits or DEFAULT_SPLITS).items()}
+    output = dataset_output(out, "data synth", overwrite)
     # The size first: a step of seconds over ten years would build a time axis of gigabytes.
-    _check_disk(Path(out), len(VARIABLES) * grid * grid * 4 * _time_axis(start, end, freq)[2])
+    count = _time_axis(start, end, freq)[2]
+    output.check(len(VARIABLES) * grid * grid * 4 * count, f"{count} samples")
     times = synth_times(start, end, freq)
     _check_splits(times, splits, start, end)
-    out = prepare_output_dir(out, overwrite)
+    with output.writing():  # the old data set stays until the new one is complete and checked
+        manifest = _write(output.path, grid, seed, freq, times, splits, shard_size, progress, (start, end))
+        output.commit(verify_new)
+    return manifest
+
+
+def _write(
+    out: Path,
+    grid: int,
+    seed: int,
+    freq: str,
+    times: np.ndarray,
+    splits: dict[str, list[str]],
+    shard_size: int,
+    progress: bool | None,
+    span: tuple[str, str],
+) -> Manifest:
+    """The data set into ``out`` (the temporary folder): shards, static with statistics, manifest last."""
+    from tqdm import tqdm
+
+    start, end = span
 
     dt_days = float(parse_freq(freq).astype(np.float64)) / DAY_S
     model = SyntheticArctic(grid, seed, dt_days)
@@ -220,14 +229,3 @@ def summarize(path: str | os.PathLike) -> str:
             row += f"{s['min'][k]:>10.4g}{s['max'][k]:>10.4g}{lo:>10}{hi:>10}"
         lines.append(row)
     return "\n".join(lines)
-
-
-def cli_synth(args: Any) -> int:
-    """``hpc-seaice data synth``: generate, then print the summary."""
-    import time
-
-    t0 = time.perf_counter()
-    generate(**options_for(generate, args))
-    print(summarize(args.out))
-    print(f"  generated in {time.perf_counter() - t0:.1f} s", file=sys.stdout)
-    return 0

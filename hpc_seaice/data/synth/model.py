@@ -51,11 +51,13 @@ WIND_SPEED = 0.06  # rms of the synoptic drift, m/s
 EDGE_NOISE_KM = 120.0  # rms shift of the ice edge by the random anomaly
 # Deformation: rms grid-scale total deformation of the multifractal drift at 12 km cells
 # (1/day; coarser cells see less, ~ L^-0.25 as beta(2) = 0.5), the cascade's intermittency,
-# and the LKF slip (m/s) with the exponent of its power-law spread; summer: stronger, less intermittent.
+# the LKF slip (m/s) with the exponent of its power-law spread and the roughness of the
+# field that sets it; summer: stronger, less intermittent.
 DEFORMATION_RMS_12KM = 0.045
 INTERMITTENCY = 0.5
-FAULT_SLIP = 0.008
-FAULT_SLIP_TAIL = 2.5  # Pareto exponent of the slips
+FAULT_SLIP = 0.005
+FAULT_SLIP_TAIL = 2.75  # Pareto exponent of the slips (capped at 40 x)
+GATE_SLOPE = 2.0  # spectral slope of the gate field: rough, so slips vary along a fault
 SUMMER_DEFORMATION_GAIN = 0.8  # erms x (1 + this) in full summer
 SUMMER_INTERMITTENCY_CUT = 0.4  # intermittency x (1 - this) in full summer
 DAMAGE_FULL_PER_DAY = 0.15  # deformation that renews damage to 1 (an LKF core)
@@ -94,7 +96,7 @@ class SyntheticArctic:
             unit_spectrum(power_law(k, 3.2, 2.0), kx, grid),  # 1 thickness anomaly
             unit_spectrum(anisotropic(ky, kx, rot, 2.5, k_hi, spread), kx, grid),  # 2 LKF family 1
             unit_spectrum(anisotropic(ky, kx, rot + LKF_CROSSING_DEG, 2.5, k_hi, spread), kx, grid),  # 3 family 2
-            unit_spectrum(power_law(k, 3.0, 3.0), kx, grid),  # 4 LKF activity gate
+            unit_spectrum(power_law(k, GATE_SLOPE, 3.0), kx, grid),  # 4 LKF activity gate and slip
             # 5 synoptic stream function: smooth (power ~ k^-7), the large-scale strain of the drift
             unit_spectrum(power_law(k, 7.0, 1.5), kx, grid),
             unit_spectrum(cascade_spectrum(grid, rot, LKF_CROSSING_DEG), kx, grid),  # 6 the cascade's log-field

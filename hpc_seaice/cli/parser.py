@@ -1,32 +1,16 @@
-"""The `hpc-seaice` command (also `python -m hpc_seaice`).
+"""What the `hpc-seaice` command line accepts: every sub-command's options and their help.
 
-Each sub-command's handler lives next to the code it drives and is imported only when that
-sub-command runs, so `--help` stays fast. Handlers take the parsed arguments and return an exit
-code; :func:`~hpc_seaice.command.run_command` turns failures into exit codes (a
-:class:`~hpc_seaice.errors.UserError`: one line on stderr and exit code 2).
+Only argparse and the version here, so ``hpc-seaice --help`` loads nothing else; what each
+sub-command does is in the command modules of :mod:`hpc_seaice.cli`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 
 from hpc_seaice import __version__
-from hpc_seaice.command import run_command
-
-# sub-command -> "module:function"
-HANDLERS = {
-    "data synth": "hpc_seaice.data.synth.generate:cli_synth",
-    "data convert": "hpc_seaice.data.convert.pipeline:cli_convert",
-    "data stats": "hpc_seaice.data.stats.normalisation:cli_stats",
-    "data verify": "hpc_seaice.data.format.verify:cli_verify",
-    "train": "hpc_seaice.train.trainer:cli_train",
-    "encode": "hpc_seaice.inference.encode:cli_encode",
-    "sample": "hpc_seaice.inference.sample:cli_sample",
-    "evaluate": "hpc_seaice.evaluation.evaluate:cli_evaluate",
-    "submit": "hpc_seaice.cluster.submit:cli_submit",
-    "status": "hpc_seaice.cluster.status:cli_status",
-}
+from hpc_seaice.data.format.units import ASSUME_HELP
+from hpc_seaice.data.format.units import PROJECT as PROJECT_UNITS
 
 
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
@@ -63,6 +47,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
         "validation=2017-01-01..2017-12-31,test=2018-01-01..2018-12-31)",
     )
     convert.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+    convert.add_argument("--assume-units", nargs="?", const=PROJECT_UNITS, default=None, help=ASSUME_HELP)
 
     stats = dsub.add_parser(
         "stats",
@@ -145,6 +130,7 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
         "--reconstruct", nargs="*", default=[], help="autoencoder run folders (or latent diffusion runs: their VAE)"
     )
     evaluate.add_argument("--max-states", type=int, default=0, help="cap on reference states (0 = all)")
+    evaluate.add_argument("--assume-units", nargs="?", const=PROJECT_UNITS, default=None, help=ASSUME_HELP)
     evaluate.add_argument(
         "--dx-km",
         type=float,
@@ -257,15 +243,3 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_commands(sub)
     _add_cluster_commands(sub)
     return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    name = args.command if args.command != "data" else f"data {args.data_command}"
-    module_name, func_name = HANDLERS[name].split(":")
-
-    def body() -> int:
-        handler = getattr(importlib.import_module(module_name), func_name)
-        return int(handler(args) or 0)
-
-    return run_command(name, body)
