@@ -13,7 +13,8 @@ test states) to :mod:`.memorization` and :mod:`.consistency`:
   asks that the samples be close to the training set *rather than* to unseen states: the ratio
   ``rho = distance to the nearest training state / distance to the nearest test state`` must be
   below the smallest ``rho`` of the floor's validation states (held-out real states, with the
-  same training and test sets) for more than 5 % of the samples. Smoothing shrinks both
+  same training and test sets) for more than 5 % of the samples, a count improbable (p < 0.05) for
+  a model exchangeable with the floor (the same beta-binomial rule as for the distances). Smoothing shrinks both
   distances and leaves ``rho`` alone; a copy, exact or blurred, has a small ``rho``. The floor is
   the reference of that ratio and is never flagged by it.
 - consistency: the shares of ocean cells with thickness but no concentration, concentration
@@ -28,12 +29,20 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import betabinom
 
 from hpc_seaice.evaluation.consistency import CHECKS, consistency_scores, inconsistency_shares
 from hpc_seaice.evaluation.context import CH
 from hpc_seaice.evaluation.floor import split_problem
 from hpc_seaice.evaluation.generated import GeneratedModel
-from hpc_seaice.evaluation.memorization import SHARE_LIMIT, Projection, memorization_verdict, nearest, nearest_for_sets
+from hpc_seaice.evaluation.memorization import (
+    SHARE_LIMIT,
+    SIGNIFICANCE,
+    Projection,
+    memorization_verdict,
+    nearest,
+    nearest_for_sets,
+)
 
 TRAIN_SPLIT = "train"
 SAME_STATE = 1e-6  # std units: a sample this close to a test state is that state (float32 rounding aside)
@@ -87,18 +96,22 @@ def memorization_entries(
         entry["training_states"] = int(found[source.name].num_references)
         if floor is not None:
             threshold = float(rho[floor.name].min())
-            share = float((rho[source.name] < threshold).mean())
+            count = int((rho[source.name] < threshold).sum())
+            share = count / rho[source.name].size
+            # as for the distances: P(count or more below the minimum of the floor's) if exchangeable
+            p_value = float(betabinom.sf(count - 1, rho[source.name].size, 1, rho[floor.name].size)) if count else 1.0
             entry["train_test_ratio"] = {
                 "threshold": threshold,
                 "share_below": share,
+                "p_value": p_value,
                 "median": float(np.median(rho[source.name])),
                 "floor_median": float(np.median(rho[floor.name])),
             }
             entry["copies_training_by_distance"] = entry["copies_training"]
-            entry["copies_training"] = bool(entry["copies_training"] and share > SHARE_LIMIT)
+            entry["copies_training"] = bool(entry["copies_training"] and share > SHARE_LIMIT and p_value < SIGNIFICANCE)
             entry["rule"] += (
                 f"; and more than {SHARE_LIMIT:.0%} of the samples have distance-to-train / distance-to-test below "
-                "the floor's smallest (smoothing alone does not make a copy)"
+                f"the floor's smallest, p < {SIGNIFICANCE:g} (smoothing alone does not make a copy)"
             )
         out[source.name] = entry
     return out
