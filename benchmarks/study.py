@@ -43,18 +43,19 @@ def _steps(max_steps: int, batch: int, every: int) -> tuple[str, ...]:
     )
 
 
-# Per-step costs measured at 256 x 256 on this 2-core VM, 2 ranks, while other jobs kept the load at
-# about 7: VAE 5.5-6.7 s (batch 8), LDM 0.55 s (DDP) and 0.62 s (ZeRO-2) (batch 16), data space
-# 5.5-6.5 s (batch 8); data-space sampling about 16 s per sample (28 Heun steps), the LDMs' under
-# 1 s. At those costs this plan takes about 4.2 h; on an idle machine (2 ranks on 2 free cores,
-# about 3.5x faster by the load) about 1.2 h. --vae-steps, --ldm-steps, --data-steps resize it.
+# Per-step costs measured at 256 x 256 on this 2-core VM, 2 ranks, 10 steps each: at load ~1-3
+# VAE 3.1 s (batch 8), LDM 0.29 s (DDP, batch 16), data space 3.2 s (batch 8); at load ~7 (other
+# jobs) VAE 5.5-6.7 s, LDM 0.55 s (DDP) and 0.62 s (ZeRO-2), data space 5.5-6.5 s, data-space
+# sampling about 16 s per sample (28 Heun steps). At the quieter costs this plan takes about 2 h
+# (VAEs 52 min, LDMs 12 min, data space 37 min, data, encoding, sampling and evaluation about
+# 20 min); at load 7 about 3.5 h. --vae-steps, --ldm-steps, --data-steps resize it.
 FULL = Plan(
     grid=256,
     freq="5D",
     overrides={
-        "vae": _steps(600, 8, 300),
+        "vae": _steps(500, 8, 250),
         "ldm": _steps(1200, 16, 600),
-        "data-space": _steps(800, 8, 400),
+        "data-space": _steps(700, 8, 350),
     },
     num_samples=32,
     sample_batch=4,
