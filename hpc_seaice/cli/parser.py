@@ -112,13 +112,15 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser(
         "evaluate",
         help="compare samples with a split; metrics, report, figures",
-        description="Scores in metrics.json / report.md: CRPS; mean/std RMSE and bias; OOB = share of ocean "
-        "values beyond the physical bounds before clipping (n/a for a censored decoder); plateau shares = "
-        "share of ocean values exactly at sit=0, sic=0, sic=1, damage=1 (test vs model); PSD log-ratio = "
-        "mean log10(model/test thickness PSD), overall and per band (>400 km, 100-400 km, <100 km; "
-        "negative = too smooth); calibration error = |generated - test| ice-cover probability, "
-        "cell-weighted and unweighted over 5% bins, and over cells with 0 < p_test < 1; MIZ area "
-        "(0.15 <= sic <= 0.8, per-cell areas) mean, std and Wasserstein distance to the test set.",
+        description="Scores in metrics.json / report.md, each with a 95% bootstrap interval, for every model and "
+        "for the floor (validation states scored as a model, as many as the models' samples): CRPS; mean/std "
+        "RMSE and bias; OOB = share of ocean values beyond the physical bounds before clipping (n/a for a "
+        "censored decoder); plateau shares at sit=0, sic=0, sic=1, damage=1; PSD log-ratio = mean log10(model/test "
+        "PSD) per band (>400 km, 100-400 km, <100 km; negative = too smooth) for the five variables and speed; "
+        "calibration error = |generated - test| ice-cover probability (cell-weighted, unweighted, and over cells "
+        "with 0 < p_test < 1); aggregates per state (extent, area, volume, MIZ area) with Wasserstein-1 and CRPS; "
+        "variogram score; memorisation (copies of training states) and physical consistency. --findings decides "
+        "the study's three findings (docs/evaluation.md).",
     )
     evaluate.add_argument("--samples", nargs="*", default=[], help="sample NetCDF files")
     evaluate.add_argument("--data", required=True, help="field data set folder")
@@ -153,6 +155,21 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument(
         "--sweep-samples", type=int, default=8, help="samples per step count for --step-sweep (default 8)"
+    )
+    evaluate.add_argument(
+        "--findings",
+        default=None,
+        metavar="data-space=A.nc,ldm-censored=B.nc,ldm-gaussian=C.nc",
+        help="decide the study's three findings (competitive, smoothing, censoring_miz: holds / does not hold / "
+        "undecided, against the floor and with 95%% intervals) for these three samples files (added to --samples "
+        "if missing); needs a validation split",
+    )
+    evaluate.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap replicates of every 95%% interval (samples and states resampled, fixed seed; default 1000)",
     )
 
 
