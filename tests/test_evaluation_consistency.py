@@ -53,7 +53,7 @@ def test_synthetic_states_are_consistent_and_mismatched_variables_are_not(tiny_d
     states = np.stack([ds.raw(i) for i in range(len(ds))])  # 51 states 73 days apart
     mask = ds.static.mask
     truth = CO.field_inconsistency_shares(states, mask)
-    # Ice of sic <= 1e-3 still drifts in the data: a few cells (at most 0.09 %, in 3 states of 51).
+    # The generator stores no drift where sic <= 1e-3; thickness follows concentration.
     assert all(np.all(v <= 1e-3) for v in truth.values()), truth
     # Right marginals, wrong joint: each variable from another state (another season).
     mixed = states.copy()

@@ -48,6 +48,7 @@ from hpc_seaice.data.synth.seasons import (
 DAY_S = 86400.0
 LKF_CROSSING_DEG = 40.0  # angle between the two LKF families
 WIND_SPEED = 0.06  # rms of the synoptic drift, m/s
+NO_ICE_SIC = 1e-3  # concentration at or below which a cell is open water (no stored drift)
 EDGE_NOISE_KM = 120.0  # rms shift of the ice edge by the random anomaly
 # Deformation: rms grid-scale total deformation of the multifractal drift at 12 km cells
 # (1/day; coarser cells see less, ~ L^-0.25 as beta(2) = 0.5), the cascade's intermittency,
@@ -239,4 +240,8 @@ class SyntheticArctic:
         self.damage = np.where(ice, self.damage, zero)
         background = np.clip(0.05 + 0.5 * (1.0 - sic) + np.float32(0.2 * summer), 0.0, 1.0)
         damage = np.where(ice, 1.0 - (1.0 - self.damage) * (1.0 - background), zero)
+        # The fringe's last cells (sic <= 1e-3) count as open water: no drift is stored there, as a
+        # model writes no velocity without ice (the evaluation's consistency check uses the same bound).
+        drifting = sic > np.float32(NO_ICE_SIC)
+        u, v = np.where(drifting, u, zero), np.where(drifting, v, zero)
         return np.stack([sit, sic, damage, u, v]).astype(np.float32, copy=False) * self.ocean_f32
