@@ -553,6 +553,44 @@ def headline_table(res: Results) -> str:
     )
 
 
+# ---- sampler ----------------------------------------------------------------------------------
+
+
+def sampler_table(res: Results) -> str:
+    """The sampler's returned std per direction of the data's spectrum, by candidate setting."""
+    r = res("sampler_convergence")
+    s = r["summary"]
+    rows = [
+        [
+            row["spacing"],
+            str(row["steps"]),
+            str(row["calls"]),
+            f"{row['sigma_min']:.2g}",
+            *(f"{row[f'at {p} %']:+.1f}" for p in ("0.003", "0.01", "0.1", "1", "100", "332")),
+            f"{row['max error %']:+.1f} / {row['min error %']:+.1f}",
+            f"{row['log-sigma step at 0.01']:.2f} / {row['log-sigma step at 300']:.2f}",
+            "**yes**" if row["passes 5 %"] else "no",
+        ]
+        for row in r["results"]
+    ]
+    header = ["spacing", "steps", "calls", "sigma_min", "0.003", "0.01", "0.1", "1", "100", "332"]
+    header += ["max / min (%)", "log-sigma step at 0.01 / 300", "within 5 %"]
+    mc, sp = s["monte_carlo"], s["spectrum"]
+    return "\n".join(
+        [
+            f"Returned std / data std - 1, in %, at data stds 0.003 ... 332, and its extremes over all "
+            f"{sp['directions']} directions of the test spectrum ({sp['min_std']:.3g} to {sp['max_std']:.3g}); "
+            f"sigma_max = e^7. The default ({s['default']['spacing']}, {s['default']['steps']} steps) sampled "
+            f"with {mc['samples']} draws per direction: largest error {mc['max_abs_error_%']:+.2f} % "
+            f"(standard error of a std: {mc['standard_error_%']} %).",
+            "",
+            _table(header, rows),
+            "",
+            _source(r, "sampler_convergence"),
+        ]
+    )
+
+
 RENDERERS: dict[str, Callable[[Results], str]] = {
     f.__name__: f
     for f in [
@@ -566,6 +604,7 @@ RENDERERS: dict[str, Callable[[Results], str]] = {
         decoder_quality_64_verdicts,
         decoder_headline,
         memorization_cost,
+        sampler_table,
         scaling_table,
         scaling_twonode,
         summary_table,

@@ -227,12 +227,12 @@ class DiffusionConfig(Section):
     schedule: Literal["adaptive", "cosine"] = "adaptive"  # adaptive (Kingma & Gao 2023) | cosine (fixed)
     adaptive_bins: int = Field(100, ge=2, le=100_000)
     adaptive_decay: Share = 0.999
-    sampler_steps: int = Field(
-        28, ge=1, le=100_000
-    )  # the step density of 20 steps on the authors' [-10, 15], over [-14, 15]
+    # Heun steps: within 5 % of the data's std in every principal direction (docs/sampler.md)
+    sampler_steps: int = Field(30, ge=1, le=100_000)
     sampler_gamma_min: Number = -14.0  # sampling log-SNR range: sigma_ve = exp(-gamma / 2); e^7 >= 3 x PC1 std
     sampler_gamma_max: Number = 15.0
-    sampler_rho: Number = Field(7.0, gt=0, le=100)
+    sampler_spacing: Literal["log-snr", "edm"] = "log-snr"  # noise levels equal in gamma | Karras et al.'s rho
+    sampler_rho: Number = Field(7.0, gt=0, le=100)  # the edm spacing's rho (unused by log-snr)
     latent_posterior: Literal["sample", "mean"] = "sample"  # latent runs train on z = mu + sigma * eps, or on mu
 
     @model_validator(mode="after")

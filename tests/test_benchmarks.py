@@ -97,18 +97,19 @@ def test_speed_quick_writes_json_table_and_chart(speed_run: Path) -> None:
     s = record["summary"]
     assert s["quick"] is True and s["presets"] == {"data": "demo-data", "latent": "demo-latent", "vae": "demo-vae"}
     assert s["geometry"]["data"] == [5, 128, 128] and s["geometry"]["latent"][0] == 16
-    assert s["sampler"] == {"heun_steps": 20, "network_evaluations": 39}
+    # the default sampler on both sides (diffusion.sampler_steps): 30 Heun steps, 59 network calls
+    assert s["sampler"] == {"heun_steps": 30, "network_evaluations": 59}
     for space in ("data", "latent"):
         train, sampling = s["spaces"][space]["training"], s["spaces"][space]["sampling"]
         assert len(train["step_times_s"]) == 1 and train["samples_per_s"] > 0
         assert train["flops_per_step"] > 0 and train["achieved_flops"] > 0 and train["mfu"] is None  # CPU
         assert 0 < train["cpu_share"] and 0 < sampling["eval_cpu_share"]
         assert sampling["kind"] in ("measured", "derived") and sampling["s_per_sample"] > 0
-        derived = (39 * sampling["median_eval_s"] + sampling["median_decode_s"]) / s["batch_size"]
+        derived = (59 * sampling["median_eval_s"] + sampling["median_decode_s"]) / s["batch_size"]
         assert math.isclose(sampling["derived_s_per_sample"], derived, rel_tol=1e-9)
     # A CPU run derives the data-space sampling time and says so; the latent sampler runs end to end.
     assert s["spaces"]["data"]["sampling"]["kind"] == "derived"
-    assert s["spaces"]["data"]["sampling"]["how"].startswith("derived: (39 x")
+    assert s["spaces"]["data"]["sampling"]["how"].startswith("derived: (59 x")
     assert s["spaces"]["latent"]["sampling"]["kind"] == "measured"
     r = s["ratios"]
     assert math.isclose(
@@ -122,8 +123,8 @@ def test_speed_quick_writes_json_table_and_chart(speed_run: Path) -> None:
     sweep = s["sweep"]
     assert sorted((w["space"], w["batch"]) for w in sweep) == [("data", 1), ("data", 2), ("latent", 1), ("latent", 2)]
     for w in sweep:
-        assert math.isclose(w["s_per_sample"], (39 * w["call_s"] + w["decode_s"]) / w["batch"], rel_tol=1e-9)
-        assert math.isclose(w["decoder_share"], w["decode_s"] / (39 * w["call_s"] + w["decode_s"]), rel_tol=1e-9)
+        assert math.isclose(w["s_per_sample"], (59 * w["call_s"] + w["decode_s"]) / w["batch"], rel_tol=1e-9)
+        assert math.isclose(w["decoder_share"], w["decode_s"] / (59 * w["call_s"] + w["decode_s"]), rel_tol=1e-9)
         assert math.isclose(w["matmul_fraction"], w["achieved_flops"] / s["matmul"]["flops_per_s"], rel_tol=1e-9)
     lat2 = next(w for w in sweep if w["space"] == "latent" and w["batch"] == 2)
     data2 = next(w for w in sweep if w["space"] == "data" and w["batch"] == 2)

@@ -1,4 +1,7 @@
-"""Heun sampler: second-order convergence on the exact Gaussian ODE, call count, the v wrapper."""
+"""Heun sampler: second-order convergence on the exact Gaussian ODE, call count, the v wrapper, spacings.
+
+The check of the default against the data's principal-component spectrum is in
+tests/test_diffusion_sampler_spectrum.py."""
 
 import math
 
@@ -7,14 +10,18 @@ import torch
 
 from hpc_seaice.config import DiffusionConfig
 from hpc_seaice.diffusion.sampler import (
+    DEFAULT_STEPS,
+    LOG_SIGMA_STEP,
     SIGMA_MAX,
     SIGMA_MIN,
     VDenoiser,
     edm_sigmas,
     heun_sample,
+    log_snr_sigmas,
     noise_range_warning,
     sampler_sigma_range,
-    steps_for_density,
+    sampler_sigmas,
+    steps_for_range,
 )
 from hpc_seaice.diffusion.vparam import alpha_sigma
 
@@ -58,6 +65,24 @@ def test_edm_sigmas_end_points_and_spacing():
         edm_sigmas(0, 0.002, 80.0)
 
 
+def test_log_snr_sigmas_are_equal_steps_in_log_sigma_and_the_large_rho_limit():
+    s = log_snr_sigmas(30, SIGMA_MIN, SIGMA_MAX)
+    assert s.shape == (31,) and s.dtype == torch.float64 and float(s[-1]) == 0.0
+    assert float(s[0]) == SIGMA_MAX and float(s[29]) == SIGMA_MIN
+    steps = s[:30].log().diff()
+    torch.testing.assert_close(steps, torch.full((29,), -14.5 / 29, dtype=torch.float64))
+    # equal steps in gamma = -2 log sigma: what the name says
+    torch.testing.assert_close((-2 * s[:30].log()).diff(), torch.full((29,), 1.0, dtype=torch.float64))
+    torch.testing.assert_close(edm_sigmas(30, SIGMA_MIN, SIGMA_MAX, rho=1e6), s, rtol=1e-4, atol=0)
+    assert log_snr_sigmas(1, 0.002, 80.0).tolist() == [80.0, 0.0]
+    torch.testing.assert_close(sampler_sigmas(12, 0.01, 10.0), log_snr_sigmas(12, 0.01, 10.0))
+    torch.testing.assert_close(sampler_sigmas(12, 0.01, 10.0, "edm", 5.0), edm_sigmas(12, 0.01, 10.0, 5.0))
+    with pytest.raises(ValueError, match="spacing"):
+        sampler_sigmas(12, 0.01, 10.0, "karras")
+    with pytest.raises(ValueError):
+        log_snr_sigmas(5, 10.0, 1.0)
+
+
 @pytest.mark.parametrize("steps", [1, 2, 5, 20])
 def test_two_n_minus_one_denoiser_calls_on_the_whole_batch(steps):
     den = CountingDenoiser(gaussian_denoiser)
@@ -66,17 +91,19 @@ def test_two_n_minus_one_denoiser_calls_on_the_whole_batch(steps):
     assert den.batches == [7] * den.calls
 
 
-def test_heun_converges_at_second_order_to_the_closed_form_solution():
+@pytest.mark.parametrize("spacing", ["log-snr", "edm"])
+def test_heun_converges_at_second_order_to_the_closed_form_solution(spacing):
     noise = torch.randn(16, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     target = exact_output(noise, SIGMA_MIN, SIGMA_MAX)
     errors = {}
-    for steps in (28, 56, 112, 224):  # 28: the default step count on the default range
-        out = heun_sample(gaussian_denoiser, noise, num_steps=steps)
+    for steps in (30, 60, 120, 240):  # 30: the default step count on the default range
+        out = heun_sample(gaussian_denoiser, noise, num_steps=steps, spacing=spacing)
         errors[steps] = float((out - target).abs().max() / target.abs().max())
-    assert errors[28] < 0.1
-    for n in (56, 112, 224):
+    assert errors[30] < 0.1
+    for n in (60, 120, 240):
         ratio = errors[n // 2] / errors[n]
-        # the step in t = sigma^(1/rho) shrinks by (n - 1) / (n/2 - 1): second order -> its square
+        # the step (in log sigma, or in t = sigma^(1/rho)) shrinks by (n - 1) / (n/2 - 1):
+        # second order -> its square
         expected = ((n - 1) / (n // 2 - 1)) ** 2
         assert ratio == pytest.approx(expected, rel=0.1), (n, ratio, expected)
 
@@ -151,7 +178,15 @@ def returned_std(cfg: DiffusionConfig, steps: int) -> torch.Tensor:
     so unit noise returns output std / noise std exactly (no Monte-Carlo error)."""
     lo, hi = sampler_sigma_range(cfg)
     noise = torch.ones(1, 3, dtype=torch.float64)
-    return heun_sample(anisotropic_denoiser, noise, num_steps=steps, sigma_min=lo, sigma_max=hi, rho=cfg.sampler_rho)[0]
+    return heun_sample(
+        anisotropic_denoiser,
+        noise,
+        num_steps=steps,
+        sigma_min=lo,
+        sigma_max=hi,
+        rho=cfg.sampler_rho,
+        spacing=cfg.sampler_spacing,
+    )[0]
 
 
 def test_default_settings_return_the_top_principal_component_std():
@@ -159,26 +194,31 @@ def test_default_settings_return_the_top_principal_component_std():
     std = returned_std(cfg, cfg.sampler_steps)
     assert float(std[0]) == pytest.approx(TOP_STD, rel=0.05)
     assert float(std[1]) == pytest.approx(1.0, rel=0.05)  # the unit-variance directions stay right
-    assert float(std[2]) == pytest.approx(0.05, rel=0.15)  # tiny scales: only the sigma_min end matters
-    # the authors' 64 x 64 setting (sigma_max e^5, 20 steps) narrows the top direction by half
-    old = returned_std(DiffusionConfig(sampler_gamma_min=-10.0), 20)
+    assert float(std[2]) == pytest.approx(0.05, rel=0.05)  # and the small scales
+    # the authors' 64 x 64 setting (sigma_max e^5, 20 EDM steps) narrows the top direction by half
+    old = returned_std(DiffusionConfig(sampler_gamma_min=-10.0, sampler_spacing="edm"), 20)
     assert float(old[0]) < 0.5 * TOP_STD
     # the closed form without discretisation error: s sigma_max / sqrt(s^2 + sigma_max^2)
     hi = sampler_sigma_range(cfg)[1]
     assert float(returned_std(cfg, 200)[0]) == pytest.approx(TOP_STD * hi / math.hypot(TOP_STD, hi), rel=0.01)
 
 
-def test_default_noise_range_is_three_pc_stds_inside_training_range_at_the_old_step_density():
+def test_default_noise_range_is_three_pc_stds_inside_training_range():
     cfg = DiffusionConfig()
     lo, hi = sampler_sigma_range(cfg)
     assert hi >= 3 * 290.0  # 3 x the leading-PC std of the 512 x 512 states
     assert cfg.gamma_min <= cfg.sampler_gamma_min and cfg.sampler_gamma_max <= cfg.gamma_max
-    assert steps_for_density(math.exp(-7.5), math.exp(5.0)) == 20  # the reference schedule itself
-    assert cfg.sampler_steps == steps_for_density(lo, hi, cfg.sampler_rho) == 28
-    # same t = sigma^(1/7) step: the new schedule's sigmas below e^5 are as dense as the old ones
-    new = edm_sigmas(cfg.sampler_steps, lo, hi)[:-1].pow(1 / 7).diff().abs()
+    assert cfg.sampler_spacing == "log-snr" and cfg.sampler_steps == DEFAULT_STEPS == 30
+    assert steps_for_range(lo, hi) == DEFAULT_STEPS and LOG_SIGMA_STEP == pytest.approx(0.5)
+    assert steps_for_range(lo, hi * math.e) == DEFAULT_STEPS + 2  # one more e-fold: two more 0.5 steps
+    # the EDM rule: the authors' 20 steps on [e^-7.5, e^5], carried to e^7 at the same t step
+    assert steps_for_range(math.exp(-7.5), math.exp(5.0), "edm") == 20
+    assert steps_for_range(lo, hi, "edm") == 28
+    new = edm_sigmas(28, lo, hi)[:-1].pow(1 / 7).diff().abs()
     old = edm_sigmas(20, math.exp(-7.5), math.exp(5.0))[:-1].pow(1 / 7).diff().abs()
     assert float(new.max()) <= float(old.max()) * (1 + 1e-9)
+    with pytest.raises(ValueError, match="spacing"):
+        steps_for_range(lo, hi, "karras")
 
 
 def test_noise_range_warning():
@@ -189,6 +229,12 @@ def test_noise_range_warning():
     # the suggested gamma_min gives at least (and about) 3 x the std
     gamma = float(msg.split("sampler_gamma_min <= ", 1)[1].split()[0])
     assert 3 * 290.0 <= math.exp(-gamma / 2) < 1.06 * 3 * 290.0
-    # and the steps that keep the step density on the wider range
+    # and the steps that keep the step density on the wider range, for either spacing
     steps = int(msg.split("sampler_steps >= ", 1)[1].rstrip(")"))
-    assert steps == steps_for_density(math.exp(-7.5), math.exp(-gamma / 2))
+    assert steps == steps_for_range(SIGMA_MIN, math.exp(-gamma / 2))
+    wide = noise_range_warning(SIGMA_MAX, 1000.0)  # a data set wider than the default range
+    assert int(wide.split("sampler_steps >= ", 1)[1].rstrip(")")) > DEFAULT_STEPS
+    edm = noise_range_warning(math.exp(5.0), 290.0, spacing="edm")
+    assert int(edm.split("sampler_steps >= ", 1)[1].rstrip(")")) == steps_for_range(
+        SIGMA_MIN, math.exp(-gamma / 2), "edm"
+    )

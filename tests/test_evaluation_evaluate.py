@@ -277,7 +277,7 @@ def test_censored_out_of_bounds_is_na_and_step_sweep_lines_up_steps(reference, t
     assert [r[-2].strip() for r in rows if "floor" in r[2]] == ["0"]  # validation states stay in bounds
 
 
-def test_step_sweep_samples_one_run_at_10_20_40_steps_with_the_same_noise(reference, diffusion_run, tmp_path):
+def test_step_sweep_samples_one_run_at_15_30_60_steps_with_the_same_noise(reference, diffusion_run, tmp_path):
     """--step-sweep on a real (one-step) data-space diffusion run."""
     import xarray as xr
 
@@ -286,19 +286,19 @@ def test_step_sweep_samples_one_run_at_10_20_40_steps_with_the_same_noise(refere
     argv = ["evaluate", "--step-sweep", str(diffusion_run), "--sweep-samples", "2", "--data", str(root)]
     assert main([*argv, "--out", str(out), "--max-states", "3"]) == 0
     files = sorted((out / "step_sweep").glob("*.nc"))
-    assert [f.name for f in files] == ["ddm-steps010.nc", "ddm-steps020.nc", "ddm-steps040.nc"]
+    assert [f.name for f in files] == ["ddm-steps015.nc", "ddm-steps030.nc", "ddm-steps060.nc"]
     fields = []
     for f in files:
         with xr.open_dataset(f, engine="h5netcdf") as ds:
             assert ds.attrs["seed"] == 0 and ds.sizes["sample"] == 2
             fields.append(ds["sit_raw"].values.astype(np.float64))
-    # the same noise: more steps converge to one solution (40 is closer to 20 than 20 to 10)
+    # the same noise: more steps converge to one solution (60 is closer to 30 than 30 to 15)
     assert np.abs(fields[2] - fields[1]).max() < np.abs(fields[1] - fields[0]).max()
     metrics = metrics_of(out)
     rows = metrics["step_sweep"]["ddm @ step 1"]
-    assert [r["steps"] for r in rows] == [10, 20, 40] and [r["network_evaluations"] for r in rows] == [19, 39, 79]
-    assert [r["model"] for r in rows] == ["ddm (10 steps)", "ddm (20 steps)", "ddm (40 steps)"]
-    assert rows[1]["crps"]["sit"] == pytest.approx(metrics["models"]["ddm (20 steps)"]["variables"]["sit"]["crps"])
+    assert [r["steps"] for r in rows] == [15, 30, 60] and [r["network_evaluations"] for r in rows] == [29, 59, 119]
+    assert [r["model"] for r in rows] == ["ddm (15 steps)", "ddm (30 steps)", "ddm (60 steps)"]
+    assert rows[1]["crps"]["sit"] == pytest.approx(metrics["models"]["ddm (30 steps)"]["variables"]["sit"]["crps"])
     assert "Heun-step sweep" in (out / "report.md").read_text()
     assert main([*argv, "--out", str(out), "--sweep-samples", "1"]) == 2
 

@@ -25,6 +25,7 @@ def test_sample_warns_once_when_sigma_max_is_below_three_pc_stds(tiny_dataset_co
     assert len(warnings) == 1 and "leading principal-component std" in warnings[0], proc.stderr
     with xr.open_dataset(out, engine="h5netcdf") as ds:
         assert ds.attrs["steps"] == 3  # --steps defaults to the run's diffusion.sampler_steps
+        assert ds.attrs["sampler"].endswith("equally spaced in log-SNR, gamma -1 .. 15")  # the run's spacing
         assert ds.attrs["decoder"] == "none"  # data space: out-of-bounds counts apply
 
     # the default noise range is wide enough: no warning

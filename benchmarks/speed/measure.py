@@ -84,7 +84,7 @@ def measure_sampling(
 ) -> dict[str, Any]:
     """Time per network evaluation, per decode and (where planned) the whole sampler + decode."""
     from hpc_seaice.config import DiffusionConfig
-    from hpc_seaice.diffusion.sampler import VDenoiser, edm_sigmas, sampler_sigma_range
+    from hpc_seaice.diffusion.sampler import VDenoiser, sampler_sigma_range, sampler_sigmas
     from hpc_seaice.inference.generate import generate
 
     batch, plan, device, precision, label = case.batch, case.plan, case.device, case.precision, case.label
@@ -93,7 +93,9 @@ def measure_sampling(
     denoiser = VDenoiser(net, mask=model_mask)
     noise = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(1)).to(device)
     sigma_min, sigma_max = sampler_sigma_range(diffusion)
-    sigmas = edm_sigmas(SAMPLER_STEPS, sigma_min, sigma_max, diffusion.sampler_rho).tolist()
+    sigmas = sampler_sigmas(
+        SAMPLER_STEPS, sigma_min, sigma_max, diffusion.sampler_spacing, diffusion.sampler_rho
+    ).tolist()
     calls = iter(range(10**9))
 
     @torch.no_grad()

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-SAMPLER_STEPS = 20
+from hpc_seaice.diffusion.sampler import DEFAULT_STEPS
+
+SAMPLER_STEPS = DEFAULT_STEPS  # the default sampler (diffusion.sampler_steps) on both sides
 NETWORK_EVALS = 2 * SAMPLER_STEPS - 1  # Heun: two evaluations per step, one for the last (Euler) step
 TARGET_RATIO = 25.0  # training throughput, latent / data space
 # Sampling end to end (VAE decode included): 0.9 of the shipped denoisers' 25.1x per-call FLOP ratio.

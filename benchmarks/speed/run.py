@@ -14,9 +14,10 @@ candidates are measured here with the same device, precision and batch size:
   per-sample noise generation and the EMA update are the trainer's and are measured by
   ``benchmarks.scaling`` through the real trainer; they are not part of this number.
 - VAE encode: what latent caching saves per training sample (the LDM never runs the encoder).
-- sampling: time per generated sample of the real sampler (``evaluation.generate.generate``: 20
-  deterministic Heun steps = 39 network evaluations) plus the way back to physical fields (one
-  VAE decoder pass for latents; un-normalise and clip for data space), and the decoder's share.
+- sampling: time per generated sample of the real sampler (``evaluation.generate.generate``: the
+  default 30 deterministic Heun steps = 59 network evaluations, ``diffusion.sampler_steps``) plus
+  the way back to physical fields (one VAE decoder pass for latents; un-normalise and clip for
+  data space), and the decoder's share.
 - a sampling batch sweep (``--sweep``, default 1, 4, 16; same batch on both sides): time per
   network call and per decode against their FLOPs (``benchmarks.speed.sweep``).
 - the machine's dense matmul FLOP/s, measured in the same run: each network's achieved FLOP/s
@@ -29,7 +30,7 @@ candidates are measured here with the same device, precision and batch size:
 - FLOPs of every network call counted by ``torch.utils.flop_counter`` on the meta device
   (convolutions, matmuls, attention; element-wise work is not counted), and peak memory.
 
-Where a full measurement is too slow (the data-space sampler on a CPU: 39 evaluations of a
+Where a full measurement is too slow (the data-space sampler on a CPU: 59 evaluations of a
 75-GFLOP network), the time per network evaluation is measured on a few evaluations and the
 per-sample time is *derived* from it; the JSON and the table say which figures are derived and
 by which formula. The latent sampler is timed end to end and also derived the same way, which
@@ -80,7 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--full-sampling",
         action="store_true",
-        help="on CPU, also time the data-space sampler end to end (39 evaluations: slow)",
+        help="on CPU, also time the data-space sampler end to end (59 evaluations: slow)",
     )
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument(

@@ -98,8 +98,8 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
         "--steps",
         type=int,
         default=None,
-        help="Heun steps (default: the run's diffusion.sampler_steps, 28 = the density of the authors' "
-        "20 steps carried up to sigma_max e^7)",
+        help="Heun steps (default: the run's diffusion.sampler_steps, 30 = one step per unit of log-SNR "
+        "on [-14, 15]: within 5 %% of the data's std in every principal direction, docs/sampler.md)",
     )
     sample.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     sample.add_argument("--batch-size", type=int, default=4, help="samples per batch and rank")
@@ -150,8 +150,8 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
         "--step-sweep",
         default=None,
         metavar="RUN_DIR",
-        help="also sample this diffusion run with 10, 20 and 40 Heun steps (same noise) and tabulate "
-        "the main scores per step count",
+        help="also sample this diffusion run with 15, 30 and 60 Heun steps (half, once and twice the "
+        "default; same noise) and tabulate the main scores per step count",
     )
     evaluate.add_argument(
         "--sweep-samples", type=int, default=8, help="samples per step count for --step-sweep (default 8)"

@@ -20,7 +20,7 @@ a grey line in every figure. Every score has a 95 % bootstrap interval (:mod:`.r
   (extent, area, volume; :mod:`.aggregates`) with their Wasserstein-1 and CRPS;
 - the variogram score on a coarse-grained field (:mod:`.spatial`);
 - ``--reconstruct RUN_DIR``: the autoencoder's reconstruction of every reference state;
-- ``--step-sweep RUN_DIR``: the main scores of one run sampled with 10, 20, 40 Heun steps.
+- ``--step-sweep RUN_DIR``: the main scores of one run sampled with 15, 30, 60 Heun steps.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Heun-step sweep: what the number of sampler steps costs in the main scores.
 
 ``hpc-seaice evaluate --step-sweep RUN_DIR`` samples the same noise (same seed) from one
-diffusion run with 10, 20 and 40 Heun steps (:data:`SWEEP_STEPS`) into ``OUT/step_sweep/``,
+diffusion run with half, once and twice the default number of Heun steps (15, 30 and 60:
+:data:`SWEEP_STEPS`) into ``OUT/step_sweep/``,
 scores the three files with the others, and :func:`sweep_table` lines up their main scores
 (CRPS, banded PSD log-ratios, calibration errors, MIZ-area W1) by step count. Sample files of
 one run and checkpoint that differ only in their ``steps`` attribute (made with
@@ -14,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from hpc_seaice.data.format.samples_file import samples_dataset, write_samples
+from hpc_seaice.diffusion.sampler import DEFAULT_STEPS
 from hpc_seaice.evaluation.reconstruction import evaluation_device
 from hpc_seaice.inference.ensemble import check_diffusion_run, field_static, generate_ensemble, sample_attrs
 from hpc_seaice.inference.loading import load_inference_model
 
-SWEEP_STEPS: tuple[int, ...] = (10, 20, 40)
+# The default in the middle: what halving the steps costs and what doubling them would still change.
+SWEEP_STEPS: tuple[int, ...] = (DEFAULT_STEPS // 2, DEFAULT_STEPS, 2 * DEFAULT_STEPS)
 DEFAULT_SWEEP_SAMPLES = 8
 
 

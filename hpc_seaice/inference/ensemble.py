@@ -23,7 +23,7 @@ from hpc_seaice.inference.generate import decoder_for, generate
 from hpc_seaice.inference.loading import LoadedRun
 
 SALT_SAMPLE = 11  # keeps sampling noise apart from training noise streams
-SAMPLER_NAME = "heun (Karras et al. 2022, Alg. 2), EDM discretisation"
+SAMPLER_NAME = "heun (Karras et al. 2022, Alg. 2)"
 API_NAMES = ("n", "steps", "batch_size", "seed")  # how ``Run.sample`` calls them; the CLI passes its options
 
 
@@ -89,7 +89,9 @@ def noise_warning(loaded: LoadedRun) -> str | None:
     """The one-line warning when the run's sampler starts from too little noise for its data."""
     diffusion = loaded.config.diffusion
     sigma_min, sigma_max = sampler_sigma_range(diffusion)
-    return noise_range_warning(sigma_max, loaded.data_static.pc1_std, sigma_min, diffusion.sampler_rho)
+    return noise_range_warning(
+        sigma_max, loaded.data_static.pc1_std, sigma_min, diffusion.sampler_spacing, diffusion.sampler_rho
+    )
 
 
 def field_static(loaded: LoadedRun) -> Any:
@@ -126,6 +128,16 @@ def generate_ensemble(
     return np.concatenate(fields_out), np.concatenate(raw_out)
 
 
+def sampler_description(diffusion: Any) -> str:
+    """The sampler as a samples file names it: method, spacing of the noise levels, log-SNR range."""
+    if diffusion.sampler_spacing == "edm":
+        spacing = f"EDM noise levels, rho {diffusion.sampler_rho:g}"
+    else:
+        spacing = "noise levels equally spaced in log-SNR"
+    gammas = f"gamma {diffusion.sampler_gamma_min:g} .. {diffusion.sampler_gamma_max:g}"
+    return f"{SAMPLER_NAME}, {spacing}, {gammas}"
+
+
 def sample_attrs(loaded: LoadedRun, steps: int, seed: int, name: str | None = None) -> dict[str, Any]:
     """The provenance a samples file carries as global attributes."""
     run_dir = Path(loaded.run_dir)
@@ -133,7 +145,7 @@ def sample_attrs(loaded: LoadedRun, steps: int, seed: int, name: str | None = No
         "run": str(run_dir.resolve()),
         "checkpoint_step": loaded.step,
         "space": loaded.data_manifest.kind,
-        "sampler": SAMPLER_NAME,
+        "sampler": sampler_description(loaded.config.diffusion),
         "steps": steps,
         "network_evaluations_per_sample": 2 * steps - 1,
         "seed": seed,

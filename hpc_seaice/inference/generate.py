@@ -163,11 +163,17 @@ def compile_for_sampling(net: nn.Module, device: torch.device, backend: str = "i
 def generate(
     net: nn.Module, noise: torch.Tensor, mask: torch.Tensor | None, diffusion: DiffusionConfig, steps: int
 ) -> torch.Tensor:
-    """Heun sampling (EDM discretisation) of the v-prediction network from standard-normal noise."""
+    """Heun sampling of the v-prediction network from standard-normal noise (the run's noise range and spacing)."""
     sigma_min, sigma_max = sampler_sigma_range(diffusion)
     denoiser = VDenoiser(net, mask=mask)
     return heun_sample(
-        denoiser, noise, num_steps=steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=diffusion.sampler_rho
+        denoiser,
+        noise,
+        num_steps=steps,
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+        rho=diffusion.sampler_rho,
+        spacing=diffusion.sampler_spacing,
     )
 
 
