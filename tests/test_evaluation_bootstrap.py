@@ -65,7 +65,9 @@ def test_paired_difference_cancels_the_shared_state_noise():
     # Each model's own interval is as wide as the state noise: unpaired, the difference is lost in it.
     alone = B.bootstrap(lambda _, t: float(a[t].mean()), 0, 200, n_boot=500, seed=1)
     assert alone.contains(b.mean()) and (alone.high - alone.low) > 20 * (paired.high - paired.low)
-    ratio = B.bootstrap_ratio(lambda _, t: float(a[t].mean()) + 100, lambda _, t: float(b[t].mean()) + 100, 0, 0, 200)
+    ratio = B.bootstrap_joint(
+        [lambda _, t: float(a[t].mean()) + 100, lambda _, t: float(b[t].mean()) + 100], [0, 0], 200, lambda x, y: x / y
+    )
     assert ratio.contains((a.mean() + 100) / (b.mean() + 100))
 
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TINY_FREQ, TINY_SHARD_SIZE
-from helpers import hpc_seaice, tiny_autoencoder_config, tiny_diffusion_config
+from helpers import tiny_autoencoder_config
+from helpers_runs import latent_run_chain
 
 from hpc_seaice.cli import main
 from hpc_seaice.config import config_from_dict
@@ -43,14 +44,7 @@ def chain(tiny_dataset, tmp_path_factory):
     """VAE trained on ``tiny_dataset``; latents of another fields set; a latent run trained 1 step."""
     root = tmp_path_factory.mktemp("provenance")
     other = _other_fields(root / "other", seed=7)
-    vae = root / "vae"
-    assert run_training(config_from_dict(tiny_autoencoder_config(tiny_dataset, vae, train={"max_steps": 2}))) == 0
-    latents = root / "latents"
-    hpc_seaice("encode", "--autoencoder", str(vae), "--data", str(other), "--out", str(latents))
-    ldm = root / "ldm"
-    config = tiny_diffusion_config(latents, ldm, train={"max_steps": 1, "checkpoint_every": 1})
-    config["unet"]["in_channels"] = 4
-    assert run_training(config_from_dict(config)) == 0
+    vae, latents, ldm, config = latent_run_chain(tiny_dataset, other, root)
     return tiny_dataset, other, vae, latents, ldm, config
 
 

@@ -146,24 +146,6 @@ def bootstrap_difference(
     )
 
 
-def bootstrap_ratio(
-    stat_a: StatFn,
-    stat_b: StatFn,
-    n_samples_a: int,
-    n_samples_b: int,
-    n_states: int,
-    n_boot: int = DEFAULT_BOOT,
-    seed: int = DEFAULT_SEED,
-    level: float = LEVEL,
-) -> Interval:
-    """Interval of ``score_a / score_b`` on shared states (paired), e.g. a CRPS ratio of two models."""
-    return bootstrap_joint([stat_a, stat_b], [n_samples_a, n_samples_b], n_states, _ratio, n_boot, seed, level)
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b != 0 else float("nan")
-
-
 # --------------------------------------------------------------------------------------------
 # Pair averages over a resampled ensemble
 # --------------------------------------------------------------------------------------------
