@@ -17,7 +17,7 @@ $(STAMP): setup.py Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0 deepspeed mpi4py h5py h5netcdf xarray dask zarr submitit tensorboard \
-	    numpy scipy matplotlib tqdm pyyaml pydantic pytest ruff netCDF4 mkdocs mkdocs-material mkdocstrings-python
+	    numpy scipy matplotlib tqdm pyyaml pydantic pint cf-xarray pytest ruff netCDF4 mkdocs mkdocs-material mkdocstrings-python
 	$(PY) -m pip install -q --no-deps -e '.[dev]'
 	$(PY) -m pip install -q mpich  # the MPI runtime (libmpi, mpiexec) that mpi4py loads
 	touch $(STAMP)

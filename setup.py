@@ -8,7 +8,11 @@ setup(
     description="Distributed data-space and latent diffusion models of Arctic-wide sea ice",
     packages=find_packages(include=["hpc_seaice", "hpc_seaice.*"]),
     # the real coastline on the model grid, made by `make coastline` (see hpc_seaice/data/geo/coastline.py)
-    package_data={"hpc_seaice.data.geo": ["coastline.npz"]},
+    package_data={
+        "hpc_seaice.data.geo": ["coastline.npz"],
+        # network presets (`preset: NAME` in a unet/vae section), loaded by name at run time
+        "hpc_seaice": ["presets/*.yaml"],
+    },
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
@@ -27,6 +31,8 @@ setup(
         "tqdm>=4.60",
         "pyyaml>=6.0",
         "pydantic>=2.0",
+        "pint>=0.24",  # units of inputs and samples files (data convert, evaluate)
+        "cf-xarray>=0.10",  # its pint registry reads CF unit strings (m s-1, %, 1)
     ],
     extras_require={
         # netCDF4: the tests read the NetCDF we write with a second library; mkdocs and its plugins

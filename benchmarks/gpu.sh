@@ -2,6 +2,9 @@
 # The benchmarks on one lent GPU (an H100/H200), in under 9 minutes, installing nothing.
 #
 #   bash benchmarks/gpu.sh            # from the repository root; results in $OUT/benchmarks (or benchmarks/results/gpu)
+#   bash benchmarks/gpu.sh --dry      # (or GPU_DRY=1) every step on the CPU at toy sizes, in under 2 minutes:
+#                                     # tests the script itself (tests/test_benchmarks_gpu_dry.py); results in
+#                                     # $OUT/benchmarks (or benchmarks/results/gpu-dry); no number of it is a GPU's
 #
 # 1. checks the interpreter: torch with CUDA is required; the other imports decide which parts run;
 # 2. speed benchmark at the paper geometry, bf16, eager (the headline numbers), with the sampling
@@ -12,13 +15,34 @@
 #    denoisers and the VAE decoder, with output agreement, in the time left (compilation takes minutes);
 #    it does not repeat step 2's measurements: each eager call is timed beside its compiled one.
 # Every step has a timeout inside one overall budget, and a failing step does not stop the next.
+# Dry mode (--dry or GPU_DRY=1): the same steps on the CPU (bf16 autocast there too) with the toy
+# geometry (tiny presets at 32 x 32), batch 1, one repeat, the smallest scaling run, and the compiled calls captured with
+# torch.compile's aot_eager backend (Inductor's C++ generation of these networks takes minutes on a
+# CPU; tests/test_gpu_paths_on_cpu.py compiles a small decoder with Inductor instead).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
-BUDGET_S=${BENCH_BUDGET_S:-540}  # 9 minutes for everything
+DRY=${GPU_DRY:-0}
+for arg in "$@"; do
+    case $arg in
+        --dry) DRY=1 ;;
+        *) echo "gpu.sh: unknown argument $arg (only --dry)" >&2; exit 2 ;;
+    esac
+done
+if [ "$DRY" = 1 ]; then
+    BUDGET_S=${BENCH_BUDGET_S:-150}
+    MIN_STEP_S=5
+    DEVICE=cpu
+    DEFAULT_RESULTS=benchmarks/results/gpu-dry
+else
+    BUDGET_S=${BENCH_BUDGET_S:-540}  # 9 minutes for everything
+    MIN_STEP_S=30
+    DEVICE=cuda
+    DEFAULT_RESULTS=benchmarks/results/gpu
+fi
 START=$(date +%s)
 RESULTS=${OUT:+$OUT/benchmarks}
-RESULTS=${RESULTS:-benchmarks/results/gpu}
+RESULTS=${RESULTS:-$DEFAULT_RESULTS}
 mkdir -p "$RESULTS"
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
@@ -45,7 +69,7 @@ step() {
     local left
     left=$(($(remaining) - 10))
     local limit=$((max < left ? max : left))
-    if [ "$limit" -lt 30 ]; then
+    if [ "$limit" -lt "$MIN_STEP_S" ]; then
         echo "== $name: skipped, only $(remaining) s of the budget left" | tee -a "$RESULTS/gpu.log"
         return 0
     fi
@@ -54,8 +78,10 @@ step() {
     local code=$?
     tail -n 40 "$RESULTS/$name.log"
     echo "== $name: exit $code after $(($(date +%s) - START)) s in all" | tee -a "$RESULTS/gpu.log"
+    FAILED=$((FAILED + (code != 0)))
     return 0
 }
+FAILED=0
 
 {
     echo "== environment"
@@ -76,7 +102,10 @@ for name in ("numpy", "yaml", "tqdm", "matplotlib", "h5py", "deepspeed", "tensor
 EOF
 } 2>&1 | tee -a "$RESULTS/gpu.log"
 
-if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+if [ "$DRY" = 1 ]; then
+    echo "gpu.sh: dry mode: every step on the CPU at toy sizes (tests the script; no GPU numbers)" | tee -a "$RESULTS/gpu.log"
+    export DS_ACCELERATOR=cpu
+elif ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "gpu.sh: torch sees no GPU; nothing to do" | tee -a "$RESULTS/gpu.log"
     exit 2
 fi
@@ -89,12 +118,24 @@ PLOT=()
 
 # The headline: paper geometry, bf16 autocast, batch 8 for both spaces (halved on out-of-memory),
 # plus the sampling batch sweep 1, 4, 16 (same batch on both sides).
-step speed_gpu_eager 200 "$PY" -m benchmarks.speed --device cuda --precision bf16 --batch-size 8 \
-    --sweep 1,4,16 --no-compile-compare --name speed_gpu_eager --out "$RESULTS" ${PLOT[@]+"${PLOT[@]}"}
+if [ "$DRY" = 1 ]; then
+    SPEED=(--toy --batch-size 1 --repeats 1 --retries 0 --threads 1)
+    SWEEP=1,2
+    SCALING=(--quick --runs 1r-b1x-t1)
+    COMPILE=(--compile-backend aot_eager)
+else
+    SPEED=(--batch-size 8)
+    SWEEP=1,4,16
+    SCALING=()
+    COMPILE=()
+fi
+step speed_gpu_eager 200 "$PY" -m benchmarks.speed --device "$DEVICE" --precision bf16 "${SPEED[@]}" \
+    --sweep "$SWEEP" --no-compile-compare --name speed_gpu_eager --out "$RESULTS" ${PLOT[@]+"${PLOT[@]}"}
 
 # One GPU: one process per run (DDP engine without peers, DeepSpeed ZeRO-1), trainer throughput and data wait.
 if "$PY" -c "import h5py, deepspeed, tensorboard" 2>/dev/null; then
-    step scaling_gpu 120 "$PY" -m benchmarks.scaling --device cuda --name scaling_gpu --out "$RESULTS"
+    step scaling_gpu 120 "$PY" -m benchmarks.scaling --device "$DEVICE" ${SCALING[@]+"${SCALING[@]}"} \
+        --name scaling_gpu --out "$RESULTS"
 else
     echo "== scaling_gpu: skipped (h5py, deepspeed or tensorboard missing)" | tee -a "$RESULTS/gpu.log"
 fi
@@ -103,8 +144,9 @@ fi
 # with the largest output difference; --compile-only: no training, sampler, encode or sweep timings
 # again (step 2 has them). Compilation is most of its time; a timeout here still leaves the eager
 # results above, and its log the per-phase timings printed so far.
-step speed_gpu_compile 330 "$PY" -m benchmarks.speed --device cuda --precision bf16 --batch-size 8 \
-    --compile-only --name speed_gpu_compile --out "$RESULTS"
+step speed_gpu_compile 330 "$PY" -m benchmarks.speed --device "$DEVICE" --precision bf16 "${SPEED[@]}" \
+    ${COMPILE[@]+"${COMPILE[@]}"} --compile-only --name speed_gpu_compile --out "$RESULTS"
 
-echo "== done in $(($(date +%s) - START)) s; results in $RESULTS" | tee -a "$RESULTS/gpu.log"
+echo "== done in $(($(date +%s) - START)) s, $FAILED step(s) failed; results in $RESULTS" | tee -a "$RESULTS/gpu.log"
 find "$RESULTS" -maxdepth 1 -type f -printf "%s\t%f\n" | sort -k2 | tee -a "$RESULTS/gpu.log"
+[ "$DRY" != 1 ] || [ "$FAILED" = 0 ]  # dry mode tests the script: a failed step fails it

@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     items: dict[str, dict[str, Any]] = {}
     for item in plan(args):
         run_dir = work / item["name"]
-        res = replace(Resources.from_args(args), nodes=item["nodes"], job_name=f"bench-{item['name']}")
+        res = replace(Resources.from_options(vars(args)), nodes=item["nodes"], job_name=f"bench-{item['name']}")
         config = experiment(args, item, paths[item["space"]], run_dir)
         item["fingerprint"] = fingerprint(config, res)
         done = previous.get(item["name"])

@@ -166,7 +166,7 @@ def run_jobs(
 
 
 def add_resource_arguments(parser: argparse.ArgumentParser, gpus_help: str, cpus_help: str) -> None:
-    """The sbatch resources every benchmark job takes (``Resources.from_args`` reads them back)."""
+    """The sbatch resources every benchmark job takes (``Resources.from_options`` reads them back)."""
     parser.add_argument("--gpus-per-node", type=int, default=1, help=gpus_help)
     parser.add_argument("--cpus-per-task", type=int, default=0, help=cpus_help)
     for flag in ("partition", "account", "qos", "constraint", "mem"):

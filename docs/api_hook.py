@@ -15,7 +15,7 @@ MARKER = "<!-- api-modules -->"
 # (heading, sub-package or module names at the package top, in the layer order of architecture.md)
 GROUPS = [
     ("The notebook entry points", ["__init__"]),
-    ("Ground layer", ["errors", "config", "fileio", "outputs", "command", "cli_args"]),
+    ("Ground layer", ["errors", "config", "fileio", "outputs", "command"]),
     ("Data", ["data"]),
     ("Models", ["models"]),
     ("Diffusion", ["diffusion"]),

@@ -332,6 +332,44 @@ def decoder_headline(res: Results) -> str:
     )
 
 
+# ---- memorisation check ----------------------------------------------------------------------
+
+
+def memorization_cost(res: Results) -> str:
+    """Cost and fidelity of evaluate's memorisation check (benchmarks/memorization.py)."""
+    r = res("memorization")
+    s, summary = r["settings"], r["summary"]
+    rows = [[row["part"], f"{row['seconds']:.3g}", f"{row['ms per training state']:.3g}"] for row in r["results"]]
+    check = summary["full_resolution_check"]
+    ratios = check["projected_over_full_to_same_state"]
+    verdicts = summary["verdicts"]
+    k = len(ratios)
+    return "\n".join(
+        [
+            f"{s['grid']} synthetic split, {s['train_states']} training states, {s['queries']} queries, "
+            f"{s['block']} x {s['block']} blocks, load average {s['load_average_start']}-{s['load_average_end']}:",
+            "",
+            _table(["part", "seconds", "ms per training state"], rows),
+            "",
+            f"Extrapolated, not measured: 11,700 training states at this grid take about "
+            f"{summary['extrapolated_paper_minutes']:.0f} minutes "
+            f"({summary['extrapolated_paper_minutes_many_queries']:.0f} with 3000 queries) on this machine if read "
+            f"at the measured {summary['read_gb_per_s']:.2f} GB/s (page cache); from disk the read takes the "
+            f"split's size over the disk's bandwidth. Fidelity on {k} test states: the projected nearest "
+            f"training state is the exact full-resolution one for {round(check['same_state_share'] * k)} of {k}, "
+            f"and where it is not its full RMS is at most "
+            f"{_pct(max(check['full_rms_to_projected_nn_over_full_nn']) - 1, 1)} above the exact nearest's; the "
+            f"projected distance is {min(ratios):.2f}-{max(ratios):.2f} of the full RMS (the lower bound). Blurred "
+            f"copies flagged: {'yes' if verdicts['blurred']['copies_training'] else 'no'} "
+            f"({_pct(verdicts['blurred']['share_below'])} below the threshold); validation states flagged: "
+            f"{'yes' if verdicts['validation']['copies_training'] else 'no'} "
+            f"({_pct(verdicts['validation']['share_below'])} below).",
+            "",
+            _source(r, "memorization"),
+        ]
+    )
+
+
 # ---- scaling -----------------------------------------------------------------------------------
 
 
@@ -565,6 +603,7 @@ RENDERERS: dict[str, Callable[[Results], str]] = {
         decoder_quality_verdicts,
         decoder_quality_64_verdicts,
         decoder_headline,
+        memorization_cost,
         sampler_table,
         scaling_table,
         scaling_twonode,

@@ -8,9 +8,9 @@ is strict (no silent ``"1"`` -> ``1``), except that a float field also takes a s
 ``1e-4``, which YAML 1.1 reads as a string. Every failure becomes one
 :class:`~hpc_seaice.errors.UserError` line naming the key.
 
-A ``preset:`` entry in the ``unet`` or ``vae`` section loads ``configs/models/<preset>.yaml``
-first and lets the section's other keys override it, so the paper and demo networks are named
-once.
+A ``preset:`` entry in the ``unet`` or ``vae`` section loads ``hpc_seaice/presets/<preset>.yaml``
+(shipped inside the package, so an installed package finds them wherever it runs) first and lets
+the section's other keys override it, so the paper and demo networks are named once.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from hpc_seaice.errors import UserError
 from hpc_seaice.fileio import atomic_write
 
-CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
+PRESET_DIR = Path(__file__).resolve().parent / "presets"  # network presets, package data
 
 
 def _finite_number(value: Any) -> Any:
@@ -78,6 +78,8 @@ class RunConfig(Section):
     # when `latest` is missing or fails its checks: "" = refuse (one line naming the candidates),
     # "auto" = the newest earlier checkpoint that passes them, or a checkpoint (step_300, step_00000300)
     fallback_checkpoint: str = ""
+    # start although other users can write the run folder (they could run code through its pickles)
+    allow_shared_dir: bool = False
 
 
 class DataConfig(Section):
@@ -90,10 +92,15 @@ class DataConfig(Section):
     verify_hashes: bool = False  # train/encode start: also check every shard's sha256 (reads all data)
 
 
+def preset_names() -> list[str]:
+    """The network presets the package ships (``preset:`` values), sorted."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
 def _load_preset(section: str, name: Any) -> dict[str, Any]:
-    path = CONFIG_ROOT / "models" / f"{name}.yaml"
+    path = PRESET_DIR / f"{name}.yaml"
     if not isinstance(name, str) or not path.is_file():
-        known = sorted(p.stem for p in (CONFIG_ROOT / "models").glob("*.yaml"))
+        known = preset_names()
         raise UserError(f"config key '{section}.preset': unknown preset {name!r} (known: {known})")
     data = read_yaml(path) or {}
     if not isinstance(data, dict):
@@ -115,7 +122,7 @@ def _with_legacy_layout(data: dict[str, Any], old_keys: frozenset[str], legacy: 
 
 
 class PresetSection(Section):
-    """A network section whose ``preset`` names a file of defaults under ``configs/models``.
+    """A network section whose ``preset`` names a file of defaults in :data:`PRESET_DIR`.
 
     ``_legacy_keys``/``_legacy_layout``: every key the section had in the first release, and the
     layout values that rebuild the networks of runs written then (see :func:`_with_legacy_layout`).

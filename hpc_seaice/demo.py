@@ -25,11 +25,12 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpc_seaice.config import load_config
 from hpc_seaice.demo_compute import checkpoint_at_cost, total_training_seconds
-from hpc_seaice.demo_report import Stage, write_report
+from hpc_seaice.demo_report import ROLE_MODELS, Stage, write_report
 from hpc_seaice.fileio import atomic_write
 from hpc_seaice.runtime.checkpoint import latest_checkpoint
 
@@ -75,10 +76,40 @@ def _torchrun(*args: str) -> list[str]:
     return [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "hpc_seaice", *args]
 
 
-def _sample(run_dir: Path, target: Path, *extra: str) -> list[str]:
-    """16 samples in batches of 4 on 2 ranks (torchrun spellings of the sample options)."""
+@dataclass(frozen=True)
+class Plan:
+    """What the pipeline runs: the demo's sizes by default; ``benchmarks.study`` passes its own.
+
+    ``overrides``: extra config overrides per run (``vae``, ``ldm``, ``data-space``), e.g. the
+    number of training steps; ``synth``: extra ``data synth`` options (e.g. a shorter period).
+    """
+
+    grid: int = 128
+    freq: str = "5D"
+    synth: tuple[str, ...] = ()
+    configs: Path = ROOT / "configs/demo"
+    overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    num_samples: int = 16
+    sample_batch: int = 4
+    bootstrap: int = 1000  # evaluate's replicates per interval
+    equal_cost: bool = True  # also sample the data-space checkpoint at the censored LDM's cost
+    benchmarks: bool = True  # the quick speed and data-loader benchmarks
+
+    def extra(self, run: str) -> list[str]:
+        return list(self.overrides.get(run, ()))
+
+    def period(self) -> str:
+        """The data stage's words for the time axis (the demo's title is kept: it keys stage_times.json)."""
+        if self.freq == "5D" and not self.synth:
+            return "5-daily 2009-2018"
+        return f"every {self.freq}" + (f" ({' '.join(self.synth)})" if self.synth else "")
+
+
+def _sample(run_dir: Path, target: Path, plan: Plan, *extra: str) -> list[str]:
+    """The plan's samples in batches on 2 ranks (torchrun spellings of the sample options)."""
+    n, batch = str(plan.num_samples), str(plan.sample_batch)
     return _torchrun(
-        "sample", "--run-dir", str(run_dir), *extra, "--num-samples", "16", "--out", str(target), "--batch-size", "4"
+        "sample", "--run-dir", str(run_dir), *extra, "--num-samples", n, "--out", str(target), "--batch-size", batch
     )
 
 
@@ -94,11 +125,14 @@ def _trained(run_dir: Path, config: Path, overrides: list[str]) -> bool:
 
 
 class Demo:
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, plan: Plan | None = None) -> None:
         self.out = out
+        self.plan = plan or Plan()
         self.logs = out / "logs"
         self.stages: list[Stage] = []
-        self.total = 14  # 13 when the data-space run is not dearer than the censored LDM (no equal-cost sample)
+        # 12 stages, + the equal-cost sample (the demo prints 14 even when that one turns out not to be needed)
+        # + the benchmarks
+        self.total = 12 + int(self.plan.equal_cost) + int(self.plan.benchmarks)
         self.times_file = out / "stage_times.json"  # stage title -> seconds, kept across re-runs
         self.times: dict[str, float] = {}
         if self.times_file.is_file():
@@ -136,20 +170,50 @@ class Demo:
         return total_training_seconds(vae_run) + encode + total_training_seconds(ldm_run)
 
     def run(self) -> None:
-        out = self.out
-        data = out / "data"
+        """The whole demo: the pipeline, the benchmarks and ``demo/report.md``."""
         start = time.perf_counter()
+        done = self.pipeline()
+        out, evaluation = self.out, self.out / "evaluation"
+        write_report(
+            out,
+            self.stages,
+            done.diffusion_runs,
+            done.vae_runs,
+            time.perf_counter() - start,
+            done.costs,
+            done.equal_cost,
+        )
+        print(
+            f"\nDemo finished in {time.perf_counter() - start:.0f} s.\n"
+            f"  report:       {out / 'report.md'}\n"
+            f"  figures:      {evaluation}/*.png\n"
+            f"  samples:      {out / 'samples'}/*.nc\n"
+            f"  checkpoints:  {out / 'runs'}/*/checkpoints\n"
+            f"  TensorBoard:  {out / 'runs'}/*/tensorboard  ->  {BIN / 'tensorboard'} --logdir {out / 'runs'}\n"
+            f"  logs:         {self.logs}",
+            flush=True,
+        )
+
+    def pipeline(self) -> Pipeline:
+        """Data, VAEs, encoding, the three diffusion models, sampling, evaluation (with the findings)."""
+        out, plan = self.out, self.plan
+        data = out / "data"
+        grid = str(plan.grid)
         self.stage(
-            "synthetic neXtSIM-like data, 128 x 128, 5-daily 2009-2018",
+            f"synthetic neXtSIM-like data, {grid} x {grid}, {plan.period()}",
             (data / "manifest.json").is_file(),
-            [_hpc("data", "synth", "--out", str(data), "--grid", "128", "--freq", "5D", "--overwrite")],
+            [
+                _hpc(
+                    "data", "synth", "--out", str(data), "--grid", grid, "--freq", plan.freq, *plan.synth, "--overwrite"
+                )
+            ],
             [str(data)],
         )
         vae_runs = {}
         for decoder in ("censored", "gaussian"):
             run_dir = out / "runs" / f"vae-{decoder}"
-            config = ROOT / "configs/demo/autoencoder.yaml"
-            overrides = [f"vae.decoder={decoder}", f"data.path={data}"]
+            config = plan.configs / "autoencoder.yaml"
+            overrides = [f"vae.decoder={decoder}", f"data.path={data}", *plan.extra("vae")]
             title = f"VAE with {DECODER_NAMES[decoder]} decoder (torchrun, 2 ranks, DDP)"
             vae_runs[decoder] = self.train_stage(title, config, run_dir, overrides)
         for decoder, run_dir in vae_runs.items():
@@ -185,8 +249,8 @@ class Demo:
         ]
         for name, config_name, path, engine, engine_name in plans:
             run_dir = out / "runs" / f"diffusion-{name}"
-            config = ROOT / "configs/demo" / config_name
-            overrides = [f"data.path={path}", *engine]
+            config = plan.configs / config_name
+            overrides = [f"data.path={path}", *engine, *plan.extra("ldm" if name.startswith("ldm") else name)]
             title = f"{name} diffusion (torchrun, 2 ranks, {engine_name})"
             diffusion_runs[name] = self.train_stage(title, config, run_dir, overrides)
         samples = []
@@ -196,7 +260,7 @@ class Demo:
             "data-space": total_training_seconds(diffusion_runs["data-space"]),
         }
         equal_cost = None
-        if costs["data-space"] > costs["ldm-censored"]:
+        if plan.equal_cost and costs["data-space"] > costs["ldm-censored"]:
             found = checkpoint_at_cost(diffusion_runs["data-space"], costs["ldm-censored"])
             if found is not None:
                 equal_cost = (EQUAL_COST_MODEL, *found)
@@ -204,9 +268,9 @@ class Demo:
             target = out / "samples" / f"{name}.nc"
             samples.append(target)
             self.stage(
-                f"sample 16 states from {name} (Heun, the run's sampler_steps, 2 ranks)",
+                f"sample {plan.num_samples} states from {name} (Heun, the run's sampler_steps, 2 ranks)",
                 target.is_file(),
-                [_sample(run_dir, target)],
+                [_sample(run_dir, target, plan)],
                 [str(target)],
             )
         if equal_cost is not None:
@@ -214,14 +278,24 @@ class Demo:
             target = out / "samples" / "data-space-at-ldm-cost.nc"
             samples.append(target)
             self.stage(
-                f"sample 16 states from data-space at the censored LDM's cost (step {step}, 2 ranks)",
+                f"sample {plan.num_samples} states from data-space at the censored LDM's cost (step {step}, 2 ranks)",
                 target.is_file(),
-                [_sample(diffusion_runs["data-space"], target, "--checkpoint", str(step), "--name", EQUAL_COST_MODEL)],
+                [
+                    _sample(
+                        diffusion_runs["data-space"],
+                        target,
+                        plan,
+                        "--checkpoint",
+                        str(step),
+                        "--name",
+                        EQUAL_COST_MODEL,
+                    )
+                ],
                 [str(target)],
             )
         evaluation = out / "evaluation"
         self.stage(
-            "evaluate the three models and the two VAEs against the test split",
+            "evaluate the three models, the floor and the two VAEs against the test split; decide the findings",
             (evaluation / "metrics.json").is_file(),
             [
                 _hpc(
@@ -236,31 +310,38 @@ class Demo:
                     str(evaluation),
                     "--reconstruct",
                     *map(str, vae_runs.values()),
+                    "--findings",
+                    ",".join(f"{role}={out / 'samples' / f'{role}.nc'}" for role in ROLE_MODELS),
+                    "--bootstrap",
+                    str(plan.bootstrap),
                 )
             ],
             [str(evaluation / "report.md")],
         )
-        bench = out / "benchmarks"
-        self.stage(
-            "speed benchmark (quick) and data-loader benchmark (quick)",
-            (bench / "speed.json").is_file() and (bench / "dataloader.json").is_file(),
-            [
-                [PYTHON, "-m", "benchmarks.speed", "--quick", "--out", str(bench)],
-                [PYTHON, "-m", "benchmarks.dataloader", "--quick", "--out", str(bench)],
-            ],
-            [str(bench)],
-        )
-        write_report(out, self.stages, diffusion_runs, vae_runs, time.perf_counter() - start, costs, equal_cost)
-        print(
-            f"\nDemo finished in {time.perf_counter() - start:.0f} s.\n"
-            f"  report:       {out / 'report.md'}\n"
-            f"  figures:      {evaluation}/*.png\n"
-            f"  samples:      {out / 'samples'}/*.nc\n"
-            f"  checkpoints:  {out / 'runs'}/*/checkpoints\n"
-            f"  TensorBoard:  {out / 'runs'}/*/tensorboard  ->  {BIN / 'tensorboard'} --logdir {out / 'runs'}\n"
-            f"  logs:         {self.logs}",
-            flush=True,
-        )
+        if plan.benchmarks:
+            bench = out / "benchmarks"
+            self.stage(
+                "speed benchmark (quick) and data-loader benchmark (quick)",
+                (bench / "speed.json").is_file() and (bench / "dataloader.json").is_file(),
+                [
+                    [PYTHON, "-m", "benchmarks.speed", "--quick", "--out", str(bench)],
+                    [PYTHON, "-m", "benchmarks.dataloader", "--quick", "--out", str(bench)],
+                ],
+                [str(bench)],
+            )
+        return Pipeline(data, vae_runs, diffusion_runs, costs, equal_cost, evaluation)
+
+
+@dataclass
+class Pipeline:
+    """What :meth:`Demo.pipeline` made: folders of the data, runs and evaluation, and the training costs."""
+
+    data: Path
+    vae_runs: dict[str, Path]
+    diffusion_runs: dict[str, Path]
+    costs: dict[str, float]
+    equal_cost: tuple[str, int, float] | None
+    evaluation: Path
 
 
 def main(argv: list[str] | None = None) -> int:

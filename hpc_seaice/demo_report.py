@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpc_seaice.data.format.variables import VARIABLES
-from hpc_seaice.evaluation.findings import Roles, finest_band, fmt, paper_findings, render_findings
+from hpc_seaice.evaluation.findings import render_findings, smoothing_band
 
 
 @dataclass
@@ -27,13 +27,11 @@ def _benchmark_table(path: Path) -> str:
     return "\n".join("#### " + line[2:] if line.startswith("# ") else line for line in lines)
 
 
-ROLES = Roles(
-    data_space="diffusion-data-space",
-    ldm_censored="diffusion-ldm-censored",
-    ldm_gaussian="diffusion-ldm-gaussian",
-    vae_censored="vae-censored (reconstruction)",
-    vae_gaussian="vae-gaussian (reconstruction)",
-)
+ROLE_MODELS = {  # the model names the demo's samples files carry, per --findings role
+    "data-space": "diffusion-data-space",
+    "ldm-censored": "diffusion-ldm-censored",
+    "ldm-gaussian": "diffusion-ldm-gaussian",
+}
 
 
 def write_report(
@@ -78,7 +76,7 @@ def write_report(
     metrics_file = evaluation / "metrics.json"
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
-        lines += ["", *findings_section(metrics, ROLES), "", *compute_section(metrics, costs, ROLES, equal_cost)]
+        lines += ["", *findings_section(metrics), "", *compute_section(metrics, costs, equal_cost)]
     lines += ["", "## Evaluation against the test split", ""]
     report = evaluation / "report.md"
     if report.is_file():
@@ -103,30 +101,35 @@ def write_report(
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
-def findings_section(metrics: dict, roles: Roles) -> list[str]:
-    """The study's three findings as measured in this run."""
+def findings_section(metrics: dict) -> list[str]:
+    """The study's three findings as ``evaluate --findings`` decided them in this run (the same code)."""
     lines = [
-        "## The study's three findings, measured in this run",
+        "## The study's three findings, decided in this run",
         "",
-        "Each finding is checked against a criterion written down before the run "
-        "(`hpc_seaice/evaluation/findings.py`); the verdict is what the numbers say.",
+        "`hpc-seaice evaluate --findings` decides each finding against the floor (validation states scored "
+        "like a model) with 95 % bootstrap intervals: `holds`, `does not hold`, or `undecided` with the reason "
+        "(`hpc_seaice/evaluation/findings.py`, `docs/evaluation.md`). On the demo's 128 x 128 grid and minutes "
+        "of training, `undecided` is the honest answer wherever the intervals or the sanity checks say so.",
         "",
     ]
-    return lines + render_findings(paper_findings(metrics, roles))
+    if not metrics.get("findings"):
+        return lines + ["(the evaluation decided no findings: no --findings, or no validation split)"]
+    return lines + render_findings(metrics["findings"])
 
 
-def _scores(entry: dict) -> str:
-    crps = ", ".join(f"{var} {fmt(entry['variables'][var]['crps'], '.3g')}" for var in VARIABLES)
-    bands = entry["psd_sit_band_log10_ratio"]
-    band = finest_band(bands)
-    psd = f"{band} {fmt(bands[band], '+.2f')}" if band else "n/a"
-    calibration = fmt(entry["cover_calibration"]["error"], ".3f")
+def _fmt(value, spec: str) -> str:
+    return format(value, spec) if isinstance(value, int | float) else "n/a"
+
+
+def _scores(entry: dict, wavelength: list[float]) -> str:
+    crps = ", ".join(f"{var} {_fmt(entry['variables'][var]['crps'], '.3g')}" for var in VARIABLES)
+    band = smoothing_band(wavelength)
+    psd = f"{band} {_fmt(entry['psd_sit_band_log10_ratio'].get(band), '+.2f')}" if band else "n/a"
+    calibration = _fmt(entry["cover_calibration"]["error"], ".3f")
     return f"CRPS {crps}; thickness PSD log10-ratio {psd}; calibration error {calibration}"
 
 
-def compute_section(
-    metrics: dict, costs: dict[str, float], roles: Roles, equal_cost: tuple[str, int, float] | None
-) -> list[str]:
+def compute_section(metrics: dict, costs: dict[str, float], equal_cost: tuple[str, int, float] | None) -> list[str]:
     """Equal steps and equal compute: each model's training cost and the data-space model at the LDMs' cost."""
     lines = [
         "## Cost: equal steps and equal compute",
@@ -139,20 +142,22 @@ def compute_section(
     ]
     for name, seconds in costs.items():
         lines.append(f"| {name} | {seconds:.0f} | {2 * seconds:.0f} |")
-    models = metrics["models"]
+    models, wavelength = metrics["models"], metrics["spectrum"]["wavelength_km"]
     lines += ["", "**Equal steps** (each model as configured):", ""]
-    for name in (roles.ldm_censored, roles.ldm_gaussian, roles.data_space):
-        lines.append(f"- {name}: {_scores(models[name])}")
+    for role in ("ldm-censored", "ldm-gaussian", "data-space"):
+        name = ROLE_MODELS[role]
+        lines.append(f"- {name}: {_scores(models[name], wavelength)}")
     lines += ["", "**Equal compute** (the data-space model at the censored LDM's total cost):", ""]
     if equal_cost is None:
         lines.append(
-            f"- {roles.data_space} trained for less than the censored LDM's cost: its final scores above are "
-            "already the equal-compute view."
+            f"- {ROLE_MODELS['data-space']} trained for less than the censored LDM's cost: its final scores above "
+            "are already the equal-compute view."
         )
     else:
         name, step, seconds = equal_cost
         if name in models:
-            lines.append(f"- {name} (checkpoint of step {step}, {seconds:.0f} s of training): {_scores(models[name])}")
+            scores = _scores(models[name], wavelength)
+            lines.append(f"- {name} (checkpoint of step {step}, {seconds:.0f} s of training): {scores}")
         else:
             lines.append(f"- no samples of {name} were evaluated")
     return lines

@@ -17,7 +17,6 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 
 def temporary_name(path: str | os.PathLike) -> Path:
@@ -117,13 +116,13 @@ class GuardedFile(io.RawIOBase):
     def tell(self) -> int:
         return self.pos
 
-    def readinto(self, buffer: Any) -> int:
+    def readinto(self, buffer: bytearray | memoryview) -> int:
         data = os.pread(self.fd, len(buffer), self.pos)
         buffer[: len(data)] = data
         self.pos += len(data)
         return len(data)
 
-    def write(self, data: Any) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         view = memoryview(data).cast("B")
         if self.error is None:
             try:

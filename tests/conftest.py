@@ -8,10 +8,22 @@ once per session in a few seconds. They are shared: tests that modify a data set
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from repo_state import changes, tree_state
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Checkpoints are signed with a per-user key (hpc_seaice/runtime/signing.py): the tests and every
+# process they start use a key of their own, never the user's ~/.config/hpc-seaice/key.
+_KEY_DIR = tempfile.mkdtemp(prefix="hpc-seaice-test-key-")
+atexit.register(shutil.rmtree, _KEY_DIR, ignore_errors=True)
+os.environ["HPC_SEAICE_KEY_FILE"] = os.path.join(_KEY_DIR, "key")
 
 TINY_FREQ = "73D"
 TINY_SHARD_SIZE = 8
@@ -54,6 +66,29 @@ def tiny_dataset_copy(tiny_dataset: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "data"
     shutil.copytree(tiny_dataset, dst)
     return dst
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Note the repository's state (what was dirty before the run is not the run's doing)."""
+    session.config.stash[_TREE_BEFORE] = tree_state(ROOT)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if it left files in the repository: tests write into temporary folders only."""
+    before = session.config.stash.get(_TREE_BEFORE, None)
+    if before is None or (after := tree_state(ROOT)) is None:
+        return
+    added = changes(before, after)
+    if added:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = "the tests wrote into the repository (write into tmp_path instead):\n  " + "\n  ".join(added)
+        if reporter is not None:
+            reporter.write_line("")
+            reporter.write_line(text, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_TREE_BEFORE = pytest.StashKey[set[str] | None]()
 
 
 # Real SLURM clusters for the tests marked `slurm` and `multinode` (see tests/conftest_slurm.py).

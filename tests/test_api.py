@@ -104,3 +104,30 @@ def test_open_run_refuses_bad_arguments_and_non_diffusion_runs(data_space_run, t
             hs.open_run(data_space_run, device="cuda")
     with pytest.raises(UserError, match="^device 'gpu' is not a device name torch knows"):
         hs.open_run(data_space_run, device="gpu")
+
+
+def test_open_dataset_has_the_samples_file_grid_and_aligns_with_samples(tiny_dataset, tmp_path):
+    from hpc_seaice.data.format.samples_file import GRID_MAPPING_ATTRS, read_samples, samples_dataset, write_samples
+    from hpc_seaice.data.format.static import read_static
+    from hpc_seaice.data.geo.grid import grid_from_attrs
+
+    static = read_static(tiny_dataset)
+    fields = np.zeros((2, 5, *static.mask.shape), np.float32)
+    write_samples(tmp_path / "s.nc", samples_dataset(fields, static.mask, static.lat, static.lon, {"run": "r"}))
+    with hs.open_dataset(tiny_dataset, split="test") as ds, read_samples(tmp_path / "s.nc") as samples:
+        # projected cell centres in metres, as static.h5's grid attributes place them (an independent source)
+        x, y = grid_from_attrs(static.attrs, static.mask.shape)
+        cell = float(np.diff(x).mean())
+        np.testing.assert_allclose(ds["x"].values, x, atol=0.01 * cell)
+        np.testing.assert_allclose(ds["y"].values, y, atol=0.01 * cell)
+        assert ds["x"].attrs["units"] == "m" and ds["y"].attrs["standard_name"] == "projection_y_coordinate"
+        assert ds["polar_stereographic"].attrs == samples["polar_stereographic"].attrs
+        assert {k: ds["polar_stereographic"].attrs[k] for k in GRID_MAPPING_ATTRS} == GRID_MAPPING_ATTRS
+        for name in ("sit", "sic", "damage", "siu", "siv", "mask"):
+            assert ds[name].attrs["grid_mapping"] == "polar_stereographic", name
+        assert ds["sic"].attrs["standard_name"] == samples["sic"].attrs["standard_name"]
+        assert ds["mask"].dtype == samples["mask"].dtype
+        aligned, same = xr.align(ds, samples, join="exact")  # raises if x or y differ at all
+        assert aligned.sizes["x"] == same.sizes["x"] == static.mask.shape[1]
+        diff = ds["sic"].isel(time=0) - samples["sic"].isel(sample=0)  # arithmetic on the shared grid
+        assert diff.dims == ("y", "x") and diff.sizes == {"y": static.mask.shape[0], "x": static.mask.shape[1]}

@@ -1,11 +1,15 @@
 """The typed config: YAML + dotted overrides, one-line errors naming the key."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from hpc_seaice.cli import main
-from hpc_seaice.config import CONFIG_ROOT, dump_config, load_config
+from hpc_seaice.config import PRESET_DIR, dump_config, load_config
 from hpc_seaice.errors import UserError
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"  # the experiments users run
 
 
 def write(tmp_path, data):
@@ -15,7 +19,7 @@ def write(tmp_path, data):
 
 
 def test_every_shipped_config_loads():
-    for path in sorted((CONFIG_ROOT / "demo").glob("*.yaml")) + sorted((CONFIG_ROOT / "paper").glob("*.yaml")):
+    for path in sorted((CONFIGS / "demo").glob("*.yaml")) + sorted((CONFIGS / "paper").glob("*.yaml")):
         cfg = load_config(path)
         assert cfg.stage in ("autoencoder", "diffusion"), path
 
@@ -26,7 +30,7 @@ def test_overrides_types_and_presets(tmp_path):
     assert cfg.train.max_steps == 7 and cfg.optim.lr == 0.5 and cfg.engine.name == "deepspeed"
     assert cfg.unet.base_channels == 8  # the section overrides its preset
     assert cfg.unet.channel_mult == [1, 2]
-    preset = yaml.safe_load((CONFIG_ROOT / "models" / "tiny-unet.yaml").read_text())
+    preset = yaml.safe_load((PRESET_DIR / "tiny-unet.yaml").read_text())
     assert cfg.unet.embedding_dim == preset["embedding_dim"]  # the rest comes from the preset
 
 

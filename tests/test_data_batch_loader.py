@@ -17,6 +17,7 @@ from hpc_seaice.data.loading.batch_loader import (
     BatchLoader,
     NumberedBatches,
     batches_per_item,
+    page_lock,
     ring_slots,
 )
 from hpc_seaice.data.loading.dataset import GlobalBatchSampler, ShardedDataset
@@ -167,3 +168,46 @@ def test_a_process_whose_loader_worker_failed_exits_after_close():
     corrupt sample hung the training job): close() must end them."""
     proc = subprocess.run([sys.executable, "-c", WORKER_ERROR], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout.strip() == "sample 6: corrupt", proc.stderr[-2000:]
+
+
+class FakeCudart:
+    """What the ring asks of the CUDA runtime, recorded; ``fail``: cudaHostRegister's error code."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.calls: list[tuple] = []
+        self.fail = fail
+
+    def cudaHostRegister(self, pointer: int, nbytes: int, flags: int) -> int:  # noqa: N802 - CUDA's name
+        self.calls.append(("register", pointer, nbytes, flags))
+        return self.fail
+
+    def cudaHostUnregister(self, pointer: int) -> int:  # noqa: N802
+        self.calls.append(("unregister", pointer))
+        return 0
+
+
+def test_the_page_locked_ring_registers_once_reads_the_same_and_unregisters_on_close(tiny_dataset, monkeypatch):
+    """The GPU branch of the ring (pin_memory) with a fake CUDA runtime: the whole ring is registered
+    once, batches are the ones read without it, and close() unregisters it exactly once."""
+    fake = FakeCudart()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "cudart", lambda: fake)
+    ds = ShardedDataset(tiny_dataset, split="train")
+    loader = BatchLoader(ds, range(12), 4, pin_memory=True)
+    ring = loader.ring
+    assert loader.pinned and fake.calls == [("register", ring.data_ptr(), ring.numel() * 4, 0)]
+    expected = expected_batches(ShardedDataset(tiny_dataset, split="train"), range(12), 4, 3)
+    for got, want in zip(loader, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    loader.close()
+    loader.close()
+    assert fake.calls[1:] == [("unregister", ring.data_ptr())] and not loader.pinned
+    assert not BatchLoader(ds, range(4), 4, pin_memory=False).pinned and len(fake.calls) == 2
+
+
+def test_a_failed_page_lock_is_an_error_and_no_cuda_is_nothing_to_do(monkeypatch):
+    ring = torch.empty(3, 5)
+    with pytest.raises(RuntimeError, match="cudaHostRegister of the batch ring failed with CUDA error 2"):
+        page_lock(ring, FakeCudart(fail=2))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert page_lock(ring) is None

@@ -8,6 +8,7 @@ import pytest
 import xarray as xr
 
 from hpc_seaice.data.convert.inputs import open_inputs
+from hpc_seaice.data.format.variables import UNITS
 from hpc_seaice.errors import UserError
 
 NAMES = ["sit", "sic", "damage", "siu", "siv"]
@@ -21,7 +22,7 @@ def _write(tmp_path, starts=(0, 7, 12), n=20, grid=(6, 5), sic_units="1"):
     times = np.datetime64("2010-01-01", "ns") + t * np.timedelta64(1, "D")
     ds = xr.Dataset(
         {
-            v: (("time", "y", "x"), values[:, k], {"units": sic_units if v == "sic" else "1"})
+            v: (("time", "y", "x"), values[:, k], {"units": sic_units if v == "sic" else UNITS[v]})
             for k, v in enumerate(NAMES)
         },
         coords={"time": times},
@@ -75,9 +76,9 @@ def test_inputs_that_do_not_fit_together_name_the_file(tmp_path):
     with pytest.raises(UserError, match=r"later\.zarr: zarr input among h5netcdf ones"):
         open_inputs([str(paths[0]), str(store)], NAMES)
     percent = tmp_path / "percent.nc"
-    later["sic"].attrs["units"] = "%"
+    later["sit"].attrs["units"] = "m s-1"
     later.to_netcdf(percent, engine="h5netcdf")
-    with pytest.raises(UserError, match=r"percent\.nc: concentration units"):
+    with pytest.raises(UserError, match=r"percent\.nc: variable 'sit': units 'm s-1' are not convertible to 'm'"):
         open_inputs([str(paths[0]), str(percent)], NAMES)
 
 

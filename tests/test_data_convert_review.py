@@ -10,6 +10,7 @@ import xarray as xr
 
 from hpc_seaice.data.convert.inputs import open_inputs
 from hpc_seaice.data.convert.pipeline import convert
+from hpc_seaice.data.format.variables import UNITS
 from hpc_seaice.errors import UserError
 
 NAMES = ["sit", "sic", "damage", "siu", "siv"]
@@ -22,7 +23,9 @@ def _parts(n_files: int = 3, steps: int = 4, grid: tuple[int, int] = (5, 4)) -> 
     values = t[:, None, None, None] * 1000.0 + np.arange(5)[None, :, None, None] * 100.0
     values = (values + np.arange(grid[0] * grid[1]).reshape(grid)[None, None]).astype(np.float32)
     times = np.datetime64("2010-01-01", "ns") + t * np.timedelta64(1, "D")
-    ds = xr.Dataset({v: (("time", "y", "x"), values[:, k]) for k, v in enumerate(NAMES)}, coords={"time": times})
+    units = dict(zip(NAMES, UNITS.values()))  # the project's units, so values are stored as given
+    data = {v: (("time", "y", "x"), values[:, k], {"units": units[v]}) for k, v in enumerate(NAMES)}
+    ds = xr.Dataset(data, coords={"time": times})
     return [ds.isel(time=slice(i * steps, (i + 1) * steps)) for i in range(n_files)], values
 
 

@@ -72,6 +72,7 @@ def _states(rng: np.random.Generator, num: int, mask: np.ndarray) -> np.ndarray:
 TIMES = np.concatenate(
     [
         np.arange("2016-12-31T00", "2017-01-01T00", 6, dtype="datetime64[h]"),  # train: 4
+        np.arange("2017-06-01T00", "2017-06-03T00", 6, dtype="datetime64[h]"),  # validation (the floor): 8
         np.arange("2018-01-01T00", "2018-01-04T00", 6, dtype="datetime64[h]"),  # test: 12
     ]
 ).astype("datetime64[s]")
@@ -96,8 +97,8 @@ def _write_reference(root: Path, fields: np.ndarray, mask: np.ndarray, times: np
     return lat, lon
 
 
-def _test_states(root: Path) -> np.ndarray:
-    """The test split read straight from the shards (independent of ShardedDataset)."""
+def _test_states(root: Path, split: str = "test") -> np.ndarray:
+    """A split (default test) read straight from the shards (independent of ShardedDataset)."""
     manifest = json.loads((root / "manifest.json").read_text())
     states, times = [], []
     for shard in manifest["shards"]:
@@ -106,7 +107,7 @@ def _test_states(root: Path) -> np.ndarray:
             times.append(f["time"][()].astype("datetime64[s]"))
     states, times = np.concatenate(states), np.concatenate(times)
     order = np.argsort(times)
-    keep = in_split(times[order], manifest["splits"]["test"])
+    keep = in_split(times[order], manifest["splits"][split])
     return states[order][keep].astype(np.float64)
 
 
@@ -150,7 +151,8 @@ def test_evaluate_end_to_end(reference, samples, tmp_path, capsys):
     rc = main(["evaluate", "--samples", str(a), str(b), "--data", str(root), "--out", str(out), "--max-states", "7"])
     assert rc == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
-    for name in ("maps.png", "spectra_sit.png", "calibration.png", "miz_area.png"):
+    figures = ("maps.png", "spectra_sit.png", "spectra_all.png", "calibration.png", "miz_area.png", "aggregates.png")
+    for name in (*figures, "deformation_scaling.png"):
         assert (out / name).stat().st_size > 5000, name
     report = (out / "report.md").read_text()
     assert "data_space" in report and "Gaussian LDM" in report
@@ -220,10 +222,29 @@ def test_evaluate_end_to_end(reference, samples, tmp_path, capsys):
     equal_cells = [((s[1] >= 0.15) & (s[1] <= 0.8) & ocean).sum() * area_km2[ocean].mean() for s in states]
     assert np.max(np.abs(np.divide(equal_cells, ref_miz) - 1)) > 0.02  # equal cells would fail the check above
     assert metrics["geometry"]["source"] == "lat/lon"
+    _check_floor(metrics, root, states, mask, report)
     box = metrics["spectrum"]["box"]
     box_spacing = np.sqrt(area_km2[box["y0"] : box["y1"], box["x0"] : box["x1"]]).mean()
     assert metrics["dx_km"] == pytest.approx(box_spacing, rel=1e-3)
     assert area_km2.max() / area_km2.min() > 1.25  # the test would see a constant-area shortcut
+
+
+def _check_floor(metrics: dict, root: Path, states: np.ndarray, mask: np.ndarray, report: str) -> None:
+    """The floor is the 8 validation states (both models have 8 samples) scored like a samples file."""
+    floor = metrics["floor"]
+    validation = _test_states(root, "validation")
+    assert floor["num_samples"] == 8 == len(validation) and floor["attrs"]["split"] == "validation"
+    for c, var in enumerate(VARIABLES):
+        crps = np.mean([masked_mean(crps_ensemble(validation[:, c], s[c]), mask) for s in states])
+        assert floor["variables"][var]["crps"] == pytest.approx(crps, rel=1e-5, abs=1e-9), var
+        for source in (floor, *metrics["models"].values()):
+            i = source["intervals"][f"crps/{var}"]
+            assert i["estimate"] == pytest.approx(source["variables"][var]["crps"], rel=1e-9)
+            assert i["low"] < i["high"]
+    # every table has the floor row, before the models
+    assert report.count("| floor (validation) |") >= 8
+    assert floor["aggregates"]["extent"]["values"] and "variogram/all" in floor["intervals"]
+    assert "deformation" in floor and "deformation" in metrics["reference"] and "consistency" in floor
 
 
 def test_censored_out_of_bounds_is_na_and_step_sweep_lines_up_steps(reference, tmp_path):
@@ -251,10 +272,9 @@ def test_censored_out_of_bounds_is_na_and_step_sweep_lines_up_steps(reference, t
     assert rows[0]["crps"]["sic"] == pytest.approx(metrics["models"]["s10"]["variables"]["sic"]["crps"])
     report = (out / "report.md").read_text()
     assert "Heun-step sweep" in report and "| sic (1) | s10 |" in report
-    assert [line.split("|")[-2].strip() for line in report.splitlines() if line.startswith("| sic (1) |")] == [
-        "n/a",
-        "n/a",
-    ]
+    rows = [line.split("|") for line in report.splitlines() if line.startswith("| sic (1) |")]
+    assert [r[-2].strip() for r in rows if "floor" not in r[2]] == ["n/a", "n/a"]
+    assert [r[-2].strip() for r in rows if "floor" in r[2]] == ["0"]  # validation states stay in bounds
 
 
 def test_step_sweep_samples_one_run_at_15_30_60_steps_with_the_same_noise(reference, diffusion_run, tmp_path):

@@ -8,24 +8,16 @@ import shutil
 import numpy as np
 import torch
 import torch.nn.functional as F
-from helpers import hpc_seaice, tiny_autoencoder_config, tiny_diffusion_config
+from helpers import hpc_seaice
+from helpers_runs import latent_run_chain
 
-from hpc_seaice.config import config_from_dict
 from hpc_seaice.data.format.static import read_static
 from hpc_seaice.inference.loading import load_inference_model
-from hpc_seaice.train.trainer import run_training
 
 
 def test_a_latent_run_samples_with_the_ocean_fraction_of_its_fields(tiny_dataset_copy, tmp_path):
     data = tiny_dataset_copy
-    vae = tmp_path / "vae"
-    assert run_training(config_from_dict(tiny_autoencoder_config(data, vae, train={"max_steps": 2}))) == 0
-    latents = tmp_path / "latents"
-    hpc_seaice("encode", "--autoencoder", str(vae), "--data", str(data), "--out", str(latents))
-    ldm = tmp_path / "ldm"
-    config = tiny_diffusion_config(latents, ldm, train={"max_steps": 1, "checkpoint_every": 1})
-    config["unet"]["in_channels"] = 4
-    assert run_training(config_from_dict(config)) == 0
+    vae, latents, ldm, config = latent_run_chain(data, data, tmp_path)
 
     mask = torch.as_tensor(np.asarray(read_static(data).mask, dtype=np.float32))
     loaded = load_inference_model(ldm)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from hpc_seaice.config import CONFIG_ROOT, DiffusionConfig, UNetConfig, VAEConfig, config_from_dict
+from hpc_seaice.config import DiffusionConfig, UNetConfig, VAEConfig, config_from_dict, preset_names
 from hpc_seaice.errors import UserError
 from hpc_seaice.models.build import build_unet, count_parameters, forward_flops, load_model_preset
 from hpc_seaice.models.describe import main as describe_main
@@ -118,7 +118,7 @@ def test_bf16_autocast_forward_backward():
 
 
 def test_every_preset_file_is_a_valid_config():
-    names = sorted(p.stem for p in (CONFIG_ROOT / "models").glob("*.yaml"))
+    names = preset_names()
     for required in ("paper-data", "paper-latent", "paper-vae", "demo-data", "demo-latent", "demo-vae"):
         assert required in names
     for name in names:

@@ -284,12 +284,15 @@ def _full_disk_line(err: list[str], command: str) -> None:
 def test_synth_and_convert_on_a_full_disk(tmp_path, capsys, plenty_of_space):
     import xarray as xr
 
+    from hpc_seaice.data.format.variables import UNITS
+
     source = tmp_path / "source.nc"
     ds = ShardedDataset(_small_set(tmp_path), split=None, normalize=False)
     fields = np.stack([ds[i].numpy() for i in range(len(ds))])
     names = ["sit", "sic", "damage", "siu", "siv"]
     xr.Dataset(
-        {n: (("time", "y", "x"), fields[:, k]) for k, n in enumerate(names)}, coords={"time": ds.times}
+        {n: (("time", "y", "x"), fields[:, k], {"units": UNITS[n]}) for k, n in enumerate(names)},
+        coords={"time": ds.times},
     ).to_netcdf(source, engine="h5netcdf")
     with _tmpfs(tmp_path / "fs", "120k") as fs:
         code, err = _cli(capsys, "data", "synth", "--out", str(fs / "set"), *SYNTH)

@@ -53,6 +53,12 @@ class FakeSubmitted:
     def __init__(self, job: FakeJob, run_dir: Path) -> None:
         self.job, self.run_dir = job, run_dir
 
+
+@pytest.fixture(autouse=True)
+def scripted_states(monkeypatch):
+    """Each job's state follows its FakeJob script (sacct by identity: tests/test_slurm_identity.py)."""
+    monkeypatch.setattr(waiting, "job_state", lambda item: item.job.get_info(mode="force")["State"].upper())
+
     def log_path(self, task: int = 0, kind: str = "out") -> Path:
         return self.run_dir / f"{self.job.job_id}_{task}_log.{kind}"
 
@@ -124,14 +130,18 @@ def test_status_names_the_reason_a_job_cannot_start(tmp_path):
     (run_dir / "slurm").mkdir(parents=True)
     (run_dir / "slurm" / "submitted.jsonl").write_text(json.dumps({"job_id": "77"}) + "\n")
     env = fake_slurm_bin(
-        tmp_path / "bin", "77|77|PENDING|Unknown|Unknown|00:00:00|None assigned", "77|77|PENDING|PartitionConfig"
+        tmp_path / "bin",
+        "77|77|PENDING|Unknown|Unknown|00:00:00|None assigned|Unknown|hpc-seaice-run|/w",
+        "77|77|PENDING|PartitionConfig",
     )
     out = hpc_seaice("status", str(run_dir), env=env).stdout
     line = next(line for line in out.splitlines() if line.strip().startswith("77"))
     assert "PENDING" in line and "not started (cannot start: PartitionConfig: asks for more than" in line, out
 
     env = fake_slurm_bin(
-        tmp_path / "bin2", "77|77|PENDING|Unknown|Unknown|00:00:00|None assigned", "77|77|PENDING|Priority"
+        tmp_path / "bin2",
+        "77|77|PENDING|Unknown|Unknown|00:00:00|None assigned|Unknown|hpc-seaice-run|/w",
+        "77|77|PENDING|Priority",
     )
     out = hpc_seaice("status", str(run_dir), env=env).stdout
     assert "not started (waiting: Priority)" in out and "cannot start" not in out, out

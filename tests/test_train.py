@@ -27,7 +27,7 @@ from hpc_seaice.command import EXIT_INTERRUPTED, EXIT_NONFINITE
 from hpc_seaice.config import config_from_dict
 from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.runtime.checkpoint import latest_checkpoint
-from hpc_seaice.runtime.integrity import META_NAME, file_hashes
+from hpc_seaice.runtime.integrity import META_NAME, file_hashes, write_meta
 from hpc_seaice.runtime.stopping import STOP_FILE, StopRequest
 from hpc_seaice.train.engines import decay_groups, lr_at, lr_multiplier
 from hpc_seaice.train.trainer import FAULT_NAN_STEPS, run_training
@@ -69,7 +69,7 @@ def _as_written_with_a_scheduler(folder):
     torch.save(state, folder / "optimizer.pt")
     meta = json.loads((folder / META_NAME).read_text())
     meta["files"] = file_hashes(folder)
-    (folder / META_NAME).write_text(json.dumps(meta))
+    write_meta(folder, meta)  # signed, as those versions' own checkpoint
 
 
 def test_stop_file_checkpoints_at_the_next_step_boundary_and_resume_continues_exactly(tiny_dataset, tmp_path):

@@ -7,6 +7,7 @@ exit codes.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,7 +32,9 @@ from helpers import (
 )
 
 from hpc_seaice.config import config_from_dict
+from hpc_seaice.errors import UserError
 from hpc_seaice.runtime.checkpoint import latest_checkpoint
+from hpc_seaice.runtime.integrity import verify_files
 from hpc_seaice.runtime.stopping import STOP_FILE
 from hpc_seaice.train.trainer import run_training
 
@@ -53,6 +56,9 @@ def test_ddp_two_ranks_follow_the_single_process_trajectory(tiny_dataset, tmp_pa
     proc = torchrun(2, "train", str(path))
     assert "2 rank(s) on 1 host(s)" in proc.stdout and "via torchrun" in proc.stdout
     assert_close_trajectories(losses(run_dir), single_process_reference)
+    # a normal run prints no warning a user cannot act on (torch's own, or torchrun's W-lines)
+    warned = [line for line in proc.stderr.splitlines() if "Warning" in line or re.match(r"W\d{4} ", line)]
+    assert not warned, "\n".join(warned)
 
 
 @pytest.mark.parametrize("zero_stage", [1, 2])
@@ -87,6 +93,14 @@ def test_deepspeed_zero_checkpoint_resumes_on_another_world_size(tiny_dataset, t
     assert "converting" in proc.stderr and (run_dir / "checkpoints/step_00000003/universal/zero").is_dir()
     assert [m["step"] for m in read_metrics(run_dir) if "loss" in m] == [1, 2, 3, 4, 5, 6]
     assert_close_trajectories(losses(run_dir), single_process_reference)
+    # The universal form joined the checkpoint's signed hash table: checked like the rest from now on.
+    folder = run_dir / "checkpoints/step_00000003"
+    listed = [name for name in verify_files(folder)["files"] if name.startswith("universal/")]
+    assert len(listed) == sum(1 for p in (folder / "universal").rglob("*") if p.is_file()) > 0
+    victim = folder / next(name for name in listed if name.endswith(".pt"))
+    victim.write_bytes(victim.read_bytes()[:-1])
+    with pytest.raises(UserError, match="changed or damaged"):
+        verify_files(folder)
 
 
 def test_two_ranks_stopped_at_a_step_boundary_resume_the_same_trajectory(tiny_dataset, tmp_path):

@@ -24,6 +24,7 @@ from hpc_seaice.cli import main
 from hpc_seaice.data.format.static import read_static, write_static
 from hpc_seaice.errors import UserError
 from hpc_seaice.runtime.checkpoint import latest_checkpoint
+from hpc_seaice.runtime.integrity import write_meta
 from hpc_seaice.runtime.runlock import LOCK_NAME, RunLock
 
 STEP3, STEP6 = "step_00000003", "step_00000006"
@@ -92,9 +93,11 @@ def _corrupt(path, kind: str) -> None:
 
 
 def _drop_hashes(folder) -> None:
-    """What a checkpoint written before hashes were recorded looks like."""
+    """What a checkpoint written before hashes were recorded looks like (unsigned: it is read
+    only with HPC_SEAICE_ACCEPT_UNSIGNED=1)."""
     meta = json.loads((folder / "meta.json").read_text())
     meta.pop("files")
+    meta.pop("signature")
     (folder / "meta.json").write_text(json.dumps(meta))
 
 
@@ -114,12 +117,13 @@ def _drop_hashes(folder) -> None:
     ],
 )
 def test_damaged_checkpoint_is_one_line_naming_the_file_and_the_earlier_checkpoint(
-    run, capsys, tmp_path, file, kind, hashed, needle
+    run, capsys, tmp_path, monkeypatch, file, kind, hashed, needle
 ):
     run_dir, config = run
     folder = run_dir / "checkpoints" / STEP6
     if not hashed:
         _drop_hashes(folder)
+        monkeypatch.setenv("HPC_SEAICE_ACCEPT_UNSIGNED", "1")
     if kind == "missing":
         (folder / file).unlink()
     elif kind == "added":  # a file DeepSpeed would find by its name and unpickle, never hashed
@@ -386,9 +390,9 @@ def test_deepspeed_checkpoint_with_another_zero_stage_or_a_damaged_file_is_one_l
     )
     path = write_config(tmp_path / "c.yaml", config)
 
-    def train(*overrides: str) -> tuple[int, list[str]]:
+    def train(*overrides: str, **env: str) -> tuple[int, list[str]]:
         command = [sys.executable, "-m", "hpc_seaice", "train", str(path), "train.max_steps=6", *overrides]
-        proc = subprocess.run(command, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(command, cwd=ROOT, env=child_env(**env), capture_output=True, text=True, timeout=300)
         return proc.returncode, [line for line in proc.stderr.strip().splitlines() if line.strip()]
 
     first = subprocess.run(
@@ -400,8 +404,9 @@ def test_deepspeed_checkpoint_with_another_zero_stage_or_a_damaged_file_is_one_l
     optim = next(folder.glob("*optim_states.pt"))
     _corrupt(optim, "truncated")
     _one_line(*train(), f"{optim}: changed or damaged since it was written")
-    _drop_hashes(folder)  # as written before hashes: DeepSpeed's own error, in one line
-    _one_line(*train(), f"{folder}: cannot resume from it")
+    _drop_hashes(folder)  # as written before hashes and signatures: refused unless trusted
+    _one_line(*train(), "meta.json: unsigned checkpoint metadata", "HPC_SEAICE_ACCEPT_UNSIGNED=1")
+    _one_line(*train(HPC_SEAICE_ACCEPT_UNSIGNED="1"), f"{folder}: cannot resume from it")  # DeepSpeed's own error
 
 
 def test_sample_from_a_damaged_checkpoint_names_the_earlier_one(run, capsys, tmp_path):
@@ -434,7 +439,7 @@ def test_sampling_refuses_weights_that_the_hash_table_does_not_list(run, capsys,
     meta_path = run_dir / "checkpoints" / STEP6 / "meta.json"
     meta = json.loads(meta_path.read_text())
     del meta["files"]["model.pt"]
-    meta_path.write_text(json.dumps(meta))
+    write_meta(meta_path.parent, meta)  # signed: as if written so (an unsigned edit fails the signature first)
     argv = ["sample", "--run", str(run_dir), "--num", "1", "--steps", "2", "--out", str(tmp_path / "s.nc")]
     capsys.readouterr()
     code = main(argv)
@@ -472,7 +477,7 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_nothing_half_written(
     path = write_config(tmp_path / "c.yaml", config)
     # The small file system exists only inside the child's mount namespace: list what is left there.
     script = (
-        f'mount -t tmpfs -o size=256k tmpfs "{run_dir}" || exit 9; '
+        f'mount -t tmpfs -o size=256k,mode=0755 tmpfs "{run_dir}" || exit 9; '
         f'"$@"; rc=$?; echo LEFT; ls -A "{run_dir}/checkpoints"; exit $rc'
     )
     command = ["unshare", "-m", "sh", "-c", script, "sh", sys.executable, "-m", "hpc_seaice", "train", str(path)]

@@ -53,6 +53,7 @@ def compiled_calls(setup: Setup, space: str, denoiser: torch.nn.Module, vae: tor
         setup.device,
         setup.precision,
         setup.args.repeats or 3,
+        backend=getattr(setup.args, "compile_backend", "inductor"),
     )
 
 
@@ -81,6 +82,7 @@ def measure_compiled(args: argparse.Namespace) -> dict[str, Any]:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else environment()["device"],
         "threads": torch.get_num_threads(),
         "precision": setup.precision,
+        "compile_backend": getattr(args, "compile_backend", "inductor"),
         "batch_size": setup.batch,
         "batch_size_requested": requested,
         "presets": dict(setup.presets),

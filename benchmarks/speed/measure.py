@@ -233,7 +233,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     setup = make_setup(args)
     device, flops = setup.device, setup.flops
-    matmul = measure_matmul_flops(device, setup.precision)
+    matmul = measure_matmul_flops(device, setup.precision, n=256 if getattr(args, "toy", False) else 0)
     log(f"dense matmul: {matmul['flops_per_s'] / 1e9:.1f} GFLOP/s ({matmul['how']})")
     data_shape, latent_shape = setup.shapes["data"], setup.shapes["latent"]
     log(

@@ -18,6 +18,7 @@ GEOMETRY = {
     # quick: (data preset, latent preset, vae preset, grid side)
     False: ("paper-data", "paper-latent", "paper-vae", 512),
     True: ("demo-data", "demo-latent", "demo-vae", 128),
+    "toy": ("tiny-unet", "tiny-latent", "tiny-vae", 32),  # --toy: tests the scripts (gpu.sh --dry), times nothing
 }
 
 

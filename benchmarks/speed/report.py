@@ -121,10 +121,41 @@ def table_rows(r: dict[str, Any]) -> list[dict[str, str]]:
     ]
 
 
+def ratio_line(r: dict[str, Any]) -> str:
+    """The latent/data ratios and what they are judged against.
+
+    The 25x / 22x targets are about the paper geometry (5 x 512 x 512 against 16 x 64 x 64); a
+    quick run's demo presets have another, much smaller FLOP ratio, so there the targets say
+    nothing and the ratio is set against that pair's own FLOP ratio (how much of the arithmetic
+    saving turns into time).
+    """
+    t, ratio = r["targets"], r["ratios"]
+    per_call = (
+        f"{ratio['sampling_over_forward_flops']:.2f} of the per-call FLOP ratio {ratio['forward_flops']:.1f}x; "
+        f"{ratio['sampling_time_kinds']}"
+    )
+    if r["quick"]:
+        train_share = ratio["training_throughput"] / ratio["training_flops"]
+        sample_share = ratio["sampling_time"] / ratio["sampling_flops"]
+        return (
+            f"Latent/data ratios (QUICK run: the {t['latent_over_data_ratio']:g}x and {t['sampling_ratio']:g}x "
+            "targets are for the paper geometry and are not judged here; each ratio is set against this pair's own "
+            f"FLOP ratio): training throughput {ratio['training_throughput']:.1f}x = {train_share:.2f} of its FLOP "
+            f"ratio {ratio['training_flops']:.1f}x, sampling time per sample {ratio['sampling_time']:.1f}x = "
+            f"{sample_share:.2f} of its FLOP ratio {ratio['sampling_flops']:.1f}x ({per_call})."
+        )
+    return (
+        f"Latent/data ratios: training throughput {ratio['training_throughput']:.1f}x (target "
+        f"{t['latent_over_data_ratio']:g}x: {'met' if t['training_met'] else 'missed'}; FLOP ratio "
+        f"{ratio['training_flops']:.1f}x), sampling time per sample {ratio['sampling_time']:.1f}x (target "
+        f"{t['sampling_ratio']:g}x: {'met' if t['sampling_met'] else 'missed'}; FLOP ratio "
+        f"{ratio['sampling_flops']:.1f}x, {per_call})."
+    )
+
+
 def header(r: dict[str, Any]) -> str:
     t = r["targets"]
     g = r["geometry"]
-    ratio = r["ratios"]
     load = r.get("load_average", {})
     lines = [
         f"Device: {r['device_name']} ({r['device']}, {r['threads']} threads); precision {r['precision']}; "
@@ -140,12 +171,7 @@ def header(r: dict[str, Any]) -> str:
         + (" (QUICK run: demo presets, not the paper geometry)." if r["quick"] else " (paper geometry)."),
         f"Sampler: {SAMPLER_STEPS} Heun steps = {NETWORK_EVALS} network evaluations per sample. 1-minute load "
         f"average {_g(load.get('start'))} at start, {_g(load.get('end'))} at end; run took {r.get('wall_s', 0):.0f} s.",
-        f"Latent/data ratios: training throughput {ratio['training_throughput']:.1f}x (target "
-        f"{t['latent_over_data_ratio']:g}x: {'met' if t['training_met'] else 'missed'}; FLOP ratio "
-        f"{ratio['training_flops']:.1f}x), sampling time per sample {ratio['sampling_time']:.1f}x (target "
-        f"{t['sampling_ratio']:g}x: {'met' if t['sampling_met'] else 'missed'}; FLOP ratio "
-        f"{ratio['sampling_flops']:.1f}x, {ratio['sampling_over_forward_flops']:.2f} of the per-call FLOP ratio "
-        f"{ratio['forward_flops']:.1f}x; {ratio['sampling_time_kinds']}).",
+        ratio_line(r),
         f"VAE decoder share of a latent sample's time: {_pct(r['spaces']['latent']['sampling']['decoder_share'])} "
         f"(target <= {100 * t['decoder_share_max']:.0f}%: {'met' if t['decoder_share_met'] else 'missed'}). "
         f"Measured dense matmul: {_flops(r['matmul']['flops_per_s'])}FLOP/s ({r['matmul']['dtype']}, "

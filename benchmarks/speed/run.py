@@ -116,10 +116,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="only compiled against eager sampling calls, each eager one timed beside it in this run (no "
         "training, sampling, sweep or encode measurements: those are the eager run's); no plot",
     )
+    p.add_argument(
+        "--compile-backend",
+        default="inductor",
+        choices=("inductor", "aot_eager", "eager"),
+        help="torch.compile backend of the compiled calls (default inductor; aot_eager captures the same graphs "
+        "without generating code: gpu.sh --dry on a CPU)",
+    )
     p.add_argument("--quick", action="store_true", help="demo presets at 5x128x128 / 16x16x16 (CI smoke test)")
+    p.add_argument(
+        "--toy", action="store_true", help="tiny presets at 5x32x32 / 4x4x4, implies --quick (gpu.sh --dry: no timing)"
+    )
     add_output_options(p, name="speed", name_help="result file name (default speed)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG bar chart")
     args = p.parse_args(argv)
+    args.quick = args.quick or args.toy
     if args.compile_only and (args.compile or args.compare_compiled is False):
         p.error("--compile-only compares compiled with eager calls: drop --compile and --no-compile-compare")
     if args.compile_only:

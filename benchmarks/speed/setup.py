@@ -89,7 +89,7 @@ def make_setup(args: argparse.Namespace) -> Setup:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    data_preset, latent_preset, vae_preset, side = GEOMETRY[args.quick]
+    data_preset, latent_preset, vae_preset, side = GEOMETRY["toy" if getattr(args, "toy", False) else args.quick]
     vae_cfg = load_model_preset(vae_preset)
     vae_cfg.channels_last = args.channels_last
     data_shape = (vae_cfg.in_channels, side, side)

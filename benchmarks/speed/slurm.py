@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     out = speed_args[speed_args.index("--out") + 1]
     (run_dir / ARGS_FILE).write_text(json.dumps({"argv": speed_args}) + "\n")
     config = with_absolute_paths(config_from_dict({"run": {"dir": str(run_dir)}}))
-    res = replace(Resources.from_args(args), nodes=1, tasks_per_node=1, job_name="bench-speed")
+    res = replace(Resources.from_options(vars(args)), nodes=1, tasks_per_node=1, job_name="bench-speed")
     outcomes = run_jobs([BenchJob("speed", config, res, ENTRY)], max_wait_s=args.max_wait)
     outcome = outcomes["speed"]
     if not outcome.ok:

@@ -22,10 +22,13 @@ from benchmarks.speed.timing import autocast, log, synchronize, timed
 SWEEP_BATCHES = (1, 4, 16)
 
 
-def measure_matmul_flops(device: torch.device, precision: str, repeats: int = 5) -> dict[str, Any]:
-    """FLOP/s of a dense square matmul in the run's precision: the practical peak of this machine."""
+def measure_matmul_flops(device: torch.device, precision: str, repeats: int = 5, n: int = 0) -> dict[str, Any]:
+    """FLOP/s of a dense square matmul in the run's precision: the practical peak of this machine.
+
+    ``n``: the matrix side (default 8192 on a GPU, 2048 on a CPU; toy runs pass a small one, as
+    bf16 matmuls of 2048 take seconds each on CPUs without bf16 units)."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    n = 8192 if device.type == "cuda" else 2048
+    n = n or (8192 if device.type == "cuda" else 2048)
     gen = torch.Generator().manual_seed(3)
     a = torch.randn(n, n, generator=gen).to(device, dtype)
     b = torch.randn(n, n, generator=gen).to(device, dtype)
@@ -170,6 +173,7 @@ def compiled_sampling(
     device: torch.device,
     precision: str,
     repeats: int,
+    backend: str = "inductor",
 ) -> list[dict[str, Any]]:
     """Compiled (``compile_for_sampling``) vs eager: one denoiser call and, with a ``vae``, one decode.
 
@@ -186,7 +190,7 @@ def compiled_sampling(
         compare_compiled(
             f"{space} denoiser call ({SAMPLER_STEPS}-step sampler)",
             denoiser,
-            compile_for_sampling(denoiser, device),
+            compile_for_sampling(denoiser, device, backend),
             (x, sigma),
             device,
             precision,
@@ -197,7 +201,7 @@ def compiled_sampling(
         z = torch.randn(batch, *latent_shape, generator=gen).to(device)
         stats = (torch.zeros(latent_shape[0]), torch.ones(latent_shape[0]))  # irrelevant to the cost
         eager = LatentDecoder(vae, *stats, field_mask, device)
-        compiled = LatentDecoder(vae, *stats, field_mask, device, compile=True)
+        compiled = LatentDecoder(vae, *stats, field_mask, device, compile=True, compile_backend=backend)
         out.append(
             compare_compiled(
                 "VAE decoder pass",

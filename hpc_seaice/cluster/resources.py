@@ -10,6 +10,7 @@ import dataclasses
 import re
 import shlex
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,10 @@ class Resources:
     job_name: str = ""
 
     @classmethod
-    def from_args(cls, args: Any) -> Resources:
+    def from_options(cls, options: Mapping[str, object]) -> Resources:
+        """The resources among ``options`` (e.g. ``vars()`` of parsed ``submit`` options); others are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: getattr(args, k) for k in names if getattr(args, k, None) is not None})
+        return cls(**{k: v for k, v in options.items() if k in names and v is not None})  # type: ignore[arg-type]
 
     @property
     def ntasks_per_node(self) -> int:

@@ -2,7 +2,8 @@
 
 Job ids come from the run folder itself (``slurm/submitted.jsonl`` written at submission,
 ``jobs.jsonl`` written by the trainer at every start), so a run is understood from its folder alone,
-wherever and however it was launched. States come from ``sacct`` (``squeue`` as a fallback); without
+wherever and however it was launched. States come from ``sacct``, each job's record chosen by its
+name, folder and submit time where the submission recorded them (``squeue`` as a fallback); without
 a reachable SLURM they are shown as "unknown" and the rest still works. A pending job shows
 ``squeue``'s reason, and says so when that reason means it cannot start as submitted
 (``PartitionConfig``, ``ReqNodeNotAvail``, ``BadConstraints``, ...).
@@ -18,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpc_seaice.cluster import accounting
+from hpc_seaice.cluster.accounting import JobIdentity
 from hpc_seaice.cluster.environment import JOBS, REQUEUES, SUBMITTED, read_records, slurm_folder
 from hpc_seaice.cluster.pending import cannot_start, queue_reasons
-from hpc_seaice.errors import UserError
 
-SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "Start", "End", "Elapsed", "NodeList")
+SQUEUE_FIELDS = ("JobID", "JobIDRaw", "State", "Start", "End", "Elapsed", "NodeList")  # sacct's names
 
 
 @dataclass
@@ -49,18 +51,23 @@ def _run(command: list[str], timeout_s: float = 20.0) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-def query_states(job_ids: list[str]) -> tuple[dict[str, dict[str, str]], str]:
-    """SLURM's view of the jobs, keyed by both JobID (``123_4``) and JobIDRaw; and the source used."""
-    if not job_ids:
+def query_states(identities: list[JobIdentity]) -> tuple[dict[str, dict[str, str]], str]:
+    """SLURM's view of the jobs, keyed by both JobID (``123_4``) and JobIDRaw; and the source used.
+
+    sacct's record of each job is chosen by its identity (:mod:`hpc_seaice.cluster.accounting`):
+    an older job with the same id (a cluster whose id counter was reset) is not taken for it.
+    """
+    if not identities:
         return {}, "none"
-    out = _run(["sacct", "-X", "-n", "-P", "-o", ",".join(SACCT_FIELDS), "-j", ",".join(job_ids)])
-    if out is not None:
+    job_ids = [identity.job_id for identity in identities]
+    records = accounting.query(job_ids)
+    if records is not None:
         info: dict[str, dict[str, str]] = {}
-        for line in out.splitlines():  # a requeued job: the latest record comes last
-            values = dict(zip(SACCT_FIELDS, line.split("|")))
-            if len(values) == len(SACCT_FIELDS):
-                info[values["JobID"]] = values
-                info[values["JobIDRaw"]] = values
+        for identity in identities:
+            record, note = accounting.select(records, identity)
+            accounting.tell_once(note)
+            if record:
+                info[identity.job_id] = info[record["JobID"]] = info[record["JobIDRaw"]] = record
         return info, "sacct"
     out = _run(["squeue", "-h", "-o", "%i|%A|%T|%S|%M|%N", "-j", ",".join(job_ids)])
     if out is not None:
@@ -68,7 +75,7 @@ def query_states(job_ids: list[str]) -> tuple[dict[str, dict[str, str]], str]:
         for line in out.splitlines():
             parts = line.split("|")
             if len(parts) == 6:
-                values = dict(zip(SACCT_FIELDS, (parts[0], parts[1], parts[2], parts[3], "", parts[4], parts[5])))
+                values = dict(zip(SQUEUE_FIELDS, (parts[0], parts[1], parts[2], parts[3], "", parts[4], parts[5])))
                 info[parts[0]] = info[parts[1]] = values
         return info, "squeue"
     return {}, "unreachable"
@@ -105,15 +112,24 @@ def collect(run_dir: Path) -> tuple[list[JobStatus], str]:
     submitted = read_records(slurm_folder(run_dir) / SUBMITTED)
     starts = read_records(run_dir / JOBS)
     requeues = read_records(slurm_folder(run_dir) / REQUEUES)
-    ids: list[str] = []
+    identities: dict[str, JobIdentity] = {}
     for record in submitted:
-        if record.get("job_id") and str(record["job_id"]) not in ids:
-            ids.append(str(record["job_id"]))
+        job = str(record.get("job_id") or "")
+        if job and job not in identities:
+            when = record.get("time")
+            identities[job] = JobIdentity(
+                job,
+                str(record.get("job_name", "")),
+                str(record.get("work_dir", "")),
+                submitted=float(when) if isinstance(when, (int, float)) else None,
+            )
     for record in starts:
-        job = record.get("slurm_job_id")
-        if job and str(job) not in ids:
-            ids.append(str(job))
-    info, source = query_states(ids)
+        job = str(record.get("slurm_job_id") or "")
+        when = record.get("time")
+        if job and job not in identities:  # started by hand or by a launcher: submitted before it started
+            identities[job] = JobIdentity(job, started=float(when) if isinstance(when, (int, float)) else None)
+    ids = list(identities)
+    info, source = query_states(list(identities.values()))
     jobs: dict[str, JobStatus] = {}
     for job_id in ids:
         row = info.get(job_id)
@@ -182,11 +198,3 @@ def format_status(run_dir: Path) -> str:
     checkpoint = last_checkpoint(run_dir)
     lines.append(f"last checkpoint: {checkpoint or 'none yet'}")
     return "\n".join(lines) + "\n"
-
-
-def cli_status(args: Any) -> int:
-    run_dir = Path(args.run_dir).expanduser().resolve()
-    if not run_dir.is_dir():
-        raise UserError(f"run folder not found: {args.run_dir}")
-    print(format_status(run_dir), end="", flush=True)
-    return 0

@@ -2,10 +2,10 @@
 
 The one submission path of the project (the cluster benchmarks submit through :func:`submit` too).
 Its parts: :mod:`~hpc_seaice.cluster.resources` (what a job asks for, the sbatch parameters),
-:mod:`~hpc_seaice.cluster.job` (what every task runs), this module (submission, arrays, the
-command line) and :mod:`~hpc_seaice.cluster.waiting` (``--wait``). One SLURM task per GPU
-(``srun``, never torchrun inside the allocation); CPU jobs use ``--gpus-per-node 0
---tasks-per-node K``.
+:mod:`~hpc_seaice.cluster.job` (what every task runs), this module (submission, arrays),
+:mod:`~hpc_seaice.cluster.submitted` (a submitted job) and :mod:`~hpc_seaice.cluster.waiting`
+(``--wait``); the command line is :mod:`hpc_seaice.cli.cluster`. One SLURM task per GPU (``srun``,
+never torchrun inside the allocation); CPU jobs use ``--gpus-per-node 0 --tasks-per-node K``.
 
 Preemption and time limits: SLURM sends USR2 ``--signal-delay-s`` seconds before the end (never
 USR1: NCCL uses it) and SIGTERM on preemption. The trainer catches both, every rank agrees at the
@@ -26,8 +26,7 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
-from dataclasses import dataclass
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +35,13 @@ import yaml
 from hpc_seaice.cluster.environment import SUBMITTED, append_record, slurm_folder
 from hpc_seaice.cluster.job import DEFAULT_ENTRY, TrainingJob
 from hpc_seaice.cluster.resources import Resources, parse_time_minutes, sbatch_parameters, sbatch_script
+from hpc_seaice.cluster.submitted import Submitted
 from hpc_seaice.cluster.waiting import wait_for
 from hpc_seaice.config import ExperimentConfig, config_to_dict, load_config, with_absolute_paths
 from hpc_seaice.errors import UserError
+from hpc_seaice.runtime.private import check_private
 
 ARRAY_FOLDER = ".slurm-arrays"  # held-array staging folder, next to the run folders
-
-
-@dataclass
-class Submitted:
-    job: Any  # submitit.slurm.slurm.SlurmJob
-    config: ExperimentConfig
-    array_index: int | None = None
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.config.run.dir)
-
-    def log_path(self, task: int = 0, kind: str = "out") -> Path:
-        """A task's log through the run folder (for arrays, the same file as submitit's path)."""
-        return slurm_folder(self.run_dir) / f"{self.job.job_id}_{task}_log.{kind}"
 
 
 def resolve_configs(config_path: str, overrides: list[str], array: list[str]) -> list[ExperimentConfig]:
@@ -142,8 +128,12 @@ def submit(
     res.validate()
     if max_requeues < 0:
         raise UserError(f"--max-requeues must not be negative, got {max_requeues}")
+    for cfg in configs:  # the job unpickles its slurm/ files there, and --wait its results
+        if Path(cfg.run.dir).exists():
+            check_private(Path(cfg.run.dir), cfg.run.allow_shared_dir)
     _require_slurm()
     params = sbatch_parameters(res, _job_name(configs[0]))
+    since, work_dir = time.time(), os.getcwd()
     # Submitted from inside an allocation, the job would inherit its SLURM_* and rank variables.
     with submitit.helpers.clean_env():
         if not is_array:
@@ -154,10 +144,14 @@ def submit(
         else:
             submitted = _submit_array(configs, params, max_requeues, entry)
     for item in submitted:
+        item.since, item.work_dir, item.job_name = since, work_dir, params["job_name"]
         append_record(
             slurm_folder(item.run_dir) / SUBMITTED,
             {
                 "job_id": item.job.job_id,
+                "job_name": params["job_name"],
+                "work_dir": work_dir,
+                "time": since,
                 "array_index": item.array_index,
                 "nodes": res.nodes,
                 "tasks_per_node": res.ntasks_per_node,
@@ -200,53 +194,11 @@ def _submit_array(
     return [Submitted(job, cfg, index) for index, (job, cfg) in enumerate(zip(jobs, configs))]
 
 
-def _print_submitted(submitted: list[Submitted], res: Resources) -> None:
-    for item in submitted:
-        element = f" (array element {item.array_index})" if item.array_index is not None else ""
-        print(
-            f"submitted job {item.job.job_id}{element}: {res.nodes} node(s) x {res.ntasks_per_node} task(s), "
-            f"{res.gpus_per_node} GPU(s) per node",
-            flush=True,
-        )
-        print(f"  run dir: {item.run_dir}", flush=True)
-        print(f"  stdout:  {item.log_path(0, 'out')}", flush=True)
-        print(f"  stderr:  {item.log_path(0, 'err')}", flush=True)
-    print(f"follow with: hpc-seaice status {submitted[0].run_dir}", flush=True)
-
-
-def cli_submit(args: Any) -> int:
-    is_array = bool(args.array)
-    configs = resolve_configs(args.config, list(args.overrides), list(args.array))
-    res = Resources.from_args(args)
-    res.validate()
-    if args.max_requeues < 0:
-        raise UserError(f"--max-requeues must not be negative, got {args.max_requeues}")
-    if args.dry_run:
-        sys.stdout.write(dry_run_text(configs, res, args.max_requeues, is_array))
-        return 0
-    from submitit.core.utils import FailedJobError
-
-    try:
-        submitted = submit(configs, res, args.max_requeues, is_array=is_array)
-    except FailedJobError as exc:  # submitit's sbatch call failed; the message is sbatch's stderr
-        message = [line for line in str(exc).strip().splitlines() if line.strip()]
-        raise UserError("sbatch refused the job: " + " | ".join(message[-3:])) from None
-    _print_submitted(submitted, res)
-    if not args.wait:
-        return 0
-    try:
-        return wait_for(submitted)
-    except KeyboardInterrupt:
-        print("stopped waiting; the job(s) keep running (scancel to stop them)", file=sys.stderr)
-        return 130
-
-
 __all__ = [
     "DEFAULT_ENTRY",
     "Resources",
     "Submitted",
     "TrainingJob",
-    "cli_submit",
     "dry_run_text",
     "parse_time_minutes",
     "resolve_configs",

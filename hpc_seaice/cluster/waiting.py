@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
+from hpc_seaice.cluster import accounting
 from hpc_seaice.cluster.pending import cannot_start, describe, queue_reasons
-
-if TYPE_CHECKING:
-    from hpc_seaice.cluster.submit import Submitted
+from hpc_seaice.cluster.submitted import Submitted
 
 # submitit's list of states in which a job may still run (a requeued job passes through them)
 INCOMPLETE_STATES = {"READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "PREEMPTED", ""}
@@ -37,9 +35,10 @@ class JobEnd:
         return self.state not in INCOMPLETE_STATES
 
 
-def job_state(job: Any) -> str:
-    """The job's SLURM state from sacct (forced refresh); "" when sacct does not know it yet."""
-    return str(job.get_info(mode="force").get("State", "")).split(" ")[0].upper()
+def job_state(item: Submitted) -> str:
+    """The job's SLURM state from its own sacct record (by identity: :mod:`hpc_seaice.cluster.accounting`);
+    "" when sacct does not know it yet."""
+    return accounting.job_state(item.identity)
 
 
 def watch(
@@ -55,7 +54,7 @@ def watch(
     while pending:
         queued = []
         for job_id, item in list(pending.items()):
-            state = job_state(item.job)
+            state = job_state(item)
             if state not in INCOMPLETE_STATES:
                 ends[job_id] = JobEnd(state)
                 del pending[job_id]
@@ -74,7 +73,7 @@ def watch(
         if pending and deadline is not None and now >= deadline:
             reasons = queue_reasons(list(pending))
             for job_id in list(pending):
-                state, reason = reasons.get(job_id, (job_state(pending[job_id].job) or "UNKNOWN", ""))
+                state, reason = reasons.get(job_id, (job_state(pending[job_id]) or "UNKNOWN", ""))
                 why = f" ({reason})" if reason and reason != "None" else ""
                 ends[job_id] = JobEnd(state, reason, f"job {job_id}: stopped waiting: still {state}{why}")
                 del pending[job_id]

@@ -7,11 +7,14 @@ these, so memory stays bounded and an unreadable block is the same one-line erro
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hpc_seaice.errors import UserError
+
+if TYPE_CHECKING:
+    import h5py
 
 
 def iter_blocks(n: int, sample_bytes: int, target_bytes: int = 64 << 20) -> Iterator[slice]:
@@ -21,7 +24,7 @@ def iter_blocks(n: int, sample_bytes: int, target_bytes: int = 64 << 20) -> Iter
         yield slice(lo, min(n, lo + step))
 
 
-def read_block(f: Any, name: str, sl: slice, where: str) -> np.ndarray:
+def read_block(f: h5py.File, name: str, sl: slice, where: str) -> np.ndarray:
     """Samples ``sl`` of array ``name`` of an open shard; an unreadable block is one line naming ``where``."""
     try:
         return f[name][sl]

@@ -1,31 +1,25 @@
 """`hpc-seaice evaluate`: compare generated ensembles (and autoencoder reconstructions) with a split.
 
 One pass streams over the reference states (default: the test split), so a 512 x 512 test year
-is never held in memory; per state it updates the reference climatology (Welford mean and
-variance per cell), the ice-cover counts, the marginal-ice-zone area, the thickness spectrum
-and, for every model, the observation term of the ensemble CRPS. Each generated ensemble is held
-in memory (its ocean cells only, ``N x C x P`` float32) because the CRPS against a state needs all
-members. Several ``--samples`` files are scored in the same pass and land in one table and one
-set of overlaid curves, as in the paper.
+is never held in memory (:mod:`.reference`); each generated ensemble is held in memory (its ocean
+cells only, ``N x C x P`` float32) because the CRPS against a state needs all members. Several
+``--samples`` files are scored in the same pass and land in one table and one set of overlaid
+curves, as in the paper.
 
-Scores (our definitions where the paper's could not be recovered; docs/sample_and_evaluate.md lists them):
+The floor (:mod:`.floor`): as many states of the validation split as the models have samples,
+scored by the same code as a samples file; ``metrics.json`` key ``floor``, a row in every table,
+a grey line in every figure. Every score has a 95 % bootstrap interval (:mod:`.replicates`,
+``--bootstrap`` replicates, fixed seed). ``--findings`` decides the study's three findings
+(:mod:`.findings`). The scores are listed in ``docs/evaluation.md``:
 
-- CRPS per variable: the generated ensemble as a forecast for every reference state (a
-  climatological CRPS), averaged over ocean cells and states; standard and fair estimators.
-- RMSE and bias of the generated mean and standard-deviation fields against the reference
-  climatology (mean and std over states, per cell; population std for both).
-- Fraction of ocean values outside the physical bounds, before clipping where the samples
-  file carries ``<var>_raw``; n/a for a censored decoder (:mod:`.plateaus`). Share of ocean
-  values exactly at each plateau (sit = 0, sic = 0, sic = 1, damage = 1), test and models.
-- Thickness PSD over the central Arctic (tapered estimator by default, :mod:`.spectra`); the
-  mean log10 ratio generated / reference, overall and per wavelength band (> 400 km,
-  100-400 km, < 100 km; negative = too smooth).
-- Ice-cover probability calibration in 5 % bins of the reference probability: cell-weighted
-  and unweighted mean gaps, and the mean gap over cells with 0 < p_test < 1 (:mod:`.calibration`).
-- MIZ area (0.15 <= sic <= 0.8, per-cell areas of the grid) per state: mean, std and the
-  Wasserstein-1 distance between the generated and reference distributions.
-- ``--reconstruct RUN_DIR``: the autoencoder's deterministic reconstruction of every reference
-  state, RMSE and bias per variable and its thickness spectrum.
+- CRPS per variable (standard and fair), RMSE and bias of the mean and std fields against the
+  reference climatology, shares beyond the physical bounds and at the plateaus;
+- PSD of the five variables and of speed over the central Arctic (:mod:`.spectra`), log10 ratio
+  to the reference overall and per band (> 400 km, 100-400 km, < 100 km);
+- ice-cover calibration (:mod:`.calibration`), MIZ area and the other aggregates per state
+  (extent, area, volume; :mod:`.aggregates`) with their Wasserstein-1 and CRPS;
+- the variogram score on a coarse-grained field (:mod:`.spatial`);
+- ``--reconstruct RUN_DIR``: the autoencoder's reconstruction of every reference state;
 - ``--step-sweep RUN_DIR``: the main scores of one run sampled with 15, 30, 60 Heun steps.
 """
 
@@ -37,64 +31,53 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import wasserstein_distance
 from tqdm import tqdm
 
-from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.blocks import evenly_spaced
+from hpc_seaice.data.format.units import parse_assume_units
 from hpc_seaice.data.format.variables import ICE_COVER_THRESHOLD, VARIABLES
 from hpc_seaice.data.geo.cell_geometry import grid_geometry
 from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.errors import UserError
-from hpc_seaice.evaluation import metrics as M
+from hpc_seaice.evaluation import replicates as R
 from hpc_seaice.evaluation import report
-from hpc_seaice.evaluation.calibration import cover_calibration, ice_covered
+from hpc_seaice.evaluation.bootstrap import DEFAULT_BOOT, DEFAULT_SEED
+from hpc_seaice.evaluation.context import ScoringContext, cell_sample
+from hpc_seaice.evaluation.deformation_scores import DeformationAccumulator, source_deformation
 from hpc_seaice.evaluation.figures import write_figures
-from hpc_seaice.evaluation.generated import CH, load_generated
+from hpc_seaice.evaluation.findings import Roles, decide_findings
+from hpc_seaice.evaluation.floor import FLOOR_SPLIT, floor_size, load_floor, split_problem
+from hpc_seaice.evaluation.generated import GeneratedModel, load_generated
 from hpc_seaice.evaluation.output import report_output, write_report_folder
-from hpc_seaice.evaluation.plateaus import plateau_counts, shares_from_counts
+from hpc_seaice.evaluation.plateaus import shares_from_counts
 from hpc_seaice.evaluation.reconstruction import load_reconstruction
+from hpc_seaice.evaluation.reference import ReferenceStream
+from hpc_seaice.evaluation.roles import FindingRoles
+from hpc_seaice.evaluation.scores import SourceScores, reference_entry, score_source
+from hpc_seaice.evaluation.source_checks import (
+    TestProjection,
+    consistency_entry,
+    memorization_entries,
+    reference_consistency,
+)
+from hpc_seaice.evaluation.spatial_scores import attach_variogram
 from hpc_seaice.evaluation.spectra import (
     BANDS_KM,
     DEFAULT_DX_KM,
     ESTIMATORS,
-    band_log_ratios,
     box_to_dict,
     central_arctic_box,
     isotropic_psd,
-    log_ratio,
     wavenumbers,
 )
 from hpc_seaice.evaluation.step_sweep import DEFAULT_SWEEP_SAMPLES, generate_sweep, sweep_table
-from hpc_seaice.outputs import check_output_dir
 
 RECONSTRUCT_BATCH = 4
-
-
-# --- Sources being scored ----------------------------------------------------------------------
-
-
-class RunningMoments:
-    """Per-cell mean and variance over a stream of states (Welford, float64)."""
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.count = 0
-        self.mean = np.zeros(shape)
-        self.m2 = np.zeros(shape)
-
-    def update(self, x: np.ndarray) -> None:
-        self.count += 1
-        delta = x - self.mean
-        self.mean += delta / self.count
-        self.m2 += delta * (x - self.mean)
-
-    @property
-    def std(self) -> np.ndarray:
-        return np.sqrt(self.m2 / max(self.count, 1))
 
 
 def _unique_names(names: Sequence[str]) -> list[str]:
@@ -111,9 +94,6 @@ def select_states(num_states: int, max_states: int) -> np.ndarray:
     return evenly_spaced(num_states, max_states)
 
 
-# --- The pass over the reference states --------------------------------------------------------
-
-
 def _open_reference(data: str, split: str) -> ShardedDataset:
     if not Path(data).is_dir():
         raise UserError(f"data set folder {data} does not exist")
@@ -128,7 +108,44 @@ def _open_reference(data: str, split: str) -> ShardedDataset:
     return ds
 
 
-def evaluate(
+def _check_options(samples, reconstruct, step_sweep, sweep_samples, dx_km, max_states, n_boot, spectrum) -> None:
+    if spectrum not in ESTIMATORS:
+        raise UserError(f"--spectrum {spectrum!r}: expected one of {', '.join(ESTIMATORS)}")
+    if step_sweep is not None:
+        if not Path(step_sweep).is_dir():
+            raise UserError(f"--step-sweep: run folder {step_sweep} does not exist")
+        if sweep_samples < 2:
+            raise UserError(f"--sweep-samples must be at least 2, got {sweep_samples}")
+    if not samples and not reconstruct and step_sweep is None:
+        raise UserError("nothing to evaluate: give --samples FILE.nc ..., --reconstruct RUN or --step-sweep RUN")
+    for path in samples:
+        if not Path(path).is_file():
+            raise UserError(f"samples file {path} does not exist")
+    if dx_km is not None and not (math.isfinite(dx_km) and dx_km > 0):
+        raise UserError(f"--dx-km must be positive and finite, got {dx_km}")
+    if max_states < 0:
+        raise UserError(f"--max-states must be >= 0 (0 = all states), got {max_states}")
+    if n_boot < 1:
+        raise UserError(f"--bootstrap must be at least 1 replicate, got {n_boot}")
+
+
+@dataclass
+class Evaluation:
+    """What one evaluation measured: the ``metrics.json`` dictionary and every source's replicates."""
+
+    metrics: dict[str, Any]
+    scores: dict[str, SourceScores]  # the models' (by name)
+    floor: SourceScores | None
+    wavelength_km: np.ndarray
+
+    def decide(self, roles: Roles) -> list[dict[str, Any]]:
+        """The three findings for any three of the evaluated models (:func:`.findings.decide_findings`)."""
+        if self.floor is None:
+            raise UserError(f"the findings need the floor, from split {FLOOR_SPLIT!r}")
+        return decide_findings(self.metrics, self.scores, self.floor, roles, self.wavelength_km)
+
+
+def run_evaluation(
     samples: Sequence[str | os.PathLike],
     data: str,
     out: str | os.PathLike,
@@ -140,41 +157,162 @@ def evaluate(
     spectrum: str = "tapered",
     step_sweep: str | os.PathLike | None = None,
     sweep_samples: int = DEFAULT_SWEEP_SAMPLES,
-) -> dict[str, Any]:
-    """Score sample files and autoencoder runs against a split; write metrics, report, figures.
+    findings: FindingRoles | None = None,
+    n_boot: int = DEFAULT_BOOT,
+    seed: int = DEFAULT_SEED,
+    figures: bool = True,
+    assume_units: str | None = None,
+) -> Evaluation:
+    """Score sample files, the floor and autoencoder runs against a split; write metrics, report, figures.
 
     ``dx_km``: spacing of the spectrum's wavelength axis; default the grid's mean spacing in the
     spectrum box (from ``static.h5``'s geometry or lat/lon). Areas always use per-cell areas.
+    ``findings``: the files of the three roles (:func:`.roles.parse_findings`); they are added to
+    ``samples`` when missing, and the three findings are decided (this needs the validation split).
+    ``n_boot``, ``seed``: bootstrap replicates of every interval and their seed. ``figures``: draw the PNGs.
+    ``assume_units``: ``--assume-units`` (:func:`~hpc_seaice.data.format.units.parse_assume_units`).
 
     Returns:
-        The metrics dictionary written to ``out/metrics.json``.
+        The :class:`Evaluation`; its ``metrics`` are written to ``out/metrics.json``.
     """
-    if spectrum not in ESTIMATORS:
-        raise UserError(f"--spectrum {spectrum!r}: expected one of {', '.join(ESTIMATORS)}")
-    if step_sweep is not None:
-        if not Path(step_sweep).is_dir():
-            raise UserError(f"--step-sweep: run folder {step_sweep} does not exist")
-        if sweep_samples < 2:
-            raise UserError(f"--sweep-samples must be at least 2, got {sweep_samples}")
-    if not samples and not reconstruct and step_sweep is None:
-        raise UserError("nothing to evaluate: give --samples FILE.nc ..., --reconstruct RUN or --step-sweep RUN")
-    sample_paths = [Path(p) for p in samples]
-    for path in sample_paths:
-        if not path.is_file():
-            raise UserError(f"samples file {path} does not exist")
-    if dx_km is not None and not (math.isfinite(dx_km) and dx_km > 0):
-        raise UserError(f"--dx-km must be positive and finite, got {dx_km}")
-    if max_states < 0:
-        raise UserError(f"--max-states must be >= 0 (0 = all states), got {max_states}")
+    samples = [Path(p) for p in samples]
+    if findings is not None:
+        have = {p.resolve() for p in samples}
+        samples += [p for p in findings.files() if p.resolve() not in have]
+    _check_options(samples, reconstruct, step_sweep, sweep_samples, dx_km, max_states, n_boot, spectrum)
+    assumed = parse_assume_units(assume_units)
     out = Path(out)
-    output = report_output(out, [("--data", data), *(("--samples", p) for p in sample_paths)])
-
+    output = report_output(out, [("--data", data), *(("--samples", p) for p in samples)])
     ref = _open_reference(data, split)
+    floor_problem = split_problem(data) if split != FLOOR_SPLIT else f"the reference split is {FLOOR_SPLIT}"
+    if findings is not None and floor_problem:
+        raise UserError(f"--findings needs the floor, from split {FLOOR_SPLIT!r}: {floor_problem}")
+    ctx, box, geometry, dx_km = _context(ref, data, dx_km, spectrum)
+    if step_sweep is not None:
+        sweep_dir = out / "step_sweep"
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        samples += generate_sweep(str(step_sweep), sweep_dir, num=sweep_samples)
+
+    models = _load_models(samples, ctx, assumed)
+    floor, floor_scores = None, None
+    if floor_problem:
+        print(f"evaluate: warning: no floor ({floor_problem})", file=sys.stderr, flush=True)
+    else:
+        floor = load_floor(data, floor_size([m.num_samples for m in models]), ctx)
+    sources = models + ([floor] if floor is not None else [])
+    attach_variogram(sources, ctx, np.asarray(ref.static.std, dtype=np.float64))
+    rec_names = _unique_names([f"{Path(r).name} (reconstruction)" for r in reconstruct])
+    recs = [load_reconstruction(Path(r), n, ctx.grid) for r, n in zip(reconstruct, rec_names)]
+
+    indices = select_states(len(ref), max_states)
+    k, wavelength = wavenumbers(box[0].stop - box[0].start, dx_km)
+    stream = ReferenceStream(ctx, sources, wavelength)
+    tests = TestProjection(ctx.mask, np.asarray(ref.static.mean), np.asarray(ref.static.std))
+
+    def deformation() -> DeformationAccumulator:
+        return DeformationAccumulator(ctx.grid, geometry.dx, geometry.dy, geometry.mean_spacing_km())
+
+    ref_deformation = deformation()
+    pending: list[np.ndarray] = []
+
+    def flush() -> None:
+        if pending:
+            batch = np.stack(pending)
+            for rec in recs:
+                rec.add(batch, ctx.mask, lambda sit: ctx.psd_of(sit).psd)
+            pending.clear()
+
+    for i in tqdm(indices, desc="evaluate", unit="state", disable=not progress):
+        state = np.asarray(ref.raw(int(i)), dtype=np.float64)
+        state = np.where(ctx.ocean, state, 0.0)  # land carries no information (and may be NaN)
+        stream.add(state)
+        tests.add(state[:, ctx.ocean])
+        ref_deformation.add(state[None], ctx.mask)
+        if recs:
+            pending.append(state)
+            if len(pending) >= RECONSTRUCT_BATCH:
+                flush()
+    flush()
+
+    num_states = stream.num_states
+    draws = R.draw(num_states, {s.name: s.num_samples for s in sources}, n_boot, seed)
+    ref_psd = stream.mean_psd("sit")
+    ref_miz = np.asarray(stream.miz_km2)
+    result: dict[str, Any] = {
+        "data": str(data),
+        "split": split,
+        "num_states": num_states,
+        "grid": list(ctx.grid),
+        "dx_km": dx_km,
+        "geometry": {
+            "source": geometry.source,
+            "mean_spacing_km": geometry.mean_spacing_km(),
+            "ocean_area_km2": float(ctx.ocean_area_km2.sum()),
+        },
+        "variables": list(VARIABLES),
+        "ice_cover_threshold": ICE_COVER_THRESHOLD,
+        "bootstrap": {"replicates": n_boot, "seed": seed, "level": 0.95, "cells": int(ctx.cells.size)},
+        "spectrum": {
+            "variable": "sit",
+            "estimator": spectrum,
+            "bands_km": {name: [lo, None if math.isinf(hi) else hi] for name, lo, hi in BANDS_KM},
+            "box": box_to_dict(box),
+            "wavenumber": k.tolist(),
+            "wavelength_km": wavelength.tolist(),
+            "test_psd": ref_psd.tolist(),
+        },
+        "reference": {
+            "miz_area_km2": {"mean": float(ref_miz.mean()), "std": float(ref_miz.std())},
+            "miz_area_km2_values": ref_miz.tolist(),
+            "plateau_shares": shares_from_counts(stream.plateaus, int(ctx.ocean.sum()) * num_states),
+            **reference_entry(stream),
+        },
+        "floor": None,
+        "models": {},
+        "reconstructions": {},
+    }
+    scores = {}
+    for model in models:
+        result["models"][model.name], scores[model.name] = score_source(model, stream, draws)
+    if floor is not None:
+        result["floor"], floor_scores = score_source(floor, stream, draws)
+    memorization = memorization_entries(sources, tests, str(data), floor)
+    result["reference"]["consistency"] = reference_consistency(tests)
+    for source in sources:
+        entry = result["floor"] if source is floor else result["models"][source.name]
+        entry["consistency"] = consistency_entry(source, n_boot, seed)
+        entry["memorization"] = memorization[source.name] if memorization else None
+        entry["deformation"] = source_deformation(source.ocean_members, ctx.mask, deformation())
+    result["reference"]["deformation"] = ref_deformation.result()
+    for rec in recs:
+        result["reconstructions"][rec.name] = rec.scores(ref_psd, wavelength)
+    result["step_sweep"] = sweep_table(result["models"])
+    evaluation = Evaluation(result, scores, floor_scores, wavelength)
+    if findings is not None:
+        roles = _roles(findings, models)
+        result["findings_roles"] = roles.to_dict()
+        result["findings"] = evaluation.decide(roles)
+
+    def draw(folder: Path) -> dict[str, str]:
+        if not figures:
+            return {}
+        return write_figures(folder, result, models, floor, recs, stream, ctx.mask, geometry, _label(ref, indices))
+
+    evaluation.metrics = result = _jsonable(result)
+    write_report_folder(output, result, draw, report.write_report)
+    return evaluation
+
+
+@functools.wraps(run_evaluation, assigned=("__annotations__",))
+def evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """:func:`run_evaluation` (same parameters), returning the metrics dictionary written to ``metrics.json``."""
+    return run_evaluation(*args, **kwargs).metrics
+
+
+def _context(ref: ShardedDataset, data: str, dx_km: float | None, spectrum: str):
+    """The scoring context of the reference grid, its spectrum box, geometry and wavelength spacing."""
     mask = (np.asarray(ref.static.mask) > 0.5).astype(np.float32)
-    ocean = mask > 0.5
-    grid = (int(mask.shape[0]), int(mask.shape[1]))
     box = _spectrum_box(mask, data)
-    data_desc = str(data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a repeated lat/lon point: zero spacing
         try:
@@ -188,148 +326,40 @@ def evaluate(
             file=sys.stderr,
             flush=True,
         )
-    cell_area = geometry.cell_area / 1e6  # km^2
     dx_km = dx_km or geometry.mean_spacing_km(box)
     psd_of = functools.partial(isotropic_psd, mask=mask, box=box, dx_km=dx_km, estimator=spectrum)
-    if step_sweep is not None:
-        sweep_dir = out / "step_sweep"
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        sample_paths += generate_sweep(str(step_sweep), sweep_dir, num=sweep_samples)
+    ctx = ScoringContext(
+        data_desc=str(data),
+        grid=(int(mask.shape[0]), int(mask.shape[1])),
+        mask=mask,
+        cell_area_km2=geometry.cell_area / 1e6,
+        psd_of=psd_of,
+        lat_lon=(np.asarray(ref.static.lat), np.asarray(ref.static.lon)),
+        cells=cell_sample(int((mask > 0.5).sum())),
+    )
+    return ctx, box, geometry, dx_km
 
+
+def _load_models(
+    sample_paths: Sequence[Path], ctx: ScoringContext, assumed: dict[str, str] | None
+) -> list[GeneratedModel]:
     names = _unique_names([p.stem for p in sample_paths])
-    lat_lon = (np.asarray(ref.static.lat), np.asarray(ref.static.lon))
-    models = [
-        load_generated(p, n, data_desc, grid, mask, psd_of, cell_area, lat_lon) for p, n in zip(sample_paths, names)
-    ]
+    models = [load_generated(p, n, ctx, assumed) for p, n in zip(sample_paths, names)]
     names = [m.name for m in models]
     # Files of one run at different step counts (a step sweep): name them by their steps.
     names = [
         f"{n} ({m.attrs['steps']} steps)" if names.count(n) > 1 and "steps" in m.attrs else n
         for n, m in zip(names, models)
     ]
-    names = _unique_names(names)
-    for model, name in zip(models, names):
+    for model, name in zip(models, _unique_names(names)):
         model.name = name
-    rec_names = _unique_names([f"{Path(r).name} (reconstruction)" for r in reconstruct])
-    recs = [load_reconstruction(Path(r), n, grid) for r, n in zip(reconstruct, rec_names)]
+    return models
 
-    indices = select_states(len(ref), max_states)
-    moments = RunningMoments((len(VARIABLES), *grid))
-    cover_count = np.zeros(grid, dtype=np.int64)
-    ref_miz: list[float] = []
-    ref_plateaus = np.zeros(4, dtype=np.int64)
-    psd_sum = None
-    ref_example = None
-    pending: list[np.ndarray] = []
 
-    def flush() -> None:
-        if not pending:
-            return
-        batch = np.stack(pending)
-        for rec in recs:
-            rec.add(batch, mask, lambda sit: psd_of(sit).psd)
-        pending.clear()
-
-    for i in tqdm(indices, desc="evaluate", unit="state", disable=not progress):
-        state = np.asarray(ref.raw(int(i)), dtype=np.float64)
-        state = np.where(ocean, state, 0.0)  # land carries no information (and may be NaN)
-        if ref_example is None:
-            ref_example = state.copy()
-        moments.update(state)
-        cover_count += ice_covered(state[CH["sic"]])
-        ref_miz.append(float(M.miz_area(state[CH["sic"]], mask, cell_area)))
-        ref_plateaus += plateau_counts(state, mask)
-        psd = psd_of(state[CH["sit"]])
-        psd_sum = psd.psd if psd_sum is None else psd_sum + psd.psd
-        obs = state[:, ocean].astype(np.float32)
-        for model in models:
-            for c, members in enumerate(model.ocean_members):
-                # E|X - y| averaged over members and ocean cells (float64 accumulation).
-                model.abs_error_sum[c] += np.abs(members - obs[c]).mean(dtype=np.float64)
-        if recs:
-            pending.append(state)
-            if len(pending) >= RECONSTRUCT_BATCH:
-                flush()
-    flush()
-
-    num_states = len(indices)
-    ref_psd = psd_sum / num_states
-    k, wavelength = wavenumbers(box[0].stop - box[0].start, dx_km)
-    ref_std = moments.std
-    p_test = cover_count / num_states
-    ref_miz_arr = np.asarray(ref_miz)
-
-    result: dict[str, Any] = {
-        "data": str(data),
-        "split": split,
-        "num_states": num_states,
-        "grid": list(grid),
-        "dx_km": dx_km,
-        "geometry": {
-            "source": geometry.source,
-            "mean_spacing_km": geometry.mean_spacing_km(),
-            "ocean_area_km2": float(cell_area[ocean].sum()),
-        },
-        "variables": list(VARIABLES),
-        "ice_cover_threshold": ICE_COVER_THRESHOLD,
-        "spectrum": {
-            "variable": "sit",
-            "estimator": spectrum,
-            "bands_km": {name: [lo, None if math.isinf(hi) else hi] for name, lo, hi in BANDS_KM},
-            "box": box_to_dict(box),
-            "wavenumber": k.tolist(),
-            "wavelength_km": wavelength.tolist(),
-            "test_psd": ref_psd.tolist(),
-        },
-        "reference": {
-            "miz_area_km2": _summary(ref_miz_arr),
-            "miz_area_km2_values": ref_miz_arr.tolist(),
-            "plateau_shares": shares_from_counts(ref_plateaus, int(ocean.sum()) * num_states),
-        },
-        "models": {},
-        "reconstructions": {},
-    }
-    for model in models:
-        per_var = {}
-        for c, var in enumerate(VARIABLES):
-            crps = model.abs_error_sum[c] / num_states - model.spread[c]
-            crps_fair = model.abs_error_sum[c] / num_states - model.spread_fair[c]
-            per_var[var] = {
-                "crps": crps,
-                "crps_fair": crps_fair,
-                "mean_rmse": M.rmse(model.mean_field[c], moments.mean[c], mask),
-                "mean_bias": M.bias(model.mean_field[c], moments.mean[c], mask),
-                "std_rmse": M.rmse(model.std_field[c], ref_std[c], mask),
-                "std_bias": M.bias(model.std_field[c], ref_std[c], mask),
-                "out_of_bounds": model.out_of_bounds[c],
-            }
-        calibration = cover_calibration(p_test, model.cover_probability, mask)
-        result["models"][model.name] = {
-            "file": str(model.path),
-            "num_samples": model.num_samples,
-            "attrs": model.attrs,
-            "out_of_bounds_source": model.out_of_bounds_source,
-            "variables": per_var,
-            "psd_sit": model.psd_sit.tolist(),
-            "psd_sit_log10_ratio": log_ratio(model.psd_sit, ref_psd),
-            "psd_sit_band_log10_ratio": band_log_ratios(model.psd_sit, ref_psd, wavelength),
-            "plateau_shares": model.plateau_shares,
-            "cover_calibration": calibration.to_dict(),
-            "miz_area_km2": _summary(model.miz_km2),
-            "miz_area_km2_values": model.miz_km2.tolist(),
-            "miz_area_wasserstein_km2": float(wasserstein_distance(model.miz_km2, ref_miz_arr)),
-        }
-    for rec in recs:
-        result["reconstructions"][rec.name] = rec.scores(ref_psd, wavelength)
-    result["step_sweep"] = sweep_table(result["models"])
-
-    def figures(folder: Path) -> dict[str, str]:
-        return write_figures(
-            folder, result, models, recs, ref_example, mask, geometry, CH, _reference_label(ref, indices)
-        )
-
-    result = _jsonable(result)
-    return write_report_folder(output, result, figures, report.write_report)
+def _roles(findings: FindingRoles, models: list[GeneratedModel]) -> Roles:
+    """Model names of the three roles (the models read from the roles' files)."""
+    by_file = {m.path.resolve(): m.name for m in models}
+    return Roles(*(by_file[p.resolve()] for p in findings.files()))
 
 
 def _spectrum_box(mask: np.ndarray, data: str) -> tuple[slice, slice]:
@@ -347,13 +377,8 @@ def _spectrum_box(mask: np.ndarray, data: str) -> tuple[slice, slice]:
     return box
 
 
-def _reference_label(ref: ShardedDataset, indices: np.ndarray) -> str:
+def _label(ref: ShardedDataset, indices: np.ndarray) -> str:
     return f"test {np.datetime_as_string(np.asarray(ref.times)[int(indices[0])], unit='h')}"
-
-
-def _summary(values: np.ndarray) -> dict[str, float]:
-    values = np.asarray(values, dtype=np.float64)
-    return {"mean": float(values.mean()), "std": float(values.std())}
 
 
 def _jsonable(x: Any) -> Any:
@@ -369,16 +394,3 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
-
-
-def cli_evaluate(args: Any) -> int:
-    """Handler of ``hpc-seaice evaluate``."""
-    check_output_dir(args.out, "--out")
-    result = evaluate(**options_for(evaluate, args))
-    out = Path(args.out)
-    print(
-        f"evaluated {len(result['models'])} model(s) and {len(result['reconstructions'])} reconstruction(s) "
-        f"against {result['num_states']} {args.split} states: {out / 'report.md'}",
-        flush=True,
-    )
-    return 0

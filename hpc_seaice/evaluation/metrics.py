@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from hpc_seaice.data.format.variables import MIZ_RANGE
 from hpc_seaice.data.geo.deformation import divergence, shear, total_deformation  # noqa: F401 (public API)
@@ -30,7 +31,7 @@ def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
 
 
-def ensemble_spread_term(ensemble: Any, axis: int = 0, fair: bool = False) -> Any:
+def ensemble_spread_term(ensemble: npt.ArrayLike, axis: int = 0, fair: bool = False) -> np.ndarray:
     """The spread half of the ensemble CRPS, ``0.5 E|X - X'|``, per element.
 
     Computed from the sorted members in O(m log m) (Hersbach 2000, eq. 20; the form of the
@@ -67,7 +68,7 @@ def ensemble_spread_term(ensemble: Any, axis: int = 0, fair: bool = False) -> An
     return total / (m * (m - 1) if fair else m * m)
 
 
-def crps_ensemble(ensemble: Any, obs: Any, axis: int = 0, fair: bool = False) -> Any:
+def crps_ensemble(ensemble: npt.ArrayLike, obs: npt.ArrayLike, axis: int = 0, fair: bool = False) -> np.ndarray:
     """Continuous ranked probability score of an ensemble against observations, per element.
 
     ``CRPS = E|X - y| - 0.5 E|X - X'|`` with X, X' independent draws from the ensemble

@@ -24,6 +24,7 @@ from hpc_seaice.data.geo.deformation import SECONDS_PER_DAY, Spacing, speed, tot
 
 LAND_COLOUR = "#c9b99b"  # muted tan: distinct from every colour map used here
 REFERENCE_COLOUR = "black"
+FLOOR_COLOUR = "0.6"  # grey: the floor (validation states scored like a model), as the paper's validation curve
 MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -127,6 +128,31 @@ def plot_spectra(
         curves: ``(label, psd, colour, linestyle)``.
     """
     fig, ax = plt.subplots(figsize=(6, 4.2))
+    _spectra_axes(ax, wavelength_km, curves, ylabel, title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_spectra_grid(
+    path: str | Path,
+    wavelength_km: np.ndarray,
+    panels: Sequence[tuple[str, Sequence[tuple[str, np.ndarray, str, str]]]],
+) -> Path:
+    """One spectrum panel per variable (``(title, curves)``), three per row, one shared legend."""
+    cols = 3
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    for ax, (title, curves) in zip(axes.ravel(), panels):
+        _spectra_axes(ax, wavelength_km, curves, "PSD", title)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.set_visible(False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8)
+    fig.subplots_adjust(bottom=0.16 if rows == 2 else 0.25, hspace=0.35)
+    return _save(fig, path)
+
+
+def _spectra_axes(ax, wavelength_km, curves, ylabel: str, title: str) -> None:
     for label, psd, colour, style in curves:
         values = np.where(np.asarray(psd) > 0, psd, np.nan)
         ax.loglog(wavelength_km, values, color=colour, linestyle=style, label=label)
@@ -141,8 +167,6 @@ def plot_spectra(
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", ls=":", lw=0.5, alpha=0.6)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
 
 
 def plot_calibration(
@@ -179,16 +203,61 @@ def plot_miz_histogram(
     """Distributions of the marginal-ice-zone area (10^3 km^2), reference filled, models as steps."""
     scale = 1e-3
     values = [np.asarray(reference) * scale] + [np.asarray(a) * scale for _, a, _ in models]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    _histograms(ax, values[0], [(label, v, colour) for (label, _, colour), v in zip(models, values[1:])], bins)
+    ax.set_xlabel("MIZ area (10$^3$ km$^2$)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _histograms(ax, reference: np.ndarray, sources: Sequence[tuple[str, np.ndarray, str]], bins: int) -> None:
+    values = [np.asarray(reference, dtype=np.float64)] + [np.asarray(v, dtype=np.float64) for _, v, _ in sources]
     finite = np.concatenate([v[np.isfinite(v)] for v in values])
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
     edges = np.linspace(lo, hi, bins + 1)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist(values[0], bins=edges, density=True, color="0.8", edgecolor="0.4", label="test")
-    for (label, _, colour), v in zip(models, values[1:]):
+    ax.hist(values[0], bins=edges, density=True, color="0.85", edgecolor="0.4", label="test")
+    for (label, _, colour), v in zip(sources, values[1:]):
         ax.hist(v, bins=edges, density=True, histtype="step", lw=1.6, color=colour, label=label)
-    ax.set_xlabel("MIZ area (10$^3$ km$^2$)")
     ax.set_ylabel("density")
-    ax.legend(fontsize=8)
+
+
+def plot_aggregate_histograms(
+    path: str | Path,
+    panels: Sequence[tuple[str, np.ndarray, Sequence[tuple[str, np.ndarray, str]]]],
+    bins: int = 20,
+) -> Path:
+    """Distributions of per-state aggregates, one panel each: ``(x label, reference values, sources)``."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6), squeeze=False)
+    for ax, (xlabel, reference, sources) in zip(axes[0], panels):
+        _histograms(ax, reference, sources, bins)
+        ax.set_xlabel(xlabel)
+    axes[0, 0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_deformation_scaling(path: str | Path, curves: Sequence[tuple[str, dict, str]]) -> Path:
+    """``<eps_L^q>`` against box side L (km), log-log, one panel per q; ``curves``: ``(label, scaling, colour)``."""
+    qs = next((c[1]["qs"] for c in curves if "qs" in c[1]), [1, 2, 3])
+    fig, axes = plt.subplots(1, len(qs), figsize=(4.4 * len(qs), 3.6), squeeze=False)
+    for i, q in enumerate(qs):
+        ax = axes[0, i]
+        for label, scaling, colour in curves:
+            if "moments_per_day_q" not in scaling:
+                continue
+            beta = scaling["beta"][i]
+            ax.loglog(
+                scaling["scales_km"],
+                scaling["moments_per_day_q"][i],
+                "o-",
+                ms=3,
+                color=colour,
+                label=f"{label} (beta {beta:.2f})",
+            )
+        ax.set_xlabel("box side L (km)")
+        ax.set_title(f"q = {q:g}: <eps_L^q> (1/day)^q", fontsize=10)
+        ax.grid(True, which="both", ls=":", lw=0.5, alpha=0.6)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     return _save(fig, path)

@@ -2,7 +2,10 @@
 
 Built only from the ``metrics.json`` dictionary, so a report can be regenerated (or several
 evaluations merged) without touching the data. All models are in one table per kind of score,
-as in the paper's comparison of the data-space model with the Gaussian and censored LDMs.
+as in the paper's comparison of the data-space model with the Gaussian and censored LDMs; the
+floor (validation states scored like a model) is the first row of every table, and every score
+is followed by its 95 % bootstrap interval in brackets. The study's findings, when decided
+(``--findings``), come first (:func:`.findings.render_findings`, the demo uses the same).
 """
 
 from __future__ import annotations
@@ -12,39 +15,40 @@ from pathlib import Path
 from typing import Any
 
 from hpc_seaice.data.format.variables import UNITS
+from hpc_seaice.evaluation.findings import render_findings
 from hpc_seaice.evaluation.plateaus import PLATEAUS
+from hpc_seaice.evaluation.report_tables import (
+    aggregate_table,
+    checks_table,
+    deformation_table,
+    floor_note,
+    spectra_table,
+    variogram_table,
+)
+from hpc_seaice.evaluation.report_tables import ci as _ci
+from hpc_seaice.evaluation.report_tables import fmt as _fmt
+from hpc_seaice.evaluation.report_tables import sources_of as _sources
+from hpc_seaice.evaluation.report_tables import table as _table
 from hpc_seaice.evaluation.spectra import BANDS_KM
 from hpc_seaice.fileio import atomic_write
 
 FIGURE_TITLES = {
     "maps": "Thickness, concentration, speed and total deformation (test state vs first sample)",
     "spectra": "Isotropic power spectral density of thickness over the central Arctic",
+    "spectra_all": "Isotropic power spectral density of every variable and of the ice speed",
     "calibration": "Ice-cover probability: generated vs test, per 5 % bin of the test probability",
     "miz_area": "Marginal-ice-zone area distributions",
+    "aggregates": "Distributions of the pan-Arctic aggregates per state",
+    "deformation": "Spatial scaling of total deformation over the pack: mean of its q-th power against box side",
 }
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, int):
-        return str(value)
-    value = float(value)
-    if value != 0 and (abs(value) < 10 ** -(digits - 1) or abs(value) >= 1e5):
-        return f"{value:.{digits - 1}e}"
-    return f"{value:.{digits}g}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
 
 
 _BAND_HEADS = [f"PSD {name.split('_', 1)[1].replace('_', '-')}" for name, _, _ in BANDS_KM]
 
 
-def _bands(m: dict[str, Any]) -> list[str]:
+def _bands(m: dict[str, Any], var: str = "sit") -> list[str]:
+    if "intervals" in m:
+        return [_ci(m, f"psd/{var}/{name}") for name, _, _ in BANDS_KM]
     bands = m.get("psd_sit_band_log10_ratio", {})
     return [_fmt(bands.get(name)) for name, _, _ in BANDS_KM]
 
@@ -70,10 +74,15 @@ def _field_scores(metrics: dict[str, Any], models: dict[str, Any], box: dict[str
     rows = []
     for name, m in models.items():
         miz, w1, cal = m["miz_area_km2"], m["miz_area_wasserstein_km2"], m["cover_calibration"]
+        if "intervals" in m:
+            w1_text = _ci(m, "aggregate/miz_area/wasserstein", 1e3)  # million km^2 -> 10^3 km^2
+            cal_text = [_ci(m, f"calibration/{k}") for k in ("error", "unweighted_error", "partial_error")]
+        else:
+            w1_text = "n/a" if w1 is None else _fmt(w1 / 1e3)
+            cal_text = [_fmt(cal["error"]), _fmt(cal.get("unweighted_error")), _fmt(cal.get("partial_error"))]
+        psd_all = _ci(m, "psd/sit/all") if "intervals" in m else _fmt(m["psd_sit_log10_ratio"])
         rows.append(
-            [name, _fmt(m["psd_sit_log10_ratio"]), *_bands(m)]
-            + [_fmt(cal["error"]), _fmt(cal.get("unweighted_error")), _fmt(cal.get("partial_error"))]
-            + [f"{_fmt(miz['mean'] / 1e3)} +- {_fmt(miz['std'] / 1e3)}", "n/a" if w1 is None else _fmt(w1 / 1e3)]
+            [name, psd_all, *_bands(m)] + cal_text + [f"{_fmt(miz['mean'] / 1e3)} +- {_fmt(miz['std'] / 1e3)}", w1_text]
         )
     header = ["model", "PSD log-ratio", *_BAND_HEADS, "cal. w.", "cal. unw.", "cal. 0<p<1", "MIZ area", "MIZ W1"]
     return lines + _table(header, rows)
@@ -92,6 +101,7 @@ def _plateau_table(metrics: dict[str, Any], models: dict[str, Any]) -> list[str]
         "",
     ]
     rows = [["test"] + [f"{100 * ref[k]:.3g}" for k in keys]]
+    models = _sources(metrics)
     rows += [[name] + [f"{100 * m['plateau_shares'][k]:.3g}" for k in keys] for name, m in models.items()]
     return lines + _table(["source", *keys], rows)
 
@@ -134,11 +144,15 @@ def render_report(metrics: dict[str, Any]) -> str:
         "",
     ]
     if models:
+        sources = _sources(metrics)
         lines += ["## Models", ""]
         lines += _table(
             ["model", "file", "samples", "out-of-bounds from"],
-            [[name, f"`{m['file']}`", str(m["num_samples"]), m["out_of_bounds_source"]] for name, m in models.items()],
+            [[name, f"`{m['file']}`", str(m["num_samples"]), m["out_of_bounds_source"]] for name, m in sources.items()],
         )
+        lines += floor_note(metrics)
+        if metrics.get("findings"):
+            lines += ["", "## Findings", "", *render_findings(metrics["findings"])]
         lines += [
             "",
             "## Per-variable scores",
@@ -147,28 +161,24 @@ def render_report(metrics: dict[str, Any]) -> str:
             "estimator in metrics.json). Mean/std RMSE and bias: the generated mean and standard-deviation "
             "fields against the test climatology. OOB: percentage of ocean values outside the physical "
             "bounds (before clipping when the file stores `<var>_raw`; n/a for a censored decoder, whose "
-            "values beyond a bound encode the plateau).",
+            "values beyond a bound encode the plateau). Brackets: 95 % bootstrap interval.",
             "",
         ]
         rows = []
         for var in variables:
-            for name, m in models.items():
+            for name, m in sources.items():
                 s = m["variables"][var]
                 oob = s["out_of_bounds"]
-                rows.append(
-                    [
-                        f"{var} ({UNITS[var]})",
-                        name,
-                        _fmt(s["crps"]),
-                        _fmt(s["mean_rmse"]),
-                        _fmt(s["mean_bias"]),
-                        _fmt(s["std_rmse"]),
-                        _fmt(s["std_bias"]),
-                        "n/a" if oob is None else f"{100 * oob:.3g}",
-                    ]
-                )
+                keys = ("crps", "mean_rmse", "mean_bias", "std_rmse", "std_bias")
+                values = [_ci(m, f"{k}/{var}") if "intervals" in m else _fmt(s[k]) for k in keys]
+                rows.append([f"{var} ({UNITS[var]})", name, *values, "n/a" if oob is None else f"{100 * oob:.3g}"])
         lines += _table(["variable", "model", "CRPS", "mean RMSE", "mean bias", "std RMSE", "std bias", "OOB %"], rows)
-        lines += _field_scores(metrics, models, box)
+        lines += _field_scores(metrics, sources, box)
+        lines += aggregate_table(metrics, sources)
+        lines += spectra_table(sources)
+        lines += variogram_table(sources)
+        lines += checks_table(metrics, sources)
+        lines += deformation_table(metrics, sources)
         lines += _plateau_table(metrics, models)
         lines += _sweep_table(metrics.get("step_sweep", {}))
     if recs:

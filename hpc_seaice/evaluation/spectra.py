@@ -232,14 +232,18 @@ def log_ratio(psd: np.ndarray, ref_psd: np.ndarray, select: np.ndarray | None = 
     return float(np.mean(np.log10(psd[ok] / ref_psd[ok]))) if ok.any() else float("nan")
 
 
+def band_rings(wavelength_km: np.ndarray) -> dict[str, np.ndarray]:
+    """Per band of :data:`BANDS_KM`, which rings it holds (the 100-400 km band includes both ends)."""
+    lam = np.asarray(wavelength_km, dtype=np.float64)
+    return {
+        name: (lam >= lo) & (lam <= hi) if name.startswith("meso") else (lam > lo) & (lam < hi)
+        for name, lo, hi in BANDS_KM
+    }
+
+
 def band_log_ratios(psd: np.ndarray, ref_psd: np.ndarray, wavelength_km: np.ndarray) -> dict[str, float]:
     """:func:`log_ratio` per wavelength band of :data:`BANDS_KM` (NaN for a band without rings)."""
-    lam = np.asarray(wavelength_km, dtype=np.float64)
-    out = {}
-    for name, lo, hi in BANDS_KM:
-        inside = (lam >= lo) & (lam <= hi) if name.startswith("meso") else (lam > lo) & (lam < hi)
-        out[name] = log_ratio(psd, ref_psd, inside)
-    return out
+    return {name: log_ratio(psd, ref_psd, inside) for name, inside in band_rings(wavelength_km).items()}
 
 
 def wavenumbers(n: int, dx_km: float = DEFAULT_DX_KM) -> tuple[np.ndarray, np.ndarray]:

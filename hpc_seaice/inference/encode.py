@@ -6,11 +6,15 @@ writer per file, so no parallel HDF5 is needed); rank 0 merges the manifests and
 latent standardisation statistics over the train split, stored in the latent ``static.h5``: latent
 diffusion trains on them and its samples are decoded with them. The same pass stores the std of
 the latents' leading principal component (``pc1_std``), which ``sample`` checks its noise range
-against. The VAE's run is only read.
+against. The VAE's run is only read. The manifest's ``source`` records the VAE checkpoint, the
+sha256 of its weights and the identity of the fields set encoded
+(:class:`~hpc_seaice.data.format.provenance.LatentProvenance` reads them back), so a latent set is
+never decoded by other weights or on another coast than it was made with.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from hpc_seaice.data.format.manifest import Layout, in_split, merge_manifests, read_manifest, write_manifest
+from hpc_seaice.data.format.provenance import WEIGHTS_FILE, encoding_source
 from hpc_seaice.data.format.replace import dataset_output, verify_new
 from hpc_seaice.data.format.shards import ShardWriter
 from hpc_seaice.data.format.static import read_static, write_static
@@ -28,10 +33,12 @@ from hpc_seaice.data.geo.latent_grid import block_mean
 from hpc_seaice.data.loading.dataset import ShardedDataset, partition
 from hpc_seaice.data.stats.normalisation import compute_stats
 from hpc_seaice.errors import UserError
+from hpc_seaice.fileio import sha256_file
 from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.outputs import Output
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import find_checkpoint, pin_checkpoint
+from hpc_seaice.runtime.distributed import DistEnv
 
 
 def posterior_summary(latent_var: np.ndarray, posterior_var: np.ndarray) -> str:
@@ -71,7 +78,14 @@ def _begin(output: Output, needed: int, count: int) -> str:
     return str(output.begin())
 
 
-def encode_dataset(autoencoder_run: str, data: str, out: str, batch_size: int, overwrite: bool, env: Any) -> Path:
+def encode_dataset(
+    autoencoder_run: str | os.PathLike,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    batch_size: int,
+    overwrite: bool,
+    env: DistEnv,
+) -> Path:
     """Encode every split of ``data`` with the VAE of ``autoencoder_run`` into the latent set ``out``.
 
     Written through :class:`~hpc_seaice.outputs.Output`: beside ``out`` first, swapped in by rank 0
@@ -108,7 +122,7 @@ def _encode(
     out_dir: Path,
     output: Output,
     batch_size: int,
-    env: Any,
+    env: DistEnv,
     fields: Any,
     static: Any,
     latent_shape: tuple[int, ...],
@@ -123,9 +137,10 @@ def _encode(
     manifests = []
     posterior_var = np.zeros(channels + 1)  # train split: per-channel sums of sigma^2, then the count
     everything = ShardedDataset(data, split=None)  # the time of every sample: which splits have any
-    for split, span in fields.splits.items():
-        if not in_split(everything.times, span).any():
-            continue  # an empty split has nothing to encode
+    # An empty split has nothing to encode, and the latent set does not list it (verify refuses a
+    # split without samples).
+    splits = {name: span for name, span in fields.splits.items() if in_split(everything.times, span).any()}
+    for split in splits:
         dataset = ShardedDataset(data, split=split)
         mine = list(partition(len(dataset), env.rank, env.world_size))
         if not mine:
@@ -144,7 +159,7 @@ def _encode(
                     posterior_var[-1] += len(index) * latent_shape[1] * latent_shape[2]
                 bar.update(len(index))
         bar.close()
-        manifests.append(writer.build_manifest(splits=fields.splits))
+        manifests.append(writer.build_manifest(splits=splits))
     gathered: list[Any] = [None] * env.world_size
     if hdist.is_initialized():
         with hdist.collective("gathering the ranks' latent manifests"):  # a lost peer: one line, not a traceback
@@ -159,11 +174,8 @@ def _encode(
     if env.is_main:
         try:
             manifest = merge_manifests(parts)
-            manifest.source = {
-                "autoencoder_run": str(Path(autoencoder_run).resolve()),
-                "autoencoder_step": loaded.step,
-                "fields_dataset": str(Path(data).resolve()),
-            }
+            weights = find_checkpoint(autoencoder_run, loaded.step) / WEIGHTS_FILE  # the pinned checkpoint it used
+            manifest.source = encoding_source(autoencoder_run, loaded.step, sha256_file(weights), data, fields, static)
             write_manifest(out_dir, manifest)
             ones = np.ones(latent_shape[1:], dtype=np.float32)
             write_static(out_dir, ones, block_mean(static.lat, factor), block_mean(static.lon, factor))
@@ -187,10 +199,3 @@ def _encode(
         raise UserError("rank 0 could not finish the latent data set (its message says why)")
     hdist.barrier()
     return output.target
-
-
-def cli_encode(args: Any) -> int:
-    """``hpc-seaice encode``, on every rank of whatever launcher started it."""
-    env = hdist.init_distributed()
-    encode_dataset(args.autoencoder, args.data, args.out, args.batch_size, args.overwrite, env)
-    return 0

@@ -95,8 +95,8 @@ def noise_warning(loaded: LoadedRun) -> str | None:
 
 
 def field_static(loaded: LoadedRun) -> Any:
-    """The static file of the physical fields (the VAE's data set for a latent run)."""
-    return loaded.vae_run.data_static if loaded.is_latent else loaded.data_static
+    """The static file of the physical fields (for a latent run, the fields set its latents encode)."""
+    return loaded.field_static
 
 
 def generate_ensemble(
@@ -112,8 +112,9 @@ def generate_ensemble(
     manifest, static = loaded.data_manifest, loaded.data_static
     shape = (len(manifest.variables), *manifest.grid)
     model_mask = torch.as_tensor(static.mask, dtype=torch.float32, device=device)
-    decode = decoder_for(manifest, static, loaded.vae, field_static(loaded).mask, device)
-    grid = field_static(loaded).mask.shape
+    field_mask = loaded.field_static.mask  # one source with the denoiser's ocean fraction: the provenance
+    decode = decoder_for(manifest, static, loaded.vae, field_mask, device)
+    grid = field_mask.shape
     fields_out, raw_out = [np.zeros((0, 5, *grid), np.float32)], [np.zeros((0, 5, *grid), np.float32)]
     bar = tqdm(total=len(indices), unit="sample", disable=not progress, file=sys.stderr)
     for first in range(0, len(indices), batch_size):

@@ -15,17 +15,24 @@ CPU. Compiled and eager outputs agree to float tolerance (tested on CPU).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from hpc_seaice.config import DiffusionConfig
+from hpc_seaice.data.format.manifest import Manifest
+from hpc_seaice.data.format.static import Static
 from hpc_seaice.diffusion.sampler import VDenoiser, heun_sample, sampler_sigma_range
 
 # Latents decoded per decoder pass: a batch of this many 5 x 512 x 512 outputs stays well
 # inside a GPU's memory with the light decoder, and amortises the per-pass overhead.
 DECODE_BATCH = 16
+
+
+PerChannel = np.ndarray | Sequence[float] | torch.Tensor  # one value per channel
+Grid = np.ndarray | torch.Tensor  # [H, W]
 
 
 class FieldDecoder:
@@ -35,7 +42,7 @@ class FieldDecoder:
         raise NotImplementedError
 
 
-def _per_channel(values: Any, device: torch.device) -> torch.Tensor:
+def _per_channel(values: PerChannel, device: torch.device) -> torch.Tensor:
     """Per-channel values as a [1, C, 1, 1] float32 tensor that broadcasts over a batch."""
     return torch.as_tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
 
@@ -43,7 +50,15 @@ def _per_channel(values: Any, device: torch.device) -> torch.Tensor:
 class DataSpaceDecoder(FieldDecoder):
     """Un-normalise (x * std + mean), clip to bounds, land to 0."""
 
-    def __init__(self, mean: Any, std: Any, lower: Any, upper: Any, mask: Any, device: torch.device) -> None:
+    def __init__(
+        self,
+        mean: PerChannel,
+        std: PerChannel,
+        lower: PerChannel,
+        upper: PerChannel,
+        mask: Grid,
+        device: torch.device,
+    ) -> None:
         self.mean, self.std = _per_channel(mean, device), _per_channel(std, device)
         self.lower, self.upper = _per_channel(lower, device), _per_channel(upper, device)
         self.mask = torch.as_tensor(mask, dtype=torch.float32, device=device)
@@ -78,12 +93,13 @@ class LatentDecoder(FieldDecoder):
     def __init__(
         self,
         vae: nn.Module,
-        mean: Any,
-        std: Any,
-        mask: Any,
+        mean: PerChannel,
+        std: PerChannel,
+        mask: Grid,
         device: torch.device,
         decode_batch: int = DECODE_BATCH,
         compile: bool = False,
+        compile_backend: str = "inductor",
     ) -> None:
         if decode_batch < 1:
             raise ValueError(f"decode_batch must be >= 1, got {decode_batch}")
@@ -91,7 +107,7 @@ class LatentDecoder(FieldDecoder):
         self.mean, self.std = _per_channel(mean, device), _per_channel(std, device)
         self.mask = torch.as_tensor(mask, dtype=torch.float32, device=device)
         self.decode_batch = decode_batch
-        self.network = compile_for_sampling(_DecoderMean(vae), device) if compile else None
+        self.network = compile_for_sampling(_DecoderMean(vae), device, compile_backend) if compile else None
 
     def _mu(self, z: torch.Tensor) -> torch.Tensor:
         if self.network is None:
@@ -117,26 +133,29 @@ class _SamplingNetwork(nn.Module):
     next to the network).
     """
 
-    def __init__(self, compiled: Any, cuda_graphs: bool) -> None:
+    def __init__(self, compiled: Callable[..., torch.Tensor], cuda_graphs: bool) -> None:
         super().__init__()
         self.compiled = compiled
         self.cuda_graphs = cuda_graphs
 
-    def forward(self, *args: Any) -> torch.Tensor:
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
         if not self.cuda_graphs:
             return self.compiled(*args)
         torch.compiler.cudagraph_mark_step_begin()
         return self.compiled(*args).clone()
 
 
-def compile_for_sampling(net: nn.Module, device: torch.device) -> nn.Module:
+def compile_for_sampling(net: nn.Module, device: torch.device, backend: str = "inductor") -> nn.Module:
     """``torch.compile`` for inference: CUDA graphs on a GPU, Inductor's default mode elsewhere.
 
     The network itself is not changed (no in-place compilation), so its state_dict and
     training behaviour stay as they are; shapes are static (one sampling batch size).
+    ``backend``: Inductor, or a lighter one (``aot_eager``: the same graph capture without code
+    generation) where compiling must be quick (``benchmarks/gpu.sh --dry`` on a CPU).
     """
-    cuda_graphs = torch.device(device).type == "cuda"
-    compiled = torch.compile(net, mode="reduce-overhead" if cuda_graphs else None, dynamic=False)
+    cuda_graphs = torch.device(device).type == "cuda" and backend == "inductor"
+    mode = "reduce-overhead" if cuda_graphs else None
+    compiled = torch.compile(net, backend=backend, mode=mode, dynamic=False)
     return _SamplingNetwork(compiled, cuda_graphs)
 
 
@@ -159,10 +178,10 @@ def generate(
 
 
 def decoder_for(
-    manifest: Any,
-    static: Any,
+    manifest: Manifest,
+    static: Static,
     vae: nn.Module | None,
-    field_mask: Any,
+    field_mask: Grid,
     device: torch.device,
 ) -> FieldDecoder:
     """The decoder for a diffusion run's data set: data space from its statistics, latent via the VAE."""

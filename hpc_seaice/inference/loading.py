@@ -1,7 +1,10 @@
 """Loading a trained run for inference: its EMA weights, config and data set, and its VAE if latent.
 
 The run's checkpoint is verified (hashes in meta.json) and its data set compared with the one it
-recorded at training; a damaged checkpoint is one line naming one that can be used, and how.
+recorded at training; a damaged checkpoint is one line naming one that can be used, and how. A
+latent run's VAE and physical grid come from its latent set's
+:class:`~hpc_seaice.data.format.provenance.LatentProvenance`: the VAE weights must be the ones that
+encoded the set (:func:`load_vae`) and the fields set the one it encodes.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from torch import nn
 
 from hpc_seaice.config import load_config
 from hpc_seaice.data.format.manifest import manifest_path, read_manifest
-from hpc_seaice.data.format.static import read_static
+from hpc_seaice.data.format.provenance import WEIGHTS_FILE, LatentProvenance
+from hpc_seaice.data.format.static import Static, read_static
 from hpc_seaice.errors import UserError
+from hpc_seaice.fileio import sha256_file
 from hpc_seaice.models.build import build_stage_model
 from hpc_seaice.runtime.checkpoint import (
     CHECKPOINTS,
@@ -43,10 +48,45 @@ class LoadedRun:
     data_static: Any  # Static of that data set (mask, lat/lon, normalisation)
     vae: nn.Module | None = None  # latent diffusion runs: the frozen VAE (its EMA weights)
     vae_run: LoadedRun | None = None
+    provenance: LatentProvenance | None = None  # latent runs: where their VAE and physical grid come from
 
     @property
     def is_latent(self) -> bool:
         return self.vae is not None
+
+    @property
+    def field_static(self) -> Static:
+        """The static file of the physical fields its samples lie on (mask, lat/lon): for a latent
+        run, the fields set its latents encode (not the VAE's own training set)."""
+        return self.provenance.static if self.provenance is not None else self.data_static
+
+
+def check_vae_weights(provenance: LatentProvenance) -> Path:
+    """The VAE checkpoint folder that encoded a latent set, its weights checked against the recorded sha256.
+
+    Training, validation and sampling all refuse a VAE retrained in the same folder or weights
+    replaced in place, in one line naming the latent set and the weights file.
+    """
+    run = provenance.require_vae()
+    if not (run / "config.yaml").is_file():
+        raise UserError(
+            f"{provenance.latent_path}: the VAE run it was encoded with, {run}, is gone (no config.yaml); "
+            "put it back or re-encode"
+        )
+    folder = find_checkpoint(run, provenance.autoencoder_step)
+    weights = folder / WEIGHTS_FILE
+    if weights.is_file():  # a missing file is load_states' one line
+        provenance.check_weights(sha256_file(weights), weights)
+    return folder
+
+
+def load_vae(provenance: LatentProvenance, device: torch.device | str = "cpu") -> LoadedRun:
+    """The VAE that encoded a latent set (checked), its land mask the one of the fields set it encoded."""
+    check_vae_weights(provenance)
+    vae_run = load_inference_model(provenance.autoencoder_run, provenance.autoencoder_step, device, option=None)
+    if vae_run.config.vae.mask_channel:  # decode on the coast of the encoded fields, as encode saw it
+        vae_run.model.set_ocean_mask(torch.as_tensor(provenance.mask, dtype=torch.float32, device=device))
+    return vae_run
 
 
 def load_inference_model(
@@ -87,15 +127,13 @@ def load_inference_model(
     manifest = read_manifest(data)
     static = read_static(data)
     check_identity(run_dir, data, manifest, static)
-    model = build_stage_model(cfg, manifest, static)
+    provenance = LatentProvenance.of(data, manifest) if manifest.kind == "latent" else None
+    model = build_stage_model(cfg, manifest, static, provenance)
     load_module_state(model, model_state["ema"]["module"], str(folder))
     model.to(device).eval().requires_grad_(False)
-    loaded = LoadedRun(run_dir, cfg, int(trainer_state["step"]), model, manifest, static)
-    if manifest.kind == "latent":
-        source = manifest.source or {}
-        vae_dir = source.get("autoencoder_run")
-        if not vae_dir:
-            raise UserError(f"{cfg.data.path}: latent data set does not record its autoencoder_run")
-        loaded.vae_run = load_inference_model(vae_dir, source.get("autoencoder_step", "latest"), device, option=None)
+    loaded = LoadedRun(run_dir, cfg, int(trainer_state["step"]), model, manifest, static, provenance=provenance)
+    if provenance is not None:
+        provenance.check_fields()  # before the VAE is loaded: its decode mask comes from there
+        loaded.vae_run = load_vae(provenance, device)
         loaded.vae = loaded.vae_run.model
     return loaded

@@ -8,8 +8,6 @@ compiles in place, so state_dict keys stay the same with and without compilation
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
@@ -17,14 +15,17 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from hpc_seaice.config import (
-    CONFIG_ROOT,
+    PRESET_DIR,
     DiffusionConfig,
     ExperimentConfig,
     UNetConfig,
     VAEConfig,
     config_from_dict,
+    preset_names,
 )
-from hpc_seaice.data.geo.latent_grid import latent_ocean_fraction
+from hpc_seaice.data.format.manifest import Manifest
+from hpc_seaice.data.format.provenance import LatentProvenance
+from hpc_seaice.data.format.static import Static
 from hpc_seaice.errors import UserError
 from hpc_seaice.models.unet import UNet
 from hpc_seaice.models.vae import VAE
@@ -60,11 +61,14 @@ def build_vae(
     return _finish(vae, cfg.channels_last, cfg.compile, parts=(vae.encoder, vae.decoder))
 
 
-def build_stage_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.Module:
+def build_stage_model(
+    cfg: ExperimentConfig, manifest: Manifest, static: Static, provenance: LatentProvenance | None = None
+) -> nn.Module:
     """The network of ``cfg.stage`` for a data set (its manifest and static fields), checked to fit it.
 
     Training builds it to train, inference to load a run's weights into: one definition, so a
-    checkpoint always meets the network it was trained as.
+    checkpoint always meets the network it was trained as. A latent set's denoiser sees the ocean
+    fraction of the fields its ``provenance`` resolves (read from the manifest when not given).
     """
     channels = len(manifest.variables)
     if cfg.stage == "autoencoder":
@@ -107,7 +111,10 @@ def build_stage_model(cfg: ExperimentConfig, manifest: Any, static: Any) -> nn.M
     except ValueError as exc:
         raise UserError(f"{cfg.data.path} (grid {manifest.grid}) does not fit the unet config: {exc}") from None
     if cfg.unet.mask_channel:
-        ocean = static.mask if manifest.kind == "fields" else latent_ocean_fraction(cfg.data.path, manifest)
+        if manifest.kind == "fields":
+            ocean = static.mask
+        else:
+            ocean = (provenance or LatentProvenance.of(cfg.data.path, manifest)).ocean_fraction()
         net.set_ocean_fraction(torch.as_tensor(ocean, dtype=torch.float32))
     return net
 
@@ -130,10 +137,10 @@ def forward_flops(model: nn.Module, example_inputs: Sequence[Tensor], fn: str = 
 
 
 def load_model_preset(name: str) -> UNetConfig | VAEConfig:
-    """The config of ``configs/models/<name>.yaml``: a UNetConfig or VAEConfig by its keys."""
-    path = CONFIG_ROOT / "models" / f"{name}.yaml"
+    """The config of preset ``name`` (``hpc_seaice/presets/<name>.yaml``): a UNetConfig or VAEConfig by its keys."""
+    path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in Path(CONFIG_ROOT / "models").glob("*.yaml"))
+        known = preset_names()
         raise UserError(f"unknown model preset {name!r} (known: {known})")
     data = yaml.safe_load(path.read_text()) or {}
     vae_only = {"latent_channels", "decoder", "beta", "sigma_init"}

@@ -3,7 +3,8 @@
 Layout::
 
     runs/<name>/checkpoints/step_00000100/   model.pt (weights + EMA), trainer_state.pt (step,
-                                            data position, noise schedule, RNG), meta.json,
+                                            data position, noise schedule, RNG), meta.json (signed
+                                            sha256 of every other file, runtime/integrity.py),
                                             and the engine's own files (optimizer.pt for DDP,
                                             DeepSpeed's partitioned state; universal/ once
                                             it was resumed on another world size)
@@ -18,7 +19,6 @@ usable. Only the newest ``keep`` checkpoints are kept. Everything we write loads
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -34,10 +34,23 @@ from torch import nn
 from hpc_seaice.errors import UserError
 from hpc_seaice.fileio import atomic_write
 from hpc_seaice.runtime import distributed as hdist
-from hpc_seaice.runtime.integrity import file_hashes, read_meta, verify_files
+from hpc_seaice.runtime.integrity import UNIVERSAL, add_files, file_hashes, read_meta, verify_files, write_meta
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
+
+
+class EngineFiles(Protocol):
+    """What checkpointing needs of a training engine (:class:`hpc_seaice.train.engines.Engine`, a
+    layer above this one): its name and its own files (optimizer state, DeepSpeed partitions)."""
+
+    name: str
+
+    def save(self, folder: Path) -> None: ...
+
+    def load(self, folder: Path) -> None: ...
+
+
 PINS = "pins"  # <checkpoint>/pins/*.txt: data sets that were made with this checkpoint
 
 
@@ -121,7 +134,7 @@ def all_finite(module: nn.Module) -> bool:
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
-    engine: Any,
+    engine: EngineFiles,
     model_state: dict[str, Any],
     trainer_state: dict[str, Any],
     meta: dict[str, Any],
@@ -151,8 +164,7 @@ def save_checkpoint(
             torch.save(model_state, tmp / "model.pt")
             torch.save(trainer_state, tmp / "trainer_state.pt")
             files = file_hashes(tmp)  # every rank's files are written (barrier above); meta.json last
-            record = {**meta, "step": step, "time": time.time(), "files": files}
-            (tmp / "meta.json").write_text(json.dumps(record, indent=1))
+            write_meta(tmp, {**meta, "step": step, "time": time.time(), "files": files})  # signed
             _fsync_tree(tmp)
             if final.exists():
                 shutil.rmtree(final)
@@ -251,9 +263,9 @@ def universal_checkpoint(folder: Path, device: torch.device) -> Path:
 
     Made once, by rank 0, with DeepSpeed's own converter (``ds_to_universal``) in a subprocess,
     into a temporary folder renamed when complete; the other ranks wait, and learn if it failed.
-    Its log is kept beside it.
+    Its log is kept beside it; its files are added to the checkpoint's signed hash table.
     """
-    out = folder / "universal"
+    out = folder / UNIVERSAL
     log = folder / "universal.log"
     failed = 0
     if hdist.rank() == 0 and not out.is_dir():
@@ -271,7 +283,8 @@ def universal_checkpoint(folder: Path, device: torch.device) -> Path:
             failed = int(code != 0 or not (tmp / "zero").is_dir())
             if not failed:
                 tmp.replace(out)
-        except OSError as exc:  # e.g. a read-only run folder: the other ranks must still hear of it
+                add_files(folder, UNIVERSAL)  # hashed and signed like the rest: checked on the next resume
+        except (OSError, UserError) as exc:  # e.g. a read-only run folder: the other ranks must still hear of it
             print(f"hpc-seaice: {folder}: {exc}", file=sys.stderr, flush=True)
             failed = 1
     if hdist.all_reduce_max(failed, device):

@@ -9,36 +9,19 @@ data set now at ``data.path`` with it and refuse a different one in one line.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from hpc_seaice.data.format.identity import data_identity, identity_difference
+from hpc_seaice.data.format.manifest import Manifest
+from hpc_seaice.data.format.static import Static
 from hpc_seaice.errors import UserError
 from hpc_seaice.fileio import atomic_write
 
 IDENTITY_NAME = "data_identity.json"
-STATS_RTOL = 1e-9  # statistics are float64 written once; recomputing them gives the same numbers
-
-
-def data_identity(manifest: Any, static: Any) -> dict[str, Any]:
-    """The identity record of an open data set (manifest + static file)."""
-    mask = np.ascontiguousarray(np.asarray(static.mask) > 0.5, dtype=np.uint8)
-    stats = {
-        key: None if getattr(static, key) is None else [float(v) for v in np.asarray(getattr(static, key)).ravel()]
-        for key in ("mean", "std")
-    }
-    return {
-        "kind": manifest.kind,
-        "variables": list(manifest.variables),
-        "grid": [int(g) for g in manifest.grid],
-        "mask_sha256": hashlib.sha256(mask.tobytes() + str(mask.shape).encode()).hexdigest(),
-        "ocean_cells": int(mask.sum()),
-        **stats,
-    }
+__all__ = ["IDENTITY_NAME", "check_identity", "compare_identity", "data_identity", "read_identity", "record_identity"]
 
 
 def record_identity(run_dir: str | os.PathLike, identity: dict[str, Any]) -> None:
@@ -60,29 +43,21 @@ def read_identity(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     return data
 
 
-def _differs(key: str, recorded: Any, found: Any) -> bool:
-    if key in ("mean", "std") and recorded is not None and found is not None:
-        a, b = np.asarray(recorded, dtype=np.float64), np.asarray(found, dtype=np.float64)
-        return a.shape != b.shape or not np.allclose(a, b, rtol=STATS_RTOL, atol=0.0)
-    return recorded != found
-
-
-def compare_identity(recorded: dict[str, Any], found: dict[str, Any], run_dir: Any, data_path: Any) -> None:
+def compare_identity(
+    recorded: dict[str, Any], found: dict[str, Any], run_dir: str | os.PathLike, data_path: str | os.PathLike
+) -> None:
     """One line naming the first difference between a run's recorded data and the data found."""
-    names = {"mask_sha256": "land mask", "ocean_cells": "ocean cell count", "mean": "normalisation mean"}
-    for key in ("kind", "variables", "grid", "ocean_cells", "mask_sha256", "mean", "std"):
-        if key in recorded and _differs(key, recorded[key], found.get(key)):
-            what = names.get(key, "normalisation std" if key == "std" else key)
-            detail = (
-                "" if key in ("mask_sha256", "mean", "std") else f": {found.get(key)} here, {recorded[key]} recorded"
-            )
-            raise UserError(
-                f"{data_path}: not the data set run {run_dir} was trained on ({what} differs{detail}; "
-                f"see {Path(run_dir) / IDENTITY_NAME})"
-            )
+    difference = identity_difference(recorded, found)
+    if difference is not None:
+        raise UserError(
+            f"{data_path}: not the data set run {run_dir} was trained on ({difference}; "
+            f"see {Path(run_dir) / IDENTITY_NAME})"
+        )
 
 
-def check_identity(run_dir: str | os.PathLike, data_path: Any, manifest: Any, static: Any) -> None:
+def check_identity(
+    run_dir: str | os.PathLike, data_path: str | os.PathLike, manifest: Manifest, static: Static
+) -> None:
     """Refuse a data set that differs from the one the run recorded (no record: nothing to check)."""
     recorded = read_identity(run_dir)
     if recorded is not None:

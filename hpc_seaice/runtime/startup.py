@@ -2,7 +2,9 @@
 
 Rank 0 decides, every rank learns the outcome (:func:`~hpc_seaice.runtime.distributed.decided_by_main`):
 
-1. the run folder is a folder and writable, checkpoints included (found now, not after training);
+1. the run folder is a folder and writable, checkpoints included (found now, not after training),
+   nobody else can write it (:mod:`hpc_seaice.runtime.private`), and the key that signs
+   checkpoints can be read or made (:mod:`hpc_seaice.runtime.signing`);
 2. the run lock is taken (:mod:`hpc_seaice.runtime.runlock`): a second training of the same folder
    is refused before it touches anything;
 3. the data set passes the cheap checks of ``data verify`` (layout, variables, statistics, at
@@ -19,17 +21,22 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from torch import nn
+
+from hpc_seaice.config import ExperimentConfig
 from hpc_seaice.data.format.manifest import read_manifest
 from hpc_seaice.data.format.static import read_static
 from hpc_seaice.data.format.verify import verify_dataset
+from hpc_seaice.diffusion.ema import EMA
 from hpc_seaice.errors import PeerLost, UserError
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.checkpoint import (
     CHECKPOINTS,
     LATEST,
     STEP_NAME,
+    EngineFiles,
     check_resumable,
     check_usable,
     complete_checkpoints,
@@ -40,12 +47,24 @@ from hpc_seaice.runtime.checkpoint import (
     load_states,
     read_pointer,
 )
+from hpc_seaice.runtime.distributed import DistEnv
 from hpc_seaice.runtime.identity import compare_identity, data_identity, read_identity, record_identity
 from hpc_seaice.runtime.integrity import read_meta
+from hpc_seaice.runtime.private import check_private
 from hpc_seaice.runtime.runlock import RunLock
+from hpc_seaice.runtime.signing import load_key
 
 QUICK_SHARDS = 3  # shards whose first samples are read at start
 QUICK_SAMPLES = 4
+
+
+class RestorableTask(Protocol):
+    """What restoring needs of a training task (:class:`hpc_seaice.train.tasks.Task`, a layer above):
+    its network and the state it keeps beside it (e.g. the adaptive noise schedule)."""
+
+    net: nn.Module
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -55,7 +74,7 @@ class RunStart:
     reshard: bool  # a ZeRO checkpoint of another world size: load its universal form
 
 
-def resume_keys(cfg: Any) -> dict[str, Any]:
+def resume_keys(cfg: ExperimentConfig) -> dict[str, Any]:
     """Config values a checkpoint cannot follow a change of; recorded in its meta.json.
 
     ``train.seed`` and ``data.train_split`` decide which samples come next: another value on resume
@@ -175,13 +194,15 @@ def _check_resume_keys(folder: Path, cfg: Any) -> None:
             )
 
 
-def prepare_run(cfg: Any, env: Any) -> RunStart:
+def prepare_run(cfg: ExperimentConfig, env: DistEnv) -> RunStart:
     """Rank 0's start-up checks (module docstring), agreed by every rank; the lock is held by rank 0."""
     run_dir = Path(cfg.run.dir)
     lock = RunLock(run_dir)
 
     def decide() -> tuple[str | None, bool]:
         _check_run_dir(run_dir)
+        check_private(run_dir, cfg.run.allow_shared_dir)
+        load_key()  # made or found now: a checkpoint that cannot be signed is found before training
         lock.acquire()
         try:
             _check_writable(run_dir / CHECKPOINTS)
@@ -212,7 +233,9 @@ def prepare_run(cfg: Any, env: Any) -> RunStart:
     return RunStart(lock=lock, folder=folder, reshard=reshard)
 
 
-def restore(start: RunStart, cfg: Any, env: Any, task: Any, ema: Any, engine: Any) -> tuple[int, int, int]:
+def restore(
+    start: RunStart, cfg: ExperimentConfig, env: DistEnv, task: RestorableTask, ema: EMA, engine: EngineFiles
+) -> tuple[int, int, int]:
     """Load the chosen checkpoint into the task, EMA and engine; (step, samples seen, non-finite total).
 
     Damage that the hashes cannot catch (old checkpoints, a checkpoint of another model) is one line

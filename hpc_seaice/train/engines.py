@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import json
 import math
 import os
@@ -125,6 +126,23 @@ class Engine:
         raise NotImplementedError
 
 
+def _no_forward_buffer_sync() -> dict[str, bool]:
+    """DDP's argument for "no buffer broadcast before every forward", spelled as this torch wants it.
+
+    The buffers (land masks, normalisation constants) are set from the data set and equal on every
+    rank, and that broadcast would be one more collective per step, outside the backward's
+    lost-peer handling. torch 2.13 renamed the switch ``forward_sync_buffers`` and warns (a
+    FutureWarning on every rank, which a user cannot act on) when given the old
+    ``broadcast_buffers``; older torch knows only the old name. The new switch still broadcasts the
+    buffers once when DDP wraps the model: rank 0's values, equal to everyone's.
+    """
+    params = inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+
+
+NO_FORWARD_BUFFER_SYNC = _no_forward_buffer_sync()
+
+
 class DDPEngine(Engine):
     """Plain PyTorch: DDP across ranks (none for one process), gradient accumulation with
     ``no_sync`` on all but the last micro-batch, clipping, bf16 autocast on GPU."""
@@ -138,11 +156,8 @@ class DDPEngine(Engine):
         self.grad_clip = cfg.optim.grad_clip
         if hdist.world_size() > 1:
             device_ids = [env.device.index] if env.device.type == "cuda" else None
-            # No buffer broadcast before every forward: the buffers (land masks, normalisation
-            # constants) are set from the data set and equal on every rank, and that broadcast
-            # would be one more collective per step, outside the backward's lost-peer handling.
             self.module: nn.Module = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=device_ids, broadcast_buffers=False
+                self.model, device_ids=device_ids, **NO_FORWARD_BUFFER_SYNC
             )
         else:
             self.module = self.model

@@ -13,10 +13,11 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+
+from hpc_seaice.runtime.distributed import DistEnv
 
 
-def record_job(run_dir: Path, env: Any, start_step: int) -> None:
+def record_job(run_dir: Path, env: DistEnv, start_step: int) -> None:
     """Append who worked on this run folder (job ids across requeues, hosts, start step)."""
     record = {
         "time": time.time(),
@@ -48,7 +49,7 @@ def _host_answers(address: str, ports: tuple[int, ...]) -> bool:
     return False
 
 
-def describe_collective_failure(exc: BaseException, env: Any, timeout_s: float) -> str:
+def describe_collective_failure(exc: BaseException, env: DistEnv, timeout_s: float) -> str:
     """Explain a failed collective in terms of hosts: which peer was lost, if we can tell.
 
     A peer named in the backend's message (an address or host name of another rank) is the lost

@@ -19,9 +19,13 @@ import torch
 from torch import nn
 
 from hpc_seaice.config import ExperimentConfig
+from hpc_seaice.data.format.manifest import Manifest
+from hpc_seaice.data.format.provenance import LatentProvenance
+from hpc_seaice.data.format.static import Static
 from hpc_seaice.diffusion.loss import diffusion_loss
 from hpc_seaice.diffusion.noise import mix_seed, per_sample_normal
-from hpc_seaice.diffusion.schedule import build_schedule, stratified_uniform
+from hpc_seaice.diffusion.schedule import Schedule, build_schedule, stratified_uniform
+from hpc_seaice.inference.loading import check_vae_weights
 from hpc_seaice.models.build import build_stage_model
 from hpc_seaice.train.frozen_encoder import freeze_encoder
 
@@ -54,6 +58,20 @@ def trains_on_posterior(cfg: ExperimentConfig, kind: str) -> bool:
     return cfg.stage == "diffusion" and kind == "latent" and cfg.diffusion.latent_posterior == "sample"
 
 
+def latent_provenance(cfg: ExperimentConfig, manifest: Any) -> LatentProvenance | None:
+    """A latent set's provenance, checked before training: the fields set and VAE weights it
+    records must be the ones it was encoded from (one line naming both otherwise); a set that
+    records neither (made by hand) passes, and then only ``unet.mask_channel`` needs its fields."""
+    if manifest.kind != "latent":
+        return None
+    provenance = LatentProvenance.of(cfg.data.path, manifest)
+    if provenance.fields_dataset is not None:
+        provenance.check_fields()
+    if provenance.autoencoder_run is not None:
+        check_vae_weights(provenance)
+    return provenance
+
+
 class VAELoss(nn.Module):
     """Puts the VAE's loss in ``forward`` so DDP/DeepSpeed see the whole training computation."""
 
@@ -67,7 +85,7 @@ class VAELoss(nn.Module):
 
 
 class DiffusionLoss(nn.Module):
-    def __init__(self, net: nn.Module, schedule: Any) -> None:
+    def __init__(self, net: nn.Module, schedule: Schedule) -> None:
         super().__init__()
         self.net = net
         self.schedule = schedule
@@ -86,12 +104,13 @@ class Task:
         """The training computation (loss in ``forward``) around ``net``."""
         raise NotImplementedError
 
-    def __init__(self, cfg: ExperimentConfig, manifest: Any, static: Any, device: torch.device) -> None:
+    def __init__(self, cfg: ExperimentConfig, manifest: Manifest, static: Static, device: torch.device) -> None:
         self.cfg = cfg
         self.manifest = manifest
         self.static = static
         self.device = device
-        self.net = build_stage_model(cfg, manifest, static)
+        self.provenance = latent_provenance(cfg, manifest)  # latent sets: the VAE and fields, resolved once
+        self.net = build_stage_model(cfg, manifest, static, self.provenance)
         self.mask = torch.as_tensor(static.mask, dtype=torch.float32, device=device)
 
     def micro_loss(
@@ -189,5 +208,5 @@ class DiffusionTask(Task):
         self.schedule.load_state_dict(state["schedule"])
 
 
-def build_task(cfg: ExperimentConfig, manifest: Any, static: Any, device: torch.device) -> Task:
+def build_task(cfg: ExperimentConfig, manifest: Manifest, static: Static, device: torch.device) -> Task:
     return (AutoencoderTask if cfg.stage == "autoencoder" else DiffusionTask)(cfg, manifest, static, device)

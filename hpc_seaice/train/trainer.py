@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from hpc_seaice.command import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_OK, say
-from hpc_seaice.config import ExperimentConfig, dump_config, load_config, with_absolute_paths
+from hpc_seaice.config import ExperimentConfig, dump_config, with_absolute_paths
 from hpc_seaice.data.format.manifest import read_manifest
 from hpc_seaice.data.loading.batch_loader import BatchLoader
 from hpc_seaice.data.loading.dataset import ShardedDataset
@@ -315,9 +315,4 @@ def _validate(cfg, env, task, ema, val_set, micro, step, monitor) -> dict[str, f
     return {"val_loss": float(total[0] / total[1])} if total[1] > 0 else {}
 
 
-def cli_train(args: Any) -> int:
-    """``hpc-seaice train CONFIG [key=value ...]``; failures become exit codes in ``run_command``."""
-    return run_training(load_config(args.config, args.overrides))
-
-
-__all__ = ["cli_train", "fault_nan_steps", "run_training"]
+__all__ = ["fault_nan_steps", "run_training"]

@@ -13,18 +13,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from hpc_seaice.config import ExperimentConfig
+from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.diffusion.noise import per_sample_normal
 from hpc_seaice.inference.generate import decoder_for, generate
-from hpc_seaice.inference.loading import load_inference_model
+from hpc_seaice.inference.loading import load_vae
 from hpc_seaice.train.monitor import field_image
-from hpc_seaice.train.tasks import SALT_VAL
+from hpc_seaice.train.tasks import SALT_VAL, Task
 
 SHOWN = (("sit", 0), ("sic", 1))  # thickness and concentration
 
 
 @lru_cache(maxsize=2)
-def _autoencoder_of(run_dir: str, step: str) -> Any:
-    return load_inference_model(run_dir, step)
+def _autoencoder_of(provenance: Any) -> Any:
+    """The VAE of a latent run's provenance (checked), loaded once per training process."""
+    return load_vae(provenance)
 
 
 def _images(prefix: str, fields: torch.Tensor, mask: np.ndarray) -> dict[str, np.ndarray]:
@@ -33,7 +36,9 @@ def _images(prefix: str, fields: torch.Tensor, mask: np.ndarray) -> dict[str, np
 
 
 @torch.no_grad()
-def validation_images(cfg: Any, task: Any, ema_net: torch.nn.Module, val_set: Any, device: torch.device) -> dict:
+def validation_images(
+    cfg: ExperimentConfig, task: Task, ema_net: torch.nn.Module, val_set: ShardedDataset, device: torch.device
+) -> dict:
     was_training = ema_net.training
     ema_net.eval()
     try:
@@ -46,10 +51,8 @@ def validation_images(cfg: Any, task: Any, ema_net: torch.nn.Module, val_set: An
             return images
         manifest = task.manifest
         vae, field_mask = None, task.static.mask
-        if manifest.kind == "latent":
-            source = manifest.source or {}
-            autoencoder = _autoencoder_of(str(source["autoencoder_run"]), str(source.get("autoencoder_step", "latest")))
-            vae, field_mask = autoencoder.model.to(device), autoencoder.data_static.mask
+        if task.provenance is not None:  # decoded by the VAE on the coast of the fields it encoded
+            vae, field_mask = _autoencoder_of(task.provenance).model.to(device), task.provenance.mask
         noise = per_sample_normal(
             torch.zeros(1, dtype=torch.int64), task.sample_shape, cfg.train.seed, SALT_VAL, device
         )

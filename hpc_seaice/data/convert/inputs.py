@@ -2,7 +2,9 @@
 
 Every input (a NetCDF file or a zarr store) is first opened on its own, metadata only, so that
 each error names the file: a missing variable, dimensions that do not map onto (time, y, x), a
-time axis that does not decode or does not increase, another grid, overlapping time steps.
+time axis that does not decode or does not increase, another grid, overlapping time steps, a
+variable whose ``units`` are missing or do not convert to the project's
+(:mod:`hpc_seaice.data.format.units`; each file's own units, so an archive may change units).
 The checked inputs, in time order, are then opened together with ``xarray.open_mfdataset``
 (dask arrays concatenated along time, one chunk per block of time steps), so a block of time
 steps reads only the files it spans and memory stays bounded whatever the archive size.
@@ -14,7 +16,7 @@ import contextlib
 import glob
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -25,10 +27,10 @@ import xarray as xr
 
 from hpc_seaice.data.blocks import evenly_spaced
 from hpc_seaice.data.convert.layout import LAT_NAMES, LON_NAMES, coordinate, decode_times, map_dims
+from hpc_seaice.data.format.units import to_project_factor
 from hpc_seaice.data.format.variables import VARIABLES
 from hpc_seaice.errors import UserError
 
-PERCENT_UNITS = ("%", "percent")
 LAT_LON_PROBES = 1024  # cells whose lat/lon are compared between inputs
 LAT_LON_TOLERANCE = 1e-3  # degrees (about 100 m): float32 storage or packing differ by far less
 
@@ -42,7 +44,7 @@ class InputFile:
     dims: tuple[str, str, str]  # (time, y, x)
     times: np.ndarray  # datetime64[s]
     grid: tuple[int, int]
-    sic_in_percent: bool
+    factors: tuple[float, ...]  # per mapped variable: its units -> the project's (1.0: already in them)
     lat_lon: np.ndarray | None = None  # lat and lon at evenly spaced cells [2, k]; None when it has none
 
 
@@ -54,6 +56,12 @@ class Inputs:
     ds: Any  # xarray.Dataset from open_mfdataset
     times: np.ndarray  # every time step, datetime64[s]
     starts: np.ndarray  # index of each file's first time step in ``times``
+
+    def factors(self, k: int, steps: slice) -> np.ndarray:
+        """Unit factors of variable ``k`` at time steps ``steps`` (each from its file's units) [T, 1, 1]."""
+        per_file = np.array([f.factors[k] for f in self.files], dtype=np.float32)
+        owner = np.searchsorted(self.starts, np.arange(len(self.times))[steps], side="right") - 1
+        return per_file[owner][:, None, None]
 
     @property
     def dims(self) -> tuple[str, str, str]:
@@ -79,9 +87,8 @@ class Inputs:
             except Exception as exc:  # h5py, zarr and dask raise many types for unreadable data
                 path, exc = self._unreadable(name, sel, steps, exc)
                 raise UserError(f"{path}: cannot read variable {name!r} ({_reason(exc)})") from None
-            if VARIABLES[k] == "sic" and self.files[0].sic_in_percent:
-                values = values / np.float32(100.0)  # concentration in percent -> fraction
-            out.append(values)
+            factors = self.factors(k, steps)
+            out.append(values if np.all(factors == 1) else values * factors)
         return np.stack(out, axis=1)
 
     def _unreadable(self, name: str, sel: dict[str, slice], steps: slice, exc: Exception) -> tuple[str, Exception]:
@@ -149,8 +156,9 @@ def _open(path: str, engine: str) -> Any:
         raise UserError(f"{path}: cannot open with xarray ({engine}): {_reason(exc)}") from None
 
 
-def check_file(path: str, names: Sequence[str]) -> InputFile:
-    """Open ``path`` alone and check what the conversion needs of it (names: sources of ``VARIABLES``)."""
+def check_file(path: str, names: Sequence[str], assumed: Mapping[str, str] | None = None) -> InputFile:
+    """Open ``path`` alone and check what the conversion needs of it (names: sources of ``VARIABLES``;
+    ``assumed``: units stated with ``--assume-units``, by target name)."""
     engine = engine_of(path)
     with _open(path, engine) as ds:
         missing = [n for n in names if n not in ds.variables]
@@ -168,9 +176,12 @@ def check_file(path: str, names: Sequence[str]) -> InputFile:
         if np.any(np.diff(times.astype(np.int64)) <= 0):
             raise UserError(f"{path}: time {dims[0]!r} is not strictly increasing")
         grid = (int(ds.sizes[dims[1]]), int(ds.sizes[dims[2]]))
-        sic_units = str(ds[names[VARIABLES.index("sic")]].attrs.get("units", "")).strip()
+        factors = tuple(
+            to_project_factor(path, target, ds[source].attrs, assumed or {}, source)
+            for target, source in zip(VARIABLES, names)
+        )
         lat_lon = _lat_lon_probe(path, ds, dims, grid)
-    return InputFile(path, engine, dims, times, grid, sic_units in PERCENT_UNITS, lat_lon)
+    return InputFile(path, engine, dims, times, grid, factors, lat_lon)
 
 
 def _lat_lon_probe(path: str, ds: Any, dims: tuple[str, str, str], grid: tuple[int, int]) -> np.ndarray | None:
@@ -212,8 +223,6 @@ def _check_together(files: list[InputFile]) -> None:
                 f"{f.path}: lat/lon differ from those of {located.path}, though the grids have one size; "
                 "convert the outputs of different grids apart"
             )
-        if f.sic_in_percent != first.sic_in_percent:
-            raise UserError(f"{f.path}: concentration units (percent or fraction) differ from those of {first.path}")
 
 
 def _rename_dims(own: dict[str, tuple[str, str, str]], dims: tuple[str, str, str], ds: Any) -> Any:
@@ -223,9 +232,15 @@ def _rename_dims(own: dict[str, tuple[str, str, str]], dims: tuple[str, str, str
     return ds.rename({a: b for a, b in zip(mine, dims) if a != b})
 
 
-def open_inputs(inputs: Sequence[str], names: Sequence[str], block_bytes: int = 64 << 20) -> Inputs:
-    """Check every input, then open all of them as one data set, lazily, chunked by ``block_bytes``."""
-    files = sorted((check_file(p, names) for p in expand_inputs(inputs)), key=lambda f: f.times[0])
+def open_inputs(
+    inputs: Sequence[str],
+    names: Sequence[str],
+    block_bytes: int = 64 << 20,
+    assumed: Mapping[str, str] | None = None,
+) -> Inputs:
+    """Check every input, then open all of them as one data set, lazily, chunked by ``block_bytes``;
+    ``assumed`` units (``--assume-units``) replace the files' own."""
+    files = sorted((check_file(p, names, assumed) for p in expand_inputs(inputs)), key=lambda f: f.times[0])
     _check_together(files)
     t_dim = files[0].dims[0]
     steps = max(1, block_bytes // (4 * files[0].grid[0] * files[0].grid[1]))

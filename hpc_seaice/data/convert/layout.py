@@ -12,11 +12,14 @@ refused with the list of calendars that work.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hpc_seaice.errors import UserError
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 TIME_NAMES = ("time", "t", "time_counter", "valid_time", "date")
 Y_NAMES = ("y", "yc", "nj", "j", "rows", "ny", "lat", "latitude", "south_north")
@@ -32,7 +35,7 @@ CALENDARS = ("standard", "gregorian", "proleptic_gregorian", "noleap", "365_day"
 ROLE_NAMES = {"T": "time", "Y": "y", "X": "x"}
 
 
-def _role(ds: Any, dim: str) -> str | None:
+def _role(ds: xr.Dataset, dim: str) -> str | None:
     """'T', 'Y', 'X' or None for one dimension, from its coordinate's attributes, else its name."""
     if dim in ds.variables:
         coord = ds[dim]
@@ -53,7 +56,7 @@ def _role(ds: Any, dim: str) -> str | None:
     return None
 
 
-def map_dims(path: str, ds: Any, name: str) -> tuple[str, str, str]:
+def map_dims(path: str, ds: xr.Dataset, name: str) -> tuple[str, str, str]:
     """(time, y, x) dimension names of variable ``name``, or a one-line UserError."""
     dims = tuple(str(d) for d in ds[name].dims)
     if len(dims) != 3:
@@ -78,7 +81,7 @@ def map_dims(path: str, ds: Any, name: str) -> tuple[str, str, str]:
     return roles["T"], roles["Y"], roles["X"]
 
 
-def decode_times(path: str, ds: Any, t_dim: str) -> np.ndarray:
+def decode_times(path: str, ds: xr.Dataset, t_dim: str) -> np.ndarray:
     """The time coordinate as datetime64[s], from the standard or the noleap calendar."""
     if t_dim not in ds.variables:
         raise UserError(f"{path}: no coordinate for the time dimension {t_dim!r}")
@@ -100,7 +103,7 @@ def decode_times(path: str, ds: Any, t_dim: str) -> np.ndarray:
 
 
 def coordinate(
-    path: str, ds: Any, names: tuple[str, ...], y_dim: str, x_dim: str, shape: tuple[int, int]
+    path: str, ds: xr.Dataset, names: tuple[str, ...], y_dim: str, x_dim: str, shape: tuple[int, int]
 ) -> np.ndarray | None:
     """The file's latitude or longitude on the (y, x) grid; None when the file has none."""
     for name in names:

@@ -21,11 +21,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.blocks import iter_blocks
 from hpc_seaice.data.convert.inputs import Inputs, open_inputs
 from hpc_seaice.data.convert.layout import LAT_NAMES, LON_NAMES, coordinate
@@ -41,6 +39,7 @@ from hpc_seaice.data.format.manifest import (
 from hpc_seaice.data.format.replace import dataset_output, verify_new
 from hpc_seaice.data.format.shards import ShardWriter
 from hpc_seaice.data.format.static import write_static
+from hpc_seaice.data.format.units import parse_assume_units
 from hpc_seaice.data.format.variables import VARIABLES
 from hpc_seaice.data.geo.grid import polar_lat_lon
 from hpc_seaice.data.stats.normalisation import RunningStats, add_pc1_std, safe_std
@@ -116,19 +115,23 @@ def convert(
     overwrite: bool = False,
     splits: dict[str, list[str]] | None = None,
     progress: bool | None = None,
+    assume_units: str | None = None,
 ) -> Manifest:
     """Convert NetCDF/zarr ``inputs`` into a sharded data set at ``out`` (with statistics).
 
-    ``variables`` are the source names of ``sit, sic, damage, siu, siv``, in this order.
+    ``variables`` are the source names of ``sit, sic, damage, siu, siv``, in this order. Each
+    variable's ``units`` are read and converted to the project's; ``assume_units``
+    (``--assume-units``: ``sit=cm,sic=%``, or ``project``) states them instead.
     """
 
     names = list(variables)
     if len(names) != len(VARIABLES):
         raise UserError(f"--variables: give {len(VARIABLES)} names for {','.join(VARIABLES)}, got {len(names)}")
     splits = splits or {k: list(v) for k, v in DEFAULT_SPLITS.items()}
+    assumed = parse_assume_units(assume_units)
     given = [("input", path) for path in inputs if Path(path).exists()]
     output = dataset_output(out, "data convert", overwrite, given).check()  # before any work
-    inputs = open_inputs(inputs, names)
+    inputs = open_inputs(inputs, names, assumed=assumed)
     try:
         return _convert_inputs(inputs, output, names, crop, shard_size, splits, progress)
     finally:
@@ -285,13 +288,3 @@ def _check_block(
             )
         if math.isfinite(lo) or math.isfinite(hi):
             np.clip(x, lo, hi, out=x)
-
-
-def cli_convert(args: Any) -> int:
-    """``hpc-seaice data convert INPUT... --out DIR``: convert, then print the summary."""
-    from hpc_seaice.data.synth.generate import summarize
-
-    names = [n.strip() for n in args.variables.split(",") if n.strip()]
-    convert(**options_for(convert, args, variables=names, splits=parse_splits(getattr(args, "splits", ""))))
-    print(summarize(args.out), file=sys.stdout)
-    return 0

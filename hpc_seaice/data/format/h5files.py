@@ -17,7 +17,7 @@ from hpc_seaice.fileio import GuardedFile, write_error
 _HASH_BLOCK = 8 << 20
 
 
-def h5_file(path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> h5py.File:
+def h5_file(path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> h5py.File:  # Any: h5py.File's own keywords
     """``h5py.File`` without POSIX file locks (Lustre/GPFS/NFS often lack them).
 
     HDF5 refuses to open a file twice in one process with different locking flags. This project
@@ -33,7 +33,7 @@ def h5_file(path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> h5py.Fil
         return h5py.File(path, mode, **kwargs)
 
 
-def open_h5(path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> h5py.File:
+def open_h5(path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> h5py.File:  # Any: h5py.File's own keywords
     """Open an HDF5 file for reading; a missing, truncated or corrupt file is a one-line UserError."""
     try:
         return h5_file(path, mode, **kwargs)
@@ -42,6 +42,34 @@ def open_h5(path: str | os.PathLike, mode: str = "r", **kwargs: Any) -> h5py.Fil
     except OSError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{path}: cannot read HDF5 file, truncated or corrupt ({reason})") from None
+
+
+def check_self_contained(group: h5py.Group, where: str) -> None:
+    """Refuse an HDF5 file whose data live elsewhere: external or soft links, virtual datasets,
+    datasets with external raw storage.
+
+    Why: a shard is hashed as one file and the fast reader reads its samples at byte offsets of
+    that file. A link or a virtual dataset would make h5py read another file's bytes (which no
+    hash covers) while the reader reads the shard's own, so ``data verify`` and training would
+    see different data. This project never writes any of them.
+    """
+    for name in group:
+        link = group.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            kind = "an external link" if isinstance(link, h5py.ExternalLink) else "a soft link"
+            raise UserError(
+                f"{where}: '{group.name.rstrip('/')}/{name}' is {kind}; a data set file must hold its own data"
+            )
+        item = group[name]
+        if isinstance(item, h5py.Group):
+            check_self_contained(item, where)
+        elif isinstance(item, h5py.Dataset):
+            if item.is_virtual:
+                raise UserError(f"{where}: '{item.name}' is a virtual dataset; a data set file must hold its own data")
+            if item.external:
+                raise UserError(
+                    f"{where}: '{item.name}' stores its data in external files; a data set file must hold its own data"
+                )
 
 
 class H5Create:

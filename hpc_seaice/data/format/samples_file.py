@@ -6,6 +6,8 @@ One file holds one model's ensemble: dims ``(sample, y, x)``, the five variables
 provenance (run, checkpoint step, sampler, steps, seed, ...) as global attributes, so that a file
 is self-describing months later. Optional ``<var>_raw`` variables keep the values before clipping
 to the physical bounds, from which ``evaluate`` measures how often a model leaves the bounds.
+Reading converts each variable from its ``units`` to the project's (:mod:`hpc_seaice.data.format.units`),
+so a file written elsewhere in cm or % scores like one in m and 1.
 
 Land cells keep the values they were given (the sampler writes 0 there); ``mask`` says which
 cells are ocean.
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from hpc_seaice.data.format.units import to_project_factor
 from hpc_seaice.data.format.variables import BOUNDS, LONG_NAMES, UNITS, VARIABLES
 from hpc_seaice.data.geo.grid import (
     CENTRAL_MERIDIAN,
@@ -109,7 +112,9 @@ def _attr_value(value: Any) -> Any:
     return json.dumps(value, default=str)
 
 
-def _variable_attrs(name: str, raw: bool = False) -> dict[str, Any]:
+def variable_attrs(name: str, raw: bool = False) -> dict[str, Any]:
+    """CF attributes of variable ``name`` (units, long and standard name, valid range; ``raw``:
+    the values before clipping, which have no valid range)."""
     attrs: dict[str, Any] = {"units": UNITS[name], "long_name": LONG_NAMES[name]}
     if name in STANDARD_NAMES and not raw:
         attrs["standard_name"] = STANDARD_NAMES[name]
@@ -123,6 +128,57 @@ def _variable_attrs(name: str, raw: bool = False) -> dict[str, Any]:
         if math.isfinite(upper):
             attrs["valid_max"] = np.float32(upper)
     return attrs
+
+
+MASK_ATTRS: dict[str, Any] = {
+    "long_name": "ocean mask",
+    "flag_values": np.array([0, 1], dtype=np.int8),
+    "flag_meanings": "land ocean",
+    "units": "1",
+}
+
+
+def mask_variable(mask: np.ndarray) -> tuple[tuple[str, str], np.ndarray, dict[str, Any]]:
+    """The ocean ``mask`` variable (1 = ocean, int8 with CF flags) of a grid."""
+    return ("y", "x"), (np.asarray(mask) > 0.5).astype(np.int8), dict(MASK_ATTRS)
+
+
+def grid_coords(lat: np.ndarray, lon: np.ndarray) -> dict[str, tuple[Any, ...]]:
+    """The CF coordinates of a grid: 2-D ``lat``/``lon`` (float32), and the projected ``x``, ``y``
+    in metres when lat/lon are the cell centres of a regular grid of the projection.
+
+    A samples file and ``hs.open_dataset`` both take their coordinates from here, so a data set
+    and samples of a model trained on it align with ``xarray.align`` (same ``x``, ``y``).
+    """
+    coords: dict[str, tuple[Any, ...]] = {
+        "lat": (
+            ("y", "x"),
+            np.asarray(lat, dtype=np.float32),
+            {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude"},
+        ),
+        "lon": (
+            ("y", "x"),
+            np.asarray(lon, dtype=np.float32),
+            {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"},
+        ),
+    }
+    axes = projected_axes(lat, lon)
+    if axes is not None:
+        coords["x"] = ("x", axes[0], {"units": "m", "standard_name": "projection_x_coordinate", "axis": "X"})
+        coords["y"] = ("y", axes[1], {"units": "m", "standard_name": "projection_y_coordinate", "axis": "Y"})
+    return coords
+
+
+def with_grid_mapping(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with the CF ``polar_stereographic`` grid-mapping variable, named by every variable on
+    the (y, x) grid, when it has projected ``x``/``y`` coordinates (else ``ds`` unchanged)."""
+    if "x" not in ds.coords or "y" not in ds.coords:
+        return ds
+    on_grid = [name for name in ds.data_vars if ds[name].dims[-2:] == ("y", "x")]
+    ds[GRID_MAPPING] = ((), np.int32(0), dict(GRID_MAPPING_ATTRS))
+    for name in on_grid:
+        ds[name].attrs["grid_mapping"] = GRID_MAPPING
+    return ds
 
 
 def samples_dataset(
@@ -156,51 +212,25 @@ def samples_dataset(
     dims = ("sample", "y", "x")
     data_vars: dict[str, Any] = {}
     for c, name in enumerate(VARIABLES):
-        data_vars[name] = (dims, fields[:, c].astype(np.float32), _variable_attrs(name))
+        data_vars[name] = (dims, fields[:, c].astype(np.float32), variable_attrs(name))
         if raw is not None:
             data_vars[name + RAW_SUFFIX] = (
                 dims,
                 np.asarray(raw[:, c], dtype=np.float32),
-                _variable_attrs(name, raw=True),
+                variable_attrs(name, raw=True),
             )
-    data_vars["mask"] = (
-        ("y", "x"),
-        (np.asarray(mask) > 0.5).astype(np.int8),
-        {
-            "long_name": "ocean mask",
-            "flag_values": np.array([0, 1], dtype=np.int8),
-            "flag_meanings": "land ocean",
-            "units": "1",
-        },
-    )
+    data_vars["mask"] = mask_variable(mask)
     coords = {
         "sample": ("sample", np.arange(n, dtype=np.int32), {"long_name": "sample index"}),
-        "lat": (
-            ("y", "x"),
-            np.asarray(lat, dtype=np.float32),
-            {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude"},
-        ),
-        "lon": (
-            ("y", "x"),
-            np.asarray(lon, dtype=np.float32),
-            {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"},
-        ),
+        **grid_coords(lat, lon),
     }
-    axes = projected_axes(lat, lon)
-    if axes is not None:
-        coords["x"] = ("x", axes[0], {"units": "m", "standard_name": "projection_x_coordinate", "axis": "X"})
-        coords["y"] = ("y", axes[1], {"units": "m", "standard_name": "projection_y_coordinate", "axis": "Y"})
-        data_vars[GRID_MAPPING] = ((), np.int32(0), dict(GRID_MAPPING_ATTRS))
-        for var in data_vars.values():
-            if var[0] in (dims, ("y", "x")):
-                var[2]["grid_mapping"] = GRID_MAPPING
     global_attrs: dict[str, Any] = {
         "Conventions": "CF-1.8",
         "title": "hpc-seaice generated sea-ice states",
         "date_created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     global_attrs.update({str(k): _attr_value(v) for k, v in attrs.items()})
-    return xr.Dataset(data_vars, coords=coords, attrs=global_attrs)
+    return with_grid_mapping(xr.Dataset(data_vars, coords=coords, attrs=global_attrs))
 
 
 def write_samples(path: str | os.PathLike, ds: xr.Dataset) -> Path:
@@ -255,21 +285,36 @@ def read_samples(path: str | os.PathLike) -> xr.Dataset:
     return ds
 
 
-def sample_arrays(ds: xr.Dataset, with_raw: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """``(fields [N, C, H, W] float32, raw [N, C, H, W] or None, mask [H, W] float32)``.
+def variable_values(ds: xr.Dataset, name: str, assumed: Mapping[str, str] | None = None) -> np.ndarray:
+    """Variable ``name`` (one of ``VARIABLES``, or its ``<var>_raw``) in the project's units, float32.
+
+    Its ``units`` attribute is read and converted, or replaced by ``assumed`` (``--assume-units``,
+    by variable name); missing or unknown units are one line naming the file and the variable.
+    """
+    where = str(ds.encoding.get("source", "samples file"))
+    factor = to_project_factor(where, name.removesuffix(RAW_SUFFIX), ds[name].attrs, assumed or {}, name)
+    values = np.asarray(ds[name].values, dtype=np.float32)
+    return values if factor == 1.0 else values * np.float32(factor)
+
+
+def sample_arrays(
+    ds: xr.Dataset, with_raw: bool = True, assumed: Mapping[str, str] | None = None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """``(fields [N, C, H, W] float32, raw [N, C, H, W] or None, mask [H, W] float32)``, in the
+    project's units (:func:`variable_values`).
 
     ``raw`` holds ``<var>_raw`` where present and the clipped values for the variables that have
     no raw copy; it is None when no variable has one (or ``with_raw`` is false, to save memory).
     """
     fields = np.empty((ds.sizes["sample"], len(VARIABLES), ds.sizes["y"], ds.sizes["x"]), np.float32)
     for c, name in enumerate(VARIABLES):
-        fields[:, c] = ds[name].values
+        fields[:, c] = variable_values(ds, name, assumed)
     has_raw = [name + RAW_SUFFIX in ds.variables for name in VARIABLES]
     raw = None
     if with_raw and any(has_raw):
         raw = np.stack(
             [
-                ds[name + RAW_SUFFIX].values.astype(np.float32) if present else fields[:, c]
+                variable_values(ds, name + RAW_SUFFIX, assumed) if present else fields[:, c]
                 for c, (name, present) in enumerate(zip(VARIABLES, has_raw))
             ],
             axis=1,

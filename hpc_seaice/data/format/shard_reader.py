@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hpc_seaice.data.format.h5files import open_h5
+from hpc_seaice.data.format.h5files import check_self_contained, open_h5
 from hpc_seaice.errors import UserError
 
 # preadv takes at most IOV_MAX (1024 on Linux) buffers per call.
@@ -40,6 +40,11 @@ class OpenShard:
         self.name = name
         self.fd: int | None = None
         self.file: h5py.File | None = open_h5(path)
+        try:
+            check_self_contained(self.file, path)  # the offsets below must be of this file's own bytes
+        except UserError:
+            self.file.close()
+            raise
         self.data = self.file[name]
         self.offsets = self._chunk_offsets()
         if self.offsets is not None:

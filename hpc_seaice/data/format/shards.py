@@ -16,7 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hpc_seaice.data.format.h5files import H5Create
+from hpc_seaice.data.format.h5files import H5Create, check_self_contained
 from hpc_seaice.data.format.manifest import (
     FORMAT_VERSION,
     TIME_UNITS,
@@ -176,7 +176,8 @@ class ShardWriter:
 
 
 def check_shard_layout(f: h5py.File, info: ShardInfo, manifest: Manifest, where: str) -> None:
-    """Datasets, shape, dtype and variable names of one open shard against the manifest."""
+    """Links, datasets, shape, dtype and variable names of one open shard against the manifest."""
+    check_self_contained(f, where)
     if "fields" not in f or "time" not in f:
         raise UserError(f"{where}: missing dataset 'fields' or 'time'")
     d = f["fields"]

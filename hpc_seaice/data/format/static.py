@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from hpc_seaice.data.format.h5files import H5Create, open_h5
+from hpc_seaice.data.format.h5files import H5Create, check_self_contained, open_h5
 from hpc_seaice.data.format.manifest import FORMAT_VERSION
 from hpc_seaice.errors import UserError
 from hpc_seaice.fileio import atomic_target
@@ -98,6 +98,7 @@ def read_static(path: str | os.PathLike) -> Static:
     if not spath.is_file():
         raise UserError(f"{spath}: missing static file (mask, lat/lon, statistics)")
     with open_h5(spath) as f:
+        check_self_contained(f, str(spath))
         for key in ("mask", "lat", "lon"):
             if key not in f:
                 raise UserError(f"{spath}: missing dataset {key!r}")

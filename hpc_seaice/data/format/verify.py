@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
+import h5py
 import numpy as np
 from tqdm import tqdm
 
@@ -44,7 +44,7 @@ def check_values(
             raise UserError(f"{where}: {name} value {v:g} at {to_iso(times[k])} outside bounds [{lo:g}, {hi:g}]")
 
 
-def check_logvar(f: Any, sl: slice, times: np.ndarray, where: str) -> None:
+def check_logvar(f: h5py.File, sl: slice, times: np.ndarray, where: str) -> None:
     """A latent shard's posterior log-variances of samples ``sl`` are readable and finite."""
     logvar = read_block(f, "logvar", sl, where)
     bad = ~np.isfinite(logvar.reshape(len(logvar), -1)).all(axis=1)
@@ -150,13 +150,3 @@ def verify_dataset(
                 f"{manifest_path(path)}: split {name} ({span[0]}..{span[1]}) has no samples; data cover "
                 f"{manifest.time_start}..{manifest.time_end}"
             )
-
-
-def cli_verify(args: Any) -> int:
-    """``hpc-seaice data verify DIR``."""
-    verify_dataset(args.path)
-    manifest = read_manifest(args.path)
-    counts = split_counts(args.path, manifest)
-    per_split = ", ".join(f"{k} {v}" for k, v in counts.items())
-    print(f"{args.path}: OK ({manifest.num_samples} samples in {len(manifest.shards)} shards; {per_split})")
-    return 0

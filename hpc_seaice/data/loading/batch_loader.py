@@ -33,8 +33,10 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from multiprocessing.context import BaseContext
+from typing import Protocol
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -71,10 +73,22 @@ class NumberedBatches(Sampler[tuple[int, list[list[int]]]]):
                 return
 
 
+class BatchSource(Protocol):
+    """What the loader needs of a data set (:class:`~hpc_seaice.data.loading.dataset.ShardedDataset`
+    is one): its length, the channels and grid of one item, and a read of a batch into a buffer."""
+
+    sample_channels: int
+    grid: tuple[int, int]
+
+    def __len__(self) -> int: ...
+
+    def read_batch(self, indices: list[int], out: np.ndarray) -> None: ...
+
+
 class RingFill(Dataset):
     """Worker side: ``ring_fill[(first, batches)]`` fills slots ``first + j`` (mod slots), returns sizes."""
 
-    def __init__(self, dataset: Any, ring: torch.Tensor) -> None:
+    def __init__(self, dataset: BatchSource, ring: torch.Tensor) -> None:
         self.dataset = dataset
         self.ring = ring
 
@@ -102,6 +116,36 @@ def batches_per_item(batch_bytes: int, handover_bytes: int) -> int:
     return min(MAX_PER_ITEM, max(1, -(-handover_bytes // max(batch_bytes, 1))))
 
 
+class CudaRuntime(Protocol):
+    """The two calls of ``torch.cuda.cudart()`` that page-locking uses (tests pass a fake)."""
+
+    def cudaHostRegister(self, pointer: int, size: int, flags: int) -> int: ...  # noqa: N802 (CUDA's name)
+
+    def cudaHostUnregister(self, pointer: int) -> int: ...  # noqa: N802 (CUDA's name)
+
+
+def page_lock(ring: torch.Tensor, cudart: CudaRuntime | None = None) -> Callable[[], None] | None:
+    """Page-lock ``ring`` in place (``cudaHostRegister``) so batches copy to a GPU asynchronously.
+
+    Returns the function that unlocks it again, or None where there is no CUDA (nothing to do).
+    ``cudart``: the CUDA runtime (default ``torch.cuda.cudart()``); the one branch of the ring that
+    needs a GPU is this function, so tests run it with a fake runtime.
+    """
+    if cudart is None:
+        if not torch.cuda.is_available():
+            return None
+        cudart = torch.cuda.cudart()
+    pointer = ring.data_ptr()
+    code = cudart.cudaHostRegister(pointer, ring.numel() * ring.element_size(), 0)
+    if int(code) != 0:  # cudaSuccess; torch's binding returns the error code rather than raising
+        raise RuntimeError(f"cudaHostRegister of the batch ring failed with CUDA error {int(code)}")
+
+    def unlock() -> None:
+        cudart.cudaHostUnregister(pointer)
+
+    return unlock
+
+
 class BatchLoader:
     """Iterable of batches [n, C, H, W] (float32 views of a shared ring) from a batch-reading dataset.
 
@@ -110,9 +154,14 @@ class BatchLoader:
     ``num_workers=0`` batches are read in the calling process into the same ring.
     """
 
+    @property
+    def pinned(self) -> bool:
+        """Whether the ring is page-locked (``pin_memory`` with CUDA)."""
+        return self._unpin is not None
+
     def __init__(
         self,
-        dataset: Any,
+        dataset: BatchSource,
         sampler: Iterable[int],
         batch_size: int,
         *,
@@ -121,7 +170,7 @@ class BatchLoader:
         hold: int = 2,
         pin_memory: bool = False,
         worker_init_fn: Callable[[int], None] | None = None,
-        multiprocessing_context: Any = None,
+        multiprocessing_context: BaseContext | str | None = None,
         handover_bytes: int = 8 << 20,
     ) -> None:
         if num_workers < 0 or prefetch_factor < 1 or hold < 1 or handover_bytes < 0:
@@ -133,11 +182,7 @@ class BatchLoader:
         self.ring = torch.empty((slots, *shape), dtype=torch.float32)
         if num_workers:
             self.ring.share_memory_()
-        self.pinned = False
-        if pin_memory and torch.cuda.is_available():
-            nbytes = self.ring.numel() * self.ring.element_size()
-            torch.cuda.cudart().cudaHostRegister(self.ring.data_ptr(), nbytes, 0)
-            self.pinned = True
+        self._unpin = page_lock(self.ring) if pin_memory else None
         self.fill = RingFill(dataset, self.ring)
         self.batches = NumberedBatches(sampler, batch_size, self.per_item)
         self.received = 0  # batches handed to the consumer: the next pass numbers on from here
@@ -170,9 +215,9 @@ class BatchLoader:
         (a corrupt sample), the error's traceback keeps the DataLoader's iterator alive, and
         workers that ignore SIGTERM (the trainer's) then block the interpreter's exit forever.
         """
-        if self.pinned:
-            torch.cuda.cudart().cudaHostUnregister(self.ring.data_ptr())
-            self.pinned = False
+        if self._unpin is not None:
+            self._unpin()
+            self._unpin = None
         iterator = getattr(self.loader, "_iterator", None)  # persistent workers: the DataLoader keeps it
         if iterator is not None:
             iterator._shutdown_workers()  # what its __del__ does; repeated calls are no-ops

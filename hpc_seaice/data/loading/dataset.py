@@ -351,6 +351,9 @@ def _new_batch(shape: tuple[int, ...]) -> torch.Tensor:
 def collate(batch: Any) -> Any:
     """DataLoader ``collate_fn`` for :class:`ShardedDataset`: batches pass through uncopied.
 
+    ``Any``: whatever torch's ``default_collate`` takes and returns (nested lists, tuples, dicts of
+    tensors and numbers), which this function hands on unchanged in type.
+
     When ``batch`` is the list of views that :meth:`ShardedDataset.__getitems__` returns, the
     buffer they view is the batch already; anything else goes to torch's default collate.
     """

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -118,7 +117,7 @@ def safe_std(std: np.ndarray, variables: list[str], where: str) -> np.ndarray:
     return std
 
 
-def stored_geometry(static: Any) -> dict[str, np.ndarray]:
+def stored_geometry(static: Static) -> dict[str, np.ndarray]:
     """The grid-geometry datasets of a :class:`Static` that are present, to carry over on a rewrite."""
     return {k: getattr(static, k) for k in GEOMETRY_KEYS if getattr(static, k) is not None}
 
@@ -229,15 +228,3 @@ def format_stats(manifest: Manifest, mean: np.ndarray, std: np.ndarray) -> str:
     for k, name in enumerate(manifest.variables):
         lines.append(f"{name:<10}{manifest.units[k]:>8}{mean[k]:>12.5g}{std[k]:>12.5g}")
     return "\n".join(lines)
-
-
-def cli_stats(args: Any) -> int:
-    """``hpc-seaice data stats DIR``: recompute and store the train-split statistics."""
-    mean, std = compute_stats(args.path)
-    manifest = read_manifest(args.path)
-    print(f"{Path(args.path) / 'static.h5'}: statistics over ocean cells of the train split")
-    print(format_stats(manifest, mean, std))
-    pc1 = read_static(args.path).pc1_std
-    if pc1 is not None:
-        print(f"leading principal-component std (normalised units): {pc1:.4g}")
-    return 0

@@ -6,8 +6,7 @@ water keeping the Norwegian and southern Barents Seas open) are places on the ma
 climatological field below is built from distances in projected kilometres to named points.
 All fields are deterministic (no random numbers): the same at every seed and resolution.
 
-Seasonal curves (functions of the day of year) live here too: the sea-ice extent target with a
-slow freeze-up and a fast melt, the summer weight, the thickness cycle.
+The seasonal curves (functions of the day of year) are in :mod:`hpc_seaice.data.synth.seasons`.
 """
 
 from __future__ import annotations
@@ -20,15 +19,7 @@ from scipy import ndimage
 
 from hpc_seaice.data.geo.coastline import ocean_mask
 from hpc_seaice.data.geo.grid import Grid, check_grid, forward
-
-YEAR_DAYS = 365.25
-# Extent over the domain, 1e6 km^2: maximum in mid March, minimum in mid September.
-EXTENT_MAX = 15.0
-EXTENT_MIN = 4.9
-EXTENT_MAX_DOY = 72.0
-EXTENT_MIN_DOY = 258.0
-MELT_DAYS = 100.0  # the melt happens within this many days before the minimum (fast)
-TREND_PER_YEAR = -0.05  # 1e6 km^2 per year, about the observed September decline / 2
+from hpc_seaice.data.synth.seasons import smoothstep
 
 
 def _km(lat: float, lon: float) -> tuple[float, float]:
@@ -45,11 +36,6 @@ def _bump(x: np.ndarray, y: np.ndarray, lat: float, lon: float, scale_km: float)
 def _dist(x: np.ndarray, y: np.ndarray, lat: float, lon: float) -> np.ndarray:
     cx, cy = _km(lat, lon)
     return np.hypot(x - cx, y - cy)
-
-
-def smoothstep(x: np.ndarray | float, lo: float, hi: float) -> np.ndarray:
-    t = np.clip((np.asarray(x, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
 
 
 @dataclass
@@ -145,58 +131,3 @@ def _mean_drift(x: np.ndarray, y: np.ndarray, coast_km: np.ndarray) -> tuple[np.
     dpsi_dy, dpsi_dx = np.gradient(psi, h * 1e3, h * 1e3)
     slow = 1.0 - np.exp(-np.maximum(coast_km, 0.0) / 120.0)
     return dpsi_dy * slow, -dpsi_dx * slow
-
-
-# --------------------------------------------------------------------------------------------
-# seasonal curves
-
-
-def day_of_year(times: np.ndarray) -> np.ndarray:
-    t = np.asarray(times).astype("datetime64[s]")
-    return (t - t.astype("datetime64[Y]")).astype(np.float64) / 86400.0
-
-
-def season_phase(doy: np.ndarray) -> np.ndarray:
-    """0 at the extent maximum, 1 at the minimum: a fast melt and a slow freeze-up.
-
-    The melt runs over ``MELT_DAYS`` before the minimum (after a flat spring), the freeze-up
-    over the remaining ~240 days; both are half cosines.
-    """
-    since_max = (np.asarray(doy) - EXTENT_MAX_DOY) % YEAR_DAYS
-    melt_start = (EXTENT_MIN_DOY - EXTENT_MAX_DOY) - MELT_DAYS
-    melt_end = EXTENT_MIN_DOY - EXTENT_MAX_DOY
-    melt = np.clip((since_max - melt_start) / MELT_DAYS, 0.0, 1.0)
-    freeze = np.clip((since_max - melt_end) / (YEAR_DAYS - melt_end), 0.0, 1.0)
-    spring = 0.06 * np.clip(since_max / melt_start, 0.0, 1.0)  # slow decline before the melt
-    phase = np.where(
-        since_max < melt_start,
-        spring,
-        np.where(
-            since_max < melt_end, 0.06 + 0.94 * (0.5 - 0.5 * np.cos(np.pi * melt)), 0.5 + 0.5 * np.cos(np.pi * freeze)
-        ),
-    )
-    return phase
-
-
-def extent_climatology(times: np.ndarray) -> np.ndarray:
-    """Target extent (1e6 km^2) without interannual noise: seasonal cycle and a weak decline."""
-    t = np.asarray(times).astype("datetime64[s]")
-    years = (t - np.datetime64("2013-07-01", "s")).astype(np.float64) / (86400.0 * YEAR_DAYS)
-    return EXTENT_MAX - (EXTENT_MAX - EXTENT_MIN) * season_phase(day_of_year(t)) + TREND_PER_YEAR * years
-
-
-def summer_weight(doy: np.ndarray) -> np.ndarray:
-    """0 in the cold season, 1 from late June to mid September (melt ponds, loose pack)."""
-    doy = np.asarray(doy, dtype=np.float64)
-    return smoothstep(doy, 135.0, 175.0) * (1.0 - smoothstep(doy, 262.0, 300.0))
-
-
-def winter_weight(doy: np.ndarray) -> np.ndarray:
-    """1 from January to April (land-fast ice in place), 0 from July to November."""
-    doy = np.asarray(doy, dtype=np.float64)
-    return smoothstep(doy, 335.0, 365.0) + smoothstep(doy, -30.0, 0.0) * (1.0 - smoothstep(doy, 130.0, 175.0))
-
-
-def thickness_cycle(doy: np.ndarray) -> np.ndarray:
-    """Multiplier of the floe thickness: maximum at the end of April, minimum in September."""
-    return 1.0 + 0.2 * np.cos(2.0 * math.pi * (np.asarray(doy, dtype=np.float64) - 120.0) / YEAR_DAYS)

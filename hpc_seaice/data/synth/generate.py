@@ -3,12 +3,13 @@
 Real neXtSIM output cannot be downloaded here, so this generator puts synthetic sea ice on the
 real geography: the grid is a north-polar stereographic grid like EPSG:3413 (``grid``) and the
 land mask is the real coastline (``coastline``); the sea ice is synthetic, with a regional
-climatology (``synth_climate``), LKF networks, rigid plates and damage memory
-(``synth_dynamics``), spectral AR(1) random fields (``synth_fields``), all stepped by
-``synth_model.SyntheticArctic``. This module is the time axis, the streaming writer (samples
+climatology (``climate``), the 2010s seasonal cycle (``seasons``), a multifractal drift
+(``cascade``), LKF slips and damage memory (``dynamics``), spectral AR(1) random fields
+(``fields``), all stepped by ``model.SyntheticArctic`` (docs/synthetic_arctic.md compares its
+statistics with observations). This module is the time axis, the streaming writer (samples
 go to disk shard by shard, memory stays bounded at any grid and length), the summary and the
-CLI. Everything random is drawn from one ``numpy.random.Generator`` seeded with ``--seed``, so
-a data set is reproducible.
+CLI. Everything random is drawn from generators seeded with ``--seed``, so a data set is
+reproducible.
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from hpc_seaice.cli_args import options_for
 from hpc_seaice.data.format.manifest import DEFAULT_SPLITS, Layout, Manifest, in_split, read_manifest, write_manifest
 from hpc_seaice.data.format.replace import dataset_output, verify_new
 from hpc_seaice.data.format.shards import ShardWriter
@@ -230,14 +229,3 @@ def summarize(path: str | os.PathLike) -> str:
             row += f"{s['min'][k]:>10.4g}{s['max'][k]:>10.4g}{lo:>10}{hi:>10}"
         lines.append(row)
     return "\n".join(lines)
-
-
-def cli_synth(args: Any) -> int:
-    """``hpc-seaice data synth``: generate, then print the summary."""
-    import time
-
-    t0 = time.perf_counter()
-    generate(**options_for(generate, args))
-    print(summarize(args.out))
-    print(f"  generated in {time.perf_counter() - t0:.1f} s", file=sys.stdout)
-    return 0

@@ -1,32 +1,16 @@
-"""The `hpc-seaice` command (also `python -m hpc_seaice`).
+"""What the `hpc-seaice` command line accepts: every sub-command's options and their help.
 
-Each sub-command's handler lives next to the code it drives and is imported only when that
-sub-command runs, so `--help` stays fast. Handlers take the parsed arguments and return an exit
-code; :func:`~hpc_seaice.command.run_command` turns failures into exit codes (a
-:class:`~hpc_seaice.errors.UserError`: one line on stderr and exit code 2).
+Only argparse and the version here, so ``hpc-seaice --help`` loads nothing else; what each
+sub-command does is in the command modules of :mod:`hpc_seaice.cli`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 
 from hpc_seaice import __version__
-from hpc_seaice.command import run_command
-
-# sub-command -> "module:function"
-HANDLERS = {
-    "data synth": "hpc_seaice.data.synth.generate:cli_synth",
-    "data convert": "hpc_seaice.data.convert.pipeline:cli_convert",
-    "data stats": "hpc_seaice.data.stats.normalisation:cli_stats",
-    "data verify": "hpc_seaice.data.format.verify:cli_verify",
-    "train": "hpc_seaice.train.trainer:cli_train",
-    "encode": "hpc_seaice.inference.encode:cli_encode",
-    "sample": "hpc_seaice.inference.sample:cli_sample",
-    "evaluate": "hpc_seaice.evaluation.evaluate:cli_evaluate",
-    "submit": "hpc_seaice.cluster.submit:cli_submit",
-    "status": "hpc_seaice.cluster.status:cli_status",
-}
+from hpc_seaice.data.format.units import ASSUME_HELP
+from hpc_seaice.data.format.units import PROJECT as PROJECT_UNITS
 
 
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
@@ -63,6 +47,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
         "validation=2017-01-01..2017-12-31,test=2018-01-01..2018-12-31)",
     )
     convert.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+    convert.add_argument("--assume-units", nargs="?", const=PROJECT_UNITS, default=None, help=ASSUME_HELP)
 
     stats = dsub.add_parser(
         "stats",
@@ -127,13 +112,15 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser(
         "evaluate",
         help="compare samples with a split; metrics, report, figures",
-        description="Scores in metrics.json / report.md: CRPS; mean/std RMSE and bias; OOB = share of ocean "
-        "values beyond the physical bounds before clipping (n/a for a censored decoder); plateau shares = "
-        "share of ocean values exactly at sit=0, sic=0, sic=1, damage=1 (test vs model); PSD log-ratio = "
-        "mean log10(model/test thickness PSD), overall and per band (>400 km, 100-400 km, <100 km; "
-        "negative = too smooth); calibration error = |generated - test| ice-cover probability, "
-        "cell-weighted and unweighted over 5% bins, and over cells with 0 < p_test < 1; MIZ area "
-        "(0.15 <= sic <= 0.8, per-cell areas) mean, std and Wasserstein distance to the test set.",
+        description="Scores in metrics.json / report.md, each with a 95% bootstrap interval, for every model and "
+        "for the floor (validation states scored as a model, as many as the models' samples): CRPS; mean/std "
+        "RMSE and bias; OOB = share of ocean values beyond the physical bounds before clipping (n/a for a "
+        "censored decoder); plateau shares at sit=0, sic=0, sic=1, damage=1; PSD log-ratio = mean log10(model/test "
+        "PSD) per band (>400 km, 100-400 km, <100 km; negative = too smooth) for the five variables and speed; "
+        "calibration error = |generated - test| ice-cover probability (cell-weighted, unweighted, and over cells "
+        "with 0 < p_test < 1); aggregates per state (extent, area, volume, MIZ area) with Wasserstein-1 and CRPS; "
+        "variogram score; memorisation (copies of training states) and physical consistency. --findings decides "
+        "the study's three findings (docs/evaluation.md).",
     )
     evaluate.add_argument("--samples", nargs="*", default=[], help="sample NetCDF files")
     evaluate.add_argument("--data", required=True, help="field data set folder")
@@ -143,6 +130,7 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
         "--reconstruct", nargs="*", default=[], help="autoencoder run folders (or latent diffusion runs: their VAE)"
     )
     evaluate.add_argument("--max-states", type=int, default=0, help="cap on reference states (0 = all)")
+    evaluate.add_argument("--assume-units", nargs="?", const=PROJECT_UNITS, default=None, help=ASSUME_HELP)
     evaluate.add_argument(
         "--dx-km",
         type=float,
@@ -167,6 +155,21 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument(
         "--sweep-samples", type=int, default=8, help="samples per step count for --step-sweep (default 8)"
+    )
+    evaluate.add_argument(
+        "--findings",
+        default=None,
+        metavar="data-space=A.nc,ldm-censored=B.nc,ldm-gaussian=C.nc",
+        help="decide the study's three findings (competitive, smoothing, censoring_miz: holds / does not hold / "
+        "undecided, against the floor and with 95%% intervals) for these three samples files (added to --samples "
+        "if missing); needs a validation split",
+    )
+    evaluate.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap replicates of every 95%% interval (samples and states resampled, fixed seed; default 1000)",
     )
 
 
@@ -240,15 +243,3 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_commands(sub)
     _add_cluster_commands(sub)
     return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    name = args.command if args.command != "data" else f"data {args.data_command}"
-    module_name, func_name = HANDLERS[name].split(":")
-
-    def body() -> int:
-        handler = getattr(importlib.import_module(module_name), func_name)
-        return int(handler(args) or 0)
-
-    return run_command(name, body)

@@ -1,0 +1,64 @@
+"""``--findings data-space=A.nc,ldm-censored=B.nc,ldm-gaussian=C.nc``: which samples file plays which part.
+
+The three findings of the study (:mod:`.findings`) compare a data-space diffusion model with two
+latent diffusion models, one with a censored and one with a Gaussian decoder. Parsing lives here,
+as a typed function, so that the command line only hands over the text and every caller (the
+demo, the study, a notebook) gets the same checks and the same one-line errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpc_seaice.data.format.samples_file import read_samples
+from hpc_seaice.errors import UserError
+
+ROLE_NAMES: tuple[str, ...] = ("data-space", "ldm-censored", "ldm-gaussian")
+OPTION = "--findings"
+
+
+@dataclass(frozen=True)
+class FindingRoles:
+    """The samples file of each role (paths as given)."""
+
+    data_space: Path
+    ldm_censored: Path
+    ldm_gaussian: Path
+
+    def files(self) -> list[Path]:
+        return [self.data_space, self.ldm_censored, self.ldm_gaussian]
+
+    def by_role(self) -> dict[str, Path]:
+        return dict(zip(ROLE_NAMES, self.files()))
+
+
+def parse_findings(text: str) -> FindingRoles:
+    """Parse and check ``ROLE=FILE,ROLE=FILE,ROLE=FILE``: exactly the three roles, each once, each a samples file.
+
+    Raises:
+        UserError: one line naming ``--findings`` and what is wrong (a role twice, an unknown or
+            missing role, an entry without ``=``, a file that does not exist or is not a samples file).
+    """
+    found: dict[str, Path] = {}
+    for item in (part.strip() for part in text.split(",")):
+        role, sep, file = item.partition("=")
+        role, file = role.strip(), file.strip()
+        if not sep or not role or not file:
+            raise UserError(f"{OPTION}: {item!r} is not ROLE=FILE (roles: {', '.join(ROLE_NAMES)})")
+        if role not in ROLE_NAMES:
+            raise UserError(f"{OPTION}: unknown role {role!r} (roles: {', '.join(ROLE_NAMES)})")
+        if role in found:
+            raise UserError(f"{OPTION}: role {role!r} is given twice")
+        found[role] = Path(file)
+    missing = [role for role in ROLE_NAMES if role not in found]
+    if missing:
+        raise UserError(f"{OPTION}: missing role(s) {', '.join(missing)} (need {', '.join(ROLE_NAMES)})")
+    for role, path in found.items():
+        if not path.is_file():
+            raise UserError(f"{OPTION}: {role} file {path} does not exist")
+        try:
+            read_samples(path).close()
+        except UserError as exc:
+            raise UserError(f"{OPTION}: {role} file {path} is not a samples file ({exc})") from None
+    return FindingRoles(found["data-space"], found["ldm-censored"], found["ldm-gaussian"])
