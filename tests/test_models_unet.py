@@ -42,8 +42,10 @@ def test_clear_errors_for_bad_geometry():
         net(torch.randn(1, 4, 32, 32), torch.zeros(1))
     with pytest.raises(ValueError, match="attention_max_side"):
         net(torch.randn(1, 5, 256, 256), torch.zeros(1))  # 64 x 64 tokens
+    with pytest.raises(UserError, match="unet.heads"):
+        tiny(heads=3)  # the config refuses it in one line
     with pytest.raises(ValueError, match="heads"):
-        UNet(tiny(heads=3))
+        UNet(tiny().model_copy(update={"heads": 3}))  # and so does the network, given an unchecked config
 
 
 def test_untrained_net_predicts_zero_and_conditioning_reaches_the_output():
