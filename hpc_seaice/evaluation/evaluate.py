@@ -178,7 +178,7 @@ def run_evaluation(
     samples = [Path(p) for p in samples]
     if findings is not None:
         have = {p.resolve() for p in samples}
-        samples += [p for p in findings.files() if p.resolve() not in have]
+        samples += [p for p in findings.all() if p.resolve() not in have]
     _check_options(samples, reconstruct, step_sweep, sweep_samples, dx_km, max_states, n_boot, spectrum)
     assumed = parse_assume_units(assume_units)
     out = Path(out)
@@ -359,7 +359,7 @@ def _load_models(
 def _roles(findings: FindingRoles, models: list[GeneratedModel]) -> Roles:
     """Model names of the three roles (the models read from the roles' files)."""
     by_file = {m.path.resolve(): m.name for m in models}
-    return Roles(*(by_file[p.resolve()] for p in findings.files()))
+    return Roles(*(by_file[p.resolve()] for p in findings.all()))
 
 
 def _spectrum_box(mask: np.ndarray, data: str) -> tuple[slice, slice]:

@@ -29,7 +29,6 @@ broken models can be "similar" or "better" than each other in any direction.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,7 @@ from hpc_seaice.evaluation.aggregates import AGGREGATES
 from hpc_seaice.evaluation.bootstrap import Interval
 from hpc_seaice.evaluation.context import SPECTRAL_VARIABLES
 from hpc_seaice.evaluation.replicates import interval
+from hpc_seaice.evaluation.roles import Roles
 from hpc_seaice.evaluation.scores import SourceScores
 from hpc_seaice.evaluation.spectra import BANDS_KM, band_rings
 
@@ -66,21 +66,6 @@ SMOOTH_MARGIN = 0.1
 MIZ_DISTANCE = "aggregate/miz_area/wasserstein"
 # A band needs at least 3 wavenumber rings: one ring is one number, not a spectrum shape.
 MIN_RINGS = 3
-
-
-@dataclass(frozen=True)
-class Roles:
-    """Which evaluated entries play which part (names as in ``metrics.json``)."""
-
-    data_space: str
-    ldm_censored: str
-    ldm_gaussian: str
-
-    def ldms(self) -> list[str]:
-        return [self.ldm_censored, self.ldm_gaussian]
-
-    def to_dict(self) -> dict[str, str]:
-        return {"data-space": self.data_space, "ldm-censored": self.ldm_censored, "ldm-gaussian": self.ldm_gaussian}
 
 
 def ratio(a: SourceScores, b: SourceScores, key: str) -> Interval:

@@ -10,27 +10,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from hpc_seaice.data.format.samples_file import read_samples
 from hpc_seaice.errors import UserError
 
 ROLE_NAMES: tuple[str, ...] = ("data-space", "ldm-censored", "ldm-gaussian")
 OPTION = "--findings"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class FindingRoles:
-    """The samples file of each role (paths as given)."""
+class Roles(Generic[T]):
+    """What plays each part: samples files (``parse_findings``) or evaluated entries' names (``findings``)."""
 
-    data_space: Path
-    ldm_censored: Path
-    ldm_gaussian: Path
+    data_space: T
+    ldm_censored: T
+    ldm_gaussian: T
 
-    def files(self) -> list[Path]:
+    def all(self) -> list[T]:
         return [self.data_space, self.ldm_censored, self.ldm_gaussian]
 
-    def by_role(self) -> dict[str, Path]:
-        return dict(zip(ROLE_NAMES, self.files()))
+    def ldms(self) -> list[T]:
+        return [self.ldm_censored, self.ldm_gaussian]
+
+    def to_dict(self) -> dict[str, T]:
+        return dict(zip(ROLE_NAMES, self.all()))
+
+
+FindingRoles = Roles[Path]  # the samples file of each role (paths as given)
 
 
 def parse_findings(text: str) -> FindingRoles:
@@ -61,4 +69,4 @@ def parse_findings(text: str) -> FindingRoles:
             read_samples(path).close()
         except UserError as exc:
             raise UserError(f"{OPTION}: {role} file {path} is not a samples file ({exc})") from None
-    return FindingRoles(found["data-space"], found["ldm-censored"], found["ldm-gaussian"])
+    return Roles(found["data-space"], found["ldm-censored"], found["ldm-gaussian"])
