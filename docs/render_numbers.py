@@ -20,7 +20,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -629,13 +629,18 @@ def render_text(text: str, res: Results, where: str = "") -> str:
     return BLOCK.sub(lambda m: m.group(1) + RENDERERS[m.group("name")](res).rstrip("\n") + "\n" + m.group(4), text)
 
 
-def stale_blocks(root: Path = ROOT, results: Path = RESULTS) -> list[str]:
-    """'FILE: BLOCK' for every block whose committed text differs from a fresh rendering."""
+def _renderings(root: Path, results: Path) -> Iterator[tuple[Path, str, str]]:
+    """(page, committed text, fresh rendering) of every page that holds numbers blocks."""
     res = Results(results)
-    stale = []
     for page in pages(root):
         text = page.read_text()
-        fresh = render_text(text, res, str(page))
+        yield page, text, render_text(text, res, str(page))
+
+
+def stale_blocks(root: Path = ROOT, results: Path = RESULTS) -> list[str]:
+    """'FILE: BLOCK' for every block whose committed text differs from a fresh rendering."""
+    stale = []
+    for page, text, fresh in _renderings(root, results):
         old = {m.group("name"): m.group("body") for m in BLOCK.finditer(text)}
         new = {m.group("name"): m.group("body") for m in BLOCK.finditer(fresh)}
         stale += [f"{page.relative_to(root)}: {name}" for name in old if old[name] != new[name]]
@@ -644,11 +649,8 @@ def stale_blocks(root: Path = ROOT, results: Path = RESULTS) -> list[str]:
 
 def render_all(root: Path = ROOT, results: Path = RESULTS) -> list[Path]:
     """Rewrite every page whose blocks changed; returns the pages written."""
-    res = Results(results)
     written = []
-    for page in pages(root):
-        text = page.read_text()
-        fresh = render_text(text, res, str(page))
+    for page, text, fresh in _renderings(root, results):
         if fresh != text:
             page.write_text(fresh)
             written.append(page)

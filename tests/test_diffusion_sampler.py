@@ -19,6 +19,7 @@ from hpc_seaice.diffusion.sampler import (
     heun_sample,
     log_snr_sigmas,
     noise_range_warning,
+    sample_with_config,
     sampler_sigma_range,
     sampler_sigmas,
     steps_for_range,
@@ -176,17 +177,7 @@ def anisotropic_denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 def returned_std(cfg: DiffusionConfig, steps: int) -> torch.Tensor:
     """Std of the sampler's output per direction: for a Gaussian the sampler is linear in the noise,
     so unit noise returns output std / noise std exactly (no Monte-Carlo error)."""
-    lo, hi = sampler_sigma_range(cfg)
-    noise = torch.ones(1, 3, dtype=torch.float64)
-    return heun_sample(
-        anisotropic_denoiser,
-        noise,
-        num_steps=steps,
-        sigma_min=lo,
-        sigma_max=hi,
-        rho=cfg.sampler_rho,
-        spacing=cfg.sampler_spacing,
-    )[0]
+    return sample_with_config(anisotropic_denoiser, torch.ones(1, 3, dtype=torch.float64), cfg, steps)[0]
 
 
 def test_default_settings_return_the_top_principal_component_std():

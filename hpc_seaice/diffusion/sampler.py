@@ -213,3 +213,17 @@ def sampler_sigma_range(cfg: DiffusionConfig) -> tuple[float, float]:
     if not cfg.sampler_gamma_max > cfg.sampler_gamma_min:
         raise ValueError("diffusion.sampler_gamma_max must exceed diffusion.sampler_gamma_min")
     return math.exp(-cfg.sampler_gamma_max / 2), math.exp(-cfg.sampler_gamma_min / 2)
+
+
+def sample_with_config(denoiser: Denoiser, noise: Tensor, cfg: DiffusionConfig, steps: int) -> Tensor:
+    """:func:`heun_sample` with a run's noise range, rho and spacing (``cfg``), in ``steps`` steps."""
+    sigma_min, sigma_max = sampler_sigma_range(cfg)
+    return heun_sample(
+        denoiser,
+        noise,
+        num_steps=steps,
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+        rho=cfg.sampler_rho,
+        spacing=cfg.sampler_spacing,
+    )

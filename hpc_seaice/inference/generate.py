@@ -24,7 +24,7 @@ from torch import nn
 from hpc_seaice.config import DiffusionConfig
 from hpc_seaice.data.format.manifest import Manifest
 from hpc_seaice.data.format.static import Static
-from hpc_seaice.diffusion.sampler import VDenoiser, heun_sample, sampler_sigma_range
+from hpc_seaice.diffusion.sampler import VDenoiser, sample_with_config
 
 # Latents decoded per decoder pass: a batch of this many 5 x 512 x 512 outputs stays well
 # inside a GPU's memory with the light decoder, and amortises the per-pass overhead.
@@ -164,17 +164,7 @@ def generate(
     net: nn.Module, noise: torch.Tensor, mask: torch.Tensor | None, diffusion: DiffusionConfig, steps: int
 ) -> torch.Tensor:
     """Heun sampling of the v-prediction network from standard-normal noise (the run's noise range and spacing)."""
-    sigma_min, sigma_max = sampler_sigma_range(diffusion)
-    denoiser = VDenoiser(net, mask=mask)
-    return heun_sample(
-        denoiser,
-        noise,
-        num_steps=steps,
-        sigma_min=sigma_min,
-        sigma_max=sigma_max,
-        rho=diffusion.sampler_rho,
-        spacing=diffusion.sampler_spacing,
-    )
+    return sample_with_config(VDenoiser(net, mask=mask), noise, diffusion, steps)
 
 
 def decoder_for(
