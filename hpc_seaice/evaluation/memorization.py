@@ -236,6 +236,19 @@ def _quantiles(x: np.ndarray) -> dict[str, float]:
     return {f"q{round(100 * q):02d}": float(v) for q, v in zip(QUANTILES, values)}
 
 
+def below_reference_minimum(values: np.ndarray, reference: np.ndarray) -> tuple[float, int, float, float]:
+    """(threshold, count, share, p-value) of ``values`` below the smallest of ``reference``.
+
+    The p-value is P(K >= count) for K ~ BetaBinomial(N, 1, T): the count an exchangeable set of N
+    values would put below the minimum of T reference values.
+    """
+    v, r = np.asarray(values).reshape(-1), np.asarray(reference).reshape(-1)
+    threshold = float(r.min())
+    count = int((v < threshold).sum())
+    p_value = float(betabinom.sf(count - 1, v.size, 1, r.size)) if count > 0 else 1.0
+    return threshold, count, count / v.size, p_value
+
+
 def memorization_verdict(
     sample_nn: np.ndarray,
     test_nn: np.ndarray,
@@ -251,11 +264,7 @@ def memorization_verdict(
     t = np.asarray(test_nn, dtype=np.float64).reshape(-1)
     if s.size == 0 or t.size == 0:
         raise ValueError(f"need samples and test states, got {s.size} and {t.size}")
-    threshold = float(t.min())
-    count = int((s < threshold).sum())
-    share = count / s.size
-    # P(K >= count) for K ~ BetaBinomial(N, 1, T): an exchangeable model's count below the minimum.
-    p_value = float(betabinom.sf(count - 1, s.size, 1, t.size)) if count > 0 else 1.0
+    threshold, count, share, p_value = below_reference_minimum(s, t)
     return {
         "copies_training": bool(share > share_limit and p_value < significance),
         "share_below": share,

@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import betabinom
 
 from hpc_seaice.evaluation.consistency import CHECKS, consistency_scores, inconsistency_shares
 from hpc_seaice.evaluation.context import CH
@@ -39,6 +38,7 @@ from hpc_seaice.evaluation.memorization import (
     SHARE_LIMIT,
     SIGNIFICANCE,
     Projection,
+    below_reference_minimum,
     memorization_verdict,
     nearest,
     nearest_for_sets,
@@ -95,11 +95,7 @@ def memorization_entries(
         entry = memorization_verdict(found[source.name].distance, test_nn)
         entry["training_states"] = int(found[source.name].num_references)
         if floor is not None:
-            threshold = float(rho[floor.name].min())
-            count = int((rho[source.name] < threshold).sum())
-            share = count / rho[source.name].size
-            # as for the distances: P(count or more below the minimum of the floor's) if exchangeable
-            p_value = float(betabinom.sf(count - 1, rho[source.name].size, 1, rho[floor.name].size)) if count else 1.0
+            threshold, _, share, p_value = below_reference_minimum(rho[source.name], rho[floor.name])
             entry["train_test_ratio"] = {
                 "threshold": threshold,
                 "share_below": share,
