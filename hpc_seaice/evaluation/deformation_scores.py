@@ -25,10 +25,11 @@ from hpc_seaice.evaluation.context import CH
 from hpc_seaice.evaluation.deformation_stats import (
     DEFAULT_QS,
     DEFAULT_SCALES,
-    _total,
     box_deformation,
     deformation_pdf,
+    fit_scaling,
     pack_gradients,
+    total_from_gradients,
 )
 
 PACK_SIC = MIZ_RANGE[1]
@@ -63,7 +64,7 @@ class DeformationAccumulator:
             self.sums[:, j] += [np.sum(eps**q) for q in self.qs]
         cells = np.moveaxis(grads, 1, -1)
         for t in range(len(fields)):
-            eps = _total(cells[t][clean[t]])
+            eps = total_from_gradients(cells[t][clean[t]])
             if eps.size > PDF_CELLS:
                 eps = self.rng.choice(eps, PDF_CELLS, replace=False)
             self.values.append(eps)
@@ -75,17 +76,12 @@ class DeformationAccumulator:
         if used.sum() < 2:
             out["scaling"] = {"error": "fewer than two box sides have a box fully in the pack"}
         else:
+            scales = self.scales[used]
             moments = self.sums[:, used] / self.counts[used]
-            x = np.log10(self.scales[used].astype(np.float64))
-            beta = [-float(np.polyfit(x, np.log10(np.maximum(m, 1e-300)), 1)[0]) for m in moments]
-            out["scaling"] = {
-                "scales_cells": self.scales[used].tolist(),
-                "scales_km": (self.scales[used] * self.cell_km).tolist(),
-                "qs": self.qs.tolist(),
-                "moments_per_day_q": moments.tolist(),
-                "boxes": self.counts[used].tolist(),
-                "beta": beta,
-            }
+            fit = fit_scaling(
+                scales, self.qs, moments, self.counts[used], (int(scales[0]), int(scales[-1])), self.cell_km
+            )
+            out["scaling"] = fit.to_dict()
         values = np.concatenate(self.values) if self.values else np.zeros(0)
         try:
             out["pdf"] = deformation_pdf(values).to_dict()

@@ -65,7 +65,7 @@ def pack_gradients(
     return np.where(clean[:, None], grads, 0.0), clean
 
 
-def _total(g: np.ndarray) -> np.ndarray:
+def total_from_gradients(g: np.ndarray) -> np.ndarray:
     """Total deformation from gradients [..., 4] = (du/dx, du/dy, dv/dx, dv/dy)."""
     ux, uy, vx, vy = np.moveaxis(g, -1, 0)
     return np.sqrt((ux + vy) ** 2 + (ux - vy) ** 2 + (uy + vx) ** 2)
@@ -74,7 +74,7 @@ def _total(g: np.ndarray) -> np.ndarray:
 def grid_deformation(u: np.ndarray, v: np.ndarray, pack: np.ndarray, dx: Spacing, dy: Spacing) -> np.ndarray:
     """Total deformation (1/day) of every pack cell with a clean stencil, all states, as one flat array."""
     grads, clean = pack_gradients(u, v, pack, dx, dy)
-    return _total(np.moveaxis(grads, 1, -1)[clean])
+    return total_from_gradients(np.moveaxis(grads, 1, -1)[clean])
 
 
 def _box_sum(sat: np.ndarray, r0: np.ndarray, c0: np.ndarray, side: int) -> np.ndarray:
@@ -109,7 +109,7 @@ def box_deformation(grads: np.ndarray, clean: np.ndarray, side: int, shifts: int
             r0, c0 = np.meshgrid(r, c, indexing="ij")
             full = _box_sum(sat_c, r0, c0, side) == side * side  # [T, nr, nc]
             mean_g = np.moveaxis(_box_sum(sat_g, r0, c0, side), 1, -1) / (side * side)  # [T, nr, nc, 4]
-            out.append(_total(mean_g[full]))
+            out.append(total_from_gradients(mean_g[full]))
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -162,8 +162,7 @@ def deformation_scaling(
     if scales_arr.size < 2 or scales_arr[0] < 1:
         raise ValueError(f"scales must hold at least two sides >= 1 cell, got {list(scales)}")
     lo, hi = fit_range or (int(scales_arr[0]), int(scales_arr[-1]))
-    in_fit = (scales_arr >= lo) & (scales_arr <= hi)
-    if in_fit.sum() < 2:
+    if ((scales_arr >= lo) & (scales_arr <= hi)).sum() < 2:
         raise ValueError(f"fit range {lo}..{hi} cells holds fewer than two of the scales {scales_arr.tolist()}")
     qs_arr = np.asarray(qs, dtype=np.float64)
     grads, clean = pack_gradients(u, v, pack, dx, dy)
@@ -175,17 +174,31 @@ def deformation_scaling(
             raise ValueError(f"no {side} x {side} box lies fully in the pack")
         counts[j] = eps.size
         moments[:, j] = [np.mean(eps**q) for q in qs_arr]
-    x = np.log10(scales_arr[in_fit].astype(np.float64))
-    beta = np.zeros(qs_arr.size)
-    residual = np.zeros(qs_arr.size)
-    for i in range(qs_arr.size):
+    if cell_km is None:
+        cell_km = float(np.mean(dx)) / 1e3
+    return fit_scaling(scales_arr, qs_arr, moments, counts, (lo, hi), cell_km)
+
+
+def fit_scaling(
+    scales: np.ndarray,
+    qs: np.ndarray,
+    moments: np.ndarray,
+    counts: np.ndarray,
+    fit_range: tuple[int, int],
+    cell_km: float,
+) -> ScalingFit:
+    """``beta(q)``: minus the log-log slope of the moments ``[Q, S]`` over the sides in ``fit_range``."""
+    lo, hi = fit_range
+    in_fit = (scales >= lo) & (scales <= hi)
+    x = np.log10(scales[in_fit].astype(np.float64))
+    beta = np.zeros(qs.size)
+    residual = np.zeros(qs.size)
+    for i in range(qs.size):
         y = np.log10(np.maximum(moments[i, in_fit], 1e-300))
         slope, icpt = np.polyfit(x, y, 1)
         beta[i] = -slope
         residual[i] = np.abs(y - (slope * x + icpt)).max()
-    if cell_km is None:
-        cell_km = float(np.mean(dx)) / 1e3
-    return ScalingFit(scales_arr, scales_arr * cell_km, qs_arr, moments, counts, beta, (lo, hi), residual)
+    return ScalingFit(scales, scales * cell_km, qs, moments, counts, beta, (lo, hi), residual)
 
 
 @dataclass
