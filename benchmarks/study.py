@@ -3,7 +3,8 @@
 The demo's pipeline (:class:`hpc_seaice.demo.Demo`, the same stages and commands) on a 256 x 256
 synthetic Arctic (24 km cells, 5-daily 2009-2018: 584 training, 73 validation and 73 test
 states): both VAEs (censored and Gaussian decoders), the encoding, both latent diffusion models,
-the data-space model, sampling, and ``evaluate --findings`` with the floor and 95 % intervals. The
+the data-space model, a residual refiner of the censored LDM (the fourth model, docs/refiner.md),
+sampling, and ``evaluate --findings`` with the floor and 95 % intervals. The
 training lengths (:data:`FULL`) are sized from measured per-step costs so the whole study fits in
 about two hours on 2 CPU cores; each part's wall time is recorded. Writes ``study.md`` and
 ``study.json`` (plan, stage times, the three verdicts with their numbers, the sanity checks of each
@@ -56,11 +57,13 @@ FULL = Plan(
         "vae": _steps(500, 8, 250),
         "ldm": _steps(1200, 16, 600),
         "data-space": _steps(700, 8, 350),
+        "refiner": _steps(400, 8, 200),
     },
     num_samples=32,
     sample_batch=4,
     equal_cost=False,
     benchmarks=False,
+    refiner=True,
 )
 QUICK = Plan(
     grid=64,
@@ -70,12 +73,14 @@ QUICK = Plan(
         "vae": (*_steps(4, 4, 4), "optim.warmup_steps=2"),
         "ldm": (*_steps(4, 4, 4), "optim.warmup_steps=2"),
         "data-space": (*_steps(4, 4, 4), "optim.warmup_steps=2"),
+        "refiner": (*_steps(4, 4, 4), "optim.warmup_steps=2", "refine.scale_states=4"),
     },
     num_samples=8,
     sample_batch=4,
     equal_cost=False,
     benchmarks=False,
     bootstrap=200,
+    refiner=True,
 )
 FIGURES = ("spectra_sit.png", "spectra_all.png", "maps.png", "aggregates.png", "calibration.png", "miz_area.png")
 
@@ -171,13 +176,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="", help=RESULTS_OUT_HELP)
     p.add_argument("--work", default="", help="folder of data, runs and samples (default study-work/ or study-quick/)")
     p.add_argument("--clean", action="store_true", help="remove the work folder first")
-    for run, flag in (("vae", "--vae-steps"), ("ldm", "--ldm-steps"), ("data-space", "--data-steps")):
+    flags = (
+        ("vae", "--vae-steps"),
+        ("ldm", "--ldm-steps"),
+        ("data-space", "--data-steps"),
+        ("refiner", "--refiner-steps"),
+    )
+    for run, flag in flags:
         p.add_argument(
             flag, type=positive_int, default=None, help=f"training steps of the {run} run(s) (default: the plan's)"
         )
     args = p.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    steps = {"vae": args.vae_steps, "ldm": args.ldm_steps, "data-space": args.data_steps}
+    steps = {"vae": args.vae_steps, "ldm": args.ldm_steps, "data-space": args.data_steps, "refiner": args.refiner_steps}
     if any(steps.values()):
         extra = {run: (*plan.overrides[run], f"train.max_steps={n}") for run, n in steps.items() if n}
         plan = replace(plan, overrides={**plan.overrides, **extra})

@@ -165,6 +165,9 @@ class UNetConfig(PresetSection):
     channels_last: bool = False
     compile: bool = False
     mask_channel: bool = True  # land-sea mask (ocean fraction on a latent grid) as an extra input channel
+    cond_channels: int = Field(
+        0, ge=0, le=MAX_WIDTH
+    )  # conditioning channels beside the input (a refiner's decoded field)
     upsample: Literal["nearest", "transposed"] = "nearest"  # x2 then a separable 3x3 conv | 2x2 stride 2
     position: Literal["sincos", "none"] = "sincos"  # position features at the bottleneck
 
@@ -245,6 +248,14 @@ class DiffusionConfig(Section):
         return self
 
 
+class RefineConfig(Section):
+    """``stage: refiner``: a data-space model of what a latent run's VAE loses (docs/refiner.md)."""
+
+    latent_run: str = ""  # the latent diffusion run whose decoded samples it refines (its VAE makes the pairs)
+    latent_checkpoint: str = "latest"  # that run's checkpoint sampled under the refiner
+    scale_states: int = Field(32, ge=1, le=100_000)  # training states that measure the residual's std per channel
+
+
 class OptimConfig(Section):
     lr: Number = Field(2e-4, ge=0, le=10)
     min_lr: Number = Field(1e-6, ge=0, le=10)
@@ -279,12 +290,13 @@ class EngineConfig(Section):
 
 
 class ExperimentConfig(Section):
-    stage: Literal["autoencoder", "diffusion"] = "diffusion"
+    stage: Literal["autoencoder", "diffusion", "refiner"] = "diffusion"
     run: RunConfig = Field(default_factory=RunConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     unet: UNetConfig = Field(default_factory=UNetConfig)
     vae: VAEConfig = Field(default_factory=VAEConfig)
     diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
+    refine: RefineConfig = Field(default_factory=RefineConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)

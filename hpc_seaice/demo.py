@@ -80,7 +80,7 @@ def _torchrun(*args: str) -> list[str]:
 class Plan:
     """What the pipeline runs: the demo's sizes by default; ``benchmarks.study`` passes its own.
 
-    ``overrides``: extra config overrides per run (``vae``, ``ldm``, ``data-space``), e.g. the
+    ``overrides``: extra config overrides per run (``vae``, ``ldm``, ``data-space``, ``refiner``), e.g. the
     number of training steps; ``synth``: extra ``data synth`` options (e.g. a shorter period).
     """
 
@@ -94,6 +94,7 @@ class Plan:
     bootstrap: int = 1000  # evaluate's replicates per interval
     equal_cost: bool = True  # also sample the data-space checkpoint at the censored LDM's cost
     benchmarks: bool = True  # the quick speed and data-loader benchmarks
+    refiner: bool = False  # also a residual refiner of the censored LDM (docs/refiner.md), the fourth role
 
     def extra(self, run: str) -> list[str]:
         return list(self.overrides.get(run, ()))
@@ -124,6 +125,15 @@ def _trained(run_dir: Path, config: Path, overrides: list[str]) -> bool:
     return int(latest_checkpoint(run_dir).name.split("_")[-1]) >= max_steps
 
 
+def _evaluated(evaluation: Path, roles: list[str]) -> bool:
+    """Whether the evaluation folder holds a report that decided the findings for exactly ``roles``."""
+    try:
+        recorded = json.loads((evaluation / "metrics.json").read_text()).get("findings_roles", {})
+    except (OSError, ValueError):
+        return False
+    return sorted(recorded) == sorted(roles)
+
+
 class Demo:
     def __init__(self, out: Path, plan: Plan | None = None) -> None:
         self.out = out
@@ -132,7 +142,7 @@ class Demo:
         self.stages: list[Stage] = []
         # 12 stages, + the equal-cost sample (the demo prints 14 even when that one turns out not to be needed)
         # + the benchmarks
-        self.total = 12 + int(self.plan.equal_cost) + int(self.plan.benchmarks)
+        self.total = 12 + int(self.plan.equal_cost) + int(self.plan.benchmarks) + 2 * int(self.plan.refiner)
         self.times_file = out / "stage_times.json"  # stage title -> seconds, kept across re-runs
         self.times: dict[str, float] = {}
         if self.times_file.is_file():
@@ -253,6 +263,15 @@ class Demo:
             overrides = [f"data.path={path}", *engine, *plan.extra("ldm" if name.startswith("ldm") else name)]
             title = f"{name} diffusion (torchrun, 2 ranks, {engine_name})"
             diffusion_runs[name] = self.train_stage(title, config, run_dir, overrides)
+        if plan.refiner:  # trained after the latent run it refines; sampled and evaluated as the fourth role
+            run_dir = out / "runs" / "refiner-censored"
+            overrides = [
+                f"data.path={data}",
+                f"refine.latent_run={diffusion_runs['ldm-censored']}",
+                *plan.extra("refiner"),
+            ]
+            title = "residual refiner of the censored LDM (torchrun, 2 ranks, DDP)"
+            diffusion_runs["ldm-refined"] = self.train_stage(title, plan.configs / "refiner.yaml", run_dir, overrides)
         samples = []
         costs = {
             "ldm-censored": self.latent_cost(vae_runs["censored"], "censored", diffusion_runs["ldm-censored"]),
@@ -294,9 +313,11 @@ class Demo:
                 [str(target)],
             )
         evaluation = out / "evaluation"
+        roles = [role for role in ROLE_MODELS if (out / "samples" / f"{role}.nc") in samples]
         self.stage(
-            "evaluate the three models, the floor and the two VAEs against the test split; decide the findings",
-            (evaluation / "metrics.json").is_file(),
+            f"evaluate the {len(diffusion_runs)} models, the floor and the two VAEs against the test split; "
+            "decide the findings",
+            _evaluated(evaluation, roles),
             [
                 _hpc(
                     "evaluate",
@@ -311,7 +332,7 @@ class Demo:
                     "--reconstruct",
                     *map(str, vae_runs.values()),
                     "--findings",
-                    ",".join(f"{role}={out / 'samples' / f'{role}.nc'}" for role in ROLE_MODELS),
+                    ",".join(f"{role}={out / 'samples' / f'{role}.nc'}" for role in roles),
                     "--bootstrap",
                     str(plan.bootstrap),
                 )

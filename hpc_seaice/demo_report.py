@@ -31,6 +31,7 @@ ROLE_MODELS = {  # the model names the demo's samples files carry, per --finding
     "data-space": "diffusion-data-space",
     "ldm-censored": "diffusion-ldm-censored",
     "ldm-gaussian": "diffusion-ldm-gaussian",
+    "ldm-refined": "refiner-censored",  # only when the plan trains a refiner (benchmarks.study)
 }
 
 

@@ -177,3 +177,15 @@ def test_the_floor_draw():
     first = floor_indices(365, 64)
     assert np.array_equal(first, floor_indices(365, 64)) and len(set(first)) == 64  # fixed seed, distinct
     assert np.all(np.diff(first) > 0) and np.array_equal(floor_indices(10, 64), np.arange(10))
+
+
+def test_a_refined_path_keeps_the_small_scales_only_when_it_does(evaluation):
+    """The optional fourth role: a sharp model holds; a smooth one, noise, a shuffle or copies never do."""
+    kept = verdicts(evaluation, "good-a", "smooth-b", "smooth-c", "good-b")
+    assert kept["small_scales_kept"] == HOLDS and kept["smoothing"] == HOLDS
+    assert verdicts(evaluation, "good-a", "smooth-b", "smooth-c", "smooth-c")["small_scales_kept"] == FAILS
+    for broken in ("noise-a", "shuffle", "copies", "blurred-copies"):
+        got = verdicts(evaluation, "good-a", "smooth-b", "smooth-c", broken)
+        assert got["small_scales_kept"] != HOLDS, (broken, got)
+    three = verdicts(evaluation, "good-a", "smooth-b", "smooth-c")
+    assert "small_scales_kept" not in three  # only with the fourth role

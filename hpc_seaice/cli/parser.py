@@ -77,13 +77,13 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     encode.add_argument("--batch-size", type=int, default=8, help="samples per forward pass")
     encode.add_argument("--overwrite", action="store_true", help="replace an existing latent set")
 
-    sample = sub.add_parser("sample", help="generate samples from a trained diffusion run")
+    sample = sub.add_parser("sample", help="generate samples from a trained diffusion or refiner run")
     sample.add_argument(
         "--run",
         "--run-dir",
         dest="run",
         required=True,
-        help="diffusion run folder (spell it --run-dir under torchrun, whose own --run-path swallows --run)",
+        help="diffusion or refiner run folder (spell it --run-dir under torchrun, whose own --run-path swallows --run)",
     )
     sample.add_argument(
         "--num",
@@ -107,6 +107,13 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     sample.add_argument(
         "--name", default=None, help="the model's name in evaluation reports (default: the run folder's)"
+    )
+    sample.add_argument(
+        "--decoder-noise",
+        choices=("none", "spectral"),
+        default="none",
+        help="latent runs: 'spectral' adds to the decoded field noise with the VAE's residual spectrum on 32 "
+        "training states, then clips (a stochastic censored decoder, docs/refiner.md); default none",
     )
 
     evaluate = sub.add_parser(

@@ -16,6 +16,7 @@ import xarray as xr
 
 from hpc_seaice.data.format.samples_file import samples_dataset
 from hpc_seaice.inference.ensemble import (
+    check_decoder_noise,
     check_diffusion_run,
     check_sample_memory,
     check_sampling_args,
@@ -45,21 +46,33 @@ class Run:
         return f"Run({str(self.loaded.run_dir)!r}, step {self.step}, {space} space, {self.device.type})"
 
     def sample(
-        self, n: int, steps: int | None = None, seed: int = 0, batch_size: int = 8, progress: bool = True
+        self,
+        n: int,
+        steps: int | None = None,
+        seed: int = 0,
+        batch_size: int = 8,
+        progress: bool = True,
+        decoder_noise: str = "none",
     ) -> xr.Dataset:
-        """``n`` generated states; ``steps`` defaults to the run's ``diffusion.sampler_steps``.
+        """``n`` generated states; ``steps`` defaults to the run's ``diffusion.sampler_steps`` (a
+        refiner run's: its latent run's; the refiner itself takes its own). ``decoder_noise="spectral"``
+        (latent runs): the decoded field plus noise with the VAE's residual spectrum (docs/refiner.md).
 
         A bad argument raises :class:`~hpc_seaice.inference.ensemble.SamplingArgumentError` (a ValueError).
         """
         check_sampling_args(n, steps, batch_size, seed)
+        check_decoder_noise(self.loaded, decoder_noise)
         static = field_static(self.loaded)
         check_sample_memory(n, (5, *static.mask.shape), "n")
-        steps = steps or self.loaded.config.diffusion.sampler_steps
+        steps = steps or self.loaded.sampler_steps
         warning = noise_warning(self.loaded)
         if warning:
             print(f"hpc_seaice: {warning}", file=sys.stderr)
-        fields, raw = generate_ensemble(self.loaded, range(n), seed, steps, batch_size, self.device, progress)
-        return samples_dataset(fields, static.mask, static.lat, static.lon, sample_attrs(self.loaded, steps, seed), raw)
+        fields, raw = generate_ensemble(
+            self.loaded, range(n), seed, steps, batch_size, self.device, progress, decoder_noise
+        )
+        attrs = sample_attrs(self.loaded, steps, seed, decoder_noise=decoder_noise)
+        return samples_dataset(fields, static.mask, static.lat, static.lon, attrs, raw)
 
 
 def open_run(run_dir: str | Path, checkpoint: str | int = "latest", device: str | None = None) -> Run:

@@ -19,10 +19,15 @@ from tqdm import tqdm
 from hpc_seaice.diffusion.noise import per_sample_normal
 from hpc_seaice.diffusion.sampler import noise_range_warning, sampler_sigma_range
 from hpc_seaice.errors import UserError
+from hpc_seaice.inference.decoder_noise import DEFAULT_STATES, MODES, SpectralDecoderNoise
 from hpc_seaice.inference.generate import decoder_for, generate
 from hpc_seaice.inference.loading import LoadedRun
+from hpc_seaice.inference.refine import Refinement
 
 SALT_SAMPLE = 11  # keeps sampling noise apart from training noise streams
+SALT_REFINE = 12  # a refiner's residual noise, apart from its latent run's sampling noise
+SALT_DECODER_NOISE = 13  # the spectral decoder noise of a latent run
+DECODER_NOISE = MODES
 SAMPLER_NAME = "heun (Karras et al. 2022, Alg. 2)"
 API_NAMES = ("n", "steps", "batch_size", "seed")  # how ``Run.sample`` calls them; the CLI passes its options
 
@@ -81,12 +86,13 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def check_diffusion_run(loaded: LoadedRun) -> None:
-    if loaded.config.stage != "diffusion":
-        raise UserError(f"{loaded.run_dir}: an {loaded.config.stage} run; sampling needs a diffusion run")
+    if loaded.config.stage not in ("diffusion", "refiner"):
+        raise UserError(f"{loaded.run_dir}: an {loaded.config.stage} run; sampling needs a diffusion or refiner run")
 
 
 def noise_warning(loaded: LoadedRun) -> str | None:
-    """The one-line warning when the run's sampler starts from too little noise for its data."""
+    """The one-line warning when the sampler (a refiner's: its latent run's) starts from too little noise."""
+    loaded = loaded.base or loaded
     diffusion = loaded.config.diffusion
     sigma_min, sigma_max = sampler_sigma_range(diffusion)
     return noise_range_warning(
@@ -99,6 +105,25 @@ def field_static(loaded: LoadedRun) -> Any:
     return loaded.field_static
 
 
+def check_decoder_noise(loaded: LoadedRun, decoder_noise: str, label: str = "decoder_noise") -> None:
+    """``spectral`` decoder noise is for a latent run's decoder; anything else is one line."""
+    if decoder_noise not in DECODER_NOISE:
+        raise SamplingArgumentError(f"{label} must be one of {', '.join(DECODER_NOISE)}, got {decoder_noise!r}")
+    if decoder_noise != "none" and not loaded.is_latent:
+        kind = "a refiner" if loaded.base is not None else "a data-space"
+        raise SamplingArgumentError(
+            f"{label} {decoder_noise}: {loaded.run_dir} is {kind} run; it applies to latent runs"
+        )
+
+
+def decoder_noise_of(loaded: LoadedRun, device: torch.device) -> SpectralDecoderNoise:
+    """The spectral decoder noise of a latent run: its VAE's residual spectrum on the fields set it encodes."""
+    assert loaded.provenance is not None and loaded.vae is not None
+    fields, _ = loaded.provenance.fields()
+    bounds = (np.asarray(fields.lower, np.float32), np.asarray(fields.upper, np.float32))
+    return SpectralDecoderNoise.fit(loaded.vae, str(loaded.provenance.fields_dataset), *bounds, device=device)
+
+
 def generate_ensemble(
     loaded: LoadedRun,
     indices: Sequence[int],
@@ -107,25 +132,51 @@ def generate_ensemble(
     batch_size: int,
     device: torch.device,
     progress: bool = False,
+    decoder_noise: str = "none",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Physical fields ``[N, 5, H, W]`` (clipped, land 0) and their values before clipping, for ``indices``."""
-    manifest, static = loaded.data_manifest, loaded.data_static
+    """Physical fields ``[N, 5, H, W]`` (clipped, land 0) and their values before clipping, for ``indices``.
+
+    A refiner run generates with its latent run (sample ``i`` is that run's sample ``i``), then
+    adds a residual drawn from its own noise stream in its own ``diffusion.sampler_steps``.
+    ``decoder_noise="spectral"`` (latent runs): the decoded field plus noise with the VAE's
+    residual spectrum (:mod:`.decoder_noise`), from a noise stream of its own.
+    """
+    check_decoder_noise(loaded, decoder_noise)
+    refiner, generator = (loaded, loaded.base) if loaded.base is not None else (None, loaded)
+    manifest, static = generator.data_manifest, generator.data_static
     shape = (len(manifest.variables), *manifest.grid)
     model_mask = torch.as_tensor(static.mask, dtype=torch.float32, device=device)
-    field_mask = loaded.field_static.mask  # one source with the denoiser's ocean fraction: the provenance
-    decode = decoder_for(manifest, static, loaded.vae, field_mask, device)
+    field_mask = generator.field_static.mask  # one source with the denoiser's ocean fraction: the provenance
+    decode = decoder_for(manifest, static, generator.vae, field_mask, device)
+    field_shape = (5, *field_mask.shape)
+    if refiner is not None:
+        refine = refinement_of(refiner, device)
+    spectral = decoder_noise_of(loaded, device) if decoder_noise == "spectral" else None
     grid = field_mask.shape
     fields_out, raw_out = [np.zeros((0, 5, *grid), np.float32)], [np.zeros((0, 5, *grid), np.float32)]
     bar = tqdm(total=len(indices), unit="sample", disable=not progress, file=sys.stderr)
     for first in range(0, len(indices), batch_size):
         index = torch.as_tensor(list(indices[first : first + batch_size]), dtype=torch.int64)
         noise = per_sample_normal(index, shape, seed, SALT_SAMPLE, device)
-        fields, raw = decode(generate(loaded.model, noise, model_mask, loaded.config.diffusion, steps))
+        fields, raw = decode(generate(generator.model, noise, model_mask, generator.config.diffusion, steps))
+        if refiner is not None:
+            fields, raw = refine(fields, per_sample_normal(index, field_shape, seed, SALT_REFINE, device))
+        if spectral is not None:
+            fields, raw = spectral(fields, per_sample_normal(index, field_shape, seed, SALT_DECODER_NOISE, device))
         fields_out.append(fields.float().cpu().numpy())
         raw_out.append(raw.float().cpu().numpy())
         bar.update(len(index))
     bar.close()
     return np.concatenate(fields_out), np.concatenate(raw_out)
+
+
+def refinement_of(refiner: LoadedRun, device: torch.device) -> Refinement:
+    """The refinement step of a loaded refiner run, with its own sampler settings."""
+    diffusion = refiner.config.diffusion
+    manifest = refiner.data_manifest
+    return Refinement(
+        refiner.model, refiner.data_static, manifest.lower, manifest.upper, diffusion, diffusion.sampler_steps, device
+    )
 
 
 def sampler_description(diffusion: Any) -> str:
@@ -138,17 +189,33 @@ def sampler_description(diffusion: Any) -> str:
     return f"{SAMPLER_NAME}, {spacing}, {gammas}"
 
 
-def sample_attrs(loaded: LoadedRun, steps: int, seed: int, name: str | None = None) -> dict[str, Any]:
+def sample_attrs(
+    loaded: LoadedRun, steps: int, seed: int, name: str | None = None, decoder_noise: str = "none"
+) -> dict[str, Any]:
     """The provenance a samples file carries as global attributes."""
     run_dir = Path(loaded.run_dir)
-    return {
+    generator = loaded.base or loaded
+    attrs = {
         "run": str(run_dir.resolve()),
         "checkpoint_step": loaded.step,
-        "space": loaded.data_manifest.kind,
-        "sampler": sampler_description(loaded.config.diffusion),
+        "space": generator.data_manifest.kind,
+        "sampler": sampler_description(generator.config.diffusion),
         "steps": steps,
         "network_evaluations_per_sample": 2 * steps - 1,
         "seed": seed,
         "model": name or run_dir.name,
-        "decoder": loaded.vae_run.config.vae.decoder if loaded.is_latent else "none",
+        "decoder": generator.vae_run.config.vae.decoder if generator.is_latent else "none",
     }
+    if decoder_noise != "none":
+        attrs["decoder_noise"] = f"{decoder_noise}: the VAE's residual spectrum on {DEFAULT_STATES} training states"
+    if loaded.base is not None:
+        refine_steps = loaded.config.diffusion.sampler_steps
+        attrs |= {
+            "space": "latent + data-space refiner",
+            "latent_run": str(Path(loaded.base.run_dir).resolve()),
+            "latent_checkpoint_step": loaded.base.step,
+            "refiner_sampler": sampler_description(loaded.config.diffusion),
+            "refiner_steps": refine_steps,
+            "refiner_network_evaluations_per_sample": 2 * refine_steps - 1,
+        }
+    return attrs

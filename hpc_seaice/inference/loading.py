@@ -22,6 +22,7 @@ from hpc_seaice.data.format.provenance import WEIGHTS_FILE, LatentProvenance
 from hpc_seaice.data.format.static import Static, read_static
 from hpc_seaice.errors import UserError
 from hpc_seaice.fileio import sha256_file
+from hpc_seaice.inference.refine import check_same_grid, latent_base
 from hpc_seaice.models.build import build_stage_model
 from hpc_seaice.runtime.checkpoint import (
     CHECKPOINTS,
@@ -49,6 +50,12 @@ class LoadedRun:
     vae: nn.Module | None = None  # latent diffusion runs: the frozen VAE (its EMA weights)
     vae_run: LoadedRun | None = None
     provenance: LatentProvenance | None = None  # latent runs: where their VAE and physical grid come from
+    base: LoadedRun | None = None  # refiner runs: the latent run whose decoded samples they refine
+
+    @property
+    def sampler_steps(self) -> int:
+        """The default Heun steps of ``sample``: the generating run's (a refiner's latent run's)."""
+        return (self.base or self).config.diffusion.sampler_steps
 
     @property
     def is_latent(self) -> bool:
@@ -136,4 +143,8 @@ def load_inference_model(
         provenance.check_fields()  # before the VAE is loaded: its decode mask comes from there
         loaded.vae_run = load_vae(provenance, device)
         loaded.vae = loaded.vae_run.model
+    if cfg.stage == "refiner":
+        base = latent_base(cfg)
+        check_same_grid(base, static, f"{run_dir} (data set {data})")
+        loaded.base = load_inference_model(base.run_dir, cfg.refine.latent_checkpoint, device, option=None)
     return loaded

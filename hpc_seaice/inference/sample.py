@@ -22,6 +22,7 @@ from hpc_seaice.data.format.static import Static
 from hpc_seaice.data.loading.dataset import partition
 from hpc_seaice.errors import UserError
 from hpc_seaice.inference.ensemble import (
+    check_decoder_noise,
     check_diffusion_run,
     check_sample_memory,
     check_sampling_args,
@@ -54,6 +55,7 @@ class SampleRequest:
     checkpoint: str = "latest"
     overwrite: bool = False
     name: str | None = None
+    decoder_noise: str = "none"  # latent runs: "spectral" adds noise with the VAE's residual spectrum
 
 
 def _check_request(request: SampleRequest) -> Output:
@@ -88,8 +90,9 @@ def sample_run(request: SampleRequest, env: DistEnv) -> int:
     output = _check_request(request)
     loaded = load_inference_model(request.run, request.checkpoint, env.device)
     check_diffusion_run(loaded)
+    check_decoder_noise(loaded, request.decoder_noise, "--decoder-noise")
     if request.steps is None:
-        request = dataclasses.replace(request, steps=loaded.config.diffusion.sampler_steps)
+        request = dataclasses.replace(request, steps=loaded.sampler_steps)
     warning = noise_warning(loaded)
     if warning and env.is_main:
         print(f"hpc-seaice sample: {warning}", file=sys.stderr, flush=True)
@@ -116,7 +119,7 @@ def _sample(
     mine = list(partition(request.num, env.rank, env.world_size))
     start = time.perf_counter()
     fields, raw = generate_ensemble(
-        loaded, mine, request.seed, request.steps, request.batch_size, env.device, env.is_main
+        loaded, mine, request.seed, request.steps, request.batch_size, env.device, env.is_main, request.decoder_noise
     )
     elapsed = time.perf_counter() - start
     np.savez(
@@ -134,7 +137,7 @@ def _sample(
             raise RuntimeError("sample parts do not cover every sample exactly once")
         fields = np.concatenate([p["fields"] for p in pieces])[order]
         raw = np.concatenate([p["raw"] for p in pieces])[order]
-        attrs = sample_attrs(loaded, request.steps, request.seed, request.name)
+        attrs = sample_attrs(loaded, request.steps, request.seed, request.name, request.decoder_noise)
         write_samples(output.path, samples_dataset(fields, static.mask, static.lat, static.lon, attrs, raw=raw))
         output.commit()
         rate = len(mine) / elapsed if elapsed > 0 else float("nan")

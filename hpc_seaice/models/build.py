@@ -27,6 +27,7 @@ from hpc_seaice.data.format.manifest import Manifest
 from hpc_seaice.data.format.provenance import LatentProvenance
 from hpc_seaice.data.format.static import Static
 from hpc_seaice.errors import UserError
+from hpc_seaice.models.refiner import ResidualRefiner
 from hpc_seaice.models.unet import UNet
 from hpc_seaice.models.vae import VAE
 
@@ -97,6 +98,18 @@ def build_stage_model(
         if cfg.vae.mask_channel:
             vae.set_ocean_mask(torch.as_tensor(static.mask, dtype=torch.float32))
         return vae
+    if cfg.stage == "refiner":
+        if manifest.kind != "fields":
+            raise UserError(f"{cfg.data.path}: a refiner trains on fields, this is a {manifest.kind} set")
+        if cfg.unet.cond_channels != channels:
+            raise UserError(
+                f"config key 'unet.cond_channels' is {cfg.unet.cond_channels} but a refiner is conditioned on the "
+                f"decoded field: {channels} channels for {cfg.data.path}"
+            )
+    elif cfg.unet.cond_channels:
+        raise UserError(
+            f"config key 'unet.cond_channels' is {cfg.unet.cond_channels}: only stage 'refiner' has a condition"
+        )
     if cfg.unet.in_channels != channels:
         raise UserError(
             f"config key 'unet.in_channels' is {cfg.unet.in_channels} but {cfg.data.path} "
@@ -116,7 +129,7 @@ def build_stage_model(
         else:
             ocean = (provenance or LatentProvenance.of(cfg.data.path, manifest)).ocean_fraction()
         net.set_ocean_fraction(torch.as_tensor(ocean, dtype=torch.float32))
-    return net
+    return ResidualRefiner(net, channels) if cfg.stage == "refiner" else net
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -2,7 +2,8 @@
 
 Layout (a UViT in the authors' style, docs/science.md §2), with L = len(channel_mult) levels:
 
-    conv 3x3 in (on the channels, plus the land-sea mask channel when ``mask_channel``)
+    conv 3x3 in (on the channels, plus the land-sea mask channel when ``mask_channel``, plus
+        ``cond_channels`` conditioning channels given with each call: a refiner's decoded field)
     level i = 0..L-1 (resolution H/2^i, width base*mult[i]):
         blocks_per_level blocks (ConvNeXt or ResNet, FiLM from the noise embedding) -> skip
         2x2 stride-2 conv down to the next level
@@ -85,7 +86,7 @@ class UNet(nn.Module):
         if cfg.position not in ("sincos", "none"):
             raise ValueError(f"unet.position {cfg.position!r} is not one of ('sincos', 'none')")
         self.embedding = NoiseEmbedding(emb, gamma_min, gamma_max)
-        self.conv_in = nn.Conv2d(cfg.in_channels + int(cfg.mask_channel), widths[0], 3, padding=1)
+        self.conv_in = nn.Conv2d(cfg.in_channels + int(cfg.mask_channel) + cfg.cond_channels, widths[0], 3, padding=1)
         # The data set's ocean fraction [1, 1, H, W]: a property of the grid, not a weight, so it
         # is not saved with the weights; the run sets it from its data set when it builds the net.
         self.register_buffer("ocean_fraction", None, persistent=False)
@@ -153,14 +154,25 @@ class UNet(nn.Module):
                 f"unet.attention_max_side={self.cfg.attention_max_side}; add a level to channel_mult"
             )
 
-    def forward(self, x: Tensor, gamma: Tensor, ocean: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, gamma: Tensor, ocean: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
         """v_hat for ``x`` at log-SNR ``gamma``; ``ocean`` ([H, W] or [B, 1, H, W]) overrides the
-        stored ocean fraction for this call."""
+        stored ocean fraction for this call; ``cond`` [B, cond_channels, H, W] is required exactly
+        when the config has conditioning channels."""
         self.check_input(x)
         if gamma.dim() == 0:
             gamma = gamma.expand(x.shape[0])
         if self.cfg.mask_channel:
             x = self._mask_input(x, ocean)
+        if self.cfg.cond_channels:
+            expected = (x.shape[0], self.cfg.cond_channels, *x.shape[-2:])
+            if cond is None or tuple(cond.shape) != expected:
+                got = None if cond is None else tuple(cond.shape)
+                raise ValueError(
+                    f"UNet with cond_channels={self.cfg.cond_channels} needs cond of shape {expected}, got {got}"
+                )
+            x = torch.cat([x, cond.to(x.dtype)], dim=1)
+        elif cond is not None:
+            raise ValueError("UNet got cond but its config has cond_channels=0")
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         emb = self.embedding(gamma)

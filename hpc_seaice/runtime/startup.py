@@ -82,8 +82,10 @@ def resume_keys(cfg: ExperimentConfig) -> dict[str, Any]:
     """
     keys = {"stage": cfg.stage, "engine.name": cfg.engine.name, "engine.zero_stage": cfg.engine.zero_stage}
     keys |= {"train.seed": cfg.train.seed, "data.train_split": cfg.data.train_split}
-    if cfg.stage == "diffusion":
+    if cfg.stage in ("diffusion", "refiner"):
         keys |= {"diffusion.schedule": cfg.diffusion.schedule, "diffusion.adaptive_bins": cfg.diffusion.adaptive_bins}
+        if cfg.stage == "refiner":  # its pairs come from that run's VAE
+            keys |= {"refine.latent_run": str(cfg.refine.latent_run)}
     else:
         keys |= {"vae.decoder": cfg.vae.decoder}
     return keys

@@ -12,6 +12,7 @@ gets the same noise on 1 or N ranks, and a resumed run the same noise as an unin
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,13 +20,16 @@ import torch
 from torch import nn
 
 from hpc_seaice.config import ExperimentConfig
+from hpc_seaice.data.blocks import evenly_spaced
 from hpc_seaice.data.format.manifest import Manifest
 from hpc_seaice.data.format.provenance import LatentProvenance
 from hpc_seaice.data.format.static import Static
+from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.diffusion.loss import diffusion_loss
 from hpc_seaice.diffusion.noise import mix_seed, per_sample_normal
 from hpc_seaice.diffusion.schedule import Schedule, build_schedule, stratified_uniform
-from hpc_seaice.inference.loading import check_vae_weights
+from hpc_seaice.inference.loading import check_vae_weights, load_vae
+from hpc_seaice.inference.refine import FieldScaler, check_same_grid, latent_base, reconstruct, residual_scale
 from hpc_seaice.models.build import build_stage_model
 from hpc_seaice.train.frozen_encoder import freeze_encoder
 
@@ -90,8 +94,9 @@ class DiffusionLoss(nn.Module):
         self.net = net
         self.schedule = schedule
 
-    def forward(self, x, mask, gamma, eps) -> tuple[torch.Tensor, torch.Tensor]:
-        return diffusion_loss(self.net, x, mask, gamma, eps, self.schedule)
+    def forward(self, x, mask, gamma, eps, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
+        net = self.net if cond is None else partial(self.net, cond=cond)  # a refiner's decoded field
+        return diffusion_loss(net, x, mask, gamma, eps, self.schedule)
 
 
 class Task:
@@ -186,8 +191,13 @@ class DiffusionTask(Task):
             x, logvar = x[:, :channels], x[:, channels:]
             z_eps = per_sample_normal(positions, self.sample_shape, seed, SALT_POSTERIOR, self.device)
             x = x + torch.exp(0.5 * logvar.float() - self.log_std) * z_eps
-        loss, per_sample = module(x, self.mask, gamma, eps)
+        x, cond = self.condition(x, positions)
+        loss, per_sample = module(x, self.mask, gamma, eps) if cond is None else module(x, self.mask, gamma, eps, cond)
         return loss, {"gamma": gamma.detach().float(), "weighted": per_sample.detach().float()}
+
+    def condition(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(what the denoiser learns to generate, its condition): the batch itself, none."""
+        return x, None
 
     def after_step(self, gathered):
         gamma, weighted = gathered["gamma"], gathered["weighted"]
@@ -208,5 +218,40 @@ class DiffusionTask(Task):
         self.schedule.load_state_dict(state["schedule"])
 
 
+class RefinerTask(DiffusionTask):
+    """A residual refiner (docs/refiner.md): diffusion on ``(x - decode(z)) / scale`` given ``decode(z)``.
+
+    z is drawn from the VAE's posterior as the latent run it refines trained (seeded from the
+    sample's stream position, like every training noise); the VAE is the one that encoded that
+    run's latents, frozen. The residual's std per channel is measured on ``refine.scale_states``
+    evenly spread training states when the task is built (the same on every rank) and stored in
+    the network's buffer, so it travels with the weights and a resumed run keeps its own.
+    """
+
+    name = "refiner"
+
+    def __init__(self, cfg, manifest, static, device) -> None:
+        super().__init__(cfg, manifest, static, device)
+        base = latent_base(cfg)
+        check_same_grid(base, static, str(cfg.data.path))
+        self.posterior_samples = base.posterior_samples
+        self.vae = load_vae(base.provenance, device).model
+        self.fields = FieldScaler(static, device)
+        self.latent_shape = tuple(self.vae.latent_shape(*manifest.grid))
+        states = ShardedDataset(cfg.data.path, split=cfg.data.train_split)
+        chosen = evenly_spaced(len(states), cfg.refine.scale_states)
+        self.net.set_residual_scale(
+            residual_scale(self.vae, self.fields, torch.stack([states[int(i)] for i in chosen]))
+        )
+
+    def condition(self, x, positions):
+        eps = None
+        if self.posterior_samples:
+            eps = per_sample_normal(positions, self.latent_shape, self.cfg.train.seed, SALT_POSTERIOR, self.device)
+        decoded = self.fields.to_norm(reconstruct(self.vae, self.fields.to_phys(x), self.fields.mask, eps))
+        return (x.float() - decoded) / self.net.scale() * self.fields.mask, decoded
+
+
 def build_task(cfg: ExperimentConfig, manifest: Manifest, static: Static, device: torch.device) -> Task:
-    return (AutoencoderTask if cfg.stage == "autoencoder" else DiffusionTask)(cfg, manifest, static, device)
+    tasks = {"autoencoder": AutoencoderTask, "diffusion": DiffusionTask, "refiner": RefinerTask}
+    return tasks[cfg.stage](cfg, manifest, static, device)
