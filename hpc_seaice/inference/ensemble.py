@@ -1,4 +1,4 @@
-"""Generating an ensemble from a loaded diffusion run: what ``hpc-seaice sample`` and ``hs.open_run`` share.
+"""Generating an ensemble from a diffusion run: what ``hpc-seaice sample``, ``hs.open_run`` and the step sweep share.
 
 Sample ``i`` starts from noise seeded by ``(seed, i)``, so a sample is the same whichever command,
 rank or batch made it (up to float differences between batch sizes).
@@ -14,13 +14,15 @@ from typing import Any
 
 import numpy as np
 import torch
+import xarray as xr
 from tqdm import tqdm
 
+from hpc_seaice.data.format.samples_file import samples_dataset
 from hpc_seaice.diffusion.noise import per_sample_normal
 from hpc_seaice.diffusion.sampler import noise_range_warning, sampler_sigma_range
 from hpc_seaice.errors import UserError
 from hpc_seaice.inference.generate import decoder_for, generate
-from hpc_seaice.inference.loading import LoadedRun
+from hpc_seaice.inference.loading import LoadedRun, load_inference_model
 
 SALT_SAMPLE = 11  # keeps sampling noise apart from training noise streams
 SAMPLER_NAME = "heun (Karras et al. 2022, Alg. 2)"
@@ -80,9 +82,20 @@ def resolve_device(device: str | None) -> torch.device:
     return chosen
 
 
-def check_diffusion_run(loaded: LoadedRun) -> None:
+def open_diffusion_run(
+    run_dir: str | os.PathLike, checkpoint: str | int, device: torch.device, warn_as: str | None = None
+) -> LoadedRun:
+    """Load a diffusion run for sampling: the one path of ``hpc-seaice sample``, ``hs.open_run`` and
+    the step sweep. Another stage (a VAE run) is a one-line error here, not a failure inside the
+    sampler; a sampler that starts from too little noise for the run's data is said once on stderr,
+    prefixed ``warn_as`` (None: not said, e.g. on ranks other than 0)."""
+    loaded = load_inference_model(run_dir, checkpoint, device)
     if loaded.config.stage != "diffusion":
         raise UserError(f"{loaded.run_dir}: an {loaded.config.stage} run; sampling needs a diffusion run")
+    warning = noise_warning(loaded)
+    if warning and warn_as is not None:
+        print(f"{warn_as}: {warning}", file=sys.stderr, flush=True)
+    return loaded
 
 
 def noise_warning(loaded: LoadedRun) -> str | None:
@@ -92,11 +105,6 @@ def noise_warning(loaded: LoadedRun) -> str | None:
     return noise_range_warning(
         sigma_max, loaded.data_static.pc1_std, sigma_min, diffusion.sampler_spacing, diffusion.sampler_rho
     )
-
-
-def field_static(loaded: LoadedRun) -> Any:
-    """The static file of the physical fields (for a latent run, the fields set its latents encode)."""
-    return loaded.field_static
 
 
 def generate_ensemble(
@@ -152,3 +160,12 @@ def sample_attrs(loaded: LoadedRun, steps: int, seed: int, name: str | None = No
         "model": name or run_dir.name,
         "decoder": loaded.vae_run.config.vae.decoder if loaded.is_latent else "none",
     }
+
+
+def ensemble_dataset(
+    loaded: LoadedRun, fields: np.ndarray, raw: np.ndarray, steps: int, seed: int, name: str | None = None
+) -> xr.Dataset:
+    """Generated fields (and their values before clipping) as a samples file's ``xarray.Dataset``: on
+    the run's physical grid (:attr:`LoadedRun.field_static`), with its provenance (:func:`sample_attrs`)."""
+    static = loaded.field_static
+    return samples_dataset(fields, static.mask, static.lat, static.lon, sample_attrs(loaded, steps, seed, name), raw)
