@@ -45,14 +45,20 @@ GRID, PAPER_GRID = 64, 512
 # The measured 64 x 64 spectrum as (k, std) nodes: ``python -m benchmarks.sampler_convergence
 # --data DIR`` on ``hpc-seaice data synth --grid 64 --freq 6h`` (train split, 11688 states,
 # D = 11300 values over the ocean cells of five variables; 8573 directions with variance, 8465
-# of them with std >= SMOOTH_FLOOR). Kept literally in tests/test_diffusion_sampler_spectrum.py.
-SPECTRUM_NODES: tuple[tuple[int, float], ...] = (
-    (1, 41.54), (2, 17.99), (3, 14.68), (4, 13.63), (6, 10.02), (7, 9.396), (8, 7.87), (10, 7.732),
-    (11, 7.259), (13, 7.191), (14, 6.755), (24, 5.427), (35, 4.459), (48, 3.649), (87, 2.599),
-    (233, 1.352), (1447, 0.3214), (2589, 0.1811), (3825, 0.1088), (4961, 0.06837), (5906, 0.0441),
-    (6680, 0.02848), (7300, 0.01823), (7781, 0.01174), (8095, 0.00793), (8321, 0.005354),
-    (8412, 0.004249), (8447, 0.003557), (8465, 0.003042),
-)  # fmt: skip
+# of them with std >= SMOOTH_FLOOR). One file, read here and by tests/test_diffusion_sampler_spectrum.py.
+SPECTRUM_FILE = Path(__file__).with_name("pc_spectrum_64.json")
+
+
+def read_spectrum_nodes(path: Path = SPECTRUM_FILE) -> tuple[tuple[int, float], ...]:
+    """The (k, std) nodes of a spectrum file: k increasing from 1, std positive and not increasing."""
+    nodes = tuple((int(k), float(s)) for k, s in json.loads(path.read_text())["nodes"])
+    ks, stds = [k for k, _ in nodes], [s for _, s in nodes]
+    if not nodes or ks[0] != 1 or ks != sorted(set(ks)) or min(stds) <= 0 or stds != sorted(stds, reverse=True):
+        raise ValueError(f"{path}: nodes must start at k = 1, k increasing, std positive and not increasing")
+    return nodes
+
+
+SPECTRUM_NODES = read_spectrum_nodes()
 
 
 def expand_nodes(nodes: tuple[tuple[int, float], ...] | list[tuple[int, float]]) -> np.ndarray:

@@ -1,8 +1,9 @@
 """benchmarks/sampler_convergence.py: the spectrum measurement, the node table and the report.
 
 The measurement is checked against numpy's SVD of the same states (both the covariance and the
-Gram path), the node table against the curve it encodes, and the spectrum the sampler test keeps
-literally against the benchmark's (and the measured nodes in the committed results).
+Gram path), the node table against the curve it encodes, the spectrum file that the benchmark and
+the sampler test both read against the measured nodes in the committed results, and the two
+expansions of it (the test's own and the benchmark's) against each other.
 """
 
 from __future__ import annotations
@@ -53,14 +54,29 @@ def test_spectrum_nodes_reproduce_the_curve_within_their_tolerance():
     assert back.size == kept.size and np.abs(back / kept - 1).max() < 0.021  # 4 significant digits
 
 
-def test_the_sampler_test_keeps_the_benchmarks_spectrum():
-    assert sampler_test.NODES == sc.SPECTRUM_NODES
+def test_the_sampler_test_reads_the_benchmarks_spectrum():
+    assert sampler_test.SPECTRUM_FILE == sc.SPECTRUM_FILE and sampler_test.NODES == sc.SPECTRUM_NODES
+    assert len(sc.SPECTRUM_NODES) == 29 and sc.SPECTRUM_NODES[-1] == (8465, 0.003042)
     assert sampler_test.HEAD == sc.HEAD and sampler_test.TO_512 == sc.PAPER_GRID / sc.GRID
     np.testing.assert_allclose(sampler_test.every_direction().numpy(), sc.spectrum_stds())
     # and the committed measurement of the 64 x 64 set gave exactly these nodes
     record = json.loads((ROOT / "benchmarks" / "results" / "sampler_convergence.json").read_text())
     grids = {v["grid"]: v for v in record["summary"]["measured"].values() if isinstance(v, dict)}
     assert [tuple(n) for n in grids[64]["nodes"]] == list(sc.SPECTRUM_NODES)
+
+
+@pytest.mark.parametrize(
+    "nodes",
+    [[], [[2, 5.0], [3, 4.0]], [[1, 5.0], [1, 4.0]], [[1, 5.0], [3, 6.0]], [[1, 5.0], [3, 0.0]]],
+    ids=["empty", "not-from-1", "repeated-k", "std-rising", "std-zero"],
+)
+def test_a_malformed_spectrum_file_is_one_error_naming_it(tmp_path, nodes):
+    path = tmp_path / "spectrum.json"
+    path.write_text(json.dumps({"nodes": nodes}))
+    with pytest.raises(ValueError, match="spectrum.json: nodes must start at k = 1"):
+        sc.read_spectrum_nodes(path)
+    path.write_text(json.dumps({"nodes": [[1, 5.0], [3, 5.0], [9, 0.5]]}))
+    assert sc.read_spectrum_nodes(path) == ((1, 5.0), (3, 5.0), (9, 0.5))  # a flat stretch is allowed
 
 
 def test_the_report_names_a_passing_default_and_a_failing_old_default(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import pytest
 
@@ -57,8 +59,8 @@ def test_paired_difference_cancels_the_shared_state_noise():
     states = rng.normal(0.0, 10.0, size=200)  # large state-to-state variation shared by both models
     a = states + 0.3 + rng.normal(0.0, 0.1, size=200)  # model a is 0.3 worse on every state
     b = states + rng.normal(0.0, 0.1, size=200)
-    paired = B.bootstrap_difference(
-        lambda _, t: float(a[t].mean()), lambda _, t: float(b[t].mean()), 0, 0, 200, n_boot=500
+    paired = B.bootstrap_joint(
+        [lambda _, t: float(a[t].mean()), lambda _, t: float(b[t].mean())], [0, 0], 200, operator.sub, n_boot=500
     )
     assert paired.estimate == pytest.approx(0.3, abs=0.05)
     assert paired.excludes(0.0) and paired.high - paired.low < 0.1

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from operator import sub
 
 import numpy as np
 import pytest
 
 from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.evaluation import spatial as S
-from hpc_seaice.evaluation.bootstrap import bootstrap_difference
+from hpc_seaice.evaluation.bootstrap import bootstrap_joint
 
 
 def test_block_rule_and_pairs_on_a_full_grid():
@@ -92,7 +93,7 @@ def test_the_true_covariance_scores_lower_than_a_wrong_one():
         for y in truth:
             vs.add_state([y])
         scores[name] = vs
-    diff = bootstrap_difference(scores["wrong"].stat_fn(fair=True), scores["right"].stat_fn(fair=True), 30, 30, 40)
+    diff = bootstrap_joint([scores["wrong"].stat_fn(fair=True), scores["right"].stat_fn(fair=True)], [30, 30], 40, sub)
     assert diff.low > 0, diff
 
 
@@ -120,6 +121,6 @@ def test_real_states_beat_a_per_cell_shuffle_and_independent_noise(tiny_dataset_
         scores[name] = vs
     n, t = len(real), len(test)
     for broken in ("shuffle", "noise"):
-        diff = bootstrap_difference(scores[broken].stat_fn(), scores["real"].stat_fn(), n, n, t, n_boot=300)
+        diff = bootstrap_joint([scores[broken].stat_fn(), scores["real"].stat_fn()], [n, n], t, sub, n_boot=300)
         assert diff.low > 0, (broken, diff)
     assert scores["shuffle"].score() > 1.2 * scores["real"].score()

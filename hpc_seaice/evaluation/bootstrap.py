@@ -17,9 +17,10 @@ T states, ``A[j, t] = mean over ocean cells |x_j - y_t|`` and ``B[j, k] = mean o
 of each cell is such a sum and averaging over cells and states is linear.
 
 Paired differences: when two models are scored on the same test states, their difference is
-bootstrapped with the state indices drawn once for both (:func:`bootstrap_joint`), so the
-shared state-to-state variation cancels instead of widening the interval; each model's samples
-are resampled independently (they are independent).
+bootstrapped with the state indices drawn once for both (:func:`bootstrap_joint` with
+``combine=operator.sub``; a ratio with ``operator.truediv``), so the shared state-to-state
+variation cancels instead of widening the interval; each model's samples are resampled
+independently (they are independent).
 
 Resamples repeat members. A repeated member is not a new member, so the pair terms of a
 replicate (:func:`pair_mean` with ``distinct=True``) average only pairs of *different* original
@@ -128,22 +129,6 @@ def bootstrap(
 ) -> Interval:
     """Interval of one score: samples and states resampled with replacement, ``n_boot`` times."""
     return bootstrap_joint([stat_fn], [n_samples], n_states, lambda a: a, n_boot, seed, level)
-
-
-def bootstrap_difference(
-    stat_a: StatFn,
-    stat_b: StatFn,
-    n_samples_a: int,
-    n_samples_b: int,
-    n_states: int,
-    n_boot: int = DEFAULT_BOOT,
-    seed: int = DEFAULT_SEED,
-    level: float = LEVEL,
-) -> Interval:
-    """Interval of ``score_a - score_b`` on shared states (paired: the state draws are common)."""
-    return bootstrap_joint(
-        [stat_a, stat_b], [n_samples_a, n_samples_b], n_states, lambda a, b: a - b, n_boot, seed, level
-    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,11 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hpc_seaice.data.format.samples_file import samples_dataset, write_samples
+from hpc_seaice.data.format.samples_file import write_samples
 from hpc_seaice.diffusion.sampler import DEFAULT_STEPS
 from hpc_seaice.evaluation.reconstruction import evaluation_device
-from hpc_seaice.inference.ensemble import check_diffusion_run, field_static, generate_ensemble, sample_attrs
-from hpc_seaice.inference.loading import load_inference_model
+from hpc_seaice.inference.ensemble import ensemble_dataset, generate_ensemble, open_diffusion_run
 
 # The default in the middle: what halving the steps costs and what doubling them would still change.
 SWEEP_STEPS: tuple[int, ...] = (DEFAULT_STEPS // 2, DEFAULT_STEPS, 2 * DEFAULT_STEPS)
@@ -30,16 +29,12 @@ def generate_sweep(
 ) -> list[Path]:
     """Sample ``num`` states from ``run`` with each step count (same noise); the written files."""
     device = evaluation_device()
-    loaded = load_inference_model(run, "latest", device)
-    check_diffusion_run(loaded)
-    static = field_static(loaded)
+    loaded = open_diffusion_run(run, "latest", device, warn_as="hpc-seaice evaluate --step-sweep")
     paths = []
     for n in steps:
         path = Path(out_dir) / f"{Path(run).name}-steps{n:03d}.nc"
         fields, raw = generate_ensemble(loaded, range(num), seed, n, 4, device)
-        write_samples(
-            path, samples_dataset(fields, static.mask, static.lat, static.lon, sample_attrs(loaded, n, seed), raw=raw)
-        )
+        write_samples(path, ensemble_dataset(loaded, fields, raw, n, seed))
         paths.append(path)
     return paths
 

@@ -9,24 +9,19 @@ Sample ``i`` of ``run.sample(n, seed=s)`` equals sample ``i`` of ``hpc-seaice sa
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import xarray as xr
 
-from hpc_seaice.data.format.samples_file import samples_dataset
 from hpc_seaice.inference.ensemble import (
     check_decoder_noise,
-    check_diffusion_run,
     check_sample_memory,
     check_sampling_args,
-    field_static,
+    ensemble_dataset,
     generate_ensemble,
-    noise_warning,
+    open_diffusion_run,
     resolve_device,
-    sample_attrs,
 )
-from hpc_seaice.inference.loading import load_inference_model
 
 
 class Run:
@@ -34,8 +29,7 @@ class Run:
 
     def __init__(self, run_dir: str | Path, checkpoint: str | int = "latest", device: str | None = None) -> None:
         self.device = resolve_device(device)
-        self.loaded = load_inference_model(run_dir, checkpoint, self.device)
-        check_diffusion_run(self.loaded)
+        self.loaded = open_diffusion_run(run_dir, checkpoint, self.device, warn_as="hpc_seaice")
 
     @property
     def step(self) -> int:
@@ -62,17 +56,12 @@ class Run:
         """
         check_sampling_args(n, steps, batch_size, seed)
         check_decoder_noise(self.loaded, decoder_noise)
-        static = field_static(self.loaded)
-        check_sample_memory(n, (5, *static.mask.shape), "n")
+        check_sample_memory(n, (5, *self.loaded.field_static.mask.shape), "n")
         steps = steps or self.loaded.sampler_steps
-        warning = noise_warning(self.loaded)
-        if warning:
-            print(f"hpc_seaice: {warning}", file=sys.stderr)
         fields, raw = generate_ensemble(
             self.loaded, range(n), seed, steps, batch_size, self.device, progress, decoder_noise
         )
-        attrs = sample_attrs(self.loaded, steps, seed, decoder_noise=decoder_noise)
-        return samples_dataset(fields, static.mask, static.lat, static.lon, attrs, raw)
+        return ensemble_dataset(self.loaded, fields, raw, steps, seed, decoder_noise=decoder_noise)
 
 
 def open_run(run_dir: str | Path, checkpoint: str | int = "latest", device: str | None = None) -> Run:

@@ -1,4 +1,4 @@
-"""Generating an ensemble from a loaded diffusion run: what ``hpc-seaice sample`` and ``hs.open_run`` share.
+"""Generating an ensemble from a diffusion run: what ``hpc-seaice sample``, ``hs.open_run`` and the step sweep share.
 
 Sample ``i`` starts from noise seeded by ``(seed, i)``, so a sample is the same whichever command,
 rank or batch made it (up to float differences between batch sizes).
@@ -14,14 +14,16 @@ from typing import Any
 
 import numpy as np
 import torch
+import xarray as xr
 from tqdm import tqdm
 
+from hpc_seaice.data.format.samples_file import samples_dataset
 from hpc_seaice.diffusion.noise import per_sample_normal
 from hpc_seaice.diffusion.sampler import noise_range_warning, sampler_sigma_range
 from hpc_seaice.errors import UserError
 from hpc_seaice.inference.decoder_noise import DEFAULT_STATES, MODES, SpectralDecoderNoise
 from hpc_seaice.inference.generate import decoder_for, generate
-from hpc_seaice.inference.loading import LoadedRun
+from hpc_seaice.inference.loading import LoadedRun, load_inference_model
 from hpc_seaice.inference.refine import Refinement
 
 SALT_SAMPLE = 11  # keeps sampling noise apart from training noise streams
@@ -85,9 +87,20 @@ def resolve_device(device: str | None) -> torch.device:
     return chosen
 
 
-def check_diffusion_run(loaded: LoadedRun) -> None:
+def open_diffusion_run(
+    run_dir: str | os.PathLike, checkpoint: str | int, device: torch.device, warn_as: str | None = None
+) -> LoadedRun:
+    """Load a diffusion (or refiner) run for sampling: the one path of ``hpc-seaice sample``, ``hs.open_run`` and
+    the step sweep. Another stage (a VAE run) is a one-line error here, not a failure inside the
+    sampler; a sampler that starts from too little noise for the run's data is said once on stderr,
+    prefixed ``warn_as`` (None: not said, e.g. on ranks other than 0)."""
+    loaded = load_inference_model(run_dir, checkpoint, device)
     if loaded.config.stage not in ("diffusion", "refiner"):
-        raise UserError(f"{loaded.run_dir}: an {loaded.config.stage} run; sampling needs a diffusion or refiner run")
+        raise UserError(f"{loaded.run_dir}: an {loaded.config.stage} run; sampling needs a diffusion run (or a refiner run)")
+    warning = noise_warning(loaded)
+    if warning and warn_as is not None:
+        print(f"{warn_as}: {warning}", file=sys.stderr, flush=True)
+    return loaded
 
 
 def noise_warning(loaded: LoadedRun) -> str | None:
@@ -98,11 +111,6 @@ def noise_warning(loaded: LoadedRun) -> str | None:
     return noise_range_warning(
         sigma_max, loaded.data_static.pc1_std, sigma_min, diffusion.sampler_spacing, diffusion.sampler_rho
     )
-
-
-def field_static(loaded: LoadedRun) -> Any:
-    """The static file of the physical fields (for a latent run, the fields set its latents encode)."""
-    return loaded.field_static
 
 
 def check_decoder_noise(loaded: LoadedRun, decoder_noise: str, label: str = "decoder_noise") -> None:
@@ -219,3 +227,20 @@ def sample_attrs(
             "refiner_network_evaluations_per_sample": 2 * refine_steps - 1,
         }
     return attrs
+
+
+def ensemble_dataset(
+    loaded: LoadedRun,
+    fields: np.ndarray,
+    raw: np.ndarray,
+    steps: int,
+    seed: int,
+    name: str | None = None,
+    decoder_noise: str = "none",
+) -> xr.Dataset:
+    """Generated fields (and their values before clipping) as a samples file's ``xarray.Dataset``: on
+    the run's physical grid (:attr:`LoadedRun.field_static`), with its provenance (:func:`sample_attrs`)."""
+    static = loaded.field_static
+    return samples_dataset(
+        fields, static.mask, static.lat, static.lon, sample_attrs(loaded, steps, seed, name, decoder_noise), raw
+    )

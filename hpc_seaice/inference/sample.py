@@ -10,28 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hpc_seaice.data.format.samples_file import samples_dataset, write_samples
-from hpc_seaice.data.format.static import Static
+from hpc_seaice.data.format.samples_file import write_samples
 from hpc_seaice.data.loading.dataset import partition
 from hpc_seaice.errors import UserError
 from hpc_seaice.inference.ensemble import (
     check_decoder_noise,
-    check_diffusion_run,
     check_sample_memory,
     check_sampling_args,
-    field_static,
+    ensemble_dataset,
     generate_ensemble,
-    noise_warning,
-    sample_attrs,
+    open_diffusion_run,
 )
-from hpc_seaice.inference.loading import LoadedRun, load_inference_model
+from hpc_seaice.inference.loading import LoadedRun
 from hpc_seaice.outputs import Output
 from hpc_seaice.runtime import distributed as hdist
 from hpc_seaice.runtime.distributed import DistEnv
@@ -88,26 +84,22 @@ def sample_run(request: SampleRequest, env: DistEnv) -> int:
     beside it; the file is renamed into place only when complete, so a failure or a kill leaves an
     old ``--out`` as it was. Returns the exit code (0)."""
     output = _check_request(request)
-    loaded = load_inference_model(request.run, request.checkpoint, env.device)
-    check_diffusion_run(loaded)
+    loaded = open_diffusion_run(
+        request.run, request.checkpoint, env.device, warn_as="hpc-seaice sample" if env.is_main else None
+    )
     check_decoder_noise(loaded, request.decoder_noise, "--decoder-noise")
     if request.steps is None:
         request = dataclasses.replace(request, steps=loaded.sampler_steps)
-    warning = noise_warning(loaded)
-    if warning and env.is_main:
-        print(f"hpc-seaice sample: {warning}", file=sys.stderr, flush=True)
-    static = field_static(loaded)
-    staging = Path(str(hdist.decided_by_main(lambda: _begin(request, output, (5, *static.mask.shape)))))
+    field_shape = (5, *loaded.field_static.mask.shape)
+    staging = Path(str(hdist.decided_by_main(lambda: _begin(request, output, field_shape))))
     if not env.is_main:
         with output.errors():
-            return _sample(request, env, loaded, static, staging, output)
+            return _sample(request, env, loaded, staging, output)
     with output.writing(begin=False):  # rank 0 holds the lock and removes the folder after a failure
-        return _sample(request, env, loaded, static, staging, output)
+        return _sample(request, env, loaded, staging, output)
 
 
-def _sample(
-    request: SampleRequest, env: DistEnv, loaded: LoadedRun, static: Static, parts: Path, output: Output
-) -> int:
+def _sample(request: SampleRequest, env: DistEnv, loaded: LoadedRun, parts: Path, output: Output) -> int:
     assert request.steps is not None  # sample_run put the run's default in
     if env.is_main:
         print(
@@ -137,8 +129,10 @@ def _sample(
             raise RuntimeError("sample parts do not cover every sample exactly once")
         fields = np.concatenate([p["fields"] for p in pieces])[order]
         raw = np.concatenate([p["raw"] for p in pieces])[order]
-        attrs = sample_attrs(loaded, request.steps, request.seed, request.name, request.decoder_noise)
-        write_samples(output.path, samples_dataset(fields, static.mask, static.lat, static.lon, attrs, raw=raw))
+        dataset = ensemble_dataset(
+            loaded, fields, raw, request.steps, request.seed, request.name, request.decoder_noise
+        )
+        write_samples(output.path, dataset)
         output.commit()
         rate = len(mine) / elapsed if elapsed > 0 else float("nan")
         print(
