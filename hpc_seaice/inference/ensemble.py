@@ -96,7 +96,9 @@ def open_diffusion_run(
     prefixed ``warn_as`` (None: not said, e.g. on ranks other than 0)."""
     loaded = load_inference_model(run_dir, checkpoint, device)
     if loaded.config.stage not in ("diffusion", "refiner"):
-        raise UserError(f"{loaded.run_dir}: an {loaded.config.stage} run; sampling needs a diffusion run (or a refiner run)")
+        raise UserError(
+            f"{loaded.run_dir}: an {loaded.config.stage} run; sampling needs a diffusion run (or a refiner run)"
+        )
     warning = noise_warning(loaded)
     if warning and warn_as is not None:
         print(f"{warn_as}: {warning}", file=sys.stderr, flush=True)
