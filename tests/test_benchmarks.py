@@ -137,7 +137,18 @@ def test_speed_quick_writes_json_table_and_chart(speed_run: Path) -> None:
     latent_sampling = s["spaces"]["latent"]["sampling"]
     share = latent_sampling["median_decode_s"] / (latent_sampling["s_per_sample"] * s["batch_size"])
     assert math.isclose(latent_sampling["decoder_share"], share)
+    # the latent paths that do not smooth, each timed whole in the same run (docs/refiner.md)
+    paths = s["spaces"]["latent"]["paths"]
+    assert paths["refiner"]["preset"] == "demo-refiner" and paths["refiner"]["network_evaluations"] == 19
+    data_s = s["spaces"]["data"]["sampling"]["s_per_sample"]
+    for key, ratio in (
+        ("latent_refined", "sampling_time_latent_refined"),
+        ("latent_spectral", "sampling_time_latent_spectral"),
+    ):
+        assert len(paths[key]["times_s"]) == 1 and math.isclose(r[ratio], data_s / paths[key]["s_per_sample"])
+    assert math.isclose(r["refiner_share_of_data_sample"], paths["refinement_only"]["s_per_sample"] / data_s)
     text = check_markdown(speed_run / "speed.md", "quantity", len(record["results"]))
+    assert "latent + refiner, per sample" in text and "latent + spectral decoder noise" in text
     assert "Batch sweep" in text and "decoder share" in text
     assert "QUICK run" in text and "demo-data at 5x128x128" in text and "derived" in text
     # the 25x / 22x targets are about the paper geometry: a quick run sets each ratio against its own FLOP ratio

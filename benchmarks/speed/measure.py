@@ -17,6 +17,7 @@ import torch
 
 from benchmarks.speed.compiled import compiled_calls
 from benchmarks.speed.flops import vae_stats
+from benchmarks.speed.latent_paths import measure_latent_paths
 from benchmarks.speed.plan import NETWORK_EVALS, SAMPLER_STEPS
 from benchmarks.speed.setup import Case, Setup, build_bench_vae, build_denoiser, halving_batch_on_oom, make_setup
 from benchmarks.speed.summary import summarise
@@ -202,6 +203,7 @@ def run_space(setup: Setup, space: str, vae: torch.nn.Module) -> dict[str, Any]:
             return decoder(x)[0]
 
     sampling = measure_sampling(net, shape, model_mask, decode, setup.case(space))
+    paths = measure_latent_paths(setup, net, model_mask, decode) if space == "latent" else None
     denoiser = VDenoiser(net, mask=model_mask).eval()
     sweep = sweep_space(
         space,
@@ -224,7 +226,7 @@ def run_space(setup: Setup, space: str, vae: torch.nn.Module) -> dict[str, Any]:
         "sampling": sampling,
         "sweep": sweep,
         "compiled": compiled_calls(setup, space, denoiser, vae),
-    }
+    } | ({"paths": paths} if paths is not None else {})
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:

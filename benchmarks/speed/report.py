@@ -118,6 +118,43 @@ def table_rows(r: dict[str, Any]) -> list[dict[str, str]]:
         train_eval("CPU share of timed calls (train / eval)", "cpu_share", "eval_cpu_share"),
         same("peak memory, training (MB)", "training", "peak_memory_mb", _mb),
         same("peak memory, sampling (MB)", "sampling", "peak_memory_mb", _mb),
+        *path_rows(r),
+    ]
+
+
+def path_rows(r: dict[str, Any]) -> list[dict[str, str]]:
+    """The latent paths that do not smooth (docs/refiner.md), each timed whole in the same run."""
+    paths = r["spaces"]["latent"].get("paths")
+    if not paths:
+        return []
+    ratios, refiner = r["ratios"], paths["refiner"]
+    share = _pct(ratios["refiner_share_of_data_sample"])
+
+    def path(quantity: str, key: str, speedup: str, how: str) -> dict[str, str]:
+        seconds = _g(paths[key]["s_per_sample"])
+        cell = f"{seconds} ({share} of a data-space sample)" if key == "refinement_only" else seconds
+        return {"quantity": quantity, "data space": "-", "latent": cell, "latent speed-up": speedup, "how": how}
+
+    timed_whole = f"measured, median of {len(paths['latent_refined']['times_s'])} whole run(s) / batch"
+    return [
+        path(
+            "latent + refiner, per sample (s)",
+            "latent_refined",
+            _g(ratios["sampling_time_latent_refined"], "x"),
+            f"{paths['latent_refined']['how']}; {timed_whole}",
+        ),
+        path(
+            "latent + spectral decoder noise, per sample (s)",
+            "latent_spectral",
+            _g(ratios["sampling_time_latent_spectral"], "x"),
+            f"{paths['latent_spectral']['how']}; {timed_whole}",
+        ),
+        path(
+            f"refiner alone ({refiner['preset']}, {refiner['steps']} steps), per sample (s)",
+            "refinement_only",
+            "",
+            f"{refiner['network_evaluations']} calls of {_flops(refiner['forward_flops'])}FLOP ({refiner['sampler']})",
+        ),
     ]
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import environment
+from benchmarks.speed.latent_paths import path_ratios
 from benchmarks.speed.plan import NETWORK_EVALS, SAMPLER_STEPS, SAMPLING_TARGET_RATIO, TARGET_RATIO
 from benchmarks.speed.sweep import sweep_ratios
 from benchmarks.speed.timing import peak_flops
@@ -50,6 +51,8 @@ def summarise(
         "network_eval_time": data["sampling"]["median_eval_s"] / latent["sampling"]["median_eval_s"],
         "forward_flops": flops["data"]["forward"] / flops["latent"]["forward"],
     }
+    if "paths" in latent:
+        ratios |= path_ratios(spaces, latent["paths"])
     ratios["sampling_time_kinds"] = f"data {data['sampling']['kind']} / latent {latent['sampling']['kind']}"
     ratios["sampling_over_forward_flops"] = ratios["sampling_time"] / ratios["forward_flops"]
     latent_sampling = latent["sampling"]
