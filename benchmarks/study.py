@@ -106,6 +106,21 @@ def large_scale_check(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def smoothing_scores(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What ``benchmarks.smoothing`` reads: every source's spectra, skill and structure scores with intervals."""
+    band = next((f.get("band") for f in metrics.get("findings", []) if f["id"] == "smoothing"), None)
+    keep = ("psd/", "crps/", "aggregate/", "variogram/all")
+    sources = {}
+    for name, entry in {"floor (validation)": metrics.get("floor") or {}, **metrics["models"]}.items():
+        scaling = (entry.get("deformation") or {}).get("scaling") or {}
+        sources[name] = {
+            "intervals": {k: v for k, v in entry.get("intervals", {}).items() if k.startswith(keep)},
+            "beta": scaling.get("beta"),
+            "copies_training": (entry.get("memorization") or {}).get("copies_training"),
+        }
+    return {"bands": {"small": band or "small_lt100km", "meso": "meso_100_400km"}, "sources": sources}
+
+
 def summary(metrics: dict[str, Any], stages: list[Any], seconds: float, plan: Plan) -> dict[str, Any]:
     """What ``study.json`` holds besides the environment."""
     models = metrics["models"]
@@ -124,6 +139,7 @@ def summary(metrics: dict[str, Any], stages: list[Any], seconds: float, plan: Pl
         "findings": metrics.get("findings", []),
         "scores": scores,
         "vae_large_scales": large_scale_check(metrics),
+        "smoothing": smoothing_scores(metrics),
         "num_test_states": metrics["num_states"],
         "grid": metrics["grid"],
     }

@@ -39,6 +39,7 @@ PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 DECODER_NAMES = {"censored": "censored-Gaussian", "gaussian": "Gaussian"}
 EQUAL_COST_MODEL = "data-space at LDM cost"
+SPECTRAL_MODEL = "ldm-censored + spectral decoder noise"
 
 
 def _env() -> dict[str, str]:
@@ -142,7 +143,7 @@ class Demo:
         self.stages: list[Stage] = []
         # 12 stages, + the equal-cost sample (the demo prints 14 even when that one turns out not to be needed)
         # + the benchmarks
-        self.total = 12 + int(self.plan.equal_cost) + int(self.plan.benchmarks) + 2 * int(self.plan.refiner)
+        self.total = 12 + int(self.plan.equal_cost) + int(self.plan.benchmarks) + 3 * int(self.plan.refiner)
         self.times_file = out / "stage_times.json"  # stage title -> seconds, kept across re-runs
         self.times: dict[str, float] = {}
         if self.times_file.is_file():
@@ -290,6 +291,25 @@ class Demo:
                 f"sample {plan.num_samples} states from {name} (Heun, the run's sampler_steps, 2 ranks)",
                 target.is_file(),
                 [_sample(run_dir, target, plan)],
+                [str(target)],
+            )
+        if plan.refiner:  # the other latent path that does not smooth: no training, noise after the decoder
+            target = out / "samples" / "ldm-spectral.nc"
+            samples.append(target)
+            self.stage(
+                f"sample {plan.num_samples} states from ldm-censored with spectral decoder noise (2 ranks)",
+                target.is_file(),
+                [
+                    _sample(
+                        diffusion_runs["ldm-censored"],
+                        target,
+                        plan,
+                        "--decoder-noise",
+                        "spectral",
+                        "--name",
+                        SPECTRAL_MODEL,
+                    )
+                ],
                 [str(target)],
             )
         if equal_cost is not None:

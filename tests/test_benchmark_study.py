@@ -21,11 +21,14 @@ def test_study_quick_runs_every_stage_and_writes_its_report(tmp_path):
     assert "study finished" in proc.stdout
     record = json.loads((out / "study.json").read_text())
     s = record["summary"]
-    assert [f["id"] for f in s["findings"]] == ["competitive", "smoothing", "censoring_miz"]
+    # with the residual refiner of the censored LDM as the fourth role, a fourth finding
+    assert [f["id"] for f in s["findings"]] == ["competitive", "smoothing", "censoring_miz", "small_scales_kept"]
     assert all(f["verdict"] in ("holds", "does not hold", "undecided") for f in s["findings"])
     stages = [r["stage"] for r in s["stages"]]
-    assert len(stages) == 12 and all(r["seconds"] and r["seconds"] > 0 for r in s["stages"])  # every part timed
-    assert {"floor (validation)", "diffusion-data-space"} <= set(s["scores"]) and len(s["vae_large_scales"]) == 2
+    # 12 + the refiner's training and sample + the spectral-noise sample; every part timed
+    assert len(stages) == 15 and all(r["seconds"] and r["seconds"] > 0 for r in s["stages"])
+    models = {"floor (validation)", "diffusion-data-space", "refiner-censored", "ldm-censored + spectral decoder noise"}
+    assert models <= set(s["scores"]) and len(s["vae_large_scales"]) == 2
     md = (out / "study.md").read_text()
     assert "## Findings" in md and "## Wall time of each part" in md and "(study/spectra_all.png)" in md
     for name in ("spectra_all.png", "maps.png", "aggregates.png", "deformation_scaling.png", "report.md"):
@@ -34,4 +37,4 @@ def test_study_quick_runs_every_stage_and_writes_its_report(tmp_path):
     again = run_command(
         [sys.executable, "-m", "benchmarks.study", "--quick", "--work", str(work), "--out", str(out)], timeout=600
     )
-    assert again.stdout.count("already done, skipped") == 12
+    assert again.stdout.count("already done, skipped") == 15

@@ -166,10 +166,11 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--findings",
         default=None,
-        metavar="data-space=A.nc,ldm-censored=B.nc,ldm-gaussian=C.nc",
+        metavar="data-space=A.nc,ldm-censored=B.nc,ldm-gaussian=C.nc[,ldm-refined=D.nc]",
         help="decide the study's three findings (competitive, smoothing, censoring_miz: holds / does not hold / "
         "undecided, against the floor and with 95%% intervals) for these three samples files (added to --samples "
-        "if missing); needs a validation split",
+        "if missing); with the optional ldm-refined (a latent path built not to smooth, docs/refiner.md) also "
+        "small_scales_kept; needs a validation split",
     )
     evaluate.add_argument(
         "--bootstrap",
