@@ -553,6 +553,45 @@ def headline_table(res: Results) -> str:
     )
 
 
+# ---- the study and the latent paths that do not smooth ---------------------------------------
+
+
+def _interval_text(i: dict) -> str:
+    est, low, high = i.get("estimate"), i.get("low"), i.get("high")
+    if est is None or not all(isinstance(x, int | float) and x == x for x in (est, low, high)):
+        return "n/a"
+    return f"{est:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def study_findings(res: Results) -> str:
+    """The study's findings (study.json): verdict, reason and the numbers each verdict used."""
+    r = res("study")
+    s, env = r["summary"], r["environment"]
+    samples = r["summary"]["plan"]["num_samples"]
+    lines = [
+        f"`python -m benchmarks.study`: {s['grid'][0]} x {s['grid'][1]} synthetic Arctic, {s['num_test_states']} test "
+        f"states, {samples} samples per model, every score against the floor with 95 % bootstrap intervals; "
+        f"{s['total_seconds'] / 60:.0f} min of wall time over all runs on {env['device']} (commit "
+        f"{env.get('git_commit', '?')[:7]}).",
+        "",
+    ]
+    for f in s["findings"]:
+        numbers = f["numbers"]
+        if len(numbers) > 6:
+            estimates = [v["estimate"] for v in numbers.values() if v.get("estimate") == v.get("estimate")]
+            detail = f"{len(numbers)} numbers, estimates {min(estimates):.2f} to {max(estimates):.2f}"
+        else:
+            detail = "; ".join(f"{k} {_interval_text(v)}" for k, v in numbers.items())
+        lines.append(f"- **{f['id']}** ({f['title']}): **{f['verdict']}**: {f['reason']}. {detail}.")
+    return "\n".join(lines)
+
+
+def smoothing_summary(res: Results) -> str:
+    """The trade-off sentences of benchmarks/results/smoothing.md (smoothing.json)."""
+    r = res("smoothing")
+    return "\n".join(r["trade_off"])
+
+
 # ---- sampler ----------------------------------------------------------------------------------
 
 
@@ -609,6 +648,8 @@ RENDERERS: dict[str, Callable[[Results], str]] = {
         scaling_twonode,
         summary_table,
         headline_table,
+        study_findings,
+        smoothing_summary,
     ]
 }
 
