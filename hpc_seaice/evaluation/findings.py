@@ -192,6 +192,15 @@ def competitive(scores: dict[str, SourceScores], roles: Roles) -> dict[str, Any]
     return _finding("competitive", "The LDMs reach scores similar to data space", criterion, verdict, reason, numbers)
 
 
+def _no_small_band(band: str | None, wavelength_km: np.ndarray) -> str | None:
+    """Why this grid cannot decide a finding about small scales (None: ``band`` can)."""
+    if band is None:
+        return "this grid cannot decide it: no band"
+    if band == sanity_band(wavelength_km):
+        return f"this grid cannot decide it: only one band ({band}) has rings, and the sanity check uses it"
+    return None
+
+
 def smoothing(
     scores: dict[str, SourceScores], roles: Roles, floor: SourceScores, wavelength_km: np.ndarray
 ) -> dict[str, Any]:
@@ -202,9 +211,8 @@ def smoothing(
         "interval"
     )
     title = "The LDMs smooth the fields; the data-space model does not"
-    if band is None or band == sanity_band(wavelength_km):
-        why = "no band" if band is None else f"only one band ({band}) has rings, and the sanity check uses it"
-        return _finding("smoothing", title, criterion, UNDECIDED, f"this grid cannot decide it: {why}", {})
+    if (why := _no_small_band(band, wavelength_km)) is not None:
+        return _finding("smoothing", title, criterion, UNDECIDED, why, {})
     key = f"psd/sit/{band}"
     f = floor.interval(key)
     numbers = {f"floor: {key}": f}
@@ -251,8 +259,8 @@ def small_scales_kept(
         "paired difference refined - censored LDM in per-cell or aggregate CRPS has its interval above 0"
     )
     title = "The refined latent path keeps the small scales without losing skill"
-    if band is None or band == sanity_band(wavelength_km):
-        return _finding("small_scales_kept", title, criterion, UNDECIDED, "this grid has no small-scale band", {})
+    if (why := _no_small_band(band, wavelength_km)) is not None:
+        return _finding("small_scales_kept", title, criterion, UNDECIDED, why, {})
     numbers, inside, outside = {}, True, False
     for var in KEPT_VARIABLES:
         key = f"psd/{var}/{band}"

@@ -72,9 +72,9 @@ def build_stage_model(
     fraction of the fields its ``provenance`` resolves (read from the manifest when not given).
     """
     channels = len(manifest.variables)
+    if cfg.stage in ("autoencoder", "refiner") and manifest.kind != "fields":
+        raise UserError(f"{cfg.data.path}: the {cfg.stage} trains on fields, this is a {manifest.kind} set")
     if cfg.stage == "autoencoder":
-        if manifest.kind != "fields":
-            raise UserError(f"{cfg.data.path}: the autoencoder trains on fields, this is a {manifest.kind} set")
         if cfg.vae.in_channels != channels:
             raise UserError(
                 f"config key 'vae.in_channels' is {cfg.vae.in_channels} but {cfg.data.path} has {channels} variables"
@@ -98,18 +98,14 @@ def build_stage_model(
         if cfg.vae.mask_channel:
             vae.set_ocean_mask(torch.as_tensor(static.mask, dtype=torch.float32))
         return vae
-    if cfg.stage == "refiner":
-        if manifest.kind != "fields":
-            raise UserError(f"{cfg.data.path}: a refiner trains on fields, this is a {manifest.kind} set")
-        if cfg.unet.cond_channels != channels:
-            raise UserError(
-                f"config key 'unet.cond_channels' is {cfg.unet.cond_channels} but a refiner is conditioned on the "
-                f"decoded field: {channels} channels for {cfg.data.path}"
-            )
-    elif cfg.unet.cond_channels:
-        raise UserError(
-            f"config key 'unet.cond_channels' is {cfg.unet.cond_channels}: only stage 'refiner' has a condition"
+    expected = channels if cfg.stage == "refiner" else 0
+    if cfg.unet.cond_channels != expected:
+        need = (
+            f"a refiner is conditioned on the decoded field, {channels} channels for {cfg.data.path}"
+            if expected
+            else "only stage 'refiner' has a condition"
         )
+        raise UserError(f"config key 'unet.cond_channels' is {cfg.unet.cond_channels}: {need}")
     if cfg.unet.in_channels != channels:
         raise UserError(
             f"config key 'unet.in_channels' is {cfg.unet.in_channels} but {cfg.data.path} "
