@@ -78,6 +78,11 @@ KEPT_VARIABLES = ("sit", "sic", "damage")
 MIZ_DISTANCE = "aggregate/miz_area/wasserstein"
 # A band needs at least 3 wavenumber rings: one ring is one number, not a spectrum shape.
 MIN_RINGS = 3
+KEPT_CRITERION = (
+    f"in the finest band with >= {MIN_RINGS} rings, the PSD log10-ratio estimates of {', '.join(KEPT_VARIABLES)} "
+    f"each lie within {KEEP_MARGIN:g} decade of the floor's interval, and no paired difference refined - censored "
+    "LDM in per-cell or aggregate CRPS has its interval above 0"
+)
 
 
 def ratio(a: SourceScores, b: SourceScores, key: str) -> Interval:
@@ -251,16 +256,11 @@ def censoring_miz(scores: dict[str, SourceScores], roles: Roles) -> dict[str, An
 def small_scales_kept(
     scores: dict[str, SourceScores], roles: Roles, floor: SourceScores, wavelength_km: np.ndarray
 ) -> dict[str, Any]:
-    refined, censored = roles.ldm_refined, roles.ldm_censored
+    title, criterion = "The refined latent path keeps the small scales without losing skill", KEPT_CRITERION
     band = smoothing_band(wavelength_km)
-    criterion = (
-        f"in the finest band with >= {MIN_RINGS} rings, the PSD log10-ratio estimates of "
-        f"{', '.join(KEPT_VARIABLES)} each lie within {KEEP_MARGIN:g} decade of the floor's interval, and no "
-        "paired difference refined - censored LDM in per-cell or aggregate CRPS has its interval above 0"
-    )
-    title = "The refined latent path keeps the small scales without losing skill"
     if (why := _no_small_band(band, wavelength_km)) is not None:
         return _finding("small_scales_kept", title, criterion, UNDECIDED, why, {})
+    refined, censored = roles.ldm_refined, roles.ldm_censored
     numbers, inside, outside = {}, True, False
     for var in KEPT_VARIABLES:
         key = f"psd/{var}/{band}"
