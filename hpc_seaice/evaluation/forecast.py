@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 from tqdm import tqdm
 
 from hpc_seaice.data.blocks import evenly_spaced
@@ -53,6 +54,7 @@ from hpc_seaice.evaluation.forecast_truth import (
 )
 from hpc_seaice.evaluation.generated import check_same_grid
 from hpc_seaice.evaluation.output import jsonable, report_output, write_report_folder
+from hpc_seaice.outputs import Output
 
 BASELINES: tuple[str, ...] = ("persistence", "climatology")
 SCORED = ("rmse", "crps")  # the scores with a skill score against each baseline
@@ -87,7 +89,16 @@ def evaluate_forecast(
         ds.close()
 
 
-def _evaluate(ds, path: Path, data: str, output, window: int, assumed, figures: bool, progress: bool) -> dict[str, Any]:
+def _evaluate(
+    ds: xr.Dataset,
+    path: Path,
+    data: str,
+    output: Output,
+    window: int,
+    assumed: dict[str, str] | None,
+    figures: bool,
+    progress: bool,
+) -> dict[str, Any]:
     truth = open_reference(data, None)
     static = truth.static
     check_same_grid(ds, path, WHAT, truth.grid, static.mask, (static.lat, static.lon), data)
