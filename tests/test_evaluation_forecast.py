@@ -10,6 +10,7 @@ are recomputed independently from ``hs.open_dataset`` and pandas' day of year.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -388,4 +389,15 @@ def test_bad_inputs(data, states, tmp_path, capsys):
     assert "drop --samples" in refused(good, "--samples", str(samples))
     assert "--climatology-window must be 0 to 181 days, got -1" in refused(good, "--climatology-window", "-1")
     assert "nothing.nc does not exist" in refused(tmp_path / "nothing.nc")
+
+    other = tmp_path / "other-splits"  # the same states, other splits
+    shutil.copytree(data, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    for splits, expected in (
+        ({"test": SPLITS["test"]}, "no split named 'train'"),
+        ({"train": ["2009-06-01", "2009-06-30"]}, "no state within 15 days of day of year 33"),
+    ):
+        (other / "manifest.json").write_text(json.dumps({**manifest, "splits": splits}))
+        assert main(["evaluate", "--forecast", str(good), "--data", str(other), "--out", out]) == 2
+        assert expected in _one_line_error(capsys)
     assert not Path(out).exists()  # nothing was written by a refused evaluation
