@@ -127,12 +127,31 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
         "calibration error = |generated - test| ice-cover probability (cell-weighted, unweighted, and over cells "
         "with 0 < p_test < 1); aggregates per state (extent, area, volume, MIZ area) with Wasserstein-1 and CRPS; "
         "variogram score; memorisation (copies of training states) and physical consistency. --findings decides "
-        "the study's three findings (docs/evaluation.md).",
+        "the study's three findings (docs/evaluation.md). With --forecast FILE it scores an ensemble forecast "
+        "instead, lead by lead against the data set at its valid times (RMSE of the ensemble mean, CRPS, "
+        "spread-skill ratio, rank histograms, aggregates, skill against persistence and the day-of-year "
+        "climatology of the training split; docs/forecast.md).",
     )
     evaluate.add_argument("--samples", nargs="*", default=[], help="sample NetCDF files")
     evaluate.add_argument("--data", required=True, help="field data set folder")
     evaluate.add_argument("--split", default="test", help="reference split (default test)")
-    evaluate.add_argument("--out", required=True, help="output folder (created)")
+    evaluate.add_argument(
+        "--out", default=None, help="output folder (created; with --forecast default: beside it, <name>-scores)"
+    )
+    evaluate.add_argument(
+        "--forecast",
+        default=None,
+        metavar="FILE.nc",
+        help="score this forecast file (hpc-seaice forecast's format) against --data instead of samples",
+    )
+    evaluate.add_argument(
+        "--climatology-window",
+        type=int,
+        default=15,
+        metavar="DAYS",
+        help="with --forecast: the climatology baseline averages the training states within this many days of "
+        "year of each valid time (default 15: a 31-day window)",
+    )
     evaluate.add_argument(
         "--reconstruct", nargs="*", default=[], help="autoencoder run folders (or latent diffusion runs: their VAE)"
     )

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from hpc_seaice.data.blocks import evenly_spaced
 from hpc_seaice.data.format.units import parse_assume_units
 from hpc_seaice.data.format.variables import ICE_COVER_THRESHOLD, VARIABLES
-from hpc_seaice.data.geo.cell_geometry import grid_geometry
+from hpc_seaice.data.geo.cell_geometry import CellGeometry, grid_geometry
 from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.errors import UserError
 from hpc_seaice.evaluation import replicates as R
@@ -53,7 +53,7 @@ from hpc_seaice.evaluation.figures import write_figures
 from hpc_seaice.evaluation.findings import Roles, decide_findings
 from hpc_seaice.evaluation.floor import FLOOR_SPLIT, floor_size, load_floor, split_problem
 from hpc_seaice.evaluation.generated import GeneratedModel, load_generated
-from hpc_seaice.evaluation.output import report_output, write_report_folder
+from hpc_seaice.evaluation.output import jsonable, report_output, write_report_folder
 from hpc_seaice.evaluation.plateaus import shares_from_counts
 from hpc_seaice.evaluation.reconstruction import load_reconstruction
 from hpc_seaice.evaluation.reference import ReferenceStream
@@ -94,7 +94,10 @@ def select_states(num_states: int, max_states: int) -> np.ndarray:
     return evenly_spaced(num_states, max_states)
 
 
-def _open_reference(data: str, split: str) -> ShardedDataset:
+def open_reference(data: str | os.PathLike, split: str | None) -> ShardedDataset:
+    """The field data set at ``data`` (split ``split``, None = every time) in physical units, checked:
+    one line naming the folder when it is missing, latent, has other variables or no state."""
+    data = str(data)
     if not Path(data).is_dir():
         raise UserError(f"data set folder {data} does not exist")
     ds = ShardedDataset(data, split, normalize=False)
@@ -183,7 +186,7 @@ def run_evaluation(
     assumed = parse_assume_units(assume_units)
     out = Path(out)
     output = report_output(out, [("--data", data), *(("--samples", p) for p in samples)])
-    ref = _open_reference(data, split)
+    ref = open_reference(data, split)
     floor_problem = split_problem(data) if split != FLOOR_SPLIT else f"the reference split is {FLOOR_SPLIT}"
     if findings is not None and floor_problem:
         raise UserError(f"--findings needs the floor, from split {FLOOR_SPLIT!r}: {floor_problem}")
@@ -298,7 +301,7 @@ def run_evaluation(
             return {}
         return write_figures(folder, result, models, floor, recs, stream, ctx.mask, geometry, _label(ref, indices))
 
-    evaluation.metrics = result = _jsonable(result)
+    evaluation.metrics = result = jsonable(result)
     write_report_folder(output, result, draw, report.write_report)
     return evaluation
 
@@ -313,19 +316,7 @@ def _context(ref: ShardedDataset, data: str, dx_km: float | None, spectrum: str)
     """The scoring context of the reference grid, its spectrum box, geometry and wavelength spacing."""
     mask = (np.asarray(ref.static.mask) > 0.5).astype(np.float32)
     box = _spectrum_box(mask, data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a repeated lat/lon point: zero spacing
-        try:
-            geometry = grid_geometry(ref.static, fallback_spacing_m=1000.0 * (dx_km or DEFAULT_DX_KM))
-        except ValueError as exc:
-            raise UserError(f"{data}/static.h5: {exc}") from None
-    if geometry.source.startswith("nominal"):
-        print(
-            f"evaluate: warning: {data}: no usable cell geometry in static.h5 or lat/lon; using equal cells "
-            f"of {geometry.source.split(' ', 1)[1]}",
-            file=sys.stderr,
-            flush=True,
-        )
+    geometry = reference_geometry(ref, data, dx_km or DEFAULT_DX_KM)
     dx_km = dx_km or geometry.mean_spacing_km(box)
     psd_of = functools.partial(isotropic_psd, mask=mask, box=box, dx_km=dx_km, estimator=spectrum)
     ctx = ScoringContext(
@@ -338,6 +329,27 @@ def _context(ref: ShardedDataset, data: str, dx_km: float | None, spectrum: str)
         cells=cell_sample(int((mask > 0.5).sum())),
     )
     return ctx, box, geometry, dx_km
+
+
+def reference_geometry(
+    ref: ShardedDataset, data: str | os.PathLike, fallback_km: float = DEFAULT_DX_KM
+) -> CellGeometry:
+    """Cell areas and spacings of the data set's grid (:func:`grid_geometry`): stored or from lat/lon,
+    else equal cells of ``fallback_km`` with a warning on stderr; unusable stored values: one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a repeated lat/lon point: zero spacing
+        try:
+            geometry = grid_geometry(ref.static, fallback_spacing_m=1000.0 * fallback_km)
+        except ValueError as exc:
+            raise UserError(f"{data}/static.h5: {exc}") from None
+    if geometry.source.startswith("nominal"):
+        print(
+            f"evaluate: warning: {data}: no usable cell geometry in static.h5 or lat/lon; using equal cells "
+            f"of {geometry.source.split(' ', 1)[1]}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return geometry
 
 
 def _load_models(
@@ -379,18 +391,3 @@ def _spectrum_box(mask: np.ndarray, data: str) -> tuple[slice, slice]:
 
 def _label(ref: ShardedDataset, indices: np.ndarray) -> str:
     return f"test {np.datetime_as_string(np.asarray(ref.times)[int(indices[0])], unit='h')}"
-
-
-def _jsonable(x: Any) -> Any:
-    """numpy scalars/arrays to Python, NaN/inf to None (JSON has no NaN)."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x

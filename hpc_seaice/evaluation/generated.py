@@ -76,31 +76,12 @@ def load_generated(
     Values are read in the project's units: each variable's ``units`` converted, or replaced by
     ``assume_units`` (``--assume-units``, parsed).
     """
-    grid, mask, data_desc, lat_lon = ctx.grid, ctx.mask, ctx.data_desc, ctx.lat_lon
+    mask = ctx.mask
     ds = read_samples(path)
     try:
-        shape = (ds.sizes["y"], ds.sizes["x"])
-        if shape != tuple(grid):
-            raise UserError(
-                f"grid mismatch: samples file {path} is {shape[0]}x{shape[1]}, "
-                f"data set {data_desc} is {grid[0]}x{grid[1]}"
-            )
+        check_same_grid(ds, path, "samples file", ctx.grid, mask, ctx.lat_lon, ctx.data_desc)
         if ds.sizes["sample"] < 1:
             raise UserError(f"samples file {path} holds no sample")
-        sample_mask = ds["mask"].values > 0.5
-        differ = int((sample_mask != (mask > 0.5)).sum())
-        if differ:
-            raise UserError(
-                f"land mask mismatch: samples file {path} differs from data set {data_desc} in {differ} cells"
-            )
-        if "lat" in ds.variables and "lon" in ds.variables:
-            # Same shape and mask is not the same grid (e.g. another crop of an all-ocean region).
-            apart = great_circle_m(ds["lat"].values, ds["lon"].values, *lat_lon)
-            if not apart.max() <= LAT_LON_TOLERANCE_M:
-                raise UserError(
-                    f"lat/lon mismatch: samples file {path} is up to {apart.max() / 1e3:.3g} km away from "
-                    f"the cells of data set {data_desc}"
-                )
         fields, _, _ = sample_arrays(ds, with_raw=False, assumed=assume_units)
         attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ds.attrs.items()}
         # Bounds before clipping where the file keeps them, one variable at a time (memory).
@@ -120,6 +101,36 @@ def load_generated(
     name = str(attrs.get("model") or name)
     oob_source = ("raw" if raw_found else "stored") if applies else "n/a (censored decoder)"
     return generated_from_fields(fields, name, path, attrs, ctx, oob, oob_source)
+
+
+def check_same_grid(
+    ds: Any,
+    path: Path,
+    what: str,
+    grid: tuple[int, int],
+    mask: np.ndarray,
+    lat_lon: tuple[np.ndarray, np.ndarray],
+    data_desc: str,
+) -> None:
+    """A file's grid (``ds``: an ``xarray.Dataset`` with ``y``, ``x``, ``mask`` and, where present,
+    ``lat``/``lon``) is the data set's: same size, same ocean mask, cell centres within
+    :data:`LAT_LON_TOLERANCE_M`; else one line naming ``what`` (``samples file``), the file and the difference."""
+    shape = (ds.sizes["y"], ds.sizes["x"])
+    if shape != tuple(grid):
+        raise UserError(
+            f"grid mismatch: {what} {path} is {shape[0]}x{shape[1]}, data set {data_desc} is {grid[0]}x{grid[1]}"
+        )
+    differ = int(((ds["mask"].values > 0.5) != (mask > 0.5)).sum())
+    if differ:
+        raise UserError(f"land mask mismatch: {what} {path} differs from data set {data_desc} in {differ} cells")
+    if "lat" in ds.variables and "lon" in ds.variables:
+        # Same shape and mask is not the same grid (e.g. another crop of an all-ocean region).
+        apart = great_circle_m(ds["lat"].values, ds["lon"].values, *lat_lon)
+        if not apart.max() <= LAT_LON_TOLERANCE_M:
+            raise UserError(
+                f"lat/lon mismatch: {what} {path} is up to {apart.max() / 1e3:.3g} km away from "
+                f"the cells of data set {data_desc}"
+            )
 
 
 def generated_from_fields(

@@ -12,10 +12,13 @@ nothing and is refused in one line naming the first.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from hpc_seaice.outputs import Output
 
@@ -59,3 +62,18 @@ def write_report_folder(
         render(output.path / REPORT_NAME, result)
         output.commit()
     return result
+
+
+def jsonable(x: Any) -> Any:
+    """numpy scalars/arrays to Python, NaN/inf to None (JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x

@@ -36,7 +36,8 @@ def _cmap(name: str) -> mcolors.Colormap:
     return plt.get_cmap(name).with_extremes(bad=LAND_COLOUR)
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (folder created) and close it; every figure goes through here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -112,7 +113,7 @@ def plot_maps(
                 if key == "deformation":  # a few labelled ticks: log minor labels overlap on short ranges
                     bar.ax.xaxis.set_minor_formatter(mticker.NullFormatter())
                     bar.set_ticks(np.geomspace(d_lo, d_hi, 4), labels=[f"{t:.2g}" for t in np.geomspace(d_lo, d_hi, 4)])
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_spectra(
@@ -130,7 +131,7 @@ def plot_spectra(
     fig, ax = plt.subplots(figsize=(6, 4.2))
     _spectra_axes(ax, wavelength_km, curves, ylabel, title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_spectra_grid(
@@ -149,7 +150,7 @@ def plot_spectra_grid(
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8)
     fig.subplots_adjust(bottom=0.16 if rows == 2 else 0.25, hspace=0.35)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _spectra_axes(ax, wavelength_km, curves, ylabel: str, title: str) -> None:
@@ -191,7 +192,7 @@ def plot_calibration(
     ax.set_ylabel("generated probability")
     ax.grid(True, ls=":", lw=0.5, alpha=0.6)
     ax.legend(fontsize=8, loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_miz_histogram(
@@ -207,7 +208,7 @@ def plot_miz_histogram(
     _histograms(ax, values[0], [(label, v, colour) for (label, _, colour), v in zip(models, values[1:])], bins)
     ax.set_xlabel("MIZ area (10$^3$ km$^2$)")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _histograms(ax, reference: np.ndarray, sources: Sequence[tuple[str, np.ndarray, str]], bins: int) -> None:
@@ -234,7 +235,7 @@ def plot_aggregate_histograms(
         _histograms(ax, reference, sources, bins)
         ax.set_xlabel(xlabel)
     axes[0, 0].legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_deformation_scaling(path: str | Path, curves: Sequence[tuple[str, dict, str]]) -> Path:
@@ -260,4 +261,4 @@ def plot_deformation_scaling(path: str | Path, curves: Sequence[tuple[str, dict,
         ax.grid(True, which="both", ls=":", lw=0.5, alpha=0.6)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -95,7 +95,7 @@ def projected_axes(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.nda
     return (xs, ys) if regular else None
 
 
-def _attr_value(value: Any) -> Any:
+def attr_value(value: Any) -> Any:
     """A value NetCDF can store as an attribute (str, number or 1-D numeric array)."""
     if value is None:
         return "none"
@@ -229,7 +229,7 @@ def samples_dataset(
         "title": "hpc-seaice generated sea-ice states",
         "date_created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    global_attrs.update({str(k): _attr_value(v) for k, v in attrs.items()})
+    global_attrs.update({str(k): attr_value(v) for k, v in attrs.items()})
     return with_grid_mapping(xr.Dataset(data_vars, coords=coords, attrs=global_attrs))
 
 
@@ -245,12 +245,21 @@ def write_samples(path: str | os.PathLike, ds: xr.Dataset) -> Path:
             encoding[name] = {"zlib": True, "complevel": 4, "chunksizes": (1, h, w), "_FillValue": None}
     for name in ("lat", "lon"):
         encoding[name] = {"_FillValue": None}
+    return write_netcdf(path, ds, encoding)
+
+
+def write_netcdf(path: str | os.PathLike, ds: xr.Dataset, encoding: Mapping[str, dict[str, Any]]) -> Path:
+    """Write ``ds`` with ``encoding`` to one NetCDF file ``path``: atomically (a kill leaves the old
+    file or none), the folder created, a full disk one line naming the file. Returns the path.
+
+    Shared by the samples file and the forecast file (:mod:`.forecast_file`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_target(path) as tmp:
         raw = GuardedFile(tmp)  # a full disk: one line below, not HDF5's crash (see GuardedFile)
         try:
-            ds.to_netcdf(raw, engine=ENGINE, encoding=encoding)
+            ds.to_netcdf(raw, engine=ENGINE, encoding=dict(encoding))
         finally:
             raw.sync()
             raw.close()
@@ -267,12 +276,7 @@ def read_samples(path: str | os.PathLike) -> xr.Dataset:
             ``(sample, y, x)`` dimensions.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"samples file {path} does not exist")
-    try:
-        ds = xr.open_dataset(path, engine=ENGINE)
-    except Exception as exc:  # h5py/h5netcdf raise several types for a non-NetCDF file
-        raise UserError(f"samples file {path} is not a readable NetCDF file ({exc})") from exc
+    ds = open_netcdf(path, "samples file")
     missing = [name for name in (*VARIABLES, "mask") if name not in ds.variables]
     if missing:
         ds.close()
@@ -283,6 +287,16 @@ def read_samples(path: str | os.PathLike) -> xr.Dataset:
             ds.close()
             raise UserError(f"samples file {path}: variable {name} has dims {dims}, expected (sample, y, x)")
     return ds
+
+
+def open_netcdf(path: Path, what: str) -> xr.Dataset:
+    """Open NetCDF file ``path`` lazily; a missing or unreadable file is one line naming ``what`` and the path."""
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist")
+    try:
+        return xr.open_dataset(path, engine=ENGINE)
+    except Exception as exc:  # h5py/h5netcdf raise several types for a non-NetCDF file
+        raise UserError(f"{what} {path} is not a readable NetCDF file ({exc})") from exc
 
 
 def variable_values(ds: xr.Dataset, name: str, assumed: Mapping[str, str] | None = None) -> np.ndarray:
