@@ -335,7 +335,7 @@ class Demo:
         evaluation = out / "evaluation"
         roles = [role for role in ROLE_MODELS if (out / "samples" / f"{role}.nc") in samples]
         self.stage(
-            f"evaluate the {len(diffusion_runs)} models, the floor and the two VAEs against the test split; "
+            f"evaluate the {len(samples)} models, the floor and the two VAEs against the test split; "
             "decide the findings",
             _evaluated(evaluation, roles),
             [
