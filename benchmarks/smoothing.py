@@ -125,6 +125,23 @@ def verdict_words(study: dict[str, Any], speed: dict[str, Any]) -> list[str]:
             f"{ratios['sampling_time']:.1f}x and latent + spectral noise {spectral_speed:.1f}x, in the same run "
             f"({speed['summary']['device_name']})."
         )
+    spectra, worse = [], []
+    for key, i in kept["numbers"].items():
+        name = key.split(": ")[-1]
+        if " - " in key and i["low"] > 0:  # a paired difference refined - censored, worse beyond its interval
+            worse.append(f"{name} {i['estimate']:+.3g} [{i['low']:+.3g}, {i['high']:+.3g}]")
+        elif name.startswith("psd/") and not key.startswith("floor"):
+            spectra.append(f"{name.split('/')[1]} {i['estimate']:+.2f}")
+    if spectra:
+        lines.append(
+            f"- The refiner's finest-band log10 power ratios: {', '.join(spectra)} (criterion: within 0.3 decade "
+            "of the floor's interval)."
+        )
+    if worse:
+        lines.append(
+            "- Paired differences refined - plain censored LDM that are worse beyond their interval: "
+            f"{'; '.join(worse)}."
+        )
     both = kept["verdict"] == "holds" and fast
     lines.append(
         "- Both targets are met by the residual refiner in these runs."
