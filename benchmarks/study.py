@@ -135,7 +135,8 @@ def summary(metrics: dict[str, Any], stages: list[Any], seconds: float, plan: Pl
     return {
         "plan": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(plan).items()},
         "stages": [{"stage": s.name, "seconds": s.seconds, "skipped": s.done} for s in stages],
-        "total_seconds": seconds,
+        "total_seconds": seconds,  # this invocation (a resumed study skips finished stages)
+        "stage_seconds": sum(st.seconds or 0.0 for st in stages),  # every stage, from whichever run made it
         "findings": metrics.get("findings", []),
         "scores": scores,
         "vae_large_scales": large_scale_check(metrics),
@@ -153,7 +154,8 @@ def render(record: dict[str, Any], quick: bool) -> str:
         "",
         f"Synthetic {s['grid'][0]} x {s['grid'][1]} Arctic, {s['num_test_states']} test states; every model and the "
         f"floor (validation states scored as a model) with 95 % bootstrap intervals. Device: {env.get('device')}; "
-        f"commit {env.get('git_commit', '?')}. Total wall time {s['total_seconds']:.0f} s.",
+        f"commit {env.get('git_commit', '?')}. Wall time of all stages {s['stage_seconds']:.0f} s (this invocation "
+        f"{s['total_seconds']:.0f} s; a resumed study skips finished stages).",
         "",
         "## Findings",
         "",

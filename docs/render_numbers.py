@@ -582,7 +582,8 @@ def study_findings(res: Results) -> str:
     lines = [
         f"`python -m benchmarks.study`: {s['grid'][0]} x {s['grid'][1]} synthetic Arctic, {s['num_test_states']} test "
         f"states, {samples} samples per model, every score against the floor with 95 % bootstrap intervals; "
-        f"{s['total_seconds'] / 60:.0f} min of wall time over all runs on {env['device']} (commit "
+        f"{sum(st['seconds'] or 0 for st in s['stages']) / 60:.0f} min of wall time over all stages on "
+        f"{env['device']} (commit "
         f"{env.get('git_commit', '?')[:7]}).",
         "",
     ]
