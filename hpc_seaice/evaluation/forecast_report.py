@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from hpc_seaice.data.format.variables import UNITS
+from hpc_seaice.evaluation.report import figure_lines
 from hpc_seaice.evaluation.report_tables import fmt, table
 from hpc_seaice.fileio import atomic_write
 
@@ -173,12 +174,7 @@ def render_forecast_report(metrics: dict[str, Any]) -> str:
         "",
         *_aggregate_table(metrics),
     ]
-    figures = metrics.get("figures", {})
-    if figures:
-        lines += ["", "## Figures", ""]
-        for key, rel in figures.items():
-            title = FIGURE_TITLES.get(key, key)
-            lines += [f"### {title}", "", f"![{title}]({rel})", ""]
+    lines += figure_lines(metrics.get("figures", {}), FIGURE_TITLES)
     return "\n".join(lines).rstrip() + "\n"
 
 

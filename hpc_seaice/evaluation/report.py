@@ -198,13 +198,17 @@ def render_report(metrics: dict[str, Any]) -> str:
             for name, r in recs.items()
         ]
         lines += _table(header, rows)
-    figures = metrics.get("figures", {})
-    if figures:
-        lines += ["", "## Figures", ""]
-        for key, rel in figures.items():
-            title = FIGURE_TITLES.get(key, key)
-            lines += [f"### {title}", "", f"![{title}]({rel})", ""]
+    lines += figure_lines(metrics.get("figures", {}), FIGURE_TITLES)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def figure_lines(figures: dict[str, str], titles: dict[str, str]) -> list[str]:
+    """A report's figure section: a heading and the image of each figure ``metrics.json`` lists."""
+    lines = ["", "## Figures", ""] if figures else []
+    for key, rel in figures.items():
+        title = titles.get(key, key)
+        lines += [f"### {title}", "", f"![{title}]({rel})", ""]
+    return lines
 
 
 def write_report(path: str | os.PathLike, metrics: dict[str, Any]) -> Path:

@@ -14,7 +14,6 @@ from pathlib import Path
 import xarray as xr
 
 from hpc_seaice.inference.ensemble import (
-    check_decoder_noise,
     check_sample_memory,
     check_sampling_args,
     ensemble_dataset,
@@ -55,7 +54,6 @@ class Run:
         A bad argument raises :class:`~hpc_seaice.inference.ensemble.SamplingArgumentError` (a ValueError).
         """
         check_sampling_args(n, steps, batch_size, seed)
-        check_decoder_noise(self.loaded, decoder_noise)
         check_sample_memory(n, (5, *self.loaded.field_static.mask.shape), "n")
         steps = steps or self.loaded.sampler_steps
         fields, raw = generate_ensemble(

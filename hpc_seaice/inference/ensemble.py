@@ -88,17 +88,23 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def open_diffusion_run(
-    run_dir: str | os.PathLike, checkpoint: str | int, device: torch.device, warn_as: str | None = None
+    run_dir: str | os.PathLike,
+    checkpoint: str | int,
+    device: torch.device,
+    warn_as: str | None = None,
+    decoder_noise: str = "none",
 ) -> LoadedRun:
     """Load a diffusion (or refiner) run for sampling: the one path of ``hpc-seaice sample``, ``hs.open_run`` and
     the step sweep. Another stage (a VAE run) is a one-line error here, not a failure inside the
     sampler; a sampler that starts from too little noise for the run's data is said once on stderr,
-    prefixed ``warn_as`` (None: not said, e.g. on ranks other than 0)."""
+    prefixed ``warn_as`` (None: not said, e.g. on ranks other than 0). ``decoder_noise`` (the
+    ``--decoder-noise`` option) is checked against the run before anything is generated."""
     loaded = load_inference_model(run_dir, checkpoint, device)
     if loaded.config.stage not in ("diffusion", "refiner"):
         raise UserError(
             f"{loaded.run_dir}: an {loaded.config.stage} run; sampling needs a diffusion run (or a refiner run)"
         )
+    check_decoder_noise(loaded, decoder_noise, "--decoder-noise")
     warning = noise_warning(loaded)
     if warning and warn_as is not None:
         print(f"{warn_as}: {warning}", file=sys.stderr, flush=True)

@@ -20,7 +20,6 @@ from hpc_seaice.data.format.samples_file import write_samples
 from hpc_seaice.data.loading.dataset import partition
 from hpc_seaice.errors import UserError
 from hpc_seaice.inference.ensemble import (
-    check_decoder_noise,
     check_sample_memory,
     check_sampling_args,
     ensemble_dataset,
@@ -84,10 +83,8 @@ def sample_run(request: SampleRequest, env: DistEnv) -> int:
     beside it; the file is renamed into place only when complete, so a failure or a kill leaves an
     old ``--out`` as it was. Returns the exit code (0)."""
     output = _check_request(request)
-    loaded = open_diffusion_run(
-        request.run, request.checkpoint, env.device, warn_as="hpc-seaice sample" if env.is_main else None
-    )
-    check_decoder_noise(loaded, request.decoder_noise, "--decoder-noise")
+    warn_as = "hpc-seaice sample" if env.is_main else None
+    loaded = open_diffusion_run(request.run, request.checkpoint, env.device, warn_as, request.decoder_noise)
     if request.steps is None:
         request = dataclasses.replace(request, steps=loaded.sampler_steps)
     field_shape = (5, *loaded.field_static.mask.shape)
