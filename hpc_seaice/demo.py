@@ -335,8 +335,7 @@ class Demo:
         evaluation = out / "evaluation"
         roles = [role for role in ROLE_MODELS if (out / "samples" / f"{role}.nc") in samples]
         self.stage(
-            f"evaluate the {len(samples)} models, the floor and the two VAEs against the test split; "
-            "decide the findings",
+            "evaluate every samples file, the floor and the two VAEs against the test split; decide the findings",
             _evaluated(evaluation, roles),
             [
                 _hpc(
