@@ -122,8 +122,11 @@ def load_inference_model(
         if folder is None and str(step) != "latest":
             raise  # an explicit step that does not exist: the message lists those that do
         earlier = earlier_usable(run_dir, folder.name if folder else "~")
-        how = f"{option} {earlier.name}" if option else f"write {earlier.name} into {run_dir / CHECKPOINTS / LATEST}"
-        hint = f"; the checkpoint {earlier.name} can be used: {how}" if earlier and option is not None else ""
+        hint = ""
+        if earlier is not None and option is not None:  # none usable: the damage alone is the message
+            latest = run_dir / CHECKPOINTS / LATEST
+            how = f"{option} {earlier.name}" if option else f"write {earlier.name} into {latest}"
+            hint = f"; the checkpoint {earlier.name} can be used: {how}"
         raise UserError(f"{exc}{hint}") from None
     data = str(cfg.data.path)
     if not manifest_path(data).is_file():
