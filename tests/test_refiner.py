@@ -5,6 +5,8 @@ A tiny chain (VAE -> latents -> latent run) on the 32 x 32 set, then a refiner o
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from helpers import (
     hpc_seaice,
     logged_steps,
     losses,
+    tiny_autoencoder_config,
     tiny_diffusion_config,
     torchrun,
     write_config,
@@ -21,7 +24,7 @@ from helpers import (
 from helpers_runs import latent_run_chain
 
 import hpc_seaice as hs
-from hpc_seaice.config import UNetConfig, config_from_dict
+from hpc_seaice.config import UNetConfig, config_from_dict, with_absolute_paths
 from hpc_seaice.data.format.manifest import read_manifest
 from hpc_seaice.data.format.static import read_static
 from hpc_seaice.data.loading.dataset import ShardedDataset
@@ -234,3 +237,60 @@ def test_spectral_decoder_noise_through_cli_and_api(chain, tmp_path):
     assert bad.returncode == 2 and "it applies to latent runs" in bad.stderr
     with pytest.raises(ValueError, match="decoder_noise must be one of"):
         hs.open_run(chain["ldm"], device="cpu").sample(1, decoder_noise="white")
+
+
+def _one_line_error(proc, *needles: str) -> str:
+    lines = [line for line in proc.stderr.strip().splitlines() if "warning" not in line]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_a_refiner_follows_its_latent_run_and_refuses_another_vae(tiny_dataset, tmp_path):
+    """Its own chain, changed in place as users do: the latent run moved (one line saying where to set
+    the new place, which then works), the latent run switched to posterior means (resume refused), the
+    VAE retrained in its folder and the latents re-encoded (resume and sampling refused: the learned
+    residual belongs to the old decoder)."""
+    vae, latents, ldm, _ = latent_run_chain(tiny_dataset, tiny_dataset, tmp_path)
+    refiner = tmp_path / "refiner"
+    config = refiner_config(tiny_dataset, refiner, ldm, max_steps=1, checkpoint_every=1)
+    assert run_training(config_from_dict(config)) == 0
+    out = tmp_path / "s.nc"
+    sample = ("sample", "--run-dir", str(refiner), "--num-samples", "1", "--steps", "2", "--out", str(out))
+
+    moved = tmp_path / "ldm-moved"
+    ldm.rename(moved)
+    _one_line_error(
+        hpc_seaice(*sample, check=False), f"the latent run it refines, {ldm}, is gone", str(refiner / "config.yaml")
+    )
+    refiner_yaml = refiner / "config.yaml"
+    text = refiner_yaml.read_text()
+    refiner_yaml.write_text(text.replace(f"latent_run: {ldm}", f"latent_run: {moved}"))
+    hpc_seaice(*sample)  # what the message says to do works
+    refiner_yaml.write_text(text)
+    moved.rename(ldm)
+
+    more = {**config, "train": {**config["train"], "max_steps": 2}}
+    ldm_yaml = ldm / "config.yaml"
+    text = ldm_yaml.read_text()
+    assert "latent_posterior: sample" in text
+    ldm_yaml.write_text(text.replace("latent_posterior: sample", "latent_posterior: mean"))
+    with pytest.raises(UserError, match="decoded from posterior samples, but the latent run .* posterior means"):
+        run_training(config_from_dict(more))
+    ldm_yaml.write_text(text)
+
+    shutil.rmtree(vae)
+    retrained = tiny_autoencoder_config(tiny_dataset, vae, train={"max_steps": 2, "seed": 7})
+    assert run_training(config_from_dict(retrained)) == 0
+    hpc_seaice("encode", "--autoencoder", str(vae), "--data", str(tiny_dataset), "--out", str(latents), "--overwrite")
+    with pytest.raises(UserError, match="trained on the decoded fields of VAE weights sha256 .* now decodes with"):
+        run_training(config_from_dict(more))
+    _one_line_error(hpc_seaice(*sample, "--overwrite", check=False), "now decodes with", "train the refiner again")
+
+
+def test_refine_latent_run_is_made_absolute_like_the_other_paths(tmp_path, monkeypatch):
+    """A run folder's config.yaml must work from any directory: a relative latent run is resolved when training."""
+    monkeypatch.chdir(tmp_path)
+    cfg = config_from_dict(refiner_config(tmp_path / "data", "run", "runs/ldm"))
+    assert with_absolute_paths(cfg).refine.latent_run == str(tmp_path / "runs" / "ldm")
