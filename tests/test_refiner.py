@@ -29,6 +29,7 @@ from hpc_seaice.data.format.manifest import read_manifest
 from hpc_seaice.data.format.static import read_static
 from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.errors import UserError
+from hpc_seaice.inference.generate import decoder_for
 from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.inference.refine import FieldScaler, Refinement, reconstruct
 from hpc_seaice.models.unet import UNet
@@ -82,6 +83,26 @@ def test_training_pairs_add_up_to_the_state_and_the_scale_is_the_residual_std(ch
     np.testing.assert_allclose(loaded.model.residual_scale.numpy(), expected, rtol=1e-4)
 
 
+def test_the_condition_at_training_is_what_sampling_decodes(chain):
+    """Training pairs decode z with :func:`reconstruct`; sampling decodes the latent run's standardised
+    sample with its :class:`LatentDecoder`: for the same z both must give the same field."""
+    ldm = load_inference_model(chain["ldm"])
+    states = ShardedDataset(chain["data"], split="train")
+    fields = FieldScaler(read_static(chain["data"]), torch.device("cpu"))
+    phys = fields.to_phys(torch.stack([states[i] for i in range(3)]))
+    mean, logvar = ldm.vae.encode(ldm.vae.normalize(phys) * fields.mask)
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(0))
+    trained = reconstruct(ldm.vae, phys, fields.mask, eps)
+    z = mean + torch.exp(0.5 * logvar) * eps
+    latent_mean, latent_std = (
+        torch.as_tensor(v).view(1, -1, 1, 1) for v in (ldm.data_static.mean, ldm.data_static.std)
+    )
+    decoder = decoder_for(ldm.data_manifest, ldm.data_static, ldm.vae, ldm.field_static.mask, torch.device("cpu"))
+    sampled, _ = decoder((z - latent_mean) / latent_std)
+    torch.testing.assert_close(trained, sampled, atol=1e-5, rtol=1e-5)
+    assert float(trained.abs().max()) > 0.1  # a field, not zeros
+
+
 def test_an_untrained_refiner_draws_the_exact_gaussian_residual(chain):
     """A zero v-prediction is the exact denoiser of N(0, 1) data: the residual comes out N(0, scale^2).
 
@@ -113,7 +134,9 @@ def test_an_untrained_refiner_draws_the_exact_gaussian_residual(chain):
 def test_refiner_run_samples_on_top_of_its_latent_run_through_cli_and_api(chain, tmp_path):
     out = tmp_path / "refined.nc"
     hpc_seaice("sample", "--run-dir", str(chain["refiner"]), "--num-samples", "3", "--out", str(out), "--seed", "5")
-    api = hs.open_run(chain["refiner"], device="cpu").sample(3, seed=5, progress=False)
+    run = hs.open_run(chain["refiner"], device="cpu")
+    assert f"latent space + refiner of {str(chain['ldm'])!r}" in repr(run)
+    api = run.sample(3, seed=5, progress=False)
     plain = hs.open_run(chain["ldm"], device="cpu").sample(3, seed=5, progress=False)
     with xr.open_dataset(out) as written:
         for name in ("sit", "sic", "damage"):

@@ -129,7 +129,7 @@ def check_decoder_noise(loaded: LoadedRun, decoder_noise: str, label: str = "dec
 def decoder_noise_of(loaded: LoadedRun, device: torch.device) -> SpectralDecoderNoise:
     """The spectral decoder noise of a latent run: its VAE's residual spectrum on the fields set it encodes."""
     assert loaded.provenance is not None and loaded.vae is not None
-    fields, _ = loaded.provenance.fields()
+    fields, _ = loaded.provenance.fields
     bounds = (np.asarray(fields.lower, np.float32), np.asarray(fields.upper, np.float32))
     return SpectralDecoderNoise.fit(loaded.vae, str(loaded.provenance.fields_dataset), *bounds, device=device)
 
