@@ -133,7 +133,11 @@ def test_an_untrained_refiner_draws_the_exact_gaussian_residual(chain):
 
 def test_refiner_run_samples_on_top_of_its_latent_run_through_cli_and_api(chain, tmp_path):
     out = tmp_path / "refined.nc"
-    hpc_seaice("sample", "--run-dir", str(chain["refiner"]), "--num-samples", "3", "--out", str(out), "--seed", "5")
+    proc = hpc_seaice(
+        "sample", "--run-dir", str(chain["refiner"]), "--num-samples", "3", "--out", str(out), "--seed", "5"
+    )
+    assert f"latent space + refiner of {chain['ldm']} step 1" in proc.stdout
+    assert "+ refiner Heun 3 steps (5 calls)" in proc.stdout
     run = hs.open_run(chain["refiner"], device="cpu")
     assert f"latent space + refiner of {str(chain['ldm'])!r}" in repr(run)
     api = run.sample(3, seed=5, progress=False)
