@@ -154,6 +154,18 @@ def test_refiner_run_samples_on_top_of_its_latent_run_through_cli_and_api(chain,
     np.testing.assert_array_equal(np.isnan(api["sit"].values), np.isnan(plain["sit"].values))
 
 
+def test_refined_samples_do_not_depend_on_the_number_of_ranks(chain, tmp_path):
+    """Two ranks, batches of 2 (rank 0 gets samples 0-1, rank 1 sample 2), against one process in one batch."""
+    out = tmp_path / "two.nc"
+    args = ("--run-dir", str(chain["refiner"]), "--num-samples", "3", "--batch-size", "2", "--seed", "5")
+    torchrun(2, "sample", *args, "--out", str(out))
+    api = hs.open_run(chain["refiner"], device="cpu").sample(3, seed=5, batch_size=3, progress=False)
+    with xr.open_dataset(out) as written:
+        for name in ("sit", "sic", "damage", "siu", "siv"):
+            np.testing.assert_allclose(written[name].values, api[name].values, atol=1e-5)
+            np.testing.assert_allclose(written[f"{name}_raw"].values, api[f"{name}_raw"].values, atol=1e-4)
+
+
 def test_refiner_resumes_exactly_and_two_ranks_follow_one(chain, tmp_path):
     reference = tmp_path / "reference"
     config = refiner_config(chain["data"], reference, chain["ldm"], max_steps=4, checkpoint_every=100)
