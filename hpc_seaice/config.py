@@ -464,6 +464,8 @@ def with_absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
         cfg.data.path = _absolute("data.path", cfg.data.path)
     if cfg.vae.frozen_encoder:
         cfg.vae.frozen_encoder = _absolute("vae.frozen_encoder", cfg.vae.frozen_encoder)
+    if cfg.refine.latent_run:
+        cfg.refine.latent_run = _absolute("refine.latent_run", cfg.refine.latent_run)
     if cfg.engine.deepspeed_config:
         cfg.engine.deepspeed_config = _absolute("engine.deepspeed_config", cfg.engine.deepspeed_config)
     return cfg

@@ -21,7 +21,9 @@ def write(tmp_path, data):
 def test_every_shipped_config_loads():
     for path in sorted((CONFIGS / "demo").glob("*.yaml")) + sorted((CONFIGS / "paper").glob("*.yaml")):
         cfg = load_config(path)
-        assert cfg.stage in ("autoencoder", "diffusion"), path
+        assert cfg.stage in ("autoencoder", "diffusion", "refiner"), path
+        if cfg.stage == "refiner":  # a refiner names its latent run and is conditioned on the 5 decoded variables
+            assert cfg.refine.latent_run and cfg.unet.cond_channels == cfg.unet.in_channels == 5, path
 
 
 def test_overrides_types_and_presets(tmp_path):

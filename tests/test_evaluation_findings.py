@@ -40,6 +40,7 @@ def built(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     fields["copies"] = parts["train"][:N]
     fields["blurred-copies"] = V.blur(parts["train"][:N], 1.0)
     fields["shuffle"] = V.shuffle_cells(rng, parts["train"][:N])
+    fields["random-phases"] = V.random_phases(rng, V.states(rng, N))
     return root, {name: V.write_model(folder / f"{name}.nc", f, name) for name, f in fields.items()}
 
 
@@ -75,6 +76,7 @@ def test_the_floor_and_good_models_pass_the_sanity_checks(evaluation):
         ("shuffle", {"psd/sit/large_gt400km", "psd/siu/large_gt400km"}),
         ("copies", {"memorization"}),
         ("blurred-copies", {"memorization"}),
+        ("random-phases", {"variogram/all", "aggregate/miz_area/wasserstein"}),
     ],
 )
 def test_broken_models_fail_the_checks_against_the_floor(evaluation, name, expected):
@@ -184,7 +186,7 @@ def test_a_refined_path_keeps_the_small_scales_only_when_it_does(evaluation):
     kept = verdicts(evaluation, "good-a", "smooth-b", "smooth-c", "good-b")
     assert kept["small_scales_kept"] == HOLDS and kept["smoothing"] == HOLDS
     assert verdicts(evaluation, "good-a", "smooth-b", "smooth-c", "smooth-c")["small_scales_kept"] == FAILS
-    for broken in ("noise-a", "shuffle", "copies", "blurred-copies"):
+    for broken in ("noise-a", "shuffle", "copies", "blurred-copies", "random-phases"):  # noise with real spectra too
         got = verdicts(evaluation, "good-a", "smooth-b", "smooth-c", broken)
         assert got["small_scales_kept"] != HOLDS, (broken, got)
     three = verdicts(evaluation, "good-a", "smooth-b", "smooth-c")

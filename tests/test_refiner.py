@@ -5,6 +5,8 @@ A tiny chain (VAE -> latents -> latent run) on the 32 x 32 set, then a refiner o
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from helpers import (
     hpc_seaice,
     logged_steps,
     losses,
+    tiny_autoencoder_config,
     tiny_diffusion_config,
     torchrun,
     write_config,
@@ -21,11 +24,12 @@ from helpers import (
 from helpers_runs import latent_run_chain
 
 import hpc_seaice as hs
-from hpc_seaice.config import UNetConfig, config_from_dict
+from hpc_seaice.config import UNetConfig, config_from_dict, with_absolute_paths
 from hpc_seaice.data.format.manifest import read_manifest
 from hpc_seaice.data.format.static import read_static
 from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.errors import UserError
+from hpc_seaice.inference.generate import decoder_for
 from hpc_seaice.inference.loading import load_inference_model
 from hpc_seaice.inference.refine import FieldScaler, Refinement, reconstruct
 from hpc_seaice.models.unet import UNet
@@ -79,6 +83,26 @@ def test_training_pairs_add_up_to_the_state_and_the_scale_is_the_residual_std(ch
     np.testing.assert_allclose(loaded.model.residual_scale.numpy(), expected, rtol=1e-4)
 
 
+def test_the_condition_at_training_is_what_sampling_decodes(chain):
+    """Training pairs decode z with :func:`reconstruct`; sampling decodes the latent run's standardised
+    sample with its :class:`LatentDecoder`: for the same z both must give the same field."""
+    ldm = load_inference_model(chain["ldm"])
+    states = ShardedDataset(chain["data"], split="train")
+    fields = FieldScaler(read_static(chain["data"]), torch.device("cpu"))
+    phys = fields.to_phys(torch.stack([states[i] for i in range(3)]))
+    mean, logvar = ldm.vae.encode(ldm.vae.normalize(phys) * fields.mask)
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(0))
+    trained = reconstruct(ldm.vae, phys, fields.mask, eps)
+    z = mean + torch.exp(0.5 * logvar) * eps
+    latent_mean, latent_std = (
+        torch.as_tensor(v).view(1, -1, 1, 1) for v in (ldm.data_static.mean, ldm.data_static.std)
+    )
+    decoder = decoder_for(ldm.data_manifest, ldm.data_static, ldm.vae, ldm.field_static.mask, torch.device("cpu"))
+    sampled, _ = decoder((z - latent_mean) / latent_std)
+    torch.testing.assert_close(trained, sampled, atol=1e-5, rtol=1e-5)
+    assert float(trained.abs().max()) > 0.1  # a field, not zeros
+
+
 def test_an_untrained_refiner_draws_the_exact_gaussian_residual(chain):
     """A zero v-prediction is the exact denoiser of N(0, 1) data: the residual comes out N(0, scale^2).
 
@@ -109,8 +133,14 @@ def test_an_untrained_refiner_draws_the_exact_gaussian_residual(chain):
 
 def test_refiner_run_samples_on_top_of_its_latent_run_through_cli_and_api(chain, tmp_path):
     out = tmp_path / "refined.nc"
-    hpc_seaice("sample", "--run-dir", str(chain["refiner"]), "--num-samples", "3", "--out", str(out), "--seed", "5")
-    api = hs.open_run(chain["refiner"], device="cpu").sample(3, seed=5, progress=False)
+    proc = hpc_seaice(
+        "sample", "--run-dir", str(chain["refiner"]), "--num-samples", "3", "--out", str(out), "--seed", "5"
+    )
+    assert f"latent space + refiner of {chain['ldm']} step 1" in proc.stdout
+    assert "+ refiner Heun 3 steps (5 calls)" in proc.stdout
+    run = hs.open_run(chain["refiner"], device="cpu")
+    assert f"latent space + refiner of {str(chain['ldm'])!r}" in repr(run)
+    api = run.sample(3, seed=5, progress=False)
     plain = hs.open_run(chain["ldm"], device="cpu").sample(3, seed=5, progress=False)
     with xr.open_dataset(out) as written:
         for name in ("sit", "sic", "damage"):
@@ -122,6 +152,18 @@ def test_refiner_run_samples_on_top_of_its_latent_run_through_cli_and_api(chain,
     # refined samples are the latent run's samples plus a residual: different, on the same coast
     assert not np.allclose(api["sit"].values, plain["sit"].values)
     np.testing.assert_array_equal(np.isnan(api["sit"].values), np.isnan(plain["sit"].values))
+
+
+def test_refined_samples_do_not_depend_on_the_number_of_ranks(chain, tmp_path):
+    """Two ranks, batches of 2 (rank 0 gets samples 0-1, rank 1 sample 2), against one process in one batch."""
+    out = tmp_path / "two.nc"
+    args = ("--run-dir", str(chain["refiner"]), "--num-samples", "3", "--batch-size", "2", "--seed", "5")
+    torchrun(2, "sample", *args, "--out", str(out))
+    api = hs.open_run(chain["refiner"], device="cpu").sample(3, seed=5, batch_size=3, progress=False)
+    with xr.open_dataset(out) as written:
+        for name in ("sit", "sic", "damage", "siu", "siv"):
+            np.testing.assert_allclose(written[name].values, api[name].values, atol=1e-5)
+            np.testing.assert_allclose(written[f"{name}_raw"].values, api[f"{name}_raw"].values, atol=1e-4)
 
 
 def test_refiner_resumes_exactly_and_two_ranks_follow_one(chain, tmp_path):
@@ -234,3 +276,60 @@ def test_spectral_decoder_noise_through_cli_and_api(chain, tmp_path):
     assert bad.returncode == 2 and "it applies to latent runs" in bad.stderr
     with pytest.raises(ValueError, match="decoder_noise must be one of"):
         hs.open_run(chain["ldm"], device="cpu").sample(1, decoder_noise="white")
+
+
+def _one_line_error(proc, *needles: str) -> str:
+    lines = [line for line in proc.stderr.strip().splitlines() if "warning" not in line]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_a_refiner_follows_its_latent_run_and_refuses_another_vae(tiny_dataset, tmp_path):
+    """Its own chain, changed in place as users do: the latent run moved (one line saying where to set
+    the new place, which then works), the latent run switched to posterior means (resume refused), the
+    VAE retrained in its folder and the latents re-encoded (resume and sampling refused: the learned
+    residual belongs to the old decoder)."""
+    vae, latents, ldm, _ = latent_run_chain(tiny_dataset, tiny_dataset, tmp_path)
+    refiner = tmp_path / "refiner"
+    config = refiner_config(tiny_dataset, refiner, ldm, max_steps=1, checkpoint_every=1)
+    assert run_training(config_from_dict(config)) == 0
+    out = tmp_path / "s.nc"
+    sample = ("sample", "--run-dir", str(refiner), "--num-samples", "1", "--steps", "2", "--out", str(out))
+
+    moved = tmp_path / "ldm-moved"
+    ldm.rename(moved)
+    _one_line_error(
+        hpc_seaice(*sample, check=False), f"the latent run it refines, {ldm}, is gone", str(refiner / "config.yaml")
+    )
+    refiner_yaml = refiner / "config.yaml"
+    text = refiner_yaml.read_text()
+    refiner_yaml.write_text(text.replace(f"latent_run: {ldm}", f"latent_run: {moved}"))
+    hpc_seaice(*sample)  # what the message says to do works
+    refiner_yaml.write_text(text)
+    moved.rename(ldm)
+
+    more = {**config, "train": {**config["train"], "max_steps": 2}}
+    ldm_yaml = ldm / "config.yaml"
+    text = ldm_yaml.read_text()
+    assert "latent_posterior: sample" in text
+    ldm_yaml.write_text(text.replace("latent_posterior: sample", "latent_posterior: mean"))
+    with pytest.raises(UserError, match="decoded from posterior samples, but the latent run .* posterior means"):
+        run_training(config_from_dict(more))
+    ldm_yaml.write_text(text)
+
+    shutil.rmtree(vae)
+    retrained = tiny_autoencoder_config(tiny_dataset, vae, train={"max_steps": 2, "seed": 7})
+    assert run_training(config_from_dict(retrained)) == 0
+    hpc_seaice("encode", "--autoencoder", str(vae), "--data", str(tiny_dataset), "--out", str(latents), "--overwrite")
+    with pytest.raises(UserError, match="trained on the decoded fields of VAE weights sha256 .* now decodes with"):
+        run_training(config_from_dict(more))
+    _one_line_error(hpc_seaice(*sample, "--overwrite", check=False), "now decodes with", "train the refiner again")
+
+
+def test_refine_latent_run_is_made_absolute_like_the_other_paths(tmp_path, monkeypatch):
+    """A run folder's config.yaml must work from any directory: a relative latent run is resolved when training."""
+    monkeypatch.chdir(tmp_path)
+    cfg = config_from_dict(refiner_config(tmp_path / "data", "run", "runs/ldm"))
+    assert with_absolute_paths(cfg).refine.latent_run == str(tmp_path / "runs" / "ldm")

@@ -420,6 +420,19 @@ def test_sample_from_a_damaged_checkpoint_names_the_earlier_one(run, capsys, tmp
     assert main([*argv, "--checkpoint", STEP3]) == 0 and (tmp_path / "s.nc").is_file()
 
 
+def test_sample_with_every_checkpoint_damaged_is_one_line_without_a_hint(run, capsys, tmp_path):
+    """No earlier checkpoint to name: the damage alone, not an AttributeError on the missing one."""
+    run_dir, _ = run
+    for step in (STEP3, STEP6):
+        _corrupt(run_dir / "checkpoints" / step / "model.pt", "truncated")
+    argv = ["sample", "--run", str(run_dir), "--num", "1", "--steps", "2", "--out", str(tmp_path / "s.nc")]
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    _one_line(code, err, f"{STEP6}/model.pt: changed or damaged")
+    assert "can be used" not in err[0]
+
+
 def test_sampling_hashes_only_the_weights_not_the_optimizer_state(run, capsys, tmp_path):
     """Inference reads model.pt and trainer_state.pt; the optimizer state (twice the weights) is not read."""
     run_dir, _ = run

@@ -9,7 +9,8 @@ polar stereographic projection, so the thickness spectrum has 2 rings above 400 
 
 Models (each ``N`` samples): fresh draws of the same generator (good), the same blurred
 (smooth), uniform noise in the bounds, copies and blurred copies of training states, per-cell
-shuffles of training states, and a good model whose ice edge is softened (a worse MIZ).
+shuffles of training states, a good model whose ice edge is softened (a worse MIZ), and fresh
+draws with random Fourier phases (the right spectra, no structure).
 """
 
 from __future__ import annotations
@@ -116,6 +117,19 @@ def shuffle_cells(rng: np.random.Generator, real: np.ndarray) -> np.ndarray:
     pick = rng.integers(0, n, size=(n, GRID, GRID))
     y, x = np.meshgrid(np.arange(GRID), np.arange(GRID), indexing="ij")
     return real[pick, :, y, x].transpose(0, 3, 1, 2).copy()
+
+
+def random_phases(rng: np.random.Generator, real: np.ndarray) -> np.ndarray:
+    """Each field's own amplitude spectrum with random phases, clipped to the bounds: the spectra of
+    real states (up to the clipping), none of their structure (no ice edge, no leads)."""
+    spectrum = np.abs(np.fft.fft2(real.astype(np.float64)))
+    phases = np.fft.fft2(rng.normal(size=real.shape))
+    phases /= np.abs(phases)
+    phases[..., 0, 0] = 1.0  # the mean kept
+    out = np.real(np.fft.ifft2(spectrum * phases))
+    out[:, 0] = np.clip(out[:, 0], 0.0, None)
+    out[:, 1:3] = np.clip(out[:, 1:3], 0.0, 1.0)
+    return (out * land_mask()).astype(np.float32)
 
 
 def soft_edge(fields: np.ndarray, gain: float = 0.55) -> np.ndarray:

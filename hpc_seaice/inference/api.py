@@ -35,8 +35,10 @@ class Run:
         return self.loaded.step
 
     def __repr__(self) -> str:
-        space = self.loaded.data_manifest.kind
-        return f"Run({str(self.loaded.run_dir)!r}, step {self.step}, {space} space, {self.device.type})"
+        space = f"{self.loaded.data_manifest.kind} space"
+        if self.loaded.base is not None:  # a refiner: its samples come from its latent run, then the residual
+            space = f"latent space + refiner of {str(self.loaded.base.run_dir)!r}"
+        return f"Run({str(self.loaded.run_dir)!r}, step {self.step}, {space}, {self.device.type})"
 
     def sample(
         self,

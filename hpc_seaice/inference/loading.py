@@ -22,7 +22,7 @@ from hpc_seaice.data.format.provenance import WEIGHTS_FILE, LatentProvenance
 from hpc_seaice.data.format.static import Static, read_static
 from hpc_seaice.errors import UserError
 from hpc_seaice.fileio import sha256_file
-from hpc_seaice.inference.refine import check_same_grid, latent_base
+from hpc_seaice.inference.refine import check_base_identity, check_same_grid, latent_base
 from hpc_seaice.models.build import build_stage_model
 from hpc_seaice.runtime.checkpoint import (
     CHECKPOINTS,
@@ -122,8 +122,11 @@ def load_inference_model(
         if folder is None and str(step) != "latest":
             raise  # an explicit step that does not exist: the message lists those that do
         earlier = earlier_usable(run_dir, folder.name if folder else "~")
-        how = f"{option} {earlier.name}" if option else f"write {earlier.name} into {run_dir / CHECKPOINTS / LATEST}"
-        hint = f"; the checkpoint {earlier.name} can be used: {how}" if earlier and option is not None else ""
+        hint = ""
+        if earlier is not None and option is not None:  # none usable: the damage alone is the message
+            latest = run_dir / CHECKPOINTS / LATEST
+            how = f"{option} {earlier.name}" if option else f"write {earlier.name} into {latest}"
+            hint = f"; the checkpoint {earlier.name} can be used: {how}"
         raise UserError(f"{exc}{hint}") from None
     data = str(cfg.data.path)
     if not manifest_path(data).is_file():
@@ -144,7 +147,8 @@ def load_inference_model(
         loaded.vae_run = load_vae(provenance, device)
         loaded.vae = loaded.vae_run.model
     if cfg.stage == "refiner":
-        base = latent_base(cfg)
+        base = latent_base(cfg, run_dir)
         check_same_grid(base, static, f"{run_dir} (data set {data})")
+        check_base_identity(trainer_state.get("task", {}).get("base"), base, str(run_dir), pairs=False)
         loaded.base = load_inference_model(base.run_dir, cfg.refine.latent_checkpoint, device, option=None)
     return loaded

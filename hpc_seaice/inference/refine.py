@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,18 +38,38 @@ class LatentBase:
     posterior_samples: bool  # the latent run trained on z = mu + sigma * eps (else on mu)
 
 
-def latent_base(cfg: ExperimentConfig) -> LatentBase:
-    """``refine.latent_run`` of a refiner config, checked: a latent diffusion run on the refiner's grid."""
+def latent_base(cfg: ExperimentConfig, refiner_run: Path | None = None) -> LatentBase:
+    """``refine.latent_run`` of a refiner config, checked: a latent diffusion run on the refiner's grid.
+
+    ``refiner_run``: the trained refiner being loaded (sampling), whose ``config.yaml`` a moved latent
+    run is corrected in; None when training starts (then the config key is what to change).
+    """
     run = cfg.refine.latent_run
     if not run:
         raise UserError("config key 'refine.latent_run' is empty: a refiner refines a latent diffusion run; name it")
     run_dir = Path(run)
     if not (run_dir / "config.yaml").is_file():
-        raise UserError(f"config key 'refine.latent_run': {run_dir} is not a run folder (no config.yaml)")
+        if refiner_run is not None:
+            raise UserError(
+                f"{refiner_run}: the latent run it refines, {run_dir}, is gone (no config.yaml; moved?); set "
+                f"refine.latent_run in {refiner_run / 'config.yaml'} to where it is now"
+            )
+        raise UserError(
+            f"config key 'refine.latent_run': {run_dir} is not a run folder (no config.yaml); name the folder of "
+            "a trained latent diffusion run"
+        )
     base_cfg = load_config(run_dir / "config.yaml")
+    if base_cfg.stage != "diffusion":
+        raise UserError(
+            f"config key 'refine.latent_run': {run_dir} is an {base_cfg.stage} run; a refiner needs a latent "
+            "diffusion run"
+        )
     data = str(base_cfg.data.path)
-    if base_cfg.stage != "diffusion" or not manifest_path(data).is_file():
-        raise UserError(f"config key 'refine.latent_run': {run_dir} is not a diffusion run with its data set")
+    if not manifest_path(data).is_file():
+        raise UserError(
+            f"{run_dir} (refine.latent_run): the data set it was trained on, {data}, is gone (moved?); set data.path "
+            f"in {run_dir / 'config.yaml'} to where it is now"
+        )
     manifest = read_manifest(data)
     if manifest.kind != "latent":
         raise UserError(f"config key 'refine.latent_run': {run_dir} is a data-space run; a refiner needs a latent run")
@@ -57,13 +78,61 @@ def latent_base(cfg: ExperimentConfig) -> LatentBase:
     return LatentBase(run_dir, provenance, base_cfg.diffusion.latent_posterior == "sample")
 
 
+def base_identity(base: LatentBase) -> dict[str, Any]:
+    """What a refiner's training pairs depend on: the VAE's weights (sha256) and how z was drawn.
+
+    Kept in the refiner's checkpoints (its task state): a resumed run and a sampled one must find
+    the same VAE behind ``refine.latent_run``, or the learned residual belongs to another decoder.
+    """
+    return {
+        "latent_run": str(base.run_dir),
+        "autoencoder_run": str(base.provenance.autoencoder_run),
+        "encoder_sha256": base.provenance.encoder_sha256,
+        "posterior_samples": base.posterior_samples,
+    }
+
+
+def check_base_identity(recorded: dict[str, Any] | None, base: LatentBase, where: str, pairs: bool) -> None:
+    """Refuse a latent run whose VAE is not the one the refiner trained with (one line, naming both).
+
+    ``recorded``: :func:`base_identity` at training (None: a checkpoint that predates the record,
+    or latents without a recorded VAE hash: nothing to compare). ``pairs``: also the posterior
+    draw (resuming continues the same pairs; sampling only decodes).
+    """
+    if not recorded:
+        return
+    now = base_identity(base)
+    old_sha, new_sha = recorded.get("encoder_sha256"), now["encoder_sha256"]
+    if old_sha and new_sha and old_sha != new_sha:
+        vae = recorded.get("autoencoder_run")
+        raise UserError(
+            f"{where}: trained on the decoded fields of VAE weights sha256 {old_sha[:12]} ({vae}), "
+            f"but the latent run {base.run_dir} now decodes with {new_sha[:12]} ({now['autoencoder_run']}: "
+            "retrained?); train the refiner again on this latent run, or point refine.latent_run to the one it "
+            f"was trained with ({recorded.get('latent_run')})"
+        )
+    if pairs and recorded.get("posterior_samples") != now["posterior_samples"]:
+        draw = {True: "posterior samples", False: "posterior means"}
+        raise UserError(
+            f"{where}: its pairs were decoded from {draw[bool(recorded.get('posterior_samples'))]}, but the latent "
+            f"run {base.run_dir} now trains on {draw[now['posterior_samples']]} (diffusion.latent_posterior); "
+            "resume with that setting or use a new run.dir"
+        )
+
+
 def check_same_grid(base: LatentBase, static: Static, where: str) -> None:
     """The refiner's fields and the latent run's physical grid must be one coast, or the pairs mean nothing."""
     mask = np.asarray(base.provenance.mask)
-    if mask.shape != static.mask.shape or not np.array_equal(mask > 0.5, np.asarray(static.mask) > 0.5):
+    if mask.shape != static.mask.shape:
         raise UserError(
-            f"{where}: its land-sea mask {tuple(static.mask.shape)} is not the one of the fields the latent run "
-            f"{base.run_dir} encodes {tuple(mask.shape)}"
+            f"{where}: its grid {tuple(static.mask.shape)} is not the one of the fields the latent run "
+            f"{base.run_dir} decodes onto {tuple(mask.shape)}"
+        )
+    differ = int(np.sum((mask > 0.5) != (np.asarray(static.mask) > 0.5)))
+    if differ:
+        raise UserError(
+            f"{where}: its land-sea mask differs in {differ} cells from the one of the fields the latent run "
+            f"{base.run_dir} decodes onto ({base.provenance.fields_dataset}); train the refiner on those fields"
         )
 
 

@@ -99,10 +99,17 @@ def sample_run(request: SampleRequest, env: DistEnv) -> int:
 def _sample(request: SampleRequest, env: DistEnv, loaded: LoadedRun, parts: Path, output: Output) -> int:
     assert request.steps is not None  # sample_run put the run's default in
     if env.is_main:
+        space, after = f"{loaded.data_manifest.kind} space", ""
+        if loaded.base is not None:  # a refiner: its latent run generates, then its own sampler adds the residual
+            space = f"latent space + refiner of {loaded.base.run_dir} step {loaded.base.step}"
+            refine = loaded.config.diffusion.sampler_steps
+            after = f" + refiner Heun {refine} steps ({2 * refine - 1} calls)"
+        if request.decoder_noise != "none":
+            after += f" + {request.decoder_noise} decoder noise"
         print(
-            f"hpc-seaice sample | run {request.run} (step {loaded.step}, {loaded.data_manifest.kind} space) | "
+            f"hpc-seaice sample | run {request.run} (step {loaded.step}, {space}) | "
             f"{request.num} samples on {env.world_size} rank(s) | Heun {request.steps} steps "
-            f"({2 * request.steps - 1} network calls each)",
+            f"({2 * request.steps - 1} network calls each){after}",
             flush=True,
         )
     mine = list(partition(request.num, env.rank, env.world_size))

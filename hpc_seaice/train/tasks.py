@@ -29,7 +29,15 @@ from hpc_seaice.diffusion.loss import diffusion_loss
 from hpc_seaice.diffusion.noise import mix_seed, per_sample_normal
 from hpc_seaice.diffusion.schedule import Schedule, build_schedule, stratified_uniform
 from hpc_seaice.inference.loading import check_vae_weights, load_vae
-from hpc_seaice.inference.refine import FieldScaler, check_same_grid, latent_base, reconstruct, residual_scale
+from hpc_seaice.inference.refine import (
+    FieldScaler,
+    base_identity,
+    check_base_identity,
+    check_same_grid,
+    latent_base,
+    reconstruct,
+    residual_scale,
+)
 from hpc_seaice.models.build import build_stage_model
 from hpc_seaice.train.frozen_encoder import freeze_encoder
 
@@ -234,6 +242,7 @@ class RefinerTask(DiffusionTask):
         super().__init__(cfg, manifest, static, device)
         base = latent_base(cfg)
         check_same_grid(base, static, str(cfg.data.path))
+        self.base = base
         self.posterior_samples = base.posterior_samples
         self.vae = load_vae(base.provenance, device).model
         self.fields = FieldScaler(static, device)
@@ -250,6 +259,13 @@ class RefinerTask(DiffusionTask):
             eps = per_sample_normal(positions, self.latent_shape, self.cfg.train.seed, SALT_POSTERIOR, self.device)
         decoded = self.fields.to_norm(reconstruct(self.vae, self.fields.to_phys(x), self.fields.mask, eps))
         return (x.float() - decoded) / self.net.scale() * self.fields.mask, decoded
+
+    def state_dict(self):
+        return {**super().state_dict(), "base": base_identity(self.base)}
+
+    def load_state_dict(self, state):
+        check_base_identity(state.get("base"), self.base, f"{self.cfg.run.dir} (resumed)", pairs=True)
+        super().load_state_dict(state)
 
 
 def build_task(cfg: ExperimentConfig, manifest: Manifest, static: Static, device: torch.device) -> Task:
