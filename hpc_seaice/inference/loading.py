@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from hpc_seaice.config import load_config
-from hpc_seaice.data.format.manifest import manifest_path, read_manifest
+from hpc_seaice.data.format.manifest import read_manifest
 from hpc_seaice.data.format.provenance import WEIGHTS_FILE, LatentProvenance
 from hpc_seaice.data.format.static import Static, read_static
 from hpc_seaice.errors import UserError
@@ -33,7 +33,7 @@ from hpc_seaice.runtime.checkpoint import (
     load_module_state,
     load_states,
 )
-from hpc_seaice.runtime.identity import check_identity
+from hpc_seaice.runtime.identity import check_identity, require_data_set
 from hpc_seaice.runtime.integrity import verify_files
 
 
@@ -129,11 +129,7 @@ def load_inference_model(
             hint = f"; the checkpoint {earlier.name} can be used: {how}"
         raise UserError(f"{exc}{hint}") from None
     data = str(cfg.data.path)
-    if not manifest_path(data).is_file():
-        raise UserError(
-            f"{run_dir}: the data set it was trained on, {data}, is gone (moved?); set data.path in "
-            f"{run_dir / 'config.yaml'} to where it is now (checked against {run_dir / 'data_identity.json'})"
-        )
+    require_data_set(run_dir, data)
     manifest = read_manifest(data)
     static = read_static(data)
     check_identity(run_dir, data, manifest, static)

@@ -20,13 +20,14 @@ import torch
 from torch import Tensor, nn
 
 from hpc_seaice.config import DiffusionConfig, ExperimentConfig, load_config
-from hpc_seaice.data.format.manifest import manifest_path, read_manifest
+from hpc_seaice.data.format.manifest import read_manifest
 from hpc_seaice.data.format.provenance import LatentProvenance
 from hpc_seaice.data.format.static import Static
 from hpc_seaice.diffusion.sampler import VDenoiser, sample_with_config
 from hpc_seaice.errors import UserError
 from hpc_seaice.inference.generate import DataSpaceDecoder
 from hpc_seaice.models.refiner import ResidualRefiner
+from hpc_seaice.runtime.identity import require_data_set
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,7 @@ def latent_base(cfg: ExperimentConfig, refiner_run: Path | None = None) -> Laten
             "diffusion run"
         )
     data = str(base_cfg.data.path)
-    if not manifest_path(data).is_file():
-        raise UserError(
-            f"{run_dir} (refine.latent_run): the data set it was trained on, {data}, is gone (moved?); set data.path "
-            f"in {run_dir / 'config.yaml'} to where it is now"
-        )
+    require_data_set(run_dir, data, " (refine.latent_run)")
     manifest = read_manifest(data)
     if manifest.kind != "latent":
         raise UserError(f"config key 'refine.latent_run': {run_dir} is a data-space run; a refiner needs a latent run")

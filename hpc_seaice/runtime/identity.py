@@ -15,13 +15,32 @@ from pathlib import Path
 from typing import Any
 
 from hpc_seaice.data.format.identity import data_identity, identity_difference
-from hpc_seaice.data.format.manifest import Manifest
+from hpc_seaice.data.format.manifest import Manifest, manifest_path
 from hpc_seaice.data.format.static import Static
 from hpc_seaice.errors import UserError
 from hpc_seaice.fileio import atomic_write
 
 IDENTITY_NAME = "data_identity.json"
-__all__ = ["IDENTITY_NAME", "check_identity", "compare_identity", "data_identity", "read_identity", "record_identity"]
+__all__ = [
+    "IDENTITY_NAME",
+    "check_identity",
+    "compare_identity",
+    "data_identity",
+    "read_identity",
+    "record_identity",
+    "require_data_set",
+]
+
+
+def require_data_set(run_dir: str | os.PathLike, data: str, role: str = "") -> None:
+    """The data set a run was trained on must still be where its config says; else one line naming
+    the key to set and where (``role``: how the caller knows the run, e.g. `` (refine.latent_run)``)."""
+    if not manifest_path(data).is_file():
+        run_dir = Path(run_dir)
+        raise UserError(
+            f"{run_dir}{role}: the data set it was trained on, {data}, is gone (moved?); set data.path in "
+            f"{run_dir / 'config.yaml'} to where it is now (checked against {run_dir / IDENTITY_NAME})"
+        )
 
 
 def record_identity(run_dir: str | os.PathLike, identity: dict[str, Any]) -> None:
