@@ -24,7 +24,7 @@ from hpc_seaice.data.blocks import evenly_spaced
 from hpc_seaice.data.format.static import Static
 from hpc_seaice.data.loading.dataset import ShardedDataset
 from hpc_seaice.inference.generate import DataSpaceDecoder
-from hpc_seaice.inference.refine import FieldScaler, reconstruct
+from hpc_seaice.inference.refine import FieldScaler, residuals
 
 MODES = ("none", "spectral")
 DEFAULT_STATES = 32  # training states whose residual spectra are averaged
@@ -57,10 +57,8 @@ class SpectralDecoderNoise:
         ocean_share = float(fields.mask.mean())
         power = torch.zeros(data.num_channels, *data.grid, dtype=torch.float64)
         chosen = evenly_spaced(len(data), states)
-        for i in chosen:
-            x = data[int(i)][None].to(device)
-            recon = fields.to_norm(reconstruct(vae, fields.to_phys(x), fields.mask))
-            power += torch.fft.fft2((x.float() - recon)[0].double().cpu()).abs().square()
+        for residual in residuals(vae, fields, torch.stack([data[int(i)] for i in chosen])):
+            power += torch.fft.fft2(residual.double().cpu()).abs().square().sum(dim=0)
         # the noise is masked afterwards: scale the spectrum so the ocean cells get the residual's variance
         power /= len(chosen) * max(ocean_share, 1e-6)
         height, width = data.grid

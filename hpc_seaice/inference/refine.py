@@ -10,6 +10,7 @@ deterministic output), land 0, in the refiner's data set's normalisation.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -159,15 +160,23 @@ def reconstruct(vae: nn.Module, phys: Tensor, mask: Tensor, eps: Tensor | None =
 
 
 @torch.no_grad()
+@torch.no_grad()
+def residuals(vae: nn.Module, fields: FieldScaler, states: Tensor, batch: int = 8) -> Iterator[Tensor]:
+    """``x - decode(mu(x))`` of normalised ``states`` [N, C, H, W], ``batch`` states at a time (land 0):
+    what the refiner's scale and the spectral decoder noise are both measured on."""
+    for chunk in states.split(batch):
+        chunk = chunk.to(fields.mask.device)
+        yield chunk.float() - fields.to_norm(reconstruct(vae, fields.to_phys(chunk), fields.mask))
+
+
+@torch.no_grad()
 def residual_scale(vae: nn.Module, fields: FieldScaler, states: Tensor, batch: int = 8) -> Tensor:
     """Std per channel of ``x - decode(mu(x))`` over the ocean cells of normalised ``states`` [N, C, H, W]."""
     ocean = fields.mask > 0.5
     total = torch.zeros(states.shape[1], dtype=torch.float64)
     count = 0
-    for chunk in states.split(batch):
-        chunk = chunk.to(fields.mask.device)
-        recon = fields.to_norm(reconstruct(vae, fields.to_phys(chunk), fields.mask))
-        diff = (chunk.float() - recon)[:, :, ocean]
+    for residual in residuals(vae, fields, states, batch):
+        diff = residual[:, :, ocean]
         total += diff.double().square().sum(dim=(0, 2)).cpu()
         count += diff.shape[0] * diff.shape[2]
     return (total / max(count, 1)).sqrt().clamp_min(1e-6).float()
